@@ -1,0 +1,129 @@
+import type { RowChange, WireValue } from '../protocol/contracts';
+import type { Affinity, SchemaColumns } from '../protocol/fingerprint';
+
+export type LineageKind = 'rows' | 'telemetry';
+export type PauseReason = 'schema_review' | 'volume_backpressure' | 'circuit_breaker' | 'deferred_columns';
+export type Classification = 'compatible_mapped' | 'compatible_additive' | 'ambiguous' | 'breaking';
+export type StagingReason = 'schema_review' | 'lineage_paused' | 'materialization_failed';
+export type ColumnActionKind = 'mirror' | 'map' | 'ignore' | 'defer' | 'auto_create_and_map';
+
+export type ColumnAction = Readonly<{
+  column: string;
+  action: ColumnActionKind;
+  mirror_column_name?: string;
+  data_point?: string;
+}>;
+
+/** What approval bound a source column to. `affinity`/`pk_ordinal` come from the approved schema. */
+export type ColumnBinding = Readonly<{
+  column: string;
+  action: ColumnActionKind;
+  target: string | null;
+  affinity: Affinity;
+  pk_ordinal: number;
+  not_null: boolean;
+}>;
+
+export type TelemetryRow = Readonly<{
+  ts: string;
+  row_id?: string;
+  fields: Readonly<Record<string, WireValue>>;
+}>;
+
+/** Every event of one lineage. Types are past tense; a change of shape gets a new versioned type. */
+export type LineageEvent =
+  | Readonly<{
+      type: 'LineageRegistered';
+      data: {
+        lineage_id: string;
+        project_id: string;
+        device_id: string;
+        device_name: string;
+        source_table: string;
+        kind: LineageKind;
+      };
+    }>
+  | Readonly<{
+      type: 'SchemaVersionObserved';
+      data: { schema_hash: string; schema_columns: SchemaColumns | null; classification: Classification };
+    }>
+  | Readonly<{
+      type: 'SchemaReviewQueued';
+      data: {
+        review_id: string;
+        schema_hash: string;
+        classification: Classification;
+        action_version: number;
+      };
+    }>
+  | Readonly<{ type: 'SchemaReviewClaimed'; data: { review_id: string; action_version: number } }>
+  | Readonly<{
+      type: 'SchemaReviewApproved';
+      data: {
+        review_id: string;
+        schema_hash: string;
+        action_version: number;
+        bindings: readonly ColumnBinding[];
+        auto_approved_by?: string;
+      };
+    }>
+  | Readonly<{
+      type: 'SchemaReviewRejected';
+      data: { review_id: string; action_version: number; reason: string };
+    }>
+  | Readonly<{ type: 'LineagePaused'; data: { reason: PauseReason; detail?: string } }>
+  | Readonly<{ type: 'LineageResumed'; data: { reason: PauseReason } }>
+  | Readonly<{
+      type: 'RowsStaged';
+      data: {
+        batch_id: string;
+        journal_epoch: string;
+        schema_hash: string;
+        reason: StagingReason;
+        rows: readonly RowChange[];
+        duplicates_skipped: number;
+      };
+    }>
+  | Readonly<{
+      type: 'RowsAccepted';
+      data: {
+        batch_id: string;
+        journal_epoch: string;
+        schema_hash: string;
+        rows: readonly RowChange[];
+        duplicates_skipped: number;
+      };
+    }>
+  | Readonly<{
+      type: 'TelemetryStaged';
+      data: {
+        batch_id: string;
+        batch_seq: number;
+        schema_hash: string;
+        reason: StagingReason;
+        rows: readonly TelemetryRow[];
+      };
+    }>
+  | Readonly<{
+      type: 'TelemetryAccepted';
+      data: { batch_id: string; batch_seq: number; schema_hash: string; rows: readonly TelemetryRow[] };
+    }>
+  | Readonly<{ type: 'StagedRowsReleased'; data: { replay_id: string; schema_hash: string } }>
+  | Readonly<{ type: 'ReplayCompleted'; data: { replay_id: string; rows: number } }>
+  | Readonly<{ type: 'LineageDeleted'; data: { reason: string } }>;
+
+export type LineageEventType = LineageEvent['type'];
+
+/** An event as stored: the decision's events share causation and correlation. */
+export type EventMetadata = Readonly<{
+  causation_id: string;
+  correlation_id: string;
+  actor?: string;
+}>;
+
+export type StoredEvent<E = LineageEvent> = E &
+  Readonly<{
+    id: string;
+    occurred_at: string;
+    metadata: EventMetadata;
+  }>;

@@ -1,0 +1,347 @@
+import { z } from 'zod';
+
+/** Wire limits of SPEC §2. */
+export const MAX_BATCH_ROWS = 4096;
+export const MAX_PAYLOAD_BYTES = 512 * 1024;
+export const FORMAT_VERSION = 1;
+
+export const REJECTION_CODES = [
+  'invalid_json',
+  'invalid_payload',
+  'envelope_unstripped_tenant_fields',
+  'invalid_format_version',
+  'unsupported_format_version',
+  'invalid_batch_id',
+  'invalid_journal_epoch',
+  'batch_too_many_rows',
+  'payload_too_large',
+  'commit_seq_range_mismatch',
+  'invalid_schema_hash',
+  'invalid_source_table',
+  'row_count_mismatch',
+  'cursor_timestamp_mismatch',
+  'invalid_row_id',
+  'invalid_number_encoding',
+  'duplicate_batch_seq',
+  'stale_batch_seq',
+  'unknown_control_id',
+  'invalid_topic',
+] as const;
+export type RejectionCode = (typeof REJECTION_CODES)[number];
+
+export type Rejection = Readonly<{ code: RejectionCode; message: string }>;
+export type Validated<T> = Readonly<{ ok: true; value: T }> | Readonly<{ ok: false; rejection: Rejection }>;
+
+const UUIDV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const TENANT_FIELDS = ['device_id', 'org_id', 'project_id', 'fleet_id'] as const;
+// Control characters and the agent's own prefixes never name a replicated table.
+// eslint-disable-next-line no-control-regex -- rejecting control characters is the point
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+export const isUuidV7 = (s: unknown): s is string => typeof s === 'string' && UUIDV7.test(s);
+
+export function isValidSourceTable(name: unknown): name is string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 255) return false;
+  if (CONTROL_CHARS.test(name) || !name.isWellFormed()) return false;
+  const lower = name.toLowerCase();
+  return !lower.startsWith('sqlite_') && !lower.startsWith('__sluice_');
+}
+
+/** A column value as carried on the wire (SQLite value types; see docs/wire-values.md). */
+const wireValue = z.union([
+  z.null(),
+  z.number(),
+  z.string(),
+  z.boolean(),
+  z.object({ $blob: z.string() }).strict(),
+  z.object({ $int: z.string().regex(/^-?\d+$/) }).strict(),
+]);
+export type WireValue = z.infer<typeof wireValue>;
+
+const record = z.record(z.string(), wireValue);
+
+const schemaColumnsSchema = z.object({
+  table_name: z.string(),
+  columns: z
+    .array(
+      z.object({
+        name: z.string().min(1),
+        decl_type_affinity: z.enum(['INTEGER', 'TEXT', 'BLOB', 'REAL', 'NUMERIC']),
+        pk_ordinal: z.number().int().min(0),
+        not_null: z.boolean(),
+      }),
+    )
+    .min(1),
+});
+
+const seq = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+const rowChange = z
+  .object({
+    commit_seq: seq,
+    op: z.enum(['insert', 'update', 'delete']),
+    pk: record.refine((o) => Object.keys(o).length > 0, 'pk must name at least one column'),
+    row: record.nullable(),
+    lkcv: z.number().int().nonnegative().optional(),
+  })
+  .refine((r) => (r.op === 'delete' ? r.row === null : r.row !== null), {
+    message: 'row is the full row for insert/update and null for delete',
+  });
+export type RowChange = z.infer<typeof rowChange>;
+
+export const rowBatchSchema = z.object({
+  format_version: z.literal(1),
+  capture_strategy: z.literal('sqlite_row_batch_v1'),
+  batch_id: z.string(),
+  journal_epoch: z.string(),
+  source_table: z.string(),
+  schema_hash: z.string(),
+  schema_columns: schemaColumnsSchema.optional(),
+  first_commit_seq: seq,
+  last_commit_seq: seq,
+  rows: z.array(rowChange).min(1),
+});
+export type RowBatch = z.infer<typeof rowBatchSchema>;
+
+const telemetryRow = z.object({
+  ts: z.string(),
+  row_id: z.string().optional(),
+  fields: record,
+});
+
+export const telemetryBatchSchema = z.object({
+  format_version: z.literal(1),
+  capture_strategy: z.literal('sqlite_telemetry_batch_v1'),
+  batch_id: z.string(),
+  batch_seq: seq,
+  source_table: z.string(),
+  schema_hash: z.string(),
+  schema_columns: schemaColumnsSchema.optional(),
+  cursor_start_ts: z.string(),
+  cursor_end_ts: z.string(),
+  row_count: z.number().int().nonnegative(),
+  rows: z.array(telemetryRow),
+});
+export type TelemetryBatch = z.infer<typeof telemetryBatchSchema>;
+
+export const controlAckSchema = z.object({ format_version: z.literal(1), control_id: z.string() });
+export type ControlAck = z.infer<typeof controlAckSchema>;
+
+export const schemaObserveSchema = z.object({
+  format_version: z.literal(1),
+  source_table: z.string(),
+  schema_hash: z.string(),
+  schema_columns: schemaColumnsSchema,
+});
+export type SchemaObserve = z.infer<typeof schemaObserveSchema>;
+
+export const CONTROL_KINDS = ['pause_lineage', 'resume_lineage', 'url_grant', 'state_write'] as const;
+export type ControlKind = (typeof CONTROL_KINDS)[number];
+
+export const controlSchema = z.object({
+  control_id: z.string(),
+  control_kind: z.enum(CONTROL_KINDS),
+  source_table: z.string(),
+  server_watermark: z.number().int().nonnegative().optional(),
+  reason: z.string().optional(),
+  issued_at: z.string(),
+  rows: z
+    .array(z.object({ pk: record, values: record, cloud_version: z.number().int().nonnegative() }))
+    .optional(),
+  presigned_url: z.string().optional(),
+  presigned_url_expires_at: z.string().optional(),
+  signature: z.string().optional(),
+});
+export type Control = z.infer<typeof controlSchema>;
+
+export type Receipt = Readonly<{
+  format_version: 1;
+  batch_id: string;
+  source_table: string;
+  journal_epoch?: string;
+  last_commit_seq?: number;
+  batch_seq?: number;
+}>;
+
+export const UPLINK_KINDS = ['rows', 'telemetry', 'schema', 'ack', 'request'] as const;
+export type UplinkKind = (typeof UPLINK_KINDS)[number];
+
+/** The topic suffix (under the device root) of each uplink kind. */
+export const UPLINK_TOPICS: Readonly<Record<UplinkKind, string>> = {
+  rows: 'sync/rows/batch',
+  telemetry: 'sync/telemetry/batch',
+  schema: 'sync/schema/observe',
+  ack: 'sync/ingest/ack',
+  request: 'sync/ingest/request',
+};
+export const CONTROL_TOPIC = 'sync/ingest/control';
+export const RECEIPT_TOPIC = 'sync/ingest/receipt';
+
+const reject = (code: RejectionCode, message: string): Validated<never> => ({
+  ok: false,
+  rejection: { code, message },
+});
+
+/**
+ * Parse bytes as JSON, rejecting what JSON.parse would silently accept but the protocol
+ * forbids: non-finite numbers (1e999 → Infinity) and `__proto__` keys.
+ */
+export function parseJsonPayload(bytes: Uint8Array | string): Validated<unknown> {
+  const size = typeof bytes === 'string' ? new TextEncoder().encode(bytes).byteLength : bytes.byteLength;
+  if (size > MAX_PAYLOAD_BYTES)
+    return reject('payload_too_large', `payload is ${size} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
+  let text: string;
+  try {
+    text = typeof bytes === 'string' ? bytes : new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return reject('invalid_json', 'payload is not valid UTF-8');
+  }
+  let value: unknown;
+  let badNumber = false;
+  let protoKey = false;
+  try {
+    value = JSON.parse(text, (key, v: unknown) => {
+      if (key === '__proto__') protoKey = true;
+      if (typeof v === 'number' && !Number.isFinite(v)) badNumber = true;
+      return v;
+    });
+  } catch (err) {
+    return reject('invalid_json', `payload is not JSON: ${(err as Error).message}`);
+  }
+  if (badNumber) return reject('invalid_number_encoding', 'payload holds a number that is not finite');
+  if (protoKey) return reject('invalid_payload', 'payload holds a "__proto__" key');
+  return { ok: true, value };
+}
+
+function envelopeChecks(raw: unknown): Rejection | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { code: 'invalid_payload', message: 'payload must be a JSON object' };
+  }
+  const obj = raw as Record<string, unknown>;
+  const tenant = TENANT_FIELDS.filter((f) => Object.hasOwn(obj, f));
+  if (tenant.length > 0) {
+    return {
+      code: 'envelope_unstripped_tenant_fields',
+      message: `payload carries ${tenant.join(', ')}; tenant scope comes only from the connection`,
+    };
+  }
+  const fv = obj.format_version;
+  if (fv === undefined || fv === 0 || fv === null) {
+    return { code: 'invalid_format_version', message: 'format_version is missing or 0' };
+  }
+  if (typeof fv !== 'number' || !Number.isInteger(fv) || fv < 0) {
+    return { code: 'invalid_format_version', message: 'format_version must be a positive integer' };
+  }
+  if (fv > FORMAT_VERSION) {
+    return {
+      code: 'unsupported_format_version',
+      message: `format_version ${fv} is newer than ${FORMAT_VERSION}`,
+    };
+  }
+  return undefined;
+}
+
+function shapeRejection(error: z.ZodError): Rejection {
+  const first = error.issues[0];
+  const path = first ? first.path.join('.') : '';
+  return { code: 'invalid_payload', message: `${path || 'payload'}: ${first?.message ?? 'invalid'}` };
+}
+
+function commonBatchChecks(obj: Record<string, unknown>): Rejection | undefined {
+  if (!isUuidV7(obj.batch_id)) return { code: 'invalid_batch_id', message: 'batch_id must be a UUIDv7' };
+  if (!isValidSourceTable(obj.source_table)) {
+    return { code: 'invalid_source_table', message: 'source_table is empty, too long, or reserved' };
+  }
+  if (typeof obj.schema_hash !== 'string' || !SHA256_HEX.test(obj.schema_hash)) {
+    return { code: 'invalid_schema_hash', message: 'schema_hash must be 64 lowercase hex characters' };
+  }
+  if (Array.isArray(obj.rows) && obj.rows.length > MAX_BATCH_ROWS) {
+    return {
+      code: 'batch_too_many_rows',
+      message: `batch has ${obj.rows.length} rows; the limit is ${MAX_BATCH_ROWS}`,
+    };
+  }
+  return undefined;
+}
+
+export function validateRowBatch(raw: unknown): Validated<RowBatch> {
+  const env = envelopeChecks(raw);
+  if (env) return { ok: false, rejection: env };
+  const obj = raw as Record<string, unknown>;
+  const common = commonBatchChecks(obj);
+  if (common) return { ok: false, rejection: common };
+  if (!isUuidV7(obj.journal_epoch)) return reject('invalid_journal_epoch', 'journal_epoch must be a UUIDv7');
+  const parsed = rowBatchSchema.safeParse(raw);
+  if (!parsed.success) return { ok: false, rejection: shapeRejection(parsed.error) };
+  const batch = parsed.data;
+  let min = Number.POSITIVE_INFINITY;
+  let max = 0;
+  const seen = new Set<number>();
+  for (const r of batch.rows) {
+    if (seen.has(r.commit_seq))
+      return reject('commit_seq_range_mismatch', `commit_seq ${r.commit_seq} appears twice`);
+    seen.add(r.commit_seq);
+    min = Math.min(min, r.commit_seq);
+    max = Math.max(max, r.commit_seq);
+  }
+  if (min !== batch.first_commit_seq || max !== batch.last_commit_seq) {
+    return reject(
+      'commit_seq_range_mismatch',
+      `first/last_commit_seq ${batch.first_commit_seq}..${batch.last_commit_seq} do not match the rows' ${min}..${max}`,
+    );
+  }
+  if (batch.schema_columns && batch.schema_columns.table_name !== batch.source_table) {
+    return reject('invalid_payload', 'schema_columns.table_name differs from source_table');
+  }
+  return { ok: true, value: batch };
+}
+
+export function validateTelemetryBatch(raw: unknown): Validated<TelemetryBatch> {
+  const env = envelopeChecks(raw);
+  if (env) return { ok: false, rejection: env };
+  const obj = raw as Record<string, unknown>;
+  const common = commonBatchChecks(obj);
+  if (common) return { ok: false, rejection: common };
+  const parsed = telemetryBatchSchema.safeParse(raw);
+  if (!parsed.success) return { ok: false, rejection: shapeRejection(parsed.error) };
+  const batch = parsed.data;
+  if (batch.row_count !== batch.rows.length) {
+    return reject('row_count_mismatch', `row_count ${batch.row_count} but ${batch.rows.length} rows`);
+  }
+  const start = Date.parse(batch.cursor_start_ts);
+  const end = Date.parse(batch.cursor_end_ts);
+  if (Number.isNaN(start) || Number.isNaN(end) || start > end) {
+    return reject('cursor_timestamp_mismatch', 'cursor_start_ts/cursor_end_ts are not ordered timestamps');
+  }
+  for (const r of batch.rows) {
+    const t = Date.parse(r.ts);
+    if (Number.isNaN(t) || t < start || t > end) {
+      return reject('cursor_timestamp_mismatch', `row ts ${r.ts} lies outside the cursor range`);
+    }
+    if (r.row_id !== undefined && !isUuidV7(r.row_id))
+      return reject('invalid_row_id', 'row_id must be a UUIDv7');
+  }
+  return { ok: true, value: batch };
+}
+
+export function validateControlAck(raw: unknown): Validated<ControlAck> {
+  const env = envelopeChecks(raw);
+  if (env) return { ok: false, rejection: env };
+  const parsed = controlAckSchema.safeParse(raw);
+  if (!parsed.success) return { ok: false, rejection: shapeRejection(parsed.error) };
+  if (!isUuidV7(parsed.data.control_id)) return reject('unknown_control_id', 'control_id is not a UUIDv7');
+  return { ok: true, value: parsed.data };
+}
+
+export function validateSchemaObserve(raw: unknown): Validated<SchemaObserve> {
+  const env = envelopeChecks(raw);
+  if (env) return { ok: false, rejection: env };
+  const parsed = schemaObserveSchema.safeParse(raw);
+  if (!parsed.success) return { ok: false, rejection: shapeRejection(parsed.error) };
+  if (!isValidSourceTable(parsed.data.source_table))
+    return reject('invalid_source_table', 'source_table is invalid');
+  if (!SHA256_HEX.test(parsed.data.schema_hash))
+    return reject('invalid_schema_hash', 'schema_hash must be 64 hex');
+  return { ok: true, value: parsed.data };
+}

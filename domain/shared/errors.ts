@@ -1,0 +1,28 @@
+/** Stable error codes a person or a script can act on (API `code`, CLI exit, NATS reply). */
+export const DOMAIN_ERROR_CODES = {
+  not_found: 404,
+  lineage_deleted: 410,
+  review_not_found: 404,
+  illegal_transition: 409,
+  stale_action_version: 409,
+  invalid_column_actions: 422,
+  unknown_control_id: 422,
+  invalid_command: 400,
+} as const;
+export type DomainErrorCode = keyof typeof DOMAIN_ERROR_CODES;
+
+export class DomainError extends Error {
+  override readonly name = 'DomainError';
+  constructor(
+    readonly code: DomainErrorCode,
+    message: string,
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+  }
+  get status(): number {
+    return DOMAIN_ERROR_CODES[this.code];
+  }
+}
+
+export const isDomainError = (e: unknown): e is DomainError => e instanceof DomainError;

@@ -1,0 +1,110 @@
+import { headers, type NatsConnection } from '@nats-io/transport-node';
+import {
+  type JetStreamClient,
+  type JetStreamManager,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  DeliverPolicy,
+  AckPolicy,
+} from '@nats-io/jetstream';
+import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
+import {
+  ConcurrencyError,
+  type EventStore,
+  type LineageCommit,
+  type LoadedStream,
+} from '../../domain/shared/ports';
+import { STREAMS, subjects } from './names';
+
+const WRONG_LAST_SEQUENCE = 10071;
+
+export const encodeCommit = (c: LineageCommit): Uint8Array => new TextEncoder().encode(JSON.stringify(c));
+export const decodeCommit = (data: Uint8Array): LineageCommit => JSON.parse(new TextDecoder().decode(data));
+
+/**
+ * The event store on JetStream: one subject per lineage, one message per decision, the
+ * subject's last sequence as the version. JetStream error codes are mapped here and nowhere else.
+ */
+export class JetStreamEventStore implements EventStore {
+  private constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+  ) {}
+
+  static async create(nc: NatsConnection): Promise<JetStreamEventStore> {
+    return new JetStreamEventStore(jetstream(nc), await jetstreamManager(nc));
+  }
+
+  async lastVersion(lineageId: string): Promise<{ seq: number; msgId: string | undefined }> {
+    const m = await this.jsm.streams.getMessage(STREAMS.lineage, {
+      last_by_subj: subjects.lineage(lineageId),
+    });
+    if (!m) return { seq: 0, msgId: undefined };
+    return { seq: m.seq, msgId: m.header?.get('Nats-Msg-Id') || undefined };
+  }
+
+  async load(lineageId: string, fromVersion = 0): Promise<LoadedStream> {
+    const head = await this.lastVersion(lineageId);
+    if (head.seq <= fromVersion) return { events: [], version: Math.max(head.seq, fromVersion) };
+    // An ephemeral pull consumer filtered to this lineage (single filter_subject: nats-server 2.9).
+    const info = await this.jsm.consumers.add(STREAMS.lineage, {
+      filter_subject: subjects.lineage(lineageId),
+      ack_policy: AckPolicy.None,
+      mem_storage: true,
+      inactive_threshold: 30_000_000_000,
+      ...(fromVersion > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromVersion + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
+    });
+    const consumer = await this.js.consumers.get(STREAMS.lineage, info.name);
+    const events: StoredEvent<LineageEvent>[] = [];
+    let version = fromVersion;
+    try {
+      while (version < head.seq) {
+        const batch = await consumer.fetch({ max_messages: 512, expires: 5_000 });
+        let got = 0;
+        for await (const m of batch) {
+          got++;
+          events.push(...decodeCommit(m.data).events);
+          version = m.seq;
+          if (version >= head.seq) break;
+        }
+        if (got === 0) throw new Error(`event store: could not read ${lineageId} up to ${head.seq}`);
+      }
+    } finally {
+      await this.jsm.consumers.delete(STREAMS.lineage, info.name).catch(() => undefined);
+    }
+    return { events, version };
+  }
+
+  async append(
+    lineageId: string,
+    events: readonly StoredEvent<LineageEvent>[],
+    expectedVersion: number,
+    decisionId: string,
+  ): Promise<{ version: number; duplicate: boolean }> {
+    const h = headers();
+    try {
+      const ack = await this.js.publish(
+        subjects.lineage(lineageId),
+        encodeCommit({ lineage_id: lineageId, events }),
+        {
+          msgID: decisionId,
+          expect: { lastSubjectSequence: expectedVersion },
+          headers: h,
+        },
+      );
+      return { version: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
+        // The server checks the expected sequence before msg-id dedupe: a retry of an append
+        // whose ack was lost lands here. If the head is our own decision, it is already durable.
+        const head = await this.lastVersion(lineageId);
+        if (head.msgId === decisionId) return { version: head.seq, duplicate: true };
+        throw new ConcurrencyError(lineageId, expectedVersion);
+      }
+      throw err;
+    }
+  }
+}

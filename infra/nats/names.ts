@@ -1,0 +1,29 @@
+/** Stream and subject names in one place. Device and table names never go raw into a token. */
+export const STREAMS = {
+  lineage: 'SLUICE_LINEAGE',
+  ingress: 'SLUICE_INGRESS',
+  rejections: 'SLUICE_REJECTIONS',
+} as const;
+
+export const KV_BUCKETS = {
+  lineageIndex: 'sluice_lineage_index',
+  devices: 'sluice_devices',
+} as const;
+
+/** base64url of the UTF-8 bytes: only [A-Za-z0-9_-], safe as a NATS subject token and a KV key. */
+export function token(value: string): string {
+  return Buffer.from(value, 'utf8').toString('base64url') || '_';
+}
+export function untoken(t: string): string {
+  return Buffer.from(t, 'base64url').toString('utf8');
+}
+
+export const subjects = {
+  lineage: (lineageId: string) => `edge.lineage.${lineageId}`,
+  lineageAll: 'edge.lineage.*',
+  ingress: (kind: string, deviceKey: string) => `edge.ingress.${kind}.${token(deviceKey)}`,
+  ingressAll: 'edge.ingress.>',
+  rejected: (deviceKey: string) => `edge.rejected.${token(deviceKey)}`,
+  rejectedAll: 'edge.rejected.*',
+  cmd: (verb: string) => `edge.cmd.${verb}`,
+} as const;
