@@ -8,6 +8,7 @@ module.exports = {
     { ...common, displayName: 'e2e', testMatch: ['<rootDir>/**/*.e2e.test.ts'], slowTestThreshold: 60 },
   ],
   testPathIgnorePatterns: ['/node_modules/', '/.data/'],
+  testTimeout: 90_000,
   globalSetup: '<rootDir>/tests/support/global-setup.js',
   globalTeardown: '<rootDir>/tests/support/global-teardown.js',
 };

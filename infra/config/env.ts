@@ -1,0 +1,62 @@
+import { z } from 'zod';
+
+export const DEFAULT_PROJECT_ID = '0190a000-0000-7000-8000-000000000001';
+
+const bool = z
+  .string()
+  .optional()
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+
+/**
+ * Every setting of the cloud roles, read once from the environment by the composition root
+ * (the only place that reads process.env). Documented in README "Configuration".
+ */
+export const envSchema = z.object({
+  SLUICE_NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  SLUICE_NATS_CREDS: z.string().optional(),
+  SLUICE_MQTT_URL: z.string().default('mqtt://127.0.0.1:1883'),
+  SLUICE_MQTT_USERNAME: z.string().optional(),
+  SLUICE_MQTT_PASSWORD: z.string().optional(),
+  SLUICE_BRIDGE_CLIENT_ID: z.string().default('sluice-bridge'),
+  SLUICE_READ_STORE: z.string().default('sqlite:.data/sluice.db'),
+  SLUICE_API_HOST: z.string().default('127.0.0.1'),
+  SLUICE_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  SLUICE_API_TOKENS: z.string().optional(),
+  SLUICE_API_TOKENS_FILE: z.string().optional(),
+  SLUICE_PROJECT_ID: z.string().uuid().default(DEFAULT_PROJECT_ID),
+  /** JSON object mapping MQTT topic slugs to project ids; unmapped slugs go to SLUICE_PROJECT_ID. */
+  SLUICE_TOPIC_PROJECTS: z.string().optional(),
+  SLUICE_CONTROL_SIGNING_KEY: z.string().optional(),
+  SLUICE_CONTROL_SIGNING_KEY_FILE: z.string().optional(),
+  SLUICE_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  SLUICE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  SLUICE_LOG_PRETTY: bool,
+});
+export type Env = z.infer<typeof envSchema>;
+
+export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n');
+    throw new Error(
+      `invalid configuration:\n${problems}\nFix the environment variables above and start again.`,
+    );
+  }
+  return parsed.data;
+}
+
+export type ReadStoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+
+export function parseReadStore(spec: string): ReadStoreLocation {
+  if (spec.startsWith('postgres://') || spec.startsWith('postgresql://'))
+    return { kind: 'postgres', url: spec };
+  if (spec.startsWith('sqlite:')) return { kind: 'sqlite', path: spec.slice('sqlite:'.length) };
+  throw new Error(`SLUICE_READ_STORE must be sqlite:PATH or postgres://...; got ${JSON.stringify(spec)}`);
+}
+
+export function topicProjects(env: Env): (slug: string) => string {
+  const map = env.SLUICE_TOPIC_PROJECTS
+    ? (JSON.parse(env.SLUICE_TOPIC_PROJECTS) as Record<string, string>)
+    : {};
+  return (slug) => map[slug] ?? env.SLUICE_PROJECT_ID;
+}

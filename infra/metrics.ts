@@ -1,0 +1,63 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The process's Prometheus metrics; every role registers into one registry served at /metrics. */
+export function createMetrics() {
+  const registry = new Registry();
+  return {
+    registry,
+    uplinks: new Counter({
+      name: 'sluice_uplinks_total',
+      help: 'Uplink messages accepted into ingress',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    rejections: new Counter({
+      name: 'sluice_rejections_total',
+      help: 'Uplink messages rejected',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+    appendRetries: new Counter({
+      name: 'sluice_ingress_append_retries_total',
+      help: 'Ingress appends retried while JetStream was unavailable',
+      registers: [registry],
+    }),
+    rows: new Counter({
+      name: 'sluice_rows_total',
+      help: 'Rows decided by the worker',
+      labelNames: ['disposition'],
+      registers: [registry],
+    }),
+    decisions: new Counter({
+      name: 'sluice_decisions_total',
+      help: 'Lineage decisions appended',
+      labelNames: ['command'],
+      registers: [registry],
+    }),
+    conflicts: new Counter({
+      name: 'sluice_append_conflicts_total',
+      help: 'Optimistic-concurrency conflicts retried',
+      registers: [registry],
+    }),
+    pauses: new Counter({
+      name: 'sluice_lineage_pauses_total',
+      help: 'Lineage pauses',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    projectionLag: new Gauge({
+      name: 'sluice_projection_lag',
+      help: 'Events behind the stream head',
+      labelNames: ['projection'],
+      registers: [registry],
+    }),
+    apiLatency: new Histogram({
+      name: 'sluice_api_request_seconds',
+      help: 'HTTP API latency',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;

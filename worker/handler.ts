@@ -1,0 +1,108 @@
+import { uuidv7 } from 'uuidv7';
+import { type LineageCommand, decide } from '../domain/lineage/decide';
+import type { EventMetadata, LineageEvent, StoredEvent } from '../domain/lineage/events';
+import { type LineageState, evolve, initialState } from '../domain/lineage/state';
+import { fold } from '../domain/shared/decider';
+import { DomainError } from '../domain/shared/errors';
+import { type EventStore, isConcurrencyError } from '../domain/shared/ports';
+import type { Metrics } from '../infra/metrics';
+
+type Cached = { state: LineageState; version: number };
+
+/** A bounded LRU of folded lineage states, so hot lineages are not reloaded for every batch. */
+export class LineageCache {
+  private readonly map = new Map<string, Cached>();
+  constructor(private readonly max = 10_000) {}
+  get(id: string): Cached | undefined {
+    const v = this.map.get(id);
+    if (v) {
+      this.map.delete(id);
+      this.map.set(id, v);
+    }
+    return v;
+  }
+  set(id: string, v: Cached): void {
+    this.map.delete(id);
+    this.map.set(id, v);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+  delete(id: string): void {
+    this.map.delete(id);
+  }
+}
+
+export type CommandMeta = Readonly<{
+  /** Makes a retried decision idempotent (ingress: `<device>:<batch_id>`; API: the idempotency key). */
+  decision_id: string;
+  correlation_id?: string;
+  causation_id?: string;
+  actor?: string;
+  /** When set, the lineage must belong to this project (operators never reach other projects). */
+  project_id?: string;
+}>;
+
+export type CommandResult = Readonly<{
+  lineage_id: string;
+  events: readonly StoredEvent<LineageEvent>[];
+  version: number;
+  state: LineageState;
+}>;
+
+/**
+ * Load → decide → append with the version the decision was made on. On a conflict the
+ * lineage is reloaded from where the cache stood and the command decided again.
+ */
+export class LineageCommandHandler {
+  constructor(
+    private readonly store: EventStore,
+    private readonly cache = new LineageCache(),
+    private readonly clock: () => Date = () => new Date(),
+    private readonly metrics?: Metrics,
+  ) {}
+
+  async load(lineageId: string, fresh = false): Promise<Cached> {
+    const cached = fresh ? undefined : this.cache.get(lineageId);
+    const base = cached ?? { state: initialState(), version: 0 };
+    const tail = await this.store.load(lineageId, base.version);
+    const next = { state: fold({ evolve, initialState }, tail.events, base.state), version: tail.version };
+    this.cache.set(lineageId, next);
+    return next;
+  }
+
+  async execute(lineageId: string, command: LineageCommand, meta: CommandMeta): Promise<CommandResult> {
+    let current = this.cache.get(lineageId) ?? (await this.load(lineageId));
+    for (let attempt = 0; ; attempt++) {
+      const { state } = current;
+      if (meta.project_id && state.status === 'registered' && state.project_id !== meta.project_id) {
+        throw new DomainError('not_found', 'lineage not found');
+      }
+      const events = decide(command, state);
+      if (events.length === 0) return { lineage_id: lineageId, events: [], version: current.version, state };
+      const at = this.clock().toISOString();
+      const metadata: EventMetadata = {
+        causation_id: meta.causation_id ?? meta.decision_id,
+        correlation_id: meta.correlation_id ?? meta.decision_id,
+        ...(meta.actor ? { actor: meta.actor } : {}),
+      };
+      const stored = events.map(
+        (e) => ({ ...e, id: uuidv7(), occurred_at: at, metadata }) as StoredEvent<LineageEvent>,
+      );
+      try {
+        const r = await this.store.append(lineageId, stored, current.version, meta.decision_id);
+        if (r.duplicate) {
+          // The same decision was appended before (its ack was lost): re-read what is durable.
+          const reloaded = await this.load(lineageId, true);
+          return { lineage_id: lineageId, events: [], version: reloaded.version, state: reloaded.state };
+        }
+        const next = { state: stored.reduce<LineageState>(evolve, state), version: r.version };
+        this.cache.set(lineageId, next);
+        this.metrics?.decisions.inc({ command: command.type });
+        return { lineage_id: lineageId, events: stored, version: r.version, state: next.state };
+      } catch (err) {
+        if (!isConcurrencyError(err) || attempt >= 20) throw err;
+        this.metrics?.conflicts.inc();
+        current = await this.load(lineageId);
+      }
+    }
+  }
+}

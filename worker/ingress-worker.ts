@@ -1,0 +1,171 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
+import { uuidv7 } from 'uuidv7';
+import { DEFAULT_POLICY, type Policy } from '../domain/policy/policy';
+import { isDomainError } from '../domain/shared/errors';
+import { type IngressMessage, type RejectionRecord, decodeJson, encodeJson } from '../infra/nats/ingress';
+import { STREAMS, subjects } from '../infra/nats/names';
+import type { Registry } from '../infra/nats/registry';
+import type { Logger } from '../infra/log';
+import type { Metrics } from '../infra/metrics';
+import type { LineageCommandHandler } from './handler';
+
+export const WORKER_CONSUMER = 'sluice-worker';
+
+export type IngressWorkerOptions = {
+  nc: NatsConnection;
+  handler: LineageCommandHandler;
+  registry: Registry;
+  log: Logger;
+  metrics?: Metrics;
+  policyOf?: (projectId: string) => Policy;
+  ackWaitMs?: number;
+};
+
+/**
+ * Drains the ingress stream: resolve (device, table) → lineage, decide, append. A message is
+ * acked only after its decision is durable in the event store; on a transient failure it is
+ * nak'ed and comes back. Any number of workers may share the durable consumer.
+ */
+export class IngressWorker {
+  private messages: ConsumerMessages | undefined;
+  private running = false;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly opts: IngressWorkerOptions) {}
+
+  async start(): Promise<void> {
+    const { nc } = this.opts;
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers
+      .add(STREAMS.ingress, {
+        durable_name: WORKER_CONSUMER,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: (this.opts.ackWaitMs ?? 30_000) * 1_000_000,
+        max_ack_pending: 1000,
+      })
+      .catch(async (err: unknown) => {
+        // Exists with another config (e.g. another ack_wait): keep the existing one.
+        if (!(await jsm.consumers.info(STREAMS.ingress, WORKER_CONSUMER).catch(() => undefined))) throw err;
+      });
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.messages?.close();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const js = jetstream(this.opts.nc);
+    while (this.running) {
+      try {
+        const consumer = await js.consumers.get(STREAMS.ingress, WORKER_CONSUMER);
+        this.messages = await consumer.consume({ max_messages: 256 });
+        for await (const m of this.messages) {
+          await this.process(m);
+          if (!this.running) break;
+        }
+      } catch (err) {
+        if (!this.running) break;
+        // Re-enter the consume loop instead of dying (server restart, consumer recreated, ...).
+        this.opts.log.warn({ err: (err as Error).message }, 'ingress consume loop failed; restarting');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private async process(m: JsMsg): Promise<void> {
+    let msg: IngressMessage;
+    try {
+      msg = decodeJson<IngressMessage>(m.data);
+    } catch {
+      this.opts.log.error({ seq: m.seq }, 'undecodable ingress message dropped (term)');
+      m.term();
+      return;
+    }
+    try {
+      await this.decide(msg);
+      m.ack();
+    } catch (err) {
+      if (isDomainError(err)) {
+        await this.recordRejection(msg, err.code, err.message);
+        m.ack();
+        return;
+      }
+      this.opts.log.warn(
+        { err: (err as Error).message, device: msg.device_key },
+        'ingress decision failed; will retry',
+      );
+      m.nak(1000);
+    }
+  }
+
+  private async decide(msg: IngressMessage): Promise<void> {
+    const { registry, handler, metrics } = this.opts;
+    if (msg.kind !== 'rows' && msg.kind !== 'telemetry') {
+      // Acks of controls, schema observations and upload requests: handled by later stages.
+      this.opts.log.debug({ kind: msg.kind, device: msg.device_key }, 'ingress message noted');
+      return;
+    }
+    const device = await registry.resolveDevice(msg.project_id, msg.topic_slug, msg.device_name, uuidv7());
+    const table = msg.payload.source_table;
+    const policy = this.opts.policyOf?.(msg.project_id) ?? DEFAULT_POLICY;
+    const decisionId = `${msg.device_key}:${msg.payload.batch_id}`;
+    let { lineageId } = await registry.resolveLineage(device.device_id, table, uuidv7());
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const identity = {
+        project_id: msg.project_id,
+        device_id: device.device_id,
+        device_name: device.device_name,
+      };
+      const common = { ...identity, new_lineage_id: lineageId, new_review_id: uuidv7(), policy };
+      const command =
+        msg.kind === 'rows'
+          ? ({ type: 'IngestRowBatch', data: { ...common, batch: msg.payload } } as const)
+          : ({ type: 'IngestTelemetryBatch', data: { ...common, batch: msg.payload } } as const);
+      try {
+        const result = await handler.execute(lineageId, command, { decision_id: decisionId });
+        for (const e of result.events) {
+          if (e.type === 'RowsStaged') metrics?.rows.inc({ disposition: 'staged' }, e.data.rows.length);
+          if (e.type === 'RowsAccepted') metrics?.rows.inc({ disposition: 'accepted' }, e.data.rows.length);
+          if (e.type === 'LineagePaused') metrics?.pauses.inc({ reason: e.data.reason });
+        }
+        return;
+      } catch (err) {
+        if (isDomainError(err) && err.code === 'lineage_deleted') {
+          // A deleted lineage is over; the same (device, table) starts a new one.
+          lineageId = await registry.replaceLineage(device.device_id, table, lineageId, uuidv7());
+          continue;
+        }
+        throw err;
+      }
+    }
+    throw new Error(`could not settle the lineage of ${msg.device_key} ${table}`);
+  }
+
+  private async recordRejection(msg: IngressMessage, code: string, message: string): Promise<void> {
+    const record = {
+      device_key: msg.device_key,
+      project_id: msg.project_id,
+      kind: msg.kind,
+      topic: `${msg.device_key}/${msg.kind}`,
+      code,
+      message,
+      received_at: msg.received_at,
+      payload_excerpt: JSON.stringify(msg.payload).slice(0, 256),
+    } as RejectionRecord;
+    this.opts.metrics?.rejections.inc({ code });
+    await jetstream(this.opts.nc).publish(subjects.rejected(msg.device_key), encodeJson(record));
+  }
+}
