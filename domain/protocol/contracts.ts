@@ -72,7 +72,8 @@ const schemaColumnsSchema = z.object({
         not_null: z.boolean(),
       }),
     )
-    .min(1),
+    .min(1)
+    .readonly(),
 });
 
 const seq = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);

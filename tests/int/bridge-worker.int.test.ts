@@ -1,5 +1,5 @@
 import mqtt from 'mqtt';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { uuidv7 } from 'uuidv7';
 import { UplinkBridge } from '../../bridge/uplink/bridge';
