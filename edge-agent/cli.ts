@@ -1,0 +1,72 @@
+import { Command } from 'commander';
+import { formatProblem, loadAgentConfig } from './config/load';
+import { createLogger } from './log';
+import { startAgent } from './main';
+
+/** `sluice-agent run|validate --config F`. The composition root: the only place reading process.env. */
+export function buildCli(): Command {
+  const program = new Command('sluice-agent').description(
+    'Capture changes of a device SQLite database and replicate them to the Sluice cloud over MQTT.',
+  );
+
+  program
+    .command('validate')
+    .description('check a config file; prints every problem with its path in the YAML')
+    .requiredOption('-c, --config <file>', 'device config (YAML)')
+    .action((opts: { config: string }) => {
+      const res = loadAgentConfig(opts.config, process.env);
+      for (const w of res.warnings) console.log(`warning: ${formatProblem(w)}`);
+      if (!res.ok) {
+        for (const p of res.problems) console.error(`error: ${formatProblem(p)}`);
+        console.error(`${opts.config}: ${res.problems.length} problem(s); nothing was started.`);
+        process.exitCode = 1;
+        return;
+      }
+      console.log(
+        `${opts.config}: OK (device ${res.config.connection.deviceId}, root ${res.config.connection.rootTopic})`,
+      );
+    });
+
+  program
+    .command('run')
+    .description('run the agent until SIGTERM/SIGINT')
+    .requiredOption('-c, --config <file>', 'device config (YAML)')
+    .action(async (opts: { config: string }) => {
+      const res = loadAgentConfig(opts.config, process.env);
+      if (!res.ok) {
+        for (const p of res.problems) console.error(`error: ${formatProblem(p)}`);
+        console.error(
+          `${opts.config}: ${res.problems.length} problem(s); the agent did not start. Nothing was captured or ` +
+            `changed. Fix them, then check with: sluice-agent validate --config ${opts.config}`,
+        );
+        process.exitCode = 1;
+        return;
+      }
+      const log = createLogger({ deviceId: res.config.connection.deviceId });
+      for (const w of res.warnings) log.warn({ event: 'config_warning', path: w.path }, w.message);
+      const agent = await startAgent(res.config, { logger: log });
+      let stopping = false;
+      const shutdown = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ event: 'signal', signal: sig }, 'stopping');
+        agent.stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+    });
+
+  return program;
+}
+
+if (require.main === module) {
+  buildCli()
+    .parseAsync(process.argv)
+    .catch((err: Error) => {
+      console.error(`sluice-agent: ${err.message}`);
+      process.exit(1);
+    });
+}

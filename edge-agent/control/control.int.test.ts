@@ -1,0 +1,225 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { uuidv7 } from 'uuidv7';
+import { startMosquitto } from '../../tests/support/mosquitto';
+import { startNats } from '../../tests/support/nats';
+import { tempDir } from '../../tests/support/proc';
+import { waitFor } from '../../tests/support/wait';
+import { type AgentHandle, startAgent } from '../main';
+import { silentLogger } from '../log';
+import { FakeCloud } from '../testing/fake-cloud';
+import { createAppDb, writeTestConfig } from '../testing/fixtures';
+import { signControl } from './signature';
+
+const brokers: [string, () => Promise<{ url: string; stop: () => Promise<void> }>][] = [
+  [
+    'NATS MQTT listener',
+    async () => {
+      const n = await startNats();
+      return { url: n.mqttUrl, stop: n.stop };
+    },
+  ],
+  [
+    'Mosquitto',
+    async () => {
+      const m = await startMosquitto();
+      return { url: m.url, stop: m.stop };
+    },
+  ],
+];
+
+const control = (kind: string, table: string, extra: Record<string, unknown> = {}) => ({
+  control_id: uuidv7(),
+  control_kind: kind,
+  source_table: table,
+  issued_at: new Date().toISOString(),
+  ...extra,
+});
+
+type Ctx = { app: Database.Database; cloud: FakeCloud; agent: AgentHandle; root: string; dir: string };
+
+async function setup(url: string, deviceId: string, security = ''): Promise<Ctx> {
+  const dir = tempDir('agent');
+  const app = createAppDb(join(dir, 'app.db'));
+  const cloud = await FakeCloud.connect(url);
+  const { config, root } = writeTestConfig({
+    dir,
+    serverUrl: url,
+    deviceId,
+    sourceDb: join(dir, 'app.db'),
+    security,
+  });
+  const agent = await startAgent(config, { logger: silentLogger() });
+  await waitFor(() => agent.stats().connected, { message: 'agent connected' });
+  return { app, cloud, agent, root, dir };
+}
+
+async function teardown(c: Ctx | undefined): Promise<void> {
+  await c?.agent.stop();
+  await c?.cloud.close();
+  c?.app.close();
+}
+
+const journalRows = (app: Database.Database, table: string) =>
+  app
+    .prepare('SELECT count(*) FROM __sluice_journal j JOIN __sluice_seq s USING (tid) WHERE s.name = ?')
+    .pluck()
+    .get(table) as number;
+
+describe.each(brokers)('downlinks over %s', (_name, start) => {
+  let broker: { url: string; stop: () => Promise<void> };
+  beforeAll(async () => {
+    broker = await start();
+  });
+  afterAll(async () => {
+    await broker?.stop();
+  });
+
+  it('pause stops one table and leaves the other flowing; resume drains from watermark + 1', async () => {
+    let c: Ctx | undefined;
+    try {
+      c = await setup(broker.url, 'dev-pause');
+      const { app, cloud, agent, root } = c;
+      const ins = app.prepare("INSERT INTO device_state (mode) VALUES ('m')");
+      const ord = app.prepare('INSERT INTO order_events VALUES (?, ?, 1, null)');
+      for (let i = 0; i < 100; i++) ins.run();
+      for (let i = 0; i < 100; i++) ord.run('a', i);
+      await waitFor(
+        () => cloud.distinctCount('device_state') === 100 && cloud.distinctCount('order_events') === 100,
+      );
+
+      const pause = control('pause_lineage', 'device_state', {
+        server_watermark: 100,
+        reason: 'backpressure',
+      });
+      await cloud.sendControl(root, pause);
+      await waitFor(
+        () => cloud.acks.includes(pause.control_id) && agent.stats().tables.device_state?.paused,
+        {
+          message: 'pause acked and applied',
+        },
+      );
+      for (let i = 0; i < 50; i++) ins.run();
+      for (let i = 100; i < 150; i++) ord.run('a', i);
+      await waitFor(() => cloud.distinctCount('order_events') === 150, {
+        message: 'other table keeps flowing',
+      });
+      await agent.flushNow();
+      expect(cloud.distinctCount('device_state')).toBe(100);
+      expect(journalRows(app, 'device_state')).toBe(50); // kept durably while paused
+
+      const before = cloud.arrivals.length;
+      const resume = control('resume_lineage', 'device_state', { server_watermark: 110 });
+      await cloud.sendControl(root, resume);
+      await waitFor(
+        () => cloud.arrivals.slice(before).filter((a) => a.table === 'device_state').length >= 40,
+        {
+          message: 'drained after resume',
+        },
+      );
+      const drained = cloud.arrivals
+        .slice(before)
+        .filter((a) => a.table === 'device_state')
+        .map((a) => a.seq);
+      expect(drained).toEqual(Array.from({ length: 40 }, (_, i) => 111 + i));
+      await waitFor(() => journalRows(app, 'device_state') === 0, {
+        message: 'journal cleaned after resume',
+      });
+    } finally {
+      await teardown(c);
+    }
+  });
+
+  it('state_write applies rows without re-capturing them; later batches carry lkcv; redelivery re-ACKs only', async () => {
+    let c: Ctx | undefined;
+    try {
+      c = await setup(broker.url, 'dev-sw');
+      const { app, cloud, agent, root } = c;
+      app.prepare("INSERT INTO device_state (id, mode, setpoint) VALUES (1, 'idle', 18)").run();
+      await waitFor(() => cloud.distinctCount('device_state') === 1);
+      const sw = control('state_write', 'device_state', {
+        rows: [
+          { pk: { id: 1 }, values: { mode: 'cloud', setpoint: 21.5 }, cloud_version: 7 },
+          { pk: { id: 42 }, values: { mode: 'fresh' }, cloud_version: 3 },
+        ],
+      });
+      await cloud.sendControl(root, sw);
+      await waitFor(() => cloud.acks.includes(sw.control_id) && agent.stats().controls.applied === 1);
+      expect(app.prepare('SELECT mode, setpoint FROM device_state WHERE id = 1').get()).toEqual({
+        mode: 'cloud',
+        setpoint: 21.5,
+      });
+      expect(app.prepare('SELECT mode FROM device_state WHERE id = 42').pluck().get()).toBe('fresh');
+      expect(journalRows(app, 'device_state')).toBe(0);
+
+      app.prepare('UPDATE device_state SET setpoint = 99 WHERE id = 1').run();
+      await waitFor(() => cloud.distinctCount('device_state') === 2, {
+        message: 'device change after write-back',
+      });
+      const last = cloud.rowBatches.at(-1)!.rows.at(-1)!;
+      expect(last).toMatchObject({ op: 'update', pk: { id: 1 }, lkcv: 7 });
+      expect(cloud.rowBatches.flatMap((b) => b.rows).some((r) => r.pk.id === 42)).toBe(false);
+
+      await cloud.sendControl(root, sw); // redelivered
+      await waitFor(() => cloud.acks.filter((id) => id === sw.control_id).length === 2, {
+        message: 're-ACK',
+      });
+      expect(agent.stats().controls.applied).toBe(1);
+      expect(app.prepare('SELECT setpoint FROM device_state WHERE id = 1').pluck().get()).toBe(99);
+    } finally {
+      await teardown(c);
+    }
+  });
+});
+
+describe('signed controls', () => {
+  let nats: Awaited<ReturnType<typeof startNats>>;
+  beforeAll(async () => {
+    nats = await startNats();
+  });
+  afterAll(async () => {
+    await nats?.stop();
+  });
+
+  it('drops forged and unsigned controls and obeys signed ones', async () => {
+    const cloudKey = generateKeyPairSync('ed25519');
+    const attacker = generateKeyPairSync('ed25519');
+    const pem = cloudKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const security = `security:\n  signed_control:\n    enabled: true\n    public_key: |\n${pem
+      .trim()
+      .split('\n')
+      .map((l) => `      ${l}`)
+      .join('\n')}\n`;
+    let c: Ctx | undefined;
+    try {
+      c = await setup(nats.mqttUrl, 'dev-sig', security);
+      const { cloud, agent, root } = c;
+      const forged = signControl(
+        control('pause_lineage', 'device_state', { server_watermark: 0 }),
+        attacker.privateKey,
+      );
+      const unsigned = control('pause_lineage', 'device_state');
+      const tampered = {
+        ...signControl(control('pause_lineage', 'order_events'), cloudKey.privateKey),
+        source_table: 'device_state',
+      };
+      await cloud.sendControl(root, forged);
+      await cloud.sendControl(root, unsigned);
+      await cloud.sendControl(root, tampered);
+      const genuine = signControl(
+        control('pause_lineage', 'order_events', { server_watermark: 0 }),
+        cloudKey.privateKey,
+      );
+      await cloud.sendControl(root, genuine);
+      // Controls arrive in order on one session: once the genuine one is handled, so were the others.
+      await waitFor(() => cloud.acks.includes(genuine.control_id), { message: 'signed control acked' });
+      expect(agent.stats().tables.order_events?.paused).toBe(true);
+      expect(agent.stats().tables.device_state?.paused).toBe(false);
+      expect(cloud.acks).toEqual([genuine.control_id]);
+      expect(agent.stats().controls.rejected).toBe(3);
+    } finally {
+      await teardown(c);
+    }
+  });
+});

@@ -1,0 +1,456 @@
+import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { uuidv7 } from 'uuidv7';
+import {
+  CONTROL_TOPIC,
+  type Control,
+  MAX_BATCH_ROWS,
+  MAX_PAYLOAD_BYTES,
+  parseJsonPayload,
+  RECEIPT_TOPIC,
+  type Receipt,
+  UPLINK_TOPICS,
+} from '../domain/protocol/contracts';
+import type { AgentConfig } from './config/load';
+import { ensureInfra, reconcile, type ReconcileResult, type Strategy } from './capture/install';
+import { Journal } from './capture/journal';
+import { Retention } from './capture/retention';
+import { readTableSchema } from './capture/schema';
+import { ControlHandler, type ControlCounters } from './control/handler';
+import { applyStateWrite } from './control/state-write';
+import { createLogger } from './log';
+import type { Lane, LaneCounters, LaneDeps } from './publish/lane';
+import { type Backoff, MqttLink } from './publish/mqtt-link';
+import { RowsLane } from './publish/rows-lane';
+import { TelemetryLane } from './publish/telemetry-lane';
+import { StateStore } from './state/state-db';
+
+export type AgentOptions = Readonly<{
+  logger?: Logger;
+  backoff?: Backoff;
+  /** How often the agent looks at the journal counters and timers (default 100 ms). */
+  pollIntervalMs?: number;
+  now?: () => number;
+  newId?: () => string;
+}>;
+
+export type TableStats = Readonly<{
+  strategy: 'rows' | 'telemetry';
+  paused: boolean;
+  inflight: number;
+  pending_rows: number;
+  journal_epoch?: string;
+  confirmed_seq?: number;
+}>;
+
+export type AgentStats = Readonly<
+  LaneCounters & {
+    connected: boolean;
+    controls: ControlCounters;
+    dropped_rows: number;
+    tables: Readonly<Record<string, TableStats>>;
+  }
+>;
+
+export type AgentHandle = Readonly<{
+  stop(): Promise<void>;
+  /** Build and publish every pending batch now (within each table's window). */
+  flushNow(): Promise<void>;
+  stats(): AgentStats;
+}>;
+
+/** Ids come from a clock that never goes backwards within the process (UUIDv7). */
+const defaultId = () => uuidv7();
+
+export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): Promise<AgentHandle> {
+  const rep = config.replication;
+  const conn = config.connection;
+  const log = opts.logger ?? createLogger({ deviceId: conn.deviceId });
+  const now = opts.now ?? Date.now;
+  const newId = opts.newId ?? defaultId;
+  const root = conn.rootTopic;
+
+  if (!existsSync(rep.sourceDbPath)) {
+    throw new Error(
+      `source database ${rep.sourceDbPath} does not exist. The agent captures an existing application ` +
+        'database; start the application first or fix sqlite-replication.source_db_path.',
+    );
+  }
+  const state = new StateStore(rep.stateDbPath, () => new Date(now()));
+  const db = new Database(rep.sourceDbPath, { fileMustExist: true });
+  // The application's writes win: the agent waits briefly for the lock and retries later.
+  db.pragma('busy_timeout = 2000');
+  const mode = db.pragma('journal_mode', { simple: true }) as string;
+  if (mode !== 'wal') {
+    log.warn(
+      { event: 'source_not_wal', journal_mode: mode },
+      'the application database is not in WAL mode: the agent reading the journal will briefly block ' +
+        'application writers. PRAGMA journal_mode=WAL on the application side avoids that.',
+    );
+  }
+  ensureInfra(db);
+  const journal = new Journal(db);
+
+  const strategyOf = (t: string): Strategy => rep.tableStrategies[t]?.strategy ?? 'rows';
+  const counters: LaneCounters = {
+    publishedBatches: 0,
+    publishedRows: 0,
+    resentBatches: 0,
+    confirmedBatches: 0,
+    confirmedRows: 0,
+  };
+  const controlCounters: ControlCounters = { received: 0, rejected: 0, applied: 0 };
+  const lanes = new Map<string, Lane>();
+  const rowLanes = () => [...lanes.values()].filter((l): l is RowsLane => l.kind === 'rows');
+
+  // Created last (after state is restored); lanes and controls reach it through this holder.
+  const net: { link?: MqttLink } = {};
+  const sender = {
+    connected: () => net.link?.connected === true,
+    publish: (topic: string, payload: string) => net.link!.publish(topic, payload),
+  };
+  let wakeScheduled = false;
+  const wake = () => {
+    if (wakeScheduled) return;
+    wakeScheduled = true;
+    setImmediate(() => {
+      wakeScheduled = false;
+      if (!stopped) pumpAll();
+    });
+  };
+  const laneDeps = (topic: string): LaneDeps => ({
+    sender,
+    topic: `${root}/${topic}`,
+    delivery: rep.delivery,
+    receiptTimeoutMs: rep.receiptTimeoutMs,
+    window: rep.maxInflightBatches,
+    log,
+    now,
+    counters,
+    wake,
+  });
+  const maxRows = Math.min(rep.maxBatchRows, MAX_BATCH_ROWS);
+  const maxBytes = Math.min(rep.maxBatchBytes, MAX_PAYLOAD_BYTES);
+
+  const retention = new Retention({
+    journal,
+    state,
+    limitBytes: rep.localRetentionBytes,
+    log,
+    newEpoch: newId,
+    now,
+  });
+
+  // ---- capture: install triggers, keep lanes in line with the registry ----
+  const reportedSkips = new Set<string>();
+  function applyReconcile(res: ReconcileResult): void {
+    for (const s of res.skipped) {
+      const key = `${s.table}:${s.reason}`;
+      if (reportedSkips.has(key)) continue;
+      reportedSkips.add(key);
+      if (s.reason === 'no_primary_key') {
+        log.warn(
+          { event: 'table_skipped', table: s.table, reason: s.reason },
+          `table ${s.table} has no explicit PRIMARY KEY, so its rows cannot be keyed in the cloud: not captured. ` +
+            'Add a PRIMARY KEY, or set its strategy to ignore (or telemetry) to silence this.',
+        );
+      } else
+        log.info(
+          { event: 'table_skipped', table: s.table, reason: s.reason },
+          `table ${s.table}: ${s.reason}`,
+        );
+    }
+    for (const t of res.registered) {
+      log.info({ event: 'table_registered', table: t }, `capturing ${t} (new journal_epoch)`);
+    }
+    for (const [t, n] of Object.entries(res.snapshotted)) {
+      log.info(
+        { event: 'snapshot', table: t, rows: n },
+        `journaled ${n} existing rows of ${t} (snapshot_on_first_run)`,
+      );
+    }
+    for (const t of res.installed)
+      log.info({ event: 'triggers_installed', table: t }, `capture triggers installed on ${t}`);
+    for (const reg of res.registry) {
+      const st = state.ensureTable(reg.name, 'rows');
+      let lane = lanes.get(reg.name) as RowsLane | undefined;
+      if (st.epoch !== reg.epoch) {
+        if (st.epoch !== null) {
+          log.warn(
+            { event: 'epoch_changed', table: reg.name, old_epoch: st.epoch, journal_epoch: reg.epoch },
+            `the journal of ${reg.name} was reinitialised (new journal_epoch); its cursor restarts at commit_seq 1`,
+          );
+        }
+        state.resetEpoch(reg.name, reg.epoch);
+        if (lane) {
+          lanes.delete(reg.name);
+          lane = undefined;
+        }
+      }
+      if (reg.hash && st.schemaHash !== reg.hash) {
+        if (st.schemaHash !== null) {
+          log.warn(
+            { event: 'schema_drift', table: reg.name, old_hash: st.schemaHash, schema_hash: reg.hash },
+            `schema of ${reg.name} changed; triggers reinstalled, schema_columns go with its next batch`,
+          );
+        }
+        state.setSchemaHash(reg.name, reg.hash);
+      }
+      if (!lane) {
+        lane = new RowsLane(
+          reg.name,
+          { ...laneDeps(UPLINK_TOPICS.rows), journal, state, newId, maxRows, maxBytes },
+          reg,
+        );
+        lanes.set(reg.name, lane);
+        lane.cleanup();
+      } else lane.counterSeq = Math.max(lane.counterSeq, reg.seq);
+    }
+  }
+
+  let schemaVersion = -1;
+  let dataVersion = -1;
+  function checkSchema(force = false): void {
+    const v = db.pragma('schema_version', { simple: true }) as number;
+    if (!force && v === schemaVersion) return;
+    applyReconcile(
+      reconcile(db, { strategyOf, snapshotOnFirstRun: rep.snapshotOnFirstRun, newEpoch: newId }),
+    );
+    schemaVersion = db.pragma('schema_version', { simple: true }) as number;
+    for (const l of lanes.values()) if (l instanceof TelemetryLane) l.refreshSchema();
+  }
+  function refreshCounters(): void {
+    const v = db.pragma('data_version', { simple: true }) as number;
+    if (v === dataVersion) return;
+    dataVersion = v;
+    for (const c of journal.counters()) {
+      const lane = lanes.get(c.name);
+      if (lane instanceof RowsLane && lane.tid === c.tid) lane.counterSeq = c.seq;
+    }
+  }
+
+  checkSchema(true);
+
+  for (const [table, s] of Object.entries(rep.tableStrategies)) {
+    if (s.strategy !== 'telemetry') continue;
+    const schema = readTableSchema(db, table);
+    if (!schema) {
+      log.warn(
+        { event: 'table_skipped', table, reason: 'missing' },
+        `telemetry table ${table} does not exist; skipped`,
+      );
+      continue;
+    }
+    if (!schema.columns.includes(s.timestampColumn!)) {
+      log.error(
+        { event: 'table_skipped', table, reason: 'no_timestamp_column' },
+        `telemetry table ${table} has no column ${s.timestampColumn}; skipped. Fix timestamp_column in the config.`,
+      );
+      continue;
+    }
+    const wr = (
+      db.prepare('SELECT wr FROM pragma_table_list WHERE schema = ? AND name = ?').get('main', table) as
+        { wr: number } | undefined
+    )?.wr;
+    if (wr === 1) {
+      log.error(
+        { event: 'table_skipped', table, reason: 'without_rowid' },
+        `telemetry table ${table} is WITHOUT ROWID; the telemetry cursor needs a rowid. Use strategy rows.`,
+      );
+      continue;
+    }
+    state.ensureTable(table, 'telemetry');
+    lanes.set(
+      table,
+      new TelemetryLane(table, {
+        ...laneDeps(UPLINK_TOPICS.telemetry),
+        db,
+        state,
+        newId,
+        maxRows,
+        maxBytes,
+        timestampColumn: s.timestampColumn!,
+      }),
+    );
+  }
+
+  // ---- downlinks ----
+  function applyControl(c: Control): string {
+    const lane = lanes.get(c.source_table);
+    switch (c.control_kind) {
+      case 'pause_lineage':
+        if (!lane) return 'unknown table';
+        lane.pause(c.server_watermark);
+        return 'paused';
+      case 'resume_lineage':
+        if (!lane) return 'unknown table';
+        lane.resume(c.server_watermark);
+        return 'resumed';
+      case 'state_write': {
+        if (!(lane instanceof RowsLane)) return 'not a rows table';
+        const schema = readTableSchema(db, c.source_table);
+        if (!schema || schema.pk.length === 0) return 'table has no key';
+        const versions = applyStateWrite(db, schema, c.rows ?? []);
+        state.setCloudVersions(c.source_table, versions);
+        log.info(
+          { event: 'state_write', table: c.source_table, rows: versions.length, control_id: c.control_id },
+          `applied ${versions.length} cloud row(s) to ${c.source_table} (not re-captured)`,
+        );
+        return `applied ${versions.length}`;
+      }
+      case 'url_grant':
+        log.warn(
+          { event: 'control_unsupported', kind: c.control_kind, control_id: c.control_id },
+          'url_grant (secondary upload flow) is not supported by this agent; ACKed and ignored',
+        );
+        return 'unsupported';
+      default: {
+        const never: never = c.control_kind;
+        return `unknown ${String(never)}`;
+      }
+    }
+  }
+  const controls = new ControlHandler(
+    state,
+    {
+      ack: (id) =>
+        net.link!.publish(
+          `${root}/${UPLINK_TOPICS.ack}`,
+          JSON.stringify({ format_version: 1, control_id: id }),
+        ),
+      apply: applyControl,
+      connected: () => net.link?.connected === true,
+    },
+    log,
+    config.security.signedControl.enabled ? config.security.signedControl.publicKey : undefined,
+    controlCounters,
+  );
+  controls.applyPending();
+
+  function onReceipt(payload: Buffer): void {
+    const parsed = parseJsonPayload(payload);
+    const r = parsed.ok ? (parsed.value as Receipt) : undefined;
+    if (!r || typeof r.batch_id !== 'string' || typeof r.source_table !== 'string') {
+      log.warn({ event: 'receipt_invalid' }, 'unreadable receipt ignored');
+      return;
+    }
+    const lane = lanes.get(r.source_table);
+    if (!lane?.onReceipt(r)) {
+      log.debug(
+        { event: 'receipt_unknown', batch_id: r.batch_id, table: r.source_table },
+        'receipt for no in-flight batch',
+      );
+    }
+  }
+
+  // ---- the loop ----
+  let stopped = false;
+  // The first flush runs at once: a restarted device catches up without waiting an interval.
+  let nextFlushAt = now();
+  function pumpAll(): void {
+    refreshCounters();
+    for (const l of lanes.values()) l.pump();
+  }
+  function tick(): void {
+    if (stopped) return;
+    try {
+      checkSchema();
+      refreshCounters();
+      const t = now();
+      if (t >= nextFlushAt) {
+        nextFlushAt = t + rep.flushIntervalMs;
+        for (const l of lanes.values()) l.draining = true;
+        retention.enforce(rowLanes());
+      }
+      for (const l of lanes.values()) {
+        if (l instanceof RowsLane) l.cleanup();
+        l.resendOverdue();
+        l.pump();
+      }
+    } catch (err) {
+      const busy = (err as { code?: string }).code === 'SQLITE_BUSY';
+      log[busy ? 'debug' : 'error'](
+        { event: 'tick_failed', err: (err as Error).message },
+        busy ? 'application holds the write lock; retrying' : 'flush step failed; retrying on the next tick',
+      );
+    }
+  }
+
+  const link = new MqttLink(
+    conn,
+    [`${root}/${CONTROL_TOPIC}`, `${root}/${RECEIPT_TOPIC}`],
+    {
+      onUp: () => {
+        controls.reackPending();
+        for (const l of lanes.values()) l.resendAll();
+        pumpAll();
+      },
+      onDown: () => undefined,
+      onMessage: (topic, payload) => {
+        try {
+          if (topic === `${root}/${RECEIPT_TOPIC}`) onReceipt(payload);
+          else if (topic === `${root}/${CONTROL_TOPIC}`) controls.onMessage(payload);
+        } catch (err) {
+          log.error(
+            { event: 'message_failed', topic, err: (err as Error).message },
+            'could not handle a downlink',
+          );
+        }
+      },
+    },
+    log,
+    opts.backoff,
+  );
+  net.link = link;
+  link.start();
+  const poll = setInterval(tick, opts.pollIntervalMs ?? Math.min(100, rep.flushIntervalMs));
+
+  log.info(
+    {
+      event: 'started',
+      root_topic: root,
+      delivery: rep.delivery,
+      tables: [...lanes.keys()],
+      signed_control: config.security.signedControl.enabled,
+    },
+    'sluice-agent started',
+  );
+
+  return {
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(poll);
+      await link.stop();
+      db.close();
+      state.close();
+      log.info({ event: 'stopped' }, 'sluice-agent stopped');
+    },
+    async flushNow() {
+      if (stopped) return;
+      checkSchema();
+      for (const l of lanes.values()) l.draining = true;
+      pumpAll();
+    },
+    stats(): AgentStats {
+      const tables: Record<string, TableStats> = {};
+      for (const [name, l] of lanes) {
+        tables[name] = {
+          strategy: l.kind,
+          paused: l.paused,
+          inflight: l.inflight.length,
+          pending_rows: l.pendingRows(),
+          ...(l instanceof RowsLane ? { journal_epoch: l.epoch, confirmed_seq: l.confirmedSeq } : {}),
+        };
+      }
+      return {
+        ...counters,
+        connected: net.link?.connected === true,
+        controls: { ...controlCounters },
+        dropped_rows: retention.droppedRows,
+        tables,
+      };
+    },
+  };
+}

@@ -1,0 +1,375 @@
+import { MAX_PAYLOAD_BYTES, type Receipt } from '../../domain/protocol/contracts';
+import type { Journal } from '../capture/journal';
+import type { StateStore } from '../state/state-db';
+import { type Inflight, Lane, type LaneDeps } from './lane';
+import { buildRowBatch } from './row-batch';
+
+type RowsInflight = Inflight & { firstSeq: number; lastSeq: number };
+
+export type RowsLaneDeps = LaneDeps &
+  Readonly<{
+    journal: Journal;
+    state: StateStore;
+    newId: () => string;
+    maxRows: number;
+    maxBytes: number;
+  }>;
+
+/**
+ * The rows strategy of one table. Invariants:
+ * - a batch is recorded in state.db before it is published (a restart re-sends the same
+ *   batch_id with the same journal range);
+ * - confirmedSeq moves only when the oldest in-flight batch is confirmed (receipt, or PUBACK in
+ *   puback mode), and journal rows are deleted only up to confirmedSeq.
+ */
+export class RowsLane extends Lane {
+  readonly kind = 'rows' as const;
+  declare readonly inflight: RowsInflight[];
+  tid: number;
+  epoch: string;
+  confirmedSeq: number;
+  /** Last journal seq already put in a batch (or skipped as oversize). */
+  sentSeq: number;
+  /** The journal's counter as last read: rows up to here exist or were confirmed. */
+  counterSeq: number;
+  pauseEpoch: string | null = null;
+  watermark: number | null = null;
+  private announcedHash: string | null;
+  private announcedEpoch: string | null;
+  private avgRowBytes = 200;
+  private cleanupThrough = 0;
+
+  constructor(
+    table: string,
+    private readonly r: RowsLaneDeps,
+    reg: { tid: number; epoch: string; seq: number },
+  ) {
+    super(table, r);
+    this.tid = reg.tid;
+    this.epoch = reg.epoch;
+    this.counterSeq = reg.seq;
+    const st = r.state.table(table)!;
+    this.confirmedSeq = st.confirmedSeq;
+    this.sentSeq = st.confirmedSeq;
+    this.cleanupThrough = st.confirmedSeq;
+    this.paused = st.paused;
+    this.pauseEpoch = st.pauseEpoch;
+    this.watermark = st.serverWatermark;
+    this.announcedHash = st.announcedHash;
+    this.announcedEpoch = st.announcedEpoch;
+    this.restore();
+  }
+
+  /** Rebuild the in-flight window from state.db: same batch ids, same journal ranges. */
+  private restore(): void {
+    for (const rec of this.r.state.inflight(this.table)) {
+      if (rec.kind !== 'rows' || rec.firstSeq === null || rec.lastSeq === null) continue;
+      const entries =
+        rec.epoch === this.epoch ? this.r.journal.range(this.tid, rec.firstSeq, rec.lastSeq) : [];
+      const built = entries.length
+        ? buildRowBatch({
+            batchId: rec.batchId,
+            table: this.table,
+            epoch: this.epoch,
+            entries,
+            schemaOf: (sv) => this.r.journal.schemaVersion(sv),
+            withSchemaFor: () => rec.withSchema,
+            lkcvOf: this.r.state.cloudVersionLookup(this.table),
+            maxRows: entries.length,
+            maxBytes: MAX_PAYLOAD_BYTES,
+          }).batch
+        : undefined;
+      if (!built) {
+        // The journal no longer holds these rows (journal reinitialised): nothing left to send.
+        this.r.state.dropInflight([rec.batchId]);
+        continue;
+      }
+      this.inflight.push({
+        batchId: rec.batchId,
+        payload: built.payload,
+        rows: built.rowCount,
+        sentAt: 0,
+        sends: 0,
+        confirmed: false,
+        firstSeq: rec.firstSeq,
+        lastSeq: rec.lastSeq,
+      });
+      this.sentSeq = Math.max(this.sentSeq, rec.lastSeq);
+    }
+    if (this.inflight.length > 0) {
+      this.r.log.info(
+        { event: 'restore_inflight', table: this.table, batches: this.inflight.length },
+        'restored unconfirmed batches; they will be re-sent with the same batch ids',
+      );
+    }
+  }
+
+  pendingRows(): number {
+    return Math.max(0, this.counterSeq - this.confirmedSeq);
+  }
+
+  private unsentRows(): number {
+    return Math.max(0, this.counterSeq - this.sentSeq);
+  }
+
+  pump(): void {
+    if (this.paused) return;
+    while (!this.windowFull()) {
+      const unsent = this.unsentRows();
+      if (unsent === 0) {
+        this.draining = false;
+        return;
+      }
+      const full = unsent >= this.r.maxRows || unsent * this.avgRowBytes >= this.r.maxBytes;
+      if (!this.draining && !full) return;
+      if (!this.buildNext()) {
+        this.draining = false;
+        return;
+      }
+    }
+  }
+
+  private buildNext(): boolean {
+    const entries = this.r.journal.after(this.tid, this.sentSeq, this.r.maxRows);
+    if (entries.length === 0) {
+      this.sentSeq = Math.max(this.sentSeq, this.counterSeq);
+      return false;
+    }
+    const batchId = this.r.newId();
+    const res = buildRowBatch({
+      batchId,
+      table: this.table,
+      epoch: this.epoch,
+      entries,
+      schemaOf: (sv) => this.r.journal.schemaVersion(sv),
+      withSchemaFor: (hash) => hash !== this.announcedHash || this.epoch !== this.announcedEpoch,
+      lkcvOf: this.r.state.cloudVersionLookup(this.table),
+      maxRows: this.r.maxRows,
+      maxBytes: this.r.maxBytes,
+    });
+    for (const o of res.oversize) {
+      this.r.log.error(
+        {
+          event: 'drop_oversize',
+          table: this.table,
+          journal_epoch: this.epoch,
+          commit_seq: o.seq,
+          bytes: o.bytes,
+        },
+        `change ${o.seq} of ${this.table} is ${o.bytes} bytes, more than max_batch_bytes even alone; ` +
+          'it cannot be sent and was left out (recorded as a gap in state.db). Shrink the row or raise max_batch_bytes.',
+      );
+      this.r.state.recordGap({
+        table: this.table,
+        epoch: this.epoch,
+        firstSeq: o.seq,
+        lastSeq: o.seq,
+        rows: 1,
+        bytes: o.bytes,
+        reason: 'oversize_row',
+        newEpoch: null,
+        at: new Date(this.r.now()).toISOString(),
+      });
+    }
+    const b = res.batch;
+    if (!b) {
+      this.sentSeq = Math.max(this.sentSeq, res.throughSeq);
+      return true;
+    }
+    this.r.state.recordRowBatch({
+      batchId,
+      table: this.table,
+      epoch: this.epoch,
+      firstSeq: b.firstSeq,
+      lastSeq: b.lastSeq,
+      withSchema: b.withSchema,
+      hash: b.hash,
+    });
+    if (b.withSchema) {
+      this.announcedHash = b.hash;
+      this.announcedEpoch = this.epoch;
+    }
+    this.avgRowBytes = Math.max(16, Math.round(b.bytes / b.rowCount));
+    this.sentSeq = Math.max(this.sentSeq, res.throughSeq);
+    const f: RowsInflight = {
+      batchId,
+      payload: b.payload,
+      rows: b.rowCount,
+      sentAt: 0,
+      sends: 0,
+      confirmed: false,
+      firstSeq: b.firstSeq,
+      lastSeq: b.lastSeq,
+    };
+    this.inflight.push(f);
+    this.send(f);
+    return true;
+  }
+
+  onReceipt(r: Receipt): boolean {
+    const b = this.inflight.find((x) => x.batchId === r.batch_id);
+    if (!b) return false;
+    if (r.journal_epoch !== undefined && r.journal_epoch !== this.epoch) {
+      this.r.log.warn(
+        {
+          event: 'receipt_mismatch',
+          table: this.table,
+          batch_id: r.batch_id,
+          journal_epoch: r.journal_epoch,
+        },
+        'receipt names another journal_epoch; ignored (the batch stays unconfirmed and will be re-sent)',
+      );
+      return true;
+    }
+    this.confirmById(r.batch_id);
+    return true;
+  }
+
+  protected confirmById(batchId: string): void {
+    const done = this.popConfirmed(batchId) as RowsInflight[];
+    if (done.length === 0) return;
+    this.advanceTo(
+      done[done.length - 1]!.lastSeq,
+      done.map((d) => d.batchId),
+    );
+    for (const d of done) {
+      this.r.counters.confirmedBatches++;
+      this.r.counters.confirmedRows += d.rows;
+      this.r.log.info(
+        {
+          event: 'confirm',
+          table: this.table,
+          batch_id: d.batchId,
+          first_commit_seq: d.firstSeq,
+          last_commit_seq: d.lastSeq,
+          via: this.r.delivery,
+        },
+        'batch confirmed',
+      );
+    }
+    this.r.wake();
+  }
+
+  /** Cursor first (state.db), then the journal rows it covers. */
+  private advanceTo(seq: number, batchIds: readonly string[]): void {
+    if (seq > this.confirmedSeq || batchIds.length > 0) {
+      this.confirmedSeq = Math.max(this.confirmedSeq, seq);
+      this.r.state.confirmRows(this.table, this.confirmedSeq, batchIds);
+    }
+    this.sentSeq = Math.max(this.sentSeq, this.confirmedSeq);
+    this.cleanupThrough = this.confirmedSeq;
+    this.cleanup();
+  }
+
+  /** Delete confirmed journal rows; if the application holds the write lock, retry next tick. */
+  cleanup(): void {
+    if (this.cleanupThrough <= 0) return;
+    try {
+      this.r.journal.deleteThrough(this.tid, this.cleanupThrough);
+      this.cleanupThrough = 0;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY') throw err;
+    }
+  }
+
+  /** Rows through `w` are accepted by the cloud (a control's server_watermark). */
+  private acceptThrough(w: number, why: string): void {
+    if (w > this.counterSeq) {
+      this.r.log.warn(
+        { event: 'watermark_ignored', table: this.table, server_watermark: w, journal_seq: this.counterSeq },
+        `${why}: server_watermark ${w} is beyond anything journaled in epoch ${this.epoch}; ignored, nothing deleted`,
+      );
+      return;
+    }
+    if (w < this.confirmedSeq) {
+      this.r.log.warn(
+        {
+          event: 'watermark_behind',
+          table: this.table,
+          server_watermark: w,
+          confirmed_seq: this.confirmedSeq,
+        },
+        `${why}: server_watermark ${w} is behind commit_seq ${this.confirmedSeq} already confirmed by receipts; ` +
+          'those rows were deleted locally and are not sent again',
+      );
+      return;
+    }
+    const accepted: string[] = [];
+    while (this.inflight[0] && this.inflight[0].lastSeq <= w) accepted.push(this.inflight.shift()!.batchId);
+    this.advanceTo(w, accepted);
+  }
+
+  pause(watermark: number | undefined): void {
+    this.paused = true;
+    this.pauseEpoch = this.epoch;
+    this.watermark = watermark ?? null;
+    this.r.state.setPause(this.table, true, this.watermark, this.epoch);
+    if (watermark !== undefined) this.acceptThrough(watermark, 'pause_lineage');
+    this.r.log.warn(
+      {
+        event: 'pause',
+        table: this.table,
+        server_watermark: watermark,
+        pending_rows: this.pendingRows(),
+        journal_epoch: this.epoch,
+      },
+      `cloud paused ${this.table}: publishing stopped for this table, changes keep being journaled locally`,
+    );
+  }
+
+  resume(watermark: number | undefined): void {
+    if (watermark !== undefined) {
+      if (this.pauseEpoch !== null && this.pauseEpoch !== this.epoch) {
+        this.r.log.warn(
+          {
+            event: 'watermark_ignored',
+            table: this.table,
+            server_watermark: watermark,
+            journal_epoch: this.epoch,
+          },
+          'the journal moved to a new epoch while paused (retention drop); the watermark belongs to the old ' +
+            'epoch, so the new epoch is sent from its start',
+        );
+      } else {
+        this.acceptThrough(watermark, 'resume_lineage');
+        // A batch straddling the watermark would resend accepted rows under its old id: rebuild
+        // it (and everything after it) from watermark + 1 instead.
+        const i = this.inflight.findIndex((b) => b.firstSeq <= watermark);
+        if (i >= 0) {
+          const dropped = this.inflight.splice(i);
+          this.r.state.dropInflight(dropped.map((d) => d.batchId));
+        }
+        this.sentSeq = Math.max(this.confirmedSeq, this.inflight.at(-1)?.lastSeq ?? 0);
+      }
+    }
+    this.paused = false;
+    this.pauseEpoch = null;
+    this.watermark = null;
+    this.r.state.setPause(this.table, false, null, null);
+    this.draining = true;
+    this.r.log.info(
+      {
+        event: 'resume',
+        table: this.table,
+        server_watermark: watermark,
+        from_commit_seq: this.confirmedSeq + 1,
+        pending_rows: this.pendingRows(),
+      },
+      `cloud resumed ${this.table}: draining from commit_seq ${this.confirmedSeq + 1}`,
+    );
+    this.resendAll();
+    this.r.wake();
+  }
+
+  /** After a retention drop renumbered the journal into a new epoch. */
+  restartEpoch(epoch: string, counterSeq: number): void {
+    this.r.state.dropInflight(this.inflight.map((b) => b.batchId));
+    this.inflight.length = 0;
+    this.epoch = epoch;
+    this.confirmedSeq = 0;
+    this.sentSeq = 0;
+    this.counterSeq = counterSeq;
+    this.cleanupThrough = 0;
+    this.r.state.resetEpoch(this.table, epoch);
+  }
+}

@@ -1,0 +1,427 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** Per-table progress (SPEC §3 "state.db holds per table"). */
+export type TableState = {
+  name: string;
+  strategy: 'rows' | 'telemetry';
+  epoch: string | null;
+  /** Rows: last commit_seq the cloud confirmed (receipt or PUBACK); journal rows up to it are gone. */
+  confirmedSeq: number;
+  schemaHash: string | null;
+  /** Hash and epoch whose schema_columns already went out in a batch. */
+  announcedHash: string | null;
+  announcedEpoch: string | null;
+  paused: boolean;
+  /** Epoch current when the pause arrived: the watermark is a commit_seq of that epoch. */
+  pauseEpoch: string | null;
+  serverWatermark: number | null;
+  /** Telemetry: last batch_seq assigned, and the confirmed cursor. */
+  batchSeq: number;
+  cursor: TelemetryCursor | null;
+};
+
+export type TelemetryCursor = { ts: string | number; rowid: number };
+
+export type InflightRecord = {
+  batchId: string;
+  table: string;
+  kind: 'rows' | 'telemetry';
+  epoch: string | null;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  withSchema: boolean;
+  batchSeq: number | null;
+  /** Telemetry: the batch's end cursor and its exact payload (the rows may be gone from the table). */
+  endCursor: TelemetryCursor | null;
+  payload: string | null;
+};
+
+export type ControlRecord = {
+  controlId: string;
+  kind: string;
+  table: string;
+  raw: string;
+  ackedAt: string | null;
+  appliedAt: string | null;
+};
+
+export type GapRecord = {
+  table: string;
+  epoch: string;
+  firstSeq: number;
+  lastSeq: number;
+  rows: number;
+  bytes: number;
+  reason: string;
+  newEpoch: string | null;
+  at: string;
+};
+
+const DDL = `
+CREATE TABLE IF NOT EXISTS tables (
+  name TEXT PRIMARY KEY, strategy TEXT NOT NULL, epoch TEXT, confirmed_seq INTEGER NOT NULL DEFAULT 0,
+  schema_hash TEXT, announced_hash TEXT, announced_epoch TEXT,
+  paused INTEGER NOT NULL DEFAULT 0, pause_epoch TEXT, server_watermark INTEGER,
+  batch_seq INTEGER NOT NULL DEFAULT 0, cursor TEXT, updated_at TEXT);
+CREATE TABLE IF NOT EXISTS inflight (
+  batch_id TEXT PRIMARY KEY, table_name TEXT NOT NULL, kind TEXT NOT NULL, epoch TEXT,
+  first_seq INTEGER, last_seq INTEGER, with_schema INTEGER NOT NULL DEFAULT 0, batch_seq INTEGER,
+  end_cursor TEXT, payload TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS controls (
+  control_id TEXT PRIMARY KEY, kind TEXT NOT NULL, table_name TEXT NOT NULL, raw TEXT NOT NULL,
+  received_at TEXT NOT NULL, acked_at TEXT, applied_at TEXT, outcome TEXT);
+CREATE TABLE IF NOT EXISTS cloud_versions (
+  table_name TEXT NOT NULL, pk TEXT NOT NULL, cloud_version INTEGER NOT NULL,
+  PRIMARY KEY (table_name, pk)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gaps (
+  id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, epoch TEXT NOT NULL, first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL, reason TEXT NOT NULL,
+  new_epoch TEXT, at TEXT NOT NULL);
+`;
+
+type TableRow = {
+  name: string;
+  strategy: 'rows' | 'telemetry';
+  epoch: string | null;
+  confirmed_seq: number;
+  schema_hash: string | null;
+  announced_hash: string | null;
+  announced_epoch: string | null;
+  paused: number;
+  pause_epoch: string | null;
+  server_watermark: number | null;
+  batch_seq: number;
+  cursor: string | null;
+};
+
+type InflightRow = {
+  batch_id: string;
+  table_name: string;
+  kind: 'rows' | 'telemetry';
+  epoch: string | null;
+  first_seq: number | null;
+  last_seq: number | null;
+  with_schema: number;
+  batch_seq: number | null;
+  end_cursor: string | null;
+  payload: string | null;
+};
+
+const toTable = (r: TableRow): TableState => ({
+  name: r.name,
+  strategy: r.strategy,
+  epoch: r.epoch,
+  confirmedSeq: r.confirmed_seq,
+  schemaHash: r.schema_hash,
+  announcedHash: r.announced_hash,
+  announcedEpoch: r.announced_epoch,
+  paused: r.paused === 1,
+  pauseEpoch: r.pause_epoch,
+  serverWatermark: r.server_watermark,
+  batchSeq: r.batch_seq,
+  cursor: r.cursor ? (JSON.parse(r.cursor) as TelemetryCursor) : null,
+});
+
+const toInflight = (r: InflightRow): InflightRecord => ({
+  batchId: r.batch_id,
+  table: r.table_name,
+  kind: r.kind,
+  epoch: r.epoch,
+  firstSeq: r.first_seq,
+  lastSeq: r.last_seq,
+  withSchema: r.with_schema === 1,
+  batchSeq: r.batch_seq,
+  endCursor: r.end_cursor ? (JSON.parse(r.end_cursor) as TelemetryCursor) : null,
+  payload: r.payload,
+});
+
+/**
+ * The agent's own state (state.db, WAL). Every write that moves a cursor happens in one
+ * transaction with the in-flight bookkeeping it depends on, so a crash leaves either the old or
+ * the new position, never a mix.
+ */
+export class StateStore {
+  readonly db: Database.Database;
+  private readonly now: () => string;
+
+  constructor(path: string, now: () => Date = () => new Date()) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL in WAL mode: a power cut may lose the last commits but never corrupts; losing a
+    // cursor move only means a batch is sent again, which the cloud dedupes.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(DDL);
+    this.now = () => now().toISOString();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  table(name: string): TableState | undefined {
+    const r = this.db.prepare('SELECT * FROM tables WHERE name = ?').get(name) as TableRow | undefined;
+    return r ? toTable(r) : undefined;
+  }
+
+  tables(): TableState[] {
+    return (this.db.prepare('SELECT * FROM tables ORDER BY name').all() as TableRow[]).map(toTable);
+  }
+
+  ensureTable(name: string, strategy: 'rows' | 'telemetry'): TableState {
+    this.db
+      .prepare(
+        'INSERT INTO tables (name, strategy, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING',
+      )
+      .run(name, strategy, this.now());
+    return this.table(name)!;
+  }
+
+  /** The journal was (re)initialised under a new epoch: the old cursor means nothing there. */
+  resetEpoch(name: string, epoch: string): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare('UPDATE tables SET epoch = ?, confirmed_seq = 0, updated_at = ? WHERE name = ?')
+        .run(epoch, this.now(), name);
+      this.db.prepare("DELETE FROM inflight WHERE table_name = ? AND kind = 'rows'").run(name);
+    })();
+  }
+
+  setSchemaHash(name: string, hash: string): void {
+    this.db
+      .prepare('UPDATE tables SET schema_hash = ?, updated_at = ? WHERE name = ?')
+      .run(hash, this.now(), name);
+  }
+
+  inflight(table?: string): InflightRecord[] {
+    const rows = (
+      table
+        ? this.db.prepare('SELECT * FROM inflight WHERE table_name = ? ORDER BY rowid').all(table)
+        : this.db.prepare('SELECT * FROM inflight ORDER BY rowid').all()
+    ) as InflightRow[];
+    return rows.map(toInflight);
+  }
+
+  /** Record a batch before it is published: a crash after this re-sends the same batch_id. */
+  recordRowBatch(rec: {
+    batchId: string;
+    table: string;
+    epoch: string;
+    firstSeq: number;
+    lastSeq: number;
+    withSchema: boolean;
+    hash: string;
+  }): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO inflight (batch_id, table_name, kind, epoch, first_seq, last_seq, with_schema, created_at)
+           VALUES (?, ?, 'rows', ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          rec.batchId,
+          rec.table,
+          rec.epoch,
+          rec.firstSeq,
+          rec.lastSeq,
+          rec.withSchema ? 1 : 0,
+          this.now(),
+        );
+      if (rec.withSchema) {
+        this.db
+          .prepare('UPDATE tables SET announced_hash = ?, announced_epoch = ? WHERE name = ?')
+          .run(rec.hash, rec.epoch, rec.table);
+      }
+    })();
+  }
+
+  /** Assign the next batch_seq and record the telemetry batch with its payload, atomically. */
+  recordTelemetryBatch(rec: {
+    batchId: string;
+    table: string;
+    batchSeq: number;
+    endCursor: TelemetryCursor;
+    payload: string;
+    withSchema: boolean;
+    hash: string;
+  }): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO inflight (batch_id, table_name, kind, batch_seq, end_cursor, payload, with_schema, created_at)
+           VALUES (?, ?, 'telemetry', ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          rec.batchId,
+          rec.table,
+          rec.batchSeq,
+          JSON.stringify(rec.endCursor),
+          rec.payload,
+          rec.withSchema ? 1 : 0,
+          this.now(),
+        );
+      this.db
+        .prepare(
+          `UPDATE tables SET batch_seq = ?, updated_at = ?${rec.withSchema ? ', announced_hash = ?' : ''} WHERE name = ?`,
+        )
+        .run(...[rec.batchSeq, this.now(), ...(rec.withSchema ? [rec.hash] : []), rec.table]);
+    })();
+  }
+
+  /** Confirmed batches leave the window and move the cursor (rows) in one transaction. */
+  confirmRows(table: string, confirmedSeq: number, batchIds: readonly string[]): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare('UPDATE tables SET confirmed_seq = max(confirmed_seq, ?), updated_at = ? WHERE name = ?')
+        .run(confirmedSeq, this.now(), table);
+      const del = this.db.prepare('DELETE FROM inflight WHERE batch_id = ?');
+      for (const id of batchIds) del.run(id);
+    })();
+  }
+
+  confirmTelemetry(table: string, cursor: TelemetryCursor, batchIds: readonly string[]): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare('UPDATE tables SET cursor = ?, updated_at = ? WHERE name = ?')
+        .run(JSON.stringify(cursor), this.now(), table);
+      const del = this.db.prepare('DELETE FROM inflight WHERE batch_id = ?');
+      for (const id of batchIds) del.run(id);
+    })();
+  }
+
+  dropInflight(batchIds: readonly string[]): void {
+    const del = this.db.prepare('DELETE FROM inflight WHERE batch_id = ?');
+    this.db.transaction(() => batchIds.forEach((id) => del.run(id)))();
+  }
+
+  setPause(table: string, paused: boolean, watermark: number | null, epoch: string | null): void {
+    this.db
+      .prepare(
+        'UPDATE tables SET paused = ?, server_watermark = ?, pause_epoch = ?, updated_at = ? WHERE name = ?',
+      )
+      .run(paused ? 1 : 0, watermark, epoch, this.now(), table);
+  }
+
+  // ---- controls ----
+
+  control(id: string): ControlRecord | undefined {
+    const r = this.db
+      .prepare(
+        'SELECT control_id, kind, table_name, raw, acked_at, applied_at FROM controls WHERE control_id = ?',
+      )
+      .get(id) as
+      | {
+          control_id: string;
+          kind: string;
+          table_name: string;
+          raw: string;
+          acked_at: string | null;
+          applied_at: string | null;
+        }
+      | undefined;
+    return r
+      ? {
+          controlId: r.control_id,
+          kind: r.kind,
+          table: r.table_name,
+          raw: r.raw,
+          ackedAt: r.acked_at,
+          appliedAt: r.applied_at,
+        }
+      : undefined;
+  }
+
+  /** Remember a control before acking it: after a crash it is acked again and applied. */
+  recordControl(id: string, kind: string, table: string, raw: string): void {
+    this.db
+      .prepare(
+        'INSERT INTO controls (control_id, kind, table_name, raw, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      )
+      .run(id, kind, table, raw, this.now());
+  }
+
+  markControlAcked(id: string): void {
+    this.db.prepare('UPDATE controls SET acked_at = ? WHERE control_id = ?').run(this.now(), id);
+  }
+
+  markControlApplied(id: string, outcome: string): void {
+    this.db
+      .prepare('UPDATE controls SET applied_at = ?, outcome = ? WHERE control_id = ?')
+      .run(this.now(), outcome, id);
+  }
+
+  unackedControls(): ControlRecord[] {
+    return (
+      this.db.prepare('SELECT control_id FROM controls WHERE acked_at IS NULL ORDER BY rowid').all() as {
+        control_id: string;
+      }[]
+    ).map((r) => this.control(r.control_id)!);
+  }
+
+  unappliedControls(): ControlRecord[] {
+    return (
+      this.db.prepare('SELECT control_id FROM controls WHERE applied_at IS NULL ORDER BY rowid').all() as {
+        control_id: string;
+      }[]
+    ).map((r) => this.control(r.control_id)!);
+  }
+
+  // ---- cloud versions (state_write) ----
+
+  setCloudVersions(table: string, entries: readonly { pk: string; cloudVersion: number }[]): void {
+    const up = this.db.prepare(
+      `INSERT INTO cloud_versions (table_name, pk, cloud_version) VALUES (?, ?, ?)
+       ON CONFLICT (table_name, pk) DO UPDATE SET cloud_version = excluded.cloud_version`,
+    );
+    this.db.transaction(() => entries.forEach((e) => up.run(table, e.pk, e.cloudVersion)))();
+  }
+
+  cloudVersionLookup(table: string): ((pk: string) => number | undefined) | undefined {
+    const any = this.db.prepare('SELECT 1 FROM cloud_versions WHERE table_name = ? LIMIT 1').get(table);
+    if (!any) return undefined;
+    const stmt = this.db
+      .prepare('SELECT cloud_version FROM cloud_versions WHERE table_name = ? AND pk = ?')
+      .pluck();
+    return (pk) => stmt.get(table, pk) as number | undefined;
+  }
+
+  // ---- gaps (retention) ----
+
+  recordGap(g: GapRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO gaps (table_name, epoch, first_seq, last_seq, rows, bytes, reason, new_epoch, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(g.table, g.epoch, g.firstSeq, g.lastSeq, g.rows, g.bytes, g.reason, g.newEpoch, g.at);
+  }
+
+  gaps(): GapRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM gaps ORDER BY id').all() as {
+        table_name: string;
+        epoch: string;
+        first_seq: number;
+        last_seq: number;
+        rows: number;
+        bytes: number;
+        reason: string;
+        new_epoch: string | null;
+        at: string;
+      }[]
+    ).map((r) => ({
+      table: r.table_name,
+      epoch: r.epoch,
+      firstSeq: r.first_seq,
+      lastSeq: r.last_seq,
+      rows: r.rows,
+      bytes: r.bytes,
+      reason: r.reason,
+      newEpoch: r.new_epoch,
+      at: r.at,
+    }));
+  }
+}
