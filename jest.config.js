@@ -1,6 +1,13 @@
 /** Test projects by file suffix: unit (no IO), int (real servers), e2e (whole processes). */
-const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
-const common = { transform, testEnvironment: 'node', moduleFileExtensions: ['ts', 'js', 'json'] };
+const swc = ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }];
+// `cookie` (used by fastify's inject) ships ESM only; jest on Node 20 loads CommonJS, so it is compiled too.
+const transform = { '^.+\\.ts$': swc, 'node_modules/cookie/.+\\.js$': swc };
+const common = {
+  transform,
+  transformIgnorePatterns: ['/node_modules/(?!cookie/)'],
+  testEnvironment: 'node',
+  moduleFileExtensions: ['ts', 'js', 'json'],
+};
 module.exports = {
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/**/*.unit.test.ts'] },

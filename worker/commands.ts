@@ -2,6 +2,9 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { uuidv7 } from 'uuidv7';
 import { z } from 'zod';
 import type { LineageCommand } from '../domain/lineage/decide';
+import type { CommandSender } from '../projections/runner/types';
+import { DEFAULT_POLICY, type Policy } from '../domain/policy/policy';
+import type { RowChange } from '../domain/protocol/contracts';
 import { DomainError, isDomainError } from '../domain/shared/errors';
 import { subjects } from '../infra/nats/names';
 import type { Logger } from '../infra/log';
@@ -38,7 +41,19 @@ export const COMMAND_SCHEMAS = {
     reason: z.string().max(2000).default(''),
   }),
   'lineage.delete': z.object({ ...scoped, reason: z.string().max(2000).default('deleted by operator') }),
+  'lineage.reset-materialization': z.object({ ...scoped }),
   'lineage.complete-replay': z.object({ ...scoped, replay_id: id, rows: z.number().int().nonnegative() }),
+  'lineage.report-failure': z.object({
+    ...scoped,
+    source_seq: z.number().int().positive(),
+    code: z.string().max(200),
+    message: z.string().max(4000),
+    permanent: z.boolean(),
+    rows: z.array(z.any()).max(4096),
+    journal_epoch: z.string().nullable(),
+  }),
+  'control.delivered': z.object({ ...scoped, control_id: id }),
+  'control.ack': z.object({ ...scoped, control_id: id }),
 } as const;
 export type CommandVerb = keyof typeof COMMAND_SCHEMAS;
 export const COMMAND_VERBS = Object.keys(COMMAND_SCHEMAS) as CommandVerb[];
@@ -47,45 +62,70 @@ export type CommandReply =
   | { ok: true; lineage_id: string; version: number; events: { id: string; type: string }[] }
   | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
-function toCommand(verb: CommandVerb, input: Record<string, unknown>): LineageCommand {
-  switch (verb) {
-    case 'review.claim': {
-      const d = COMMAND_SCHEMAS[verb].parse(input);
-      return { type: 'ClaimReview', data: { review_id: d.review_id, action_version: d.action_version } };
-    }
-    case 'review.approve': {
-      const d = COMMAND_SCHEMAS[verb].parse(input);
-      return {
-        type: 'ApproveReview',
-        data: {
-          review_id: d.review_id,
-          action_version: d.action_version,
-          replay_id: uuidv7(),
-          ...(d.column_actions ? { column_actions: d.column_actions } : {}),
-        },
-      };
-    }
-    case 'review.reject': {
-      const d = COMMAND_SCHEMAS[verb].parse(input);
-      return {
-        type: 'RejectReview',
-        data: { review_id: d.review_id, action_version: d.action_version, reason: d.reason },
-      };
-    }
-    case 'lineage.delete': {
-      const d = COMMAND_SCHEMAS[verb].parse(input);
-      return { type: 'DeleteLineage', data: { reason: d.reason } };
-    }
-    case 'lineage.complete-replay': {
-      const d = COMMAND_SCHEMAS[verb].parse(input);
-      return { type: 'CompleteReplay', data: { replay_id: d.replay_id, rows: d.rows } };
-    }
-  }
+type Inputs = { [V in CommandVerb]: z.infer<(typeof COMMAND_SCHEMAS)[V]> };
+
+type Ctx = Readonly<{ policy: Policy; now: string; new_control_id: string; new_replay_id: string }>;
+
+/** What each verb's input becomes as a lineage command; ids, time and policy come from `Ctx`. */
+const CONVERTERS: { [V in CommandVerb]: (i: Inputs[V], c: Ctx) => LineageCommand } = {
+  'review.claim': (i) => ({
+    type: 'ClaimReview',
+    data: { review_id: i.review_id, action_version: i.action_version },
+  }),
+  'review.approve': (i, c) => ({
+    type: 'ApproveReview',
+    data: {
+      review_id: i.review_id,
+      action_version: i.action_version,
+      replay_id: c.new_replay_id,
+      ...(i.column_actions ? { column_actions: i.column_actions } : {}),
+    },
+  }),
+  'review.reject': (i) => ({
+    type: 'RejectReview',
+    data: { review_id: i.review_id, action_version: i.action_version, reason: i.reason },
+  }),
+  'lineage.delete': (i) => ({ type: 'DeleteLineage', data: { reason: i.reason } }),
+  'lineage.reset-materialization': (_i, c) => ({ type: 'ResetMaterialization', data: c }),
+  'lineage.complete-replay': (i, c) => ({
+    type: 'CompleteReplay',
+    data: { ...c, replay_id: i.replay_id, rows: i.rows },
+  }),
+  'lineage.report-failure': (i, c) => ({
+    type: 'ReportMaterializationFailure',
+    data: {
+      ...c,
+      source_seq: i.source_seq,
+      code: i.code,
+      message: i.message,
+      permanent: i.permanent,
+      rows: i.rows as RowChange[],
+      journal_epoch: i.journal_epoch,
+    },
+  }),
+  'control.delivered': (i, c) => ({
+    type: 'RecordControlDelivery',
+    data: { control_id: i.control_id, delivered_at: c.now },
+  }),
+  'control.ack': (i, c) => ({
+    type: 'AcknowledgeControl',
+    data: { control_id: i.control_id, acknowledged_at: c.now },
+  }),
+};
+
+function toCommand<V extends CommandVerb>(verb: V, input: Inputs[V], ctx: Ctx): LineageCommand {
+  return (CONVERTERS[verb] as (i: Inputs[V], c: Ctx) => LineageCommand)(input, ctx);
 }
+
+export type PolicySource = { policy(projectId: string): Promise<Policy> };
 
 /** The one place operator commands are executed: the HTTP API and the NATS subjects both call it. */
 export class CommandService {
-  constructor(private readonly handler: LineageCommandHandler) {}
+  constructor(
+    private readonly handler: LineageCommandHandler,
+    private readonly policies: PolicySource = { policy: async () => DEFAULT_POLICY },
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
 
   async run(verb: CommandVerb, input: unknown): Promise<CommandResult> {
     const schema = COMMAND_SCHEMAS[verb];
@@ -98,7 +138,15 @@ export class CommandService {
       );
     }
     const d = parsed.data as z.infer<(typeof COMMAND_SCHEMAS)['lineage.delete']>;
-    const command = toCommand(verb, parsed.data as Record<string, unknown>);
+    const { state } = await this.handler.load(d.lineage_id);
+    const policy =
+      state.status === 'registered' ? await this.policies.policy(state.project_id) : DEFAULT_POLICY;
+    const command = toCommand(verb, parsed.data as Inputs[typeof verb], {
+      policy,
+      now: this.clock().toISOString(),
+      new_control_id: uuidv7(),
+      new_replay_id: uuidv7(),
+    });
     return this.handler.execute(d.lineage_id, command, {
       decision_id: d.idempotency_key ? `cmd:${d.idempotency_key}` : `cmd:${uuidv7()}`,
       ...(d.actor ? { actor: d.actor } : {}),
@@ -160,4 +208,41 @@ export function serveCommands(nc: NatsConnection, service: CommandService, log: 
         );
     },
   });
+}
+
+/** The projector's way back to the lineages: replay confirmations and materialization failures. */
+export function projectorCommands(service: CommandService): CommandSender {
+  const check = (r: CommandReply, what: string) => {
+    if (!r.ok) throw new Error(`${what} refused: ${r.error.code}: ${r.error.message}`);
+  };
+  return {
+    send: async (lineageId, command) => {
+      if (command.type !== 'CompleteReplay') throw new Error(`the projector does not send ${command.type}`);
+      const { replay_id, rows } = command.data;
+      check(
+        await service.reply('lineage.complete-replay', {
+          lineage_id: lineageId,
+          replay_id,
+          rows,
+          idempotency_key: `replay:${replay_id}`,
+        }),
+        'CompleteReplay',
+      );
+    },
+    reportMaterializationFailure: async (lineageId, f) => {
+      check(
+        await service.reply('lineage.report-failure', {
+          lineage_id: lineageId,
+          source_seq: f.source_seq,
+          code: f.code,
+          message: f.message.slice(0, 4000),
+          permanent: f.permanent,
+          rows: f.rows,
+          journal_epoch: f.journal_epoch,
+          idempotency_key: `failure:${f.source_seq}:${f.journal_epoch ?? ''}`,
+        }),
+        'ReportMaterializationFailure',
+      );
+    },
+  };
 }

@@ -6,8 +6,13 @@ import { fold } from '../domain/shared/decider';
 import { DomainError } from '../domain/shared/errors';
 import { type EventStore, isConcurrencyError } from '../domain/shared/ports';
 import type { Metrics } from '../infra/metrics';
+import { SNAPSHOT_SCHEMA, type SnapshotStore } from '../infra/nats/snapshots';
 
-type Cached = { state: LineageState; version: number };
+/** A folded lineage, and how many events were folded since its last snapshot. */
+type Cached = { state: LineageState; version: number; sinceSnapshot: number };
+
+/** Events between snapshots: a cold load folds about this many events after the snapshot. */
+export const SNAPSHOT_EVERY = 200;
 
 /** A bounded LRU of folded lineage states, so hot lineages are not reloaded for every batch. */
 export class LineageCache {
@@ -58,15 +63,36 @@ export class LineageCommandHandler {
     private readonly cache = new LineageCache(),
     private readonly clock: () => Date = () => new Date(),
     private readonly metrics?: Metrics,
+    private readonly snapshots?: SnapshotStore,
   ) {}
 
   async load(lineageId: string, fresh = false): Promise<Cached> {
     const cached = fresh ? undefined : this.cache.get(lineageId);
-    const base = cached ?? { state: initialState(), version: 0 };
+    const snap = cached ? undefined : await this.snapshots?.get(lineageId);
+    const base: Cached =
+      cached ??
+      (snap
+        ? { state: snap.state, version: snap.version, sinceSnapshot: 0 }
+        : { state: initialState(), version: 0, sinceSnapshot: 0 });
     const tail = await this.store.load(lineageId, base.version);
-    const next = { state: fold({ evolve, initialState }, tail.events, base.state), version: tail.version };
+    const next: Cached = {
+      state: fold({ evolve, initialState }, tail.events, base.state),
+      version: tail.version,
+      sinceSnapshot: base.sinceSnapshot + tail.events.length,
+    };
     this.cache.set(lineageId, next);
     return next;
+  }
+
+  /** Snapshots are an optimisation: a failed write only means a longer fold next time. */
+  private async maybeSnapshot(lineageId: string, c: Cached): Promise<void> {
+    if (!this.snapshots || c.sinceSnapshot < SNAPSHOT_EVERY) return;
+    try {
+      await this.snapshots.put(lineageId, { schema: SNAPSHOT_SCHEMA, version: c.version, state: c.state });
+      this.cache.set(lineageId, { ...c, sinceSnapshot: 0 });
+    } catch {
+      // keep going without it
+    }
   }
 
   async execute(lineageId: string, command: LineageCommand, meta: CommandMeta): Promise<CommandResult> {
@@ -94,8 +120,13 @@ export class LineageCommandHandler {
           const reloaded = await this.load(lineageId, true);
           return { lineage_id: lineageId, events: [], version: reloaded.version, state: reloaded.state };
         }
-        const next = { state: stored.reduce<LineageState>(evolve, state), version: r.version };
+        const next: Cached = {
+          state: stored.reduce<LineageState>(evolve, state),
+          version: r.version,
+          sinceSnapshot: current.sinceSnapshot + stored.length,
+        };
         this.cache.set(lineageId, next);
+        await this.maybeSnapshot(lineageId, next);
         this.metrics?.decisions.inc({ command: command.type });
         return { lineage_id: lineageId, events: stored, version: r.version, state: next.state };
       } catch (err) {

@@ -8,8 +8,7 @@ import {
   jetstreamManager,
 } from '@nats-io/jetstream';
 import { uuidv7 } from 'uuidv7';
-import { DEFAULT_POLICY, type Policy } from '../domain/policy/policy';
-import { isDomainError } from '../domain/shared/errors';
+import { DomainError, isDomainError } from '../domain/shared/errors';
 import { type IngressMessage, type RejectionRecord, decodeJson, encodeJson } from '../infra/nats/ingress';
 import { STREAMS, subjects } from '../infra/nats/names';
 import type { Registry } from '../infra/nats/registry';
@@ -25,7 +24,6 @@ export type IngressWorkerOptions = {
   registry: Registry;
   log: Logger;
   metrics?: Metrics;
-  policyOf?: (projectId: string) => Policy;
   ackWaitMs?: number;
 };
 
@@ -113,6 +111,10 @@ export class IngressWorker {
 
   private async decide(msg: IngressMessage): Promise<void> {
     const { registry, handler, metrics } = this.opts;
+    if (msg.kind === 'ack') {
+      await this.acknowledge(msg.device_key, msg.payload.control_id);
+      return;
+    }
     if (msg.kind !== 'rows' && msg.kind !== 'telemetry') {
       // Acks of controls, schema observations and upload requests: handled by later stages.
       this.opts.log.debug({ kind: msg.kind, device: msg.device_key }, 'ingress message noted');
@@ -120,16 +122,22 @@ export class IngressWorker {
     }
     const device = await registry.resolveDevice(msg.project_id, msg.topic_slug, msg.device_name, uuidv7());
     const table = msg.payload.source_table;
-    const policy = this.opts.policyOf?.(msg.project_id) ?? DEFAULT_POLICY;
+    const policy = await registry.policy(msg.project_id);
     const decisionId = `${msg.device_key}:${msg.payload.batch_id}`;
     let { lineageId } = await registry.resolveLineage(device.device_id, table, uuidv7());
     for (let attempt = 0; attempt < 3; attempt++) {
-      const identity = {
+      const common = {
         project_id: msg.project_id,
         device_id: device.device_id,
         device_name: device.device_name,
+        topic_slug: msg.topic_slug,
+        new_lineage_id: lineageId,
+        new_review_id: uuidv7(),
+        new_control_id: uuidv7(),
+        new_replay_id: uuidv7(),
+        now: new Date().toISOString(),
+        policy,
       };
-      const common = { ...identity, new_lineage_id: lineageId, new_review_id: uuidv7(), policy };
       const command =
         msg.kind === 'rows'
           ? ({ type: 'IngestRowBatch', data: { ...common, batch: msg.payload } } as const)
@@ -152,6 +160,21 @@ export class IngressWorker {
       }
     }
     throw new Error(`could not settle the lineage of ${msg.device_key} ${table}`);
+  }
+
+  /** A device's ACK of a control: only the device the control was sent to can acknowledge it. */
+  private async acknowledge(deviceKey: string, controlId: string): Promise<void> {
+    const route = await this.opts.registry.getControl(controlId);
+    if (!route || !route.topic.startsWith(`${deviceKey}/`)) {
+      throw new DomainError('unknown_control_id', `control ${controlId} is not pending for this device`);
+    }
+    const now = new Date().toISOString();
+    await this.opts.handler.execute(
+      route.lineage_id,
+      { type: 'AcknowledgeControl', data: { control_id: controlId, acknowledged_at: now } },
+      { decision_id: `ack:${controlId}` },
+    );
+    await this.opts.registry.deleteControl(controlId);
   }
 
   private async recordRejection(msg: IngressMessage, code: string, message: string): Promise<void> {

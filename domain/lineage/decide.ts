@@ -1,27 +1,32 @@
-import type { RowBatch, TelemetryBatch } from '../protocol/contracts';
+import type { RowBatch, RowChange, TelemetryBatch } from '../protocol/contracts';
 import type { Policy } from '../policy/policy';
 import { assertNever } from '../shared/decider';
 import { DomainError } from '../shared/errors';
 import { classifySchema } from './classify';
 import type { ColumnAction, ColumnBinding, LineageEvent, PauseReason, StagingReason } from './events';
-import { type ActiveLineage, type LineageState, evolve, inRanges, isPaused } from './state';
+import { type ActiveLineage, type LineageState, evolve, failureKey, inRanges } from './state';
 
-type Identity = Readonly<{ project_id: string; device_id: string; device_name: string }>;
+type Identity = Readonly<{ project_id: string; device_id: string; device_name: string; topic_slug?: string }>;
+
+/** Ids and time a decision may need; the caller mints them, so the decider stays pure. */
+type Minted = Readonly<{ new_control_id: string; new_replay_id: string; now: string }>;
 
 /** Commands carry every id, time and policy the decision needs: the decider itself is pure. */
 export type LineageCommand =
   | Readonly<{
       type: 'IngestRowBatch';
-      data: Identity & { batch: RowBatch; new_lineage_id: string; new_review_id: string; policy: Policy };
+      data: Identity &
+        Minted & { batch: RowBatch; new_lineage_id: string; new_review_id: string; policy: Policy };
     }>
   | Readonly<{
       type: 'IngestTelemetryBatch';
-      data: Identity & {
-        batch: TelemetryBatch;
-        new_lineage_id: string;
-        new_review_id: string;
-        policy: Policy;
-      };
+      data: Identity &
+        Minted & {
+          batch: TelemetryBatch;
+          new_lineage_id: string;
+          new_review_id: string;
+          policy: Policy;
+        };
     }>
   | Readonly<{ type: 'ClaimReview'; data: { review_id: string; action_version: number } }>
   | Readonly<{
@@ -34,7 +39,26 @@ export type LineageCommand =
       };
     }>
   | Readonly<{ type: 'RejectReview'; data: { review_id: string; action_version: number; reason: string } }>
-  | Readonly<{ type: 'CompleteReplay'; data: { replay_id: string; rows: number } }>
+  | Readonly<{
+      type: 'CompleteReplay';
+      data: { replay_id: string; rows: number; policy?: Policy } & Partial<Minted>;
+    }>
+  | Readonly<{
+      type: 'ReportMaterializationFailure';
+      data: Minted & {
+        /** Stream sequence of the event that failed: a report is taken once. */
+        source_seq: number;
+        code: string;
+        message: string;
+        permanent: boolean;
+        rows: readonly RowChange[];
+        journal_epoch: string | null;
+        policy: Policy;
+      };
+    }>
+  | Readonly<{ type: 'ResetMaterialization'; data: Minted & { policy: Policy } }>
+  | Readonly<{ type: 'RecordControlDelivery'; data: { control_id: string; delivered_at: string } }>
+  | Readonly<{ type: 'AcknowledgeControl'; data: { control_id: string; acknowledged_at: string } }>
   | Readonly<{ type: 'DeleteLineage'; data: { reason: string } }>;
 
 export type LineageCommandType = LineageCommand['type'];
@@ -72,6 +96,7 @@ function register(
         device_name: d.device_name,
         source_table,
         kind,
+        ...(d.topic_slug !== undefined ? { topic_slug: d.topic_slug } : {}),
       },
     },
   ];
@@ -115,9 +140,93 @@ function governSchema(
 function stagingReason(s: ActiveLineage, hash: string): StagingReason | null {
   if (s.pause_reasons.includes('schema_review') || s.pause_reasons.includes('deferred_columns'))
     return 'schema_review';
-  if (isPaused(s)) return 'lineage_paused';
+  if (s.pause_reasons.includes('circuit_breaker')) return 'lineage_paused';
   if (s.approved_hash !== hash) return 'schema_review';
   return null;
+}
+
+const gated = (s: ActiveLineage) => s.pause_reasons.some((r) => GATING.includes(r));
+
+/**
+ * Rows left in staging once nothing gates the lineage (e.g. rows that arrived while only volume
+ * backpressure held it) go to the mirror ahead of any newer row: the release event precedes them.
+ */
+function releaseLeftovers(s: ActiveLineage, replayId: string): LineageEvent[] {
+  if (s.staged_rows === 0 || gated(s) || s.approved_hash === null) return [];
+  return [{ type: 'StagedRowsReleased', data: { replay_id: replayId, schema_hash: s.approved_hash } }];
+}
+
+/** Volume backpressure with hysteresis: pause above a cap, resume below resume_threshold_percent of both. */
+function backpressure(s: ActiveLineage, policy: Policy, m: Minted): LineageEvent[] {
+  const rows = s.staged_rows + s.replaying_rows;
+  const bytes = s.staged_bytes + s.replaying_bytes;
+  const paused = s.pause_reasons.includes('volume_backpressure');
+  const over = rows > policy.max_pending_rows_per_lineage || bytes > policy.max_pending_bytes_per_lineage;
+  if (over && !paused) {
+    const detail =
+      rows > policy.max_pending_rows_per_lineage ? 'staged row cap exceeded' : 'staged byte cap exceeded';
+    return [
+      {
+        type: 'LineagePaused',
+        data: { reason: 'volume_backpressure', detail: `${rows} rows, ${bytes} bytes pending` },
+      },
+      ...pauseDevice(s, `backpressure: ${detail}`, m),
+    ];
+  }
+  const pct = policy.resume_threshold_percent / 100;
+  if (
+    paused &&
+    rows < policy.max_pending_rows_per_lineage * pct &&
+    bytes < policy.max_pending_bytes_per_lineage * pct
+  ) {
+    const after: ActiveLineage = {
+      ...s,
+      pause_reasons: s.pause_reasons.filter((r) => r !== 'volume_backpressure'),
+    };
+    return [
+      { type: 'LineageResumed', data: { reason: 'volume_backpressure' } },
+      ...resumeDevice(after, 'backpressure: backlog drained', m),
+    ];
+  }
+  return [];
+}
+
+/** Reasons that stop the device itself (schema review never does: the cloud stages instead). */
+const DEVICE_PAUSING: readonly PauseReason[] = ['volume_backpressure', 'circuit_breaker'];
+
+function pauseDevice(s: ActiveLineage, reason: string, m: Minted): LineageEvent[] {
+  if (s.device_paused) return [];
+  return [control(s, 'pause_lineage', reason, m)];
+}
+
+function resumeDevice(s: ActiveLineage, reason: string, m: Minted): LineageEvent[] {
+  if (!s.device_paused || s.pause_reasons.some((r) => DEVICE_PAUSING.includes(r))) return [];
+  return [control(s, 'resume_lineage', reason, m)];
+}
+
+function control(
+  s: ActiveLineage,
+  kind: 'pause_lineage' | 'resume_lineage',
+  reason: string,
+  m: Minted,
+): LineageEvent {
+  return {
+    type: 'ControlIssued',
+    data: {
+      control_id: m.new_control_id,
+      control_kind: kind,
+      source_table: s.source_table,
+      server_watermark: s.kind === 'telemetry' ? s.last_batch_seq : s.last_commit_seq,
+      reason,
+      issued_at: m.now,
+    },
+  };
+}
+
+/** Append `more` to `events`, and return the state they lead to. */
+function push(state: ActiveLineage, events: LineageEvent[], more: readonly LineageEvent[]): ActiveLineage {
+  events.push(...more);
+  return requireLineage(apply(state, more));
 }
 
 function decideRowBatch(
@@ -126,14 +235,12 @@ function decideRowBatch(
 ) {
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'rows');
-  const registered = requireLineage(apply(state, events));
-  const seen = registered.accepted[batch.journal_epoch] ?? [];
+  let s = requireLineage(apply(state, events));
+  const seen = s.accepted[batch.journal_epoch] ?? [];
   const fresh = batch.rows.filter((r) => !inRanges(seen, r.commit_seq));
   const duplicates = batch.rows.length - fresh.length;
   if (fresh.length === 0) return events; // a retried batch: acknowledged, nothing changes
-  const schemaEvents = governSchema(registered, batch.schema_hash, batch.schema_columns, cmd.new_review_id);
-  events.push(...schemaEvents);
-  const s = requireLineage(apply(registered, schemaEvents));
+  s = push(s, events, governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id));
   const reason = stagingReason(s, batch.schema_hash);
   const common = {
     batch_id: batch.batch_id,
@@ -142,9 +249,13 @@ function decideRowBatch(
     rows: fresh,
     duplicates_skipped: duplicates,
   };
-  events.push(
-    reason ? { type: 'RowsStaged', data: { ...common, reason } } : { type: 'RowsAccepted', data: common },
-  );
+  if (reason) {
+    s = push(s, events, [{ type: 'RowsStaged', data: { ...common, reason } }]);
+  } else {
+    s = push(s, events, releaseLeftovers(s, cmd.new_replay_id));
+    s = push(s, events, [{ type: 'RowsAccepted', data: common }]);
+  }
+  push(s, events, backpressure(s, cmd.policy, cmd));
   return events;
 }
 
@@ -154,11 +265,22 @@ function decideTelemetryBatch(
 ) {
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'telemetry');
-  const registered = requireLineage(apply(state, events));
-  if (batch.batch_seq <= registered.last_batch_seq) return events; // same id + seq: acknowledged no-op
-  const schemaEvents = governSchema(registered, batch.schema_hash, batch.schema_columns, cmd.new_review_id);
-  events.push(...schemaEvents);
-  const s = requireLineage(apply(registered, schemaEvents));
+  let s = requireLineage(apply(state, events));
+  if (batch.batch_seq <= s.last_batch_seq) {
+    const recorded = s.recent_batches.find(([seq]) => seq === batch.batch_seq);
+    if (recorded?.[1] === batch.batch_id) return events; // same id + seq: acknowledged no-op
+    if (recorded) {
+      throw new DomainError(
+        'duplicate_batch_seq',
+        `batch_seq ${batch.batch_seq} was already used by batch ${recorded[1]}`,
+      );
+    }
+    throw new DomainError(
+      'stale_batch_seq',
+      `batch_seq ${batch.batch_seq} is below the last accepted ${s.last_batch_seq}`,
+    );
+  }
+  s = push(s, events, governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id));
   const reason = stagingReason(s, batch.schema_hash);
   const common = {
     batch_id: batch.batch_id,
@@ -166,12 +288,81 @@ function decideTelemetryBatch(
     schema_hash: batch.schema_hash,
     rows: batch.rows,
   };
-  events.push(
-    reason
-      ? { type: 'TelemetryStaged', data: { ...common, reason } }
-      : { type: 'TelemetryAccepted', data: common },
-  );
+  if (reason) {
+    s = push(s, events, [{ type: 'TelemetryStaged', data: { ...common, reason } }]);
+  } else {
+    s = push(s, events, releaseLeftovers(s, cmd.new_replay_id));
+    s = push(s, events, [{ type: 'TelemetryAccepted', data: common }]);
+  }
+  push(s, events, backpressure(s, cmd.policy, cmd));
   return events;
+}
+
+function decideFailure(
+  state: LineageState,
+  d: Extract<LineageCommand, { type: 'ReportMaterializationFailure' }>['data'],
+) {
+  let s = requireLineage(state);
+  // Reported before (the projector restarted): one report per failing event and journal epoch.
+  if (s.reported_failures.includes(failureKey(d.source_seq, d.journal_epoch))) return [];
+  const events: LineageEvent[] = [];
+  const count = d.permanent ? s.consecutive_failures + 1 : s.consecutive_failures;
+  s = push(s, events, [
+    {
+      type: 'MaterializationFailed',
+      data: {
+        source_seq: d.source_seq,
+        code: d.code,
+        message: d.message,
+        permanent: d.permanent,
+        rows: d.rows,
+        journal_epoch: d.journal_epoch,
+        consecutive_failures: count,
+      },
+    },
+  ]);
+  if (
+    d.permanent &&
+    count >= d.policy.circuit_breaker_threshold &&
+    !s.pause_reasons.includes('circuit_breaker')
+  ) {
+    s = push(s, events, [
+      {
+        type: 'LineagePaused',
+        data: {
+          reason: 'circuit_breaker',
+          detail: `${count} permanent materialization errors; last: ${d.message}`,
+        },
+      },
+    ]);
+    s = push(s, events, pauseDevice(s, `circuit breaker: ${count} permanent materialization errors`, d));
+  }
+  push(s, events, backpressure(s, d.policy, d));
+  return events;
+}
+
+function decideReset(
+  state: LineageState,
+  d: Extract<LineageCommand, { type: 'ResetMaterialization' }>['data'],
+) {
+  let s = requireLineage(state);
+  const events: LineageEvent[] = [];
+  s = push(s, events, [
+    { type: 'MaterializationReset', data: { previous_failures: s.consecutive_failures } },
+  ]);
+  if (s.pause_reasons.includes('circuit_breaker')) {
+    s = push(s, events, [{ type: 'LineageResumed', data: { reason: 'circuit_breaker' } }]);
+  }
+  s = push(s, events, releaseLeftovers(s, d.new_replay_id));
+  s = push(s, events, resumeDevice(s, 'materialization reset by an operator', d));
+  push(s, events, backpressure(s, d.policy, d));
+  return events;
+}
+
+function findControl(s: ActiveLineage, controlId: string) {
+  const c = s.controls.find((x) => x.control_id === controlId);
+  if (!c) throw new DomainError('unknown_control_id', `control ${controlId} was not issued to this lineage`);
+  return c;
 }
 
 function findReview(s: ActiveLineage, reviewId: string, actionVersion: number) {
@@ -340,9 +531,46 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
       ];
     }
     case 'CompleteReplay': {
+      const d = command.data;
+      let s = requireLineage(state);
+      if (s.replay?.replay_id !== d.replay_id || s.replay.done) return [];
+      const events: LineageEvent[] = [];
+      s = push(s, events, [{ type: 'ReplayCompleted', data: { replay_id: d.replay_id, rows: d.rows } }]);
+      if (d.policy && d.new_control_id && d.new_replay_id && d.now) {
+        const m = { new_control_id: d.new_control_id, new_replay_id: d.new_replay_id, now: d.now };
+        push(s, events, backpressure(s, d.policy, m));
+      }
+      return events;
+    }
+    case 'ReportMaterializationFailure':
+      return decideFailure(state, command.data);
+    case 'ResetMaterialization':
+      return decideReset(state, command.data);
+    case 'RecordControlDelivery': {
       const s = requireLineage(state);
-      if (s.replay?.replay_id !== command.data.replay_id || s.replay.done) return [];
-      return [{ type: 'ReplayCompleted', data: command.data }];
+      const c = findControl(s, command.data.control_id);
+      if (c.acknowledged) return [];
+      return [
+        {
+          type: 'ControlDelivered',
+          data: {
+            control_id: c.control_id,
+            attempt: c.deliveries + 1,
+            delivered_at: command.data.delivered_at,
+          },
+        },
+      ];
+    }
+    case 'AcknowledgeControl': {
+      const s = requireLineage(state);
+      const c = findControl(s, command.data.control_id);
+      if (c.acknowledged) return []; // a re-ACK of a redelivered control
+      return [
+        {
+          type: 'ControlAcknowledged',
+          data: { control_id: c.control_id, acknowledged_at: command.data.acknowledged_at },
+        },
+      ];
     }
     case 'DeleteLineage': {
       requireLineage(state);

@@ -11,6 +11,11 @@ const R1 = '0190a000-0000-7000-8000-0000000000b1';
 const R2 = '0190a000-0000-7000-8000-0000000000b2';
 const EPOCH = '0190a000-0000-7000-8000-0000000000e1';
 const DEVICE = { project_id: 'p', device_id: 'd', device_name: 'gw-1' };
+const MINT = {
+  new_control_id: '0190a000-0000-7000-8000-0000000000c1',
+  new_replay_id: '0190a000-0000-7000-8000-0000000000f2',
+  now: '2026-11-22T00:00:00.000Z',
+};
 
 const v1: SchemaColumns = {
   table_name: 'device_state',
@@ -51,7 +56,7 @@ function batch(seqs: number[], schema: SchemaColumns = v1, withColumns = true): 
 
 const ingest = (b: RowBatch, reviewId = R1): LineageCommand => ({
   type: 'IngestRowBatch',
-  data: { ...DEVICE, batch: b, new_lineage_id: L, new_review_id: reviewId, policy: DEFAULT_POLICY },
+  data: { ...DEVICE, ...MINT, batch: b, new_lineage_id: L, new_review_id: reviewId, policy: DEFAULT_POLICY },
 });
 
 const registered: LineageEvent = {
@@ -315,5 +320,257 @@ describe('lineage decider: deletion', () => {
   });
   it('refuses commands on a lineage that does not exist', () => {
     spec.given([]).when(claim()).thenThrows('not_found');
+  });
+});
+
+describe('lineage decider: volume backpressure', () => {
+  const policy = { ...DEFAULT_POLICY, max_pending_rows_per_lineage: 4, resume_threshold_percent: 80 };
+  const ingestP = (b: RowBatch): LineageCommand => ({
+    type: 'IngestRowBatch',
+    data: { ...DEVICE, ...MINT, batch: b, new_lineage_id: L, new_review_id: R1, policy },
+  });
+
+  it('never pauses the device for a schema review: the cloud stages', () => {
+    const events = spec
+      .given([])
+      .when(ingestP(batch([1, 2])))
+      .events();
+    expect(events.some((e) => e.type === 'ControlIssued')).toBe(false);
+  });
+
+  it('pauses with volume_backpressure and issues pause_lineage with the watermark when the cap is exceeded', () => {
+    spec
+      .given(history(ingestP(batch([1, 2, 3]))))
+      .when(ingestP(batch([4, 5])))
+      .thenMatch([
+        { type: 'RowsStaged' },
+        { type: 'LineagePaused', data: { reason: 'volume_backpressure' } },
+        {
+          type: 'ControlIssued',
+          data: {
+            control_id: MINT.new_control_id,
+            control_kind: 'pause_lineage',
+            server_watermark: 5,
+            source_table: 'device_state',
+            issued_at: MINT.now,
+          },
+        },
+      ]);
+  });
+
+  it('does not pause twice', () => {
+    spec
+      .given(history(ingestP(batch([1, 2, 3])), ingestP(batch([4, 5]))))
+      .when(ingestP(batch([6])))
+      .thenMatch([{ type: 'RowsStaged' }]);
+  });
+
+  it('resumes and issues resume_lineage once the replayed backlog is materialized', () => {
+    const h = history(ingestP(batch([1, 2, 3])), ingestP(batch([4, 5])), claim(), approve());
+    expect(h.filter((e) => e.type === 'StagedRowsReleased')).toHaveLength(1);
+    spec
+      .given(h)
+      .when({
+        type: 'CompleteReplay',
+        data: { replay_id: '0190a000-0000-7000-8000-0000000000f1', rows: 5, policy, ...MINT },
+      })
+      .thenMatch([
+        { type: 'ReplayCompleted' },
+        { type: 'LineageResumed', data: { reason: 'volume_backpressure' } },
+        { type: 'ControlIssued', data: { control_kind: 'resume_lineage', server_watermark: 5 } },
+      ]);
+  });
+
+  it('materializes rows that arrive while only backpressure holds the lineage, after the leftovers', () => {
+    const h = history(ingestP(batch([1, 2, 3])), ingestP(batch([4, 5])), claim(), approve());
+    spec
+      .given(h)
+      .when(ingestP(batch([6])))
+      .thenMatch([{ type: 'RowsAccepted', data: { rows: [{ commit_seq: 6 }] } }]);
+  });
+});
+
+describe('lineage decider: circuit breaker', () => {
+  const active = () => history(ingest(batch([1])), claim(), approve());
+  const fail = (seq: number, permanent = true): LineageCommand => ({
+    type: 'ReportMaterializationFailure',
+    data: {
+      ...MINT,
+      source_seq: seq,
+      code: 'mirror_write_failed',
+      message: 'no such table',
+      permanent,
+      rows: [{ commit_seq: 100 + seq, op: 'insert', pk: { id: seq }, row: { id: seq } }],
+      journal_epoch: EPOCH,
+      policy: DEFAULT_POLICY,
+    },
+  });
+
+  it('stages the failed rows and counts permanent failures only', () => {
+    spec
+      .given(active())
+      .when(fail(1))
+      .thenMatch([
+        { type: 'MaterializationFailed', data: { consecutive_failures: 1, rows: [{ commit_seq: 101 }] } },
+      ]);
+    spec
+      .given(active())
+      .when(fail(1, false))
+      .thenMatch([{ type: 'MaterializationFailed', data: { consecutive_failures: 0, permanent: false } }]);
+  });
+
+  it('ignores a report it already took', () => {
+    spec
+      .given(history(ingest(batch([1])), claim(), approve(), fail(7)))
+      .when(fail(7))
+      .then([]);
+  });
+
+  it('trips after 5 permanent errors: pauses and issues pause_lineage', () => {
+    const h = history(ingest(batch([1])), claim(), approve(), fail(1), fail(2), fail(3), fail(4));
+    spec
+      .given(h)
+      .when(fail(5))
+      .thenMatch([
+        { type: 'MaterializationFailed', data: { consecutive_failures: 5 } },
+        { type: 'LineagePaused', data: { reason: 'circuit_breaker' } },
+        { type: 'ControlIssued', data: { control_kind: 'pause_lineage' } },
+      ]);
+  });
+
+  it('reset clears the count, resumes, releases the staged rows and resumes the device', () => {
+    const h = history(ingest(batch([1])), claim(), approve(), fail(1), fail(2), fail(3), fail(4), fail(5));
+    spec
+      .given(h)
+      .when({ type: 'ResetMaterialization', data: { ...MINT, policy: DEFAULT_POLICY } })
+      .thenMatch([
+        { type: 'MaterializationReset', data: { previous_failures: 5 } },
+        { type: 'LineageResumed', data: { reason: 'circuit_breaker' } },
+        { type: 'StagedRowsReleased', data: { replay_id: MINT.new_replay_id } },
+        { type: 'ControlIssued', data: { control_kind: 'resume_lineage' } },
+      ]);
+  });
+
+  it('stages live rows while the breaker is open', () => {
+    const h = history(ingest(batch([1])), claim(), approve(), fail(1), fail(2), fail(3), fail(4), fail(5));
+    spec
+      .given(h)
+      .when(ingest(batch([9])))
+      .thenMatch([{ type: 'RowsStaged', data: { reason: 'lineage_paused' } }]);
+  });
+});
+
+describe('lineage decider: controls', () => {
+  const policy = { ...DEFAULT_POLICY, max_pending_rows_per_lineage: 1 };
+  const paused = () =>
+    history({
+      type: 'IngestRowBatch',
+      data: {
+        ...DEVICE,
+        ...MINT,
+        topic_slug: 'acme',
+        batch: batch([1, 2]),
+        new_lineage_id: L,
+        new_review_id: R1,
+        policy,
+      },
+    });
+  const C = MINT.new_control_id;
+
+  it('records the topic slug the controls go to', () => {
+    expect(paused()[0]).toMatchObject({ type: 'LineageRegistered', data: { topic_slug: 'acme' } });
+  });
+
+  it('records deliveries and an acknowledgement, and takes a re-ACK as a no-op', () => {
+    spec
+      .given(paused())
+      .when({ type: 'RecordControlDelivery', data: { control_id: C, delivered_at: 't1' } })
+      .then([{ type: 'ControlDelivered', data: { control_id: C, attempt: 1, delivered_at: 't1' } }]);
+    const acked = history(
+      {
+        type: 'IngestRowBatch',
+        data: { ...DEVICE, ...MINT, batch: batch([1, 2]), new_lineage_id: L, new_review_id: R1, policy },
+      },
+      { type: 'AcknowledgeControl', data: { control_id: C, acknowledged_at: 't2' } },
+    );
+    expect(acked.at(-1)).toEqual({
+      type: 'ControlAcknowledged',
+      data: { control_id: C, acknowledged_at: 't2' },
+    });
+    spec
+      .given(acked)
+      .when({ type: 'AcknowledgeControl', data: { control_id: C, acknowledged_at: 't3' } })
+      .then([]);
+    spec
+      .given(acked)
+      .when({ type: 'RecordControlDelivery', data: { control_id: C, delivered_at: 't4' } })
+      .then([]);
+  });
+
+  it('rejects an ack for a control it never issued', () => {
+    spec
+      .given(paused())
+      .when({ type: 'AcknowledgeControl', data: { control_id: R2, acknowledged_at: 't' } })
+      .thenThrows('unknown_control_id');
+  });
+});
+
+describe('lineage decider: telemetry', () => {
+  const temps: SchemaColumns = {
+    table_name: 'temps',
+    columns: [
+      { name: 'ts', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: true },
+      { name: 'value_c', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
+    ],
+  };
+  const tb = (
+    seq: number,
+    id = `0190a000-0000-7000-8000-${String(seq).padStart(12, '0')}`,
+  ): LineageCommand => ({
+    type: 'IngestTelemetryBatch',
+    data: {
+      ...DEVICE,
+      ...MINT,
+      new_lineage_id: L,
+      new_review_id: R1,
+      policy: DEFAULT_POLICY,
+      batch: {
+        format_version: 1,
+        capture_strategy: 'sqlite_telemetry_batch_v1',
+        batch_id: id,
+        batch_seq: seq,
+        source_table: 'temps',
+        schema_hash: schemaHash(temps),
+        schema_columns: temps,
+        cursor_start_ts: '2026-04-28T09:00:00Z',
+        cursor_end_ts: '2026-04-28T09:00:10Z',
+        row_count: 1,
+        rows: [{ ts: '2026-04-28T09:00:01Z', fields: { value_c: 22.1 } }],
+      },
+    },
+  });
+
+  it('stages the first batch for review in its own lineage kind', () => {
+    spec
+      .given([])
+      .when(tb(1))
+      .thenMatch([
+        { type: 'LineageRegistered', data: { kind: 'telemetry', source_table: 'temps' } },
+        { type: 'SchemaVersionObserved' },
+        { type: 'SchemaReviewQueued' },
+        { type: 'LineagePaused' },
+        { type: 'TelemetryStaged', data: { batch_seq: 1 } },
+      ]);
+  });
+
+  it('acknowledges a retried batch, refuses a reused or stale batch_seq', () => {
+    const h = history(tb(1), tb(2), tb(3));
+    spec.given(h).when(tb(3)).then([]);
+    spec.given(h).when(tb(2)).then([]);
+    spec.given(h).when(tb(3, '0190a000-0000-7000-8000-00000000ffff')).thenThrows('duplicate_batch_seq');
+    spec
+      .given(history(tb(1), tb(5)))
+      .when(tb(4))
+      .thenThrows('stale_batch_seq');
   });
 });

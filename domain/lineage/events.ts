@@ -1,4 +1,4 @@
-import type { RowChange, WireValue } from '../protocol/contracts';
+import type { ControlKind, RowChange, WireValue } from '../protocol/contracts';
 import type { Affinity, SchemaColumns } from '../protocol/fingerprint';
 
 export type LineageKind = 'rows' | 'telemetry';
@@ -41,6 +41,8 @@ export type LineageEvent =
         device_name: string;
         source_table: string;
         kind: LineageKind;
+        /** The device's MQTT topic slug: where its controls go (`{slug}/{device}/sync/ingest/control`). */
+        topic_slug?: string;
       };
     }>
   | Readonly<{
@@ -110,6 +112,36 @@ export type LineageEvent =
     }>
   | Readonly<{ type: 'StagedRowsReleased'; data: { replay_id: string; schema_hash: string } }>
   | Readonly<{ type: 'ReplayCompleted'; data: { replay_id: string; rows: number } }>
+  | Readonly<{
+      type: 'ControlIssued';
+      data: {
+        control_id: string;
+        control_kind: ControlKind;
+        source_table: string;
+        server_watermark: number;
+        reason: string;
+        issued_at: string;
+      };
+    }>
+  | Readonly<{
+      type: 'ControlDelivered';
+      data: { control_id: string; attempt: number; delivered_at: string };
+    }>
+  | Readonly<{ type: 'ControlAcknowledged'; data: { control_id: string; acknowledged_at: string } }>
+  | Readonly<{
+      type: 'MaterializationFailed';
+      data: {
+        source_seq: number;
+        code: string;
+        message: string;
+        permanent: boolean;
+        /** Rows the mirror could not take: staged (reason materialization_failed) so none is lost. */
+        rows: readonly RowChange[];
+        journal_epoch: string | null;
+        consecutive_failures: number;
+      };
+    }>
+  | Readonly<{ type: 'MaterializationReset'; data: { previous_failures: number } }>
   | Readonly<{ type: 'LineageDeleted'; data: { reason: string } }>;
 
 export type LineageEventType = LineageEvent['type'];

@@ -1,3 +1,4 @@
+import type { ControlKind, RowChange } from '../protocol/contracts';
 import type { SchemaColumns } from '../protocol/fingerprint';
 import { assertNever } from '../shared/decider';
 import type { Classification, ColumnBinding, LineageEvent, LineageKind, PauseReason } from './events';
@@ -33,9 +34,34 @@ export type ActiveLineage = Readonly<{
   /** Per journal epoch, the commit_seqs already taken in (row dedupe). */
   accepted: Readonly<Record<string, SeqRanges>>;
   last_batch_seq: number;
+  /** Recent telemetry batch ids by batch_seq: a retried batch is a no-op, a reused seq is not. */
+  recent_batches: readonly (readonly [number, string])[];
+  /** The newest journal epoch and the highest commit_seq taken in from it (the watermark). */
+  last_epoch: string | null;
+  last_commit_seq: number;
   staged_rows: number;
+  staged_bytes: number;
+  /** Released for replay but not yet confirmed materialized: still pending for backpressure. */
+  replaying_rows: number;
+  replaying_bytes: number;
   materialized_rows: number;
   replay: Readonly<{ replay_id: string; done: boolean }> | null;
+  consecutive_failures: number;
+  /** Failure reports already taken, as `<source_seq>:<journal_epoch>` (the most recent few). */
+  reported_failures: readonly string[];
+  controls: readonly ControlState[];
+  /** A pause_lineage control was issued and no resume_lineage after it: the device holds its rows. */
+  device_paused: boolean;
+  topic_slug: string | null;
+}>;
+
+export type ControlState = Readonly<{
+  control_id: string;
+  control_kind: ControlKind;
+  reason: string;
+  server_watermark: number;
+  acknowledged: boolean;
+  deliveries: number;
 }>;
 
 export type LineageState =
@@ -97,9 +123,20 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
       reviews: [],
       accepted: {},
       last_batch_seq: 0,
+      recent_batches: [],
+      last_epoch: null,
+      last_commit_seq: 0,
       staged_rows: 0,
+      staged_bytes: 0,
+      replaying_rows: 0,
+      replaying_bytes: 0,
       materialized_rows: 0,
       replay: null,
+      consecutive_failures: 0,
+      reported_failures: [],
+      controls: [],
+      device_paused: false,
+      topic_slug: d.topic_slug ?? null,
     };
   }
   if (state.status !== 'registered') return state;
@@ -152,49 +189,94 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
       return { ...s, pause_reasons: withoutReason(s.pause_reasons, event.data.reason) };
     case 'RowsStaged':
       return {
-        ...s,
-        accepted: {
-          ...s.accepted,
-          [event.data.journal_epoch]: addRange(
-            s.accepted[event.data.journal_epoch] ?? [],
-            event.data.rows.map((r) => r.commit_seq),
-          ),
-        },
+        ...takeIn(s, event.data.journal_epoch, event.data.rows),
         staged_rows: s.staged_rows + event.data.rows.length,
+        staged_bytes: s.staged_bytes + rowsBytes(event.data.rows),
       };
     case 'RowsAccepted':
       return {
-        ...s,
-        accepted: {
-          ...s.accepted,
-          [event.data.journal_epoch]: addRange(
-            s.accepted[event.data.journal_epoch] ?? [],
-            event.data.rows.map((r) => r.commit_seq),
-          ),
-        },
+        ...takeIn(s, event.data.journal_epoch, event.data.rows),
         materialized_rows: s.materialized_rows + event.data.rows.length,
+        consecutive_failures: 0,
       };
     case 'TelemetryStaged':
       return {
-        ...s,
-        last_batch_seq: event.data.batch_seq,
+        ...takeInBatch(s, event.data.batch_seq, event.data.batch_id),
         staged_rows: s.staged_rows + event.data.rows.length,
+        staged_bytes: s.staged_bytes + rowsBytes(event.data.rows),
       };
     case 'TelemetryAccepted':
       return {
-        ...s,
-        last_batch_seq: event.data.batch_seq,
+        ...takeInBatch(s, event.data.batch_seq, event.data.batch_id),
         materialized_rows: s.materialized_rows + event.data.rows.length,
       };
     case 'StagedRowsReleased':
       return {
         ...s,
         replay: { replay_id: event.data.replay_id, done: false },
-        materialized_rows: s.materialized_rows + s.staged_rows,
+        replaying_rows: s.replaying_rows + s.staged_rows,
+        replaying_bytes: s.replaying_bytes + s.staged_bytes,
         staged_rows: 0,
+        staged_bytes: 0,
       };
     case 'ReplayCompleted':
-      return s.replay?.replay_id === event.data.replay_id ? { ...s, replay: { ...s.replay, done: true } } : s;
+      return s.replay?.replay_id === event.data.replay_id
+        ? {
+            ...s,
+            replay: { ...s.replay, done: true },
+            materialized_rows: s.materialized_rows + s.replaying_rows,
+            replaying_rows: 0,
+            replaying_bytes: 0,
+          }
+        : s;
+    case 'ControlIssued':
+      return {
+        ...s,
+        device_paused:
+          event.data.control_kind === 'pause_lineage'
+            ? true
+            : event.data.control_kind === 'resume_lineage'
+              ? false
+              : s.device_paused,
+        controls: [
+          ...s.controls.filter((c) => !c.acknowledged).slice(-31),
+          {
+            control_id: event.data.control_id,
+            control_kind: event.data.control_kind,
+            reason: event.data.reason,
+            server_watermark: event.data.server_watermark,
+            acknowledged: false,
+            deliveries: 0,
+          },
+        ],
+      };
+    case 'ControlDelivered':
+      return {
+        ...s,
+        controls: s.controls.map((c) =>
+          c.control_id === event.data.control_id ? { ...c, deliveries: c.deliveries + 1 } : c,
+        ),
+      };
+    case 'ControlAcknowledged':
+      return {
+        ...s,
+        controls: s.controls.map((c) =>
+          c.control_id === event.data.control_id ? { ...c, acknowledged: true } : c,
+        ),
+      };
+    case 'MaterializationFailed':
+      return {
+        ...s,
+        consecutive_failures: event.data.consecutive_failures,
+        reported_failures: [
+          ...s.reported_failures,
+          failureKey(event.data.source_seq, event.data.journal_epoch),
+        ].slice(-64),
+        staged_rows: s.staged_rows + event.data.rows.length,
+        staged_bytes: s.staged_bytes + rowsBytes(event.data.rows),
+      };
+    case 'MaterializationReset':
+      return { ...s, consecutive_failures: 0 };
     case 'LineageDeleted':
       return { status: 'deleted', lineage_id: s.lineage_id };
     default:
@@ -202,8 +284,39 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
   }
 }
 
+export const failureKey = (sourceSeq: number, epoch: string | null): string => `${sourceSeq}:${epoch ?? ''}`;
+
 export const isPaused = (s: ActiveLineage): boolean => s.pause_reasons.length > 0;
 
-export function openReview(s: ActiveLineage): ReviewState | undefined {
-  return s.reviews.find((r) => r.status === 'queued' || r.status === 'in_review');
+/** Bytes a batch of rows stands for in backlog accounting: the size of their JSON. */
+export function rowsBytes(rows: readonly unknown[]): number {
+  let n = 0;
+  for (const r of rows) n += JSON.stringify(r).length;
+  return n;
+}
+
+function takeIn(s: ActiveLineage, epoch: string, rows: readonly RowChange[]): ActiveLineage {
+  const seqs = rows.map((r) => r.commit_seq);
+  const max = Math.max(0, ...seqs);
+  const newEpoch = s.last_epoch !== epoch && !Object.hasOwn(s.accepted, epoch);
+  return {
+    ...s,
+    accepted: { ...s.accepted, [epoch]: addRange(s.accepted[epoch] ?? [], seqs) },
+    last_epoch: newEpoch || s.last_epoch === null ? epoch : s.last_epoch,
+    last_commit_seq: newEpoch
+      ? max
+      : s.last_epoch === epoch || s.last_epoch === null
+        ? Math.max(s.last_commit_seq, max)
+        : s.last_commit_seq,
+  };
+}
+
+const RECENT_BATCHES = 64;
+
+function takeInBatch(s: ActiveLineage, seq: number, batchId: string): ActiveLineage {
+  return {
+    ...s,
+    last_batch_seq: Math.max(s.last_batch_seq, seq),
+    recent_batches: [...s.recent_batches, [seq, batchId] as const].slice(-RECENT_BATCHES),
+  };
 }

@@ -7,6 +7,8 @@ export const DOMAIN_ERROR_CODES = {
   stale_action_version: 409,
   invalid_column_actions: 422,
   unknown_control_id: 422,
+  duplicate_batch_seq: 422,
+  stale_batch_seq: 422,
   invalid_command: 400,
 } as const;
 export type DomainErrorCode = keyof typeof DOMAIN_ERROR_CODES;

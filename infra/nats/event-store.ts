@@ -1,4 +1,4 @@
-import { headers, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import {
   type JetStreamClient,
   type JetStreamManager,
@@ -84,15 +84,15 @@ export class JetStreamEventStore implements EventStore {
     expectedVersion: number,
     decisionId: string,
   ): Promise<{ version: number; duplicate: boolean }> {
-    const h = headers();
+    // JetStream dedupes msg-ids across the whole stream; a decision id is unique per lineage only.
+    const msgID = `${lineageId}:${decisionId}`;
     try {
       const ack = await this.js.publish(
         subjects.lineage(lineageId),
         encodeCommit({ lineage_id: lineageId, events }),
         {
-          msgID: decisionId,
+          msgID,
           expect: { lastSubjectSequence: expectedVersion },
-          headers: h,
         },
       );
       return { version: ack.seq, duplicate: ack.duplicate };
@@ -101,7 +101,7 @@ export class JetStreamEventStore implements EventStore {
         // The server checks the expected sequence before msg-id dedupe: a retry of an append
         // whose ack was lost lands here. If the head is our own decision, it is already durable.
         const head = await this.lastVersion(lineageId);
-        if (head.msgId === decisionId) return { version: head.seq, duplicate: true };
+        if (head.msgId === msgID) return { version: head.seq, duplicate: true };
         throw new ConcurrencyError(lineageId, expectedVersion);
       }
       throw err;

@@ -8,6 +8,8 @@ export const STREAMS = {
 export const KV_BUCKETS = {
   lineageIndex: 'sluice_lineage_index',
   devices: 'sluice_devices',
+  controls: 'sluice_controls',
+  policies: 'sluice_policies',
 } as const;
 
 /** base64url of the UTF-8 bytes: only [A-Za-z0-9_-], safe as a NATS subject token and a KV key. */

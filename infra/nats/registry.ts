@@ -1,6 +1,17 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type KV, Kvm } from '@nats-io/kv';
+import { DEFAULT_POLICY, type Policy, policySchema } from '../../domain/policy/policy';
+import type { Control } from '../../domain/protocol/contracts';
 import { KV_BUCKETS, token } from './names';
+
+/** A control on its way to a device: what to send, where, and when to try again. */
+export type ControlRoute = Readonly<{
+  lineage_id: string;
+  topic: string;
+  control: Control;
+  attempts: number;
+  next_attempt_at: number;
+}>;
 
 export type DeviceRecord = Readonly<{
   device_id: string;
@@ -20,19 +31,25 @@ const dec = <T>(b: Uint8Array): T => JSON.parse(new TextDecoder().decode(b)) as 
 export class Registry {
   private readonly devices = new Map<string, DeviceRecord>();
 
+  private readonly policies = new Map<string, { policy: Policy; at: number }>();
+
   private constructor(
     private readonly deviceKv: KV,
     private readonly lineageKv: KV,
+    private readonly controlKv: KV,
+    private readonly policyKv: KV,
   ) {}
 
   static async open(nc: NatsConnection, opts: { replicas?: number } = {}): Promise<Registry> {
     const kvm = new Kvm(nc);
     const replicas = opts.replicas ?? 1;
-    const [d, l] = await Promise.all([
+    const [d, l, c, p] = await Promise.all([
       kvm.create(KV_BUCKETS.devices, { history: 1, replicas }),
       kvm.create(KV_BUCKETS.lineageIndex, { history: 5, replicas }),
+      kvm.create(KV_BUCKETS.controls, { history: 1, replicas }),
+      kvm.create(KV_BUCKETS.policies, { history: 5, replicas }),
     ]);
-    return new Registry(d, l);
+    return new Registry(d, l, c, p);
   }
 
   /** The device's record, registering it with `newId` on first sight. */
@@ -99,5 +116,48 @@ export class Registry {
       if (!again || again.operation !== 'PUT') throw new Error(`lineage index: cannot replace ${table}`);
       return again.string();
     }
+  }
+
+  async putControl(route: ControlRoute): Promise<void> {
+    await this.controlKv.put(route.control.control_id, enc(route));
+  }
+
+  async getControl(controlId: string): Promise<ControlRoute | undefined> {
+    if (!/^[0-9a-fA-F-]{36}$/.test(controlId)) return undefined;
+    const e = await this.controlKv.get(controlId);
+    return e && e.operation === 'PUT' ? dec<ControlRoute>(e.value) : undefined;
+  }
+
+  async deleteControl(controlId: string): Promise<void> {
+    await this.controlKv.delete(controlId);
+  }
+
+  /** Controls still waiting for their device's ACK. */
+  async pendingControls(): Promise<ControlRoute[]> {
+    const out: ControlRoute[] = [];
+    const keys = await this.controlKv.keys();
+    for await (const k of keys) {
+      const r = await this.getControl(k);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /** A project's policy (defaults where unset), cached for a few seconds. */
+  async policy(projectId: string, now = Date.now()): Promise<Policy> {
+    const cached = this.policies.get(projectId);
+    if (cached && now - cached.at < 5_000) return cached.policy;
+    const e = await this.policyKv.get(token(projectId));
+    const policy = e && e.operation === 'PUT' ? policySchema.parse(dec(e.value)) : DEFAULT_POLICY;
+    this.policies.set(projectId, { policy, at: now });
+    return policy;
+  }
+
+  async setPolicy(projectId: string, patch: Partial<Policy>): Promise<Policy> {
+    const current = await this.policy(projectId, Number.POSITIVE_INFINITY);
+    const next = policySchema.parse({ ...current, ...patch });
+    await this.policyKv.put(token(projectId), enc(next));
+    this.policies.set(projectId, { policy: next, at: Date.now() });
+    return next;
   }
 }

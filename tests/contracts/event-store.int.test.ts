@@ -70,6 +70,14 @@ describe.each(adapters)('event store contract: %s', (_name, make) => {
     expect((await store.load(id)).events).toHaveLength(1);
   });
 
+  it('scopes decision ids to their lineage', async () => {
+    const decision = uuidv7();
+    const a = await store.append(uuidv7(), [ev('a')], 0, decision);
+    const b = await store.append(uuidv7(), [ev('b')], 0, decision);
+    expect(a.duplicate).toBe(false);
+    expect(b.duplicate).toBe(false);
+  });
+
   it('loads from a version onward', async () => {
     const id = uuidv7();
     const a = await store.append(id, [ev('a')], 0, uuidv7());

@@ -1,0 +1,39 @@
+# Sluice: two commands do all the set-up on a fresh machine — `make run` and `make test`.
+SHELL := /bin/bash
+JEST_RESULTS ?= .jest-results.json
+
+.PHONY: run test deps check typecheck lint format format-check unit int e2e bench bench-quick clean
+
+run: ## the whole stack on embedded defaults, plus a demo device (Ctrl-C stops it)
+	@bash infra/dev/run-stack.sh
+
+deps: ## npm packages and the Debian servers the suites start
+	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql
+
+test: deps ## typecheck, lint, format check, then every suite against real servers
+	@rm -f $(JEST_RESULTS)
+	npx tsc --noEmit -p .
+	npx eslint --max-warnings 0 .
+	npx prettier --check .
+	npx jest --ci --forceExit --json --outputFile=$(JEST_RESULTS)
+
+check: typecheck lint format-check
+
+typecheck:
+	npx tsc --noEmit -p .
+lint:
+	npx eslint --max-warnings 0 .
+format:
+	npx prettier --write .
+format-check:
+	npx prettier --check .
+
+unit:
+	npx jest --selectProjects unit
+int: deps
+	npx jest --selectProjects int
+e2e: deps
+	npx jest --selectProjects e2e
+
+clean:
+	rm -rf .data coverage $(JEST_RESULTS)

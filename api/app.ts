@@ -1,0 +1,148 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import {
+  type ZodTypeProvider,
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import { isDomainError } from '../domain/shared/errors';
+import type { ReadStore } from '../projections';
+import type { Logger } from '../infra/log';
+import type { Metrics } from '../infra/metrics';
+import type { CommandService } from '../worker/commands';
+import { type TokenBook, type TokenGrant } from './auth/tokens';
+import { ApiError, fromDomain } from './errors';
+import { IdempotencyStore } from './idempotency';
+import { type PolicyStore, registerEdgeRoutes } from './routes/edge';
+
+export type ReadinessCheck = () => Promise<Record<string, { ok: boolean; detail?: string }>>;
+
+export type AppDeps = Readonly<{
+  store: ReadStore;
+  commands: CommandService;
+  tokens: TokenBook;
+  metrics: Metrics;
+  log?: Logger;
+  readiness?: ReadinessCheck;
+  policies?: PolicyStore;
+}>;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    grant?: TokenGrant;
+  }
+}
+
+export const API_PREFIX = '/core/api/v1/projects/:project_id';
+
+/** Build the HTTP API (no listening here: tests use `inject`, the role calls `listen`). */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = await build(deps);
+  return app as unknown as FastifyInstance;
+}
+
+async function build(deps: AppDeps) {
+  const app = Fastify({
+    loggerInstance: deps.log,
+    disableRequestLogging: true,
+    bodyLimit: 4 * 1024 * 1024,
+    ajv: { customOptions: { coerceTypes: true } },
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Sluice API',
+        version: '1',
+        description: 'Governed replication of edge SQLite databases.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  const idempotency = new IdempotencyStore(deps.store.db as never);
+  await idempotency.migrate();
+
+  app.addHook('onResponse', async (req, reply) => {
+    deps.metrics.apiLatency.observe(
+      { route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof ApiError) {
+      return reply
+        .status(err.status)
+        .send({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
+    }
+    if (isDomainError(err)) {
+      const e = fromDomain(err);
+      return reply.status(e.status).send({ code: e.code, message: e.message, details: e.details });
+    }
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const first = err.validation[0];
+      return reply.status(400).send({
+        code: 'invalid_request',
+        message: `${first?.instancePath || err.validationContext || 'request'}: ${first?.message ?? 'invalid'}`,
+        details: { issues: err.validation.map((v) => ({ path: v.instancePath, message: v.message })) },
+      });
+    }
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 500) deps.log?.error({ err }, 'API request failed');
+    return reply.status(status).send({
+      code: status === 413 ? 'payload_too_large' : status >= 500 ? 'internal' : 'bad_request',
+      message:
+        status >= 500
+          ? 'internal error; nothing was changed by this request, retry it'
+          : (err as Error).message,
+    });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply
+      .status(404)
+      .send({ code: 'route_not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }),
+  );
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const checks = (await deps.readiness?.()) ?? {};
+    const ok = Object.values(checks).every((c) => c.ok);
+    return reply.status(ok ? 200 : 503).send({ ok, checks });
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    reply.header('content-type', deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(
+    async (scope) => {
+      scope.addHook('onRequest', async (req) => authenticate(req, deps.tokens));
+      await registerEdgeRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
+    },
+    { prefix: API_PREFIX },
+  );
+  await app.ready();
+  return app;
+}
+
+/** Every project route needs a bearer token for that project; another project's reads as "not found". */
+async function authenticate(req: FastifyRequest, tokens: TokenBook): Promise<void> {
+  const header = req.headers.authorization ?? '';
+  const m = /^Bearer\s+(\S+)$/i.exec(header);
+  if (!m) throw new ApiError(401, 'unauthenticated', 'missing bearer token (Authorization: Bearer <token>)');
+  const grant = tokens.lookup(m[1]!);
+  if (!grant) throw new ApiError(401, 'unauthenticated', 'unknown bearer token');
+  const projectId = (req.params as { project_id?: string }).project_id;
+  if (projectId !== grant.project_id) throw new ApiError(404, 'not_found', 'project not found');
+  req.grant = grant;
+}
+
+export type Reply = FastifyReply;

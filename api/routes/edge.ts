@@ -1,0 +1,436 @@
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyRequest,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import {
+  type ReadStore,
+  getLineage,
+  getReview,
+  listLineages,
+  listMirrorRows,
+  listPendingControls,
+  listRejections,
+  listReviews,
+  listSegments,
+  listStagedRows,
+} from '../../projections';
+import { isDomainError } from '../../domain/shared/errors';
+import { type Policy, policyPatchSchema } from '../../domain/policy/policy';
+import type { CommandService, CommandVerb } from '../../worker/commands';
+import { MANAGE } from '../auth/tokens';
+import { ApiError, fromDomain, notFound } from '../errors';
+import { IdempotencyStore } from '../idempotency';
+
+type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>;
+
+export type PolicyStore = Readonly<{
+  policy(projectId: string): Promise<Policy>;
+  setPolicy(projectId: string, patch: Partial<Policy>): Promise<Policy>;
+}>;
+
+type Deps = Readonly<{
+  store: ReadStore;
+  commands: CommandService;
+  idempotency: IdempotencyStore;
+  policies?: PolicyStore;
+}>;
+
+const projectParams = z.object({ project_id: z.string().uuid() });
+const lineageParams = projectParams.extend({ lineage_id: z.string().uuid() });
+const reviewParams = projectParams.extend({ review_id: z.string().uuid() });
+const paging = {
+  page: z.coerce.number().int().min(1).max(1_000_000).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+};
+const idemHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200) }).passthrough();
+const columnAction = z.object({
+  column: z.string().min(1),
+  action: z.enum(['mirror', 'map', 'ignore', 'defer', 'auto_create_and_map']),
+  mirror_column_name: z.string().min(1).max(63).optional(),
+  data_point: z.string().min(1).max(200).optional(),
+});
+const reviewBody = z.object({
+  action_version: z.number().int().positive(),
+  column_actions: z.array(columnAction).max(2000).optional(),
+  reason: z.string().max(2000).optional(),
+});
+const error = z.object({
+  code: z.string(),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+const commandResult = z.object({
+  lineage_id: z.string(),
+  version: z.number(),
+  events: z.array(z.object({ id: z.string(), type: z.string() })),
+  review: z.unknown().optional(),
+});
+
+function requireManage(req: FastifyRequest): void {
+  if (!req.grant?.permissions.includes(MANAGE)) {
+    throw new ApiError(403, 'forbidden', `this token cannot change anything; it needs ${MANAGE}`);
+  }
+}
+
+/**
+ * Run a mutation once per Idempotency-Key: a repeat with the same body returns the stored answer
+ * (and has no second effect); the same key with another body is refused with 422.
+ */
+async function idempotent(
+  deps: Deps,
+  req: FastifyRequest,
+  projectId: string,
+  run: (decisionKey: string) => Promise<{ status: number; body: unknown }>,
+): Promise<{ status: number; body: unknown }> {
+  requireManage(req);
+  const key = (req.headers['idempotency-key'] as string | undefined) ?? '';
+  const hash = IdempotencyStore.requestHash(req.method, req.url.split('?')[0]!, req.body);
+  const claim = await deps.idempotency.claim(projectId, key, hash);
+  if (claim.kind === 'replay') return claim.response;
+  if (claim.kind === 'mismatch')
+    throw new ApiError(
+      422,
+      'idempotency_key_reused',
+      'this Idempotency-Key was used with another request; use a new key',
+    );
+  if (claim.kind === 'in_progress')
+    throw new ApiError(
+      409,
+      'idempotency_in_progress',
+      'a request with this Idempotency-Key is still running; retry shortly',
+    );
+  try {
+    const out = await run(`${projectId}:${key}`);
+    await deps.idempotency.complete(projectId, key, out);
+    return out;
+  } catch (err) {
+    if (isDomainError(err) || err instanceof ApiError) {
+      const e = isDomainError(err) ? fromDomain(err) : err;
+      const out = {
+        status: e.status,
+        body: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) },
+      };
+      await deps.idempotency.complete(projectId, key, out);
+      return out;
+    }
+    await deps.idempotency.release(projectId, key);
+    throw err;
+  }
+}
+
+export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
+  const db = deps.store.db;
+  const base = '/edge';
+
+  app.get(
+    `${base}/lineages`,
+    {
+      schema: {
+        tags: ['lineages'],
+        params: projectParams,
+        querystring: z.object({
+          ...paging,
+          device_id: z.string().max(200).optional(),
+          status: z.enum(['active', 'paused', 'deleted']).optional(),
+        }),
+      },
+    },
+    async (req) =>
+      listLineages(db, {
+        project_id: req.params.project_id,
+        ...(req.query.device_id ? { device: req.query.device_id } : {}),
+        ...(req.query.status ? { status: req.query.status } : {}),
+        ...(req.query.page ? { page: req.query.page } : {}),
+        ...(req.query.limit ? { limit: req.query.limit } : {}),
+      }),
+  );
+
+  app.get(
+    `${base}/lineages/:lineage_id`,
+    { schema: { tags: ['lineages'], params: lineageParams } },
+    async (req) => {
+      const l = await getLineage(db, req.params.project_id, req.params.lineage_id);
+      if (!l) throw notFound('lineage');
+      return l;
+    },
+  );
+
+  app.get(
+    `${base}/lineages/:lineage_id/staged-rows`,
+    {
+      schema: {
+        tags: ['lineages'],
+        params: lineageParams,
+        querystring: z.object({
+          ...paging,
+          after: z.string().max(200).optional(),
+          after_commit_seq: z.coerce.number().int().nonnegative().optional(),
+        }),
+      },
+    },
+    async (req) => {
+      const l = await getLineage(db, req.params.project_id, req.params.lineage_id);
+      if (!l) throw notFound('lineage');
+      try {
+        return await listStagedRows(db, {
+          project_id: req.params.project_id,
+          lineage_id: req.params.lineage_id,
+          ...(req.query.page ? { page: req.query.page } : {}),
+          ...(req.query.limit ? { limit: req.query.limit } : {}),
+          ...(req.query.after ? { after: req.query.after } : {}),
+          ...(req.query.after_commit_seq !== undefined
+            ? { after_commit_seq: req.query.after_commit_seq }
+            : {}),
+        });
+      } catch (err) {
+        if (err instanceof RangeError) throw new ApiError(400, 'invalid_cursor', err.message);
+        throw err;
+      }
+    },
+  );
+
+  app.get(
+    `${base}/lineages/:lineage_id/mirror-rows`,
+    { schema: { tags: ['lineages'], params: lineageParams, querystring: z.object(paging) } },
+    async (req) => {
+      const l = await getLineage(db, req.params.project_id, req.params.lineage_id);
+      if (!l) throw notFound('lineage');
+      return listMirrorRows(db, {
+        project_id: req.params.project_id,
+        lineage_id: req.params.lineage_id,
+        ...(req.query.page ? { page: req.query.page } : {}),
+        ...(req.query.limit ? { limit: req.query.limit } : {}),
+      });
+    },
+  );
+
+  app.delete(
+    `${base}/lineages/:lineage_id`,
+    {
+      schema: {
+        tags: ['lineages'],
+        params: lineageParams,
+        headers: idemHeaders,
+        response: { 200: commandResult, '4xx': error },
+      },
+    },
+    async (req, reply) => {
+      const { project_id, lineage_id } = req.params;
+      const out = await idempotent(deps, req, project_id, async (key) => {
+        const l = await getLineage(db, project_id, lineage_id);
+        if (!l || l.status === 'deleted') throw notFound('lineage');
+        return command(deps.commands, 'lineage.delete', {
+          project_id,
+          lineage_id,
+          idempotency_key: key,
+          actor: req.grant!.name,
+        });
+      });
+      return reply.status(out.status).send(out.body as never);
+    },
+  );
+
+  app.post(
+    `${base}/lineages/:lineage_id/reset-materialization`,
+    {
+      schema: {
+        tags: ['lineages'],
+        params: lineageParams,
+        headers: idemHeaders,
+        response: { 200: commandResult, '4xx': error },
+      },
+    },
+    async (req, reply) => {
+      const { project_id, lineage_id } = req.params;
+      const out = await idempotent(deps, req, project_id, async (key) => {
+        const l = await getLineage(db, project_id, lineage_id);
+        if (!l || l.status === 'deleted') throw notFound('lineage');
+        return command(deps.commands, 'lineage.reset-materialization', {
+          project_id,
+          lineage_id,
+          idempotency_key: key,
+          actor: req.grant!.name,
+        });
+      });
+      return reply.status(out.status).send(out.body as never);
+    },
+  );
+
+  app.get(
+    `${base}/pending-controls`,
+    {
+      schema: {
+        tags: ['controls'],
+        params: projectParams,
+        querystring: z.object({
+          ...paging,
+          lineage_id: z.string().uuid().optional(),
+          status: z.enum(['pending', 'acknowledged', 'all']).optional(),
+        }),
+      },
+    },
+    async (req) =>
+      listPendingControls(db, {
+        project_id: req.params.project_id,
+        ...(req.query.lineage_id ? { lineage_id: req.query.lineage_id } : {}),
+        ...(req.query.status ? { status: req.query.status } : {}),
+        ...(req.query.page ? { page: req.query.page } : {}),
+        ...(req.query.limit ? { limit: req.query.limit } : {}),
+      }),
+  );
+
+  app.get(`${base}/policy`, { schema: { tags: ['policy'], params: projectParams } }, async (req) => {
+    if (!deps.policies) throw new ApiError(503, 'policy_unavailable', 'this API process has no policy store');
+    return deps.policies.policy(req.params.project_id);
+  });
+
+  app.patch(
+    `${base}/policy`,
+    { schema: { tags: ['policy'], params: projectParams, headers: idemHeaders, body: policyPatchSchema } },
+    async (req, reply) => {
+      const policies = deps.policies;
+      if (!policies) throw new ApiError(503, 'policy_unavailable', 'this API process has no policy store');
+      const out = await idempotent(deps, req, req.params.project_id, async () => ({
+        status: 200,
+        body: await policies.setPolicy(req.params.project_id, req.body as Partial<Policy>),
+      }));
+      return reply.status(out.status).send(out.body as never);
+    },
+  );
+
+  app.get(
+    `${base}/schema-reviews`,
+    {
+      schema: {
+        tags: ['reviews'],
+        params: projectParams,
+        querystring: z.object({
+          ...paging,
+          status: z.enum(['queued', 'in_review', 'approved', 'rejected']).optional(),
+          lineage_id: z.string().uuid().optional(),
+        }),
+      },
+    },
+    async (req) =>
+      listReviews(db, {
+        project_id: req.params.project_id,
+        ...(req.query.status ? { status: req.query.status } : {}),
+        ...(req.query.lineage_id ? { lineage_id: req.query.lineage_id } : {}),
+        ...(req.query.page ? { page: req.query.page } : {}),
+        ...(req.query.limit ? { limit: req.query.limit } : {}),
+      }),
+  );
+
+  app.get(
+    `${base}/schema-reviews/:review_id`,
+    { schema: { tags: ['reviews'], params: reviewParams } },
+    async (req) => {
+      const r = await getReview(db, req.params.project_id, req.params.review_id);
+      if (!r) throw notFound('schema review');
+      return r;
+    },
+  );
+
+  const verbs: [string, CommandVerb][] = [
+    ['claim', 'review.claim'],
+    ['approve', 'review.approve'],
+    ['reject', 'review.reject'],
+  ];
+  for (const [path, verb] of verbs) {
+    app.post(
+      `${base}/schema-reviews/:review_id/${path}`,
+      {
+        schema: {
+          tags: ['reviews'],
+          params: reviewParams,
+          headers: idemHeaders,
+          body: reviewBody,
+          response: { 200: commandResult, '4xx': error },
+        },
+      },
+      async (req, reply) => {
+        const { project_id, review_id } = req.params;
+        const out = await idempotent(deps, req, project_id, async (key) => {
+          const review = await getReview(db, project_id, review_id);
+          if (!review) throw notFound('schema review');
+          return command(deps.commands, verb, {
+            project_id,
+            lineage_id: review.lineage_id,
+            review_id,
+            action_version: req.body.action_version,
+            ...(req.body.column_actions ? { column_actions: req.body.column_actions } : {}),
+            ...(verb === 'review.reject' ? { reason: req.body.reason ?? '' } : {}),
+            idempotency_key: key,
+            actor: req.grant!.name,
+          });
+        });
+        return reply.status(out.status).send(out.body as never);
+      },
+    );
+  }
+
+  app.get(
+    `${base}/rejections`,
+    {
+      schema: {
+        tags: ['ingest'],
+        params: projectParams,
+        querystring: z.object({
+          ...paging,
+          code: z.string().max(64).optional(),
+          device: z.string().max(300).optional(),
+        }),
+      },
+    },
+    async (req) =>
+      listRejections(db, {
+        project_id: req.params.project_id,
+        ...(req.query.code ? { code: req.query.code } : {}),
+        ...(req.query.device ? { device_key: req.query.device } : {}),
+        ...(req.query.page ? { page: req.query.page } : {}),
+        ...(req.query.limit ? { limit: req.query.limit } : {}),
+      }),
+  );
+
+  app.get(
+    `${base}/segments`,
+    {
+      schema: {
+        tags: ['ingest'],
+        params: projectParams,
+        querystring: z.object({ ...paging, lineage_id: z.string().uuid().optional() }),
+      },
+    },
+    async (req) =>
+      listSegments(db, {
+        project_id: req.params.project_id,
+        ...(req.query.lineage_id ? { lineage_id: req.query.lineage_id } : {}),
+        ...(req.query.page ? { page: req.query.page } : {}),
+        ...(req.query.limit ? { limit: req.query.limit } : {}),
+      }),
+  );
+}
+
+async function command(service: CommandService, verb: CommandVerb, input: Record<string, unknown>) {
+  const r = await service.run(verb, input);
+  return {
+    status: 200,
+    body: {
+      lineage_id: r.lineage_id,
+      version: r.version,
+      events: r.events.map((e) => ({ id: e.id, type: e.type })),
+    },
+  };
+}

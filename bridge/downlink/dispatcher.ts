@@ -1,0 +1,192 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
+import type { KeyObject } from 'node:crypto';
+import { CONTROL_TOPIC, type Control } from '../../domain/protocol/contracts';
+import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
+import { signControl } from '../../edge-agent/control/signature';
+import { decodeCommit } from '../../infra/nats/event-store';
+import { STREAMS } from '../../infra/nats/names';
+import type { ControlRoute, Registry } from '../../infra/nats/registry';
+import type { Logger } from '../../infra/log';
+import type { CommandService } from '../../worker/commands';
+
+export const DISPATCHER_CONSUMER = 'sluice-dispatcher';
+
+export type DispatcherOptions = {
+  nc: NatsConnection;
+  registry: Registry;
+  commands: CommandService;
+  /** Publishes at QoS 1 to the device (the bridge's MQTT connection). */
+  publish: (topic: string, body: unknown) => Promise<void>;
+  /** Where a lineage's device listens: `{slug}/{device}`, from the lineage's registration. */
+  deviceRootOf: (lineageId: string) => Promise<string | undefined>;
+  signingKey?: KeyObject;
+  log: Logger;
+  firstRetryMs?: number;
+  maxRetryMs?: number;
+  scanIntervalMs?: number;
+  now?: () => number;
+};
+
+/**
+ * Delivers controls to devices. It follows the lineage events: a `ControlIssued` is signed,
+ * recorded as pending (KV `sluice_controls`, which also routes the device's ACK back to the
+ * lineage) and published at QoS 1; it is re-delivered with exponential backoff until a
+ * `ControlAcknowledged` arrives. The event is acked only after the pending record is durable.
+ */
+export class ControlDispatcher {
+  private messages: ConsumerMessages | undefined;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private scanning = false;
+
+  constructor(private readonly opts: DispatcherOptions) {}
+
+  private get now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  async start(): Promise<void> {
+    const jsm = await jetstreamManager(this.opts.nc);
+    await jsm.consumers
+      .add(STREAMS.lineage, {
+        durable_name: DISPATCHER_CONSUMER,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: 30_000_000_000,
+        max_ack_pending: 256,
+      })
+      .catch(async (err: unknown) => {
+        if (!(await jsm.consumers.info(STREAMS.lineage, DISPATCHER_CONSUMER).catch(() => undefined)))
+          throw err;
+      });
+    this.running = true;
+    this.loop = this.run();
+    this.timer = setInterval(() => void this.redeliverDue(), this.opts.scanIntervalMs ?? 1_000);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    await this.messages?.close();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const js = jetstream(this.opts.nc);
+    while (this.running) {
+      try {
+        const consumer = await js.consumers.get(STREAMS.lineage, DISPATCHER_CONSUMER);
+        this.messages = await consumer.consume({ max_messages: 256 });
+        for await (const m of this.messages) {
+          await this.handle(m);
+          if (!this.running) break;
+        }
+      } catch (err) {
+        if (!this.running) break;
+        this.opts.log.warn({ err: (err as Error).message }, 'dispatcher consume loop failed; restarting');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    try {
+      const commit = decodeCommit(m.data);
+      for (const e of commit.events) await this.onEvent(commit.lineage_id, e);
+      m.ack();
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message, seq: m.seq }, 'control dispatch failed; will retry');
+      m.nak(1_000);
+    }
+  }
+
+  private async onEvent(lineageId: string, e: StoredEvent<LineageEvent>): Promise<void> {
+    if (e.type === 'ControlAcknowledged') {
+      await this.opts.registry.deleteControl(e.data.control_id);
+      return;
+    }
+    if (e.type !== 'ControlIssued') return;
+    if (await this.opts.registry.getControl(e.data.control_id)) return; // already pending (redelivered event)
+    const root = await this.opts.deviceRootOf(lineageId);
+    if (!root) {
+      this.opts.log.error(
+        { lineage: lineageId, control: e.data.control_id },
+        'no device topic known for this lineage; control not sent',
+      );
+      return;
+    }
+    const control: Control = {
+      control_id: e.data.control_id,
+      control_kind: e.data.control_kind,
+      source_table: e.data.source_table,
+      server_watermark: e.data.server_watermark,
+      reason: e.data.reason,
+      issued_at: e.data.issued_at,
+    };
+    const route: ControlRoute = {
+      lineage_id: lineageId,
+      topic: `${root}/${CONTROL_TOPIC}`,
+      control,
+      attempts: 0,
+      next_attempt_at: 0,
+    };
+    // Durable first: the route is what turns the device's ACK into an event on this lineage.
+    await this.opts.registry.putControl(route);
+    await this.deliver(route);
+  }
+
+  private async deliver(route: ControlRoute): Promise<void> {
+    const body = this.opts.signingKey ? signControl(route.control, this.opts.signingKey) : route.control;
+    await this.opts.publish(route.topic, body);
+    const attempts = route.attempts + 1;
+    const first = this.opts.firstRetryMs ?? 5_000;
+    const delay = Math.min(first * 2 ** (attempts - 1), this.opts.maxRetryMs ?? 300_000);
+    await this.opts.registry.putControl({ ...route, attempts, next_attempt_at: this.now + delay });
+    this.opts.log.info(
+      {
+        lineage: route.lineage_id,
+        control: route.control.control_id,
+        kind: route.control.control_kind,
+        attempt: attempts,
+        topic: route.topic,
+      },
+      'control published',
+    );
+    const r = await this.opts.commands.reply('control.delivered', {
+      lineage_id: route.lineage_id,
+      control_id: route.control.control_id,
+    });
+    if (!r.ok)
+      this.opts.log.warn(
+        { error: r.error, control: route.control.control_id },
+        'control delivery not recorded',
+      );
+    // No event means the lineage already holds the ACK: stop re-delivering.
+    else if (r.events.length === 0) await this.opts.registry.deleteControl(route.control.control_id);
+  }
+
+  /** Re-deliver every pending control whose backoff has elapsed. */
+  async redeliverDue(): Promise<void> {
+    if (this.scanning || !this.running) return;
+    this.scanning = true;
+    try {
+      for (const route of await this.opts.registry.pendingControls()) {
+        if (route.next_attempt_at > this.now || route.attempts === 0) continue;
+        await this.deliver(route);
+      }
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'control re-delivery scan failed');
+    } finally {
+      this.scanning = false;
+    }
+  }
+}

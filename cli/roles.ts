@@ -1,0 +1,206 @@
+import type { KeyObject } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../api/app';
+import { TokenBook } from '../api/auth/tokens';
+import { ControlDispatcher } from '../bridge/downlink/dispatcher';
+import { UplinkBridge } from '../bridge/uplink/bridge';
+import { toPrivateKey } from '../edge-agent/control/signature';
+import { type Env, parseReadStore, topicProjects } from '../infra/config/env';
+import { type Logger, createLogger } from '../infra/log';
+import { createMetrics } from '../infra/metrics';
+import { JetStreamEventStore } from '../infra/nats/event-store';
+import { Registry } from '../infra/nats/registry';
+import { KvSnapshotStore } from '../infra/nats/snapshots';
+import { ensureStreams } from '../infra/nats/streams';
+import { type Projector, type ReadStore, migrate, openReadStore, startProjector } from '../projections';
+import { CommandService, projectorCommands, serveCommands } from '../worker/commands';
+import { LineageCommandHandler } from '../worker/handler';
+import { IngressWorker } from '../worker/ingress-worker';
+
+export const ROLES = ['bridge', 'worker', 'projector', 'api'] as const;
+export type Role = (typeof ROLES)[number];
+
+export type Running = {
+  nc: NatsConnection;
+  log: Logger;
+  api?: { app: FastifyInstance; url: string };
+  projector?: Projector;
+  store?: ReadStore;
+  stop: () => Promise<void>;
+};
+
+function loadSigningKey(env: Env): KeyObject | undefined {
+  const text =
+    env.SLUICE_CONTROL_SIGNING_KEY ??
+    (env.SLUICE_CONTROL_SIGNING_KEY_FILE
+      ? readFileSync(env.SLUICE_CONTROL_SIGNING_KEY_FILE, 'utf8')
+      : undefined);
+  return text ? toPrivateKey(text) : undefined;
+}
+
+export async function connectNats(env: Env, log: Logger, name: string): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: env.SLUICE_NATS_URL,
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+  });
+  (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect')
+        log.warn({ status: s.type }, 'NATS connection status');
+    }
+  })().catch(() => undefined);
+  return nc;
+}
+
+export async function openStore(env: Env): Promise<ReadStore> {
+  const loc = parseReadStore(env.SLUICE_READ_STORE);
+  if (loc.kind === 'sqlite') mkdirSync(dirname(loc.path), { recursive: true });
+  const store = openReadStore(loc);
+  await migrate(store);
+  return store;
+}
+
+/**
+ * The composition root: builds the clients of the roles asked for, in one process. `sluice all`
+ * asks for every role; each role also runs alone, any number of times, against shared NATS and
+ * a shared read store.
+ */
+export async function startRoles(
+  env: Env,
+  roles: readonly Role[],
+  opts: { only?: string[] } = {},
+): Promise<Running> {
+  const log = createLogger({
+    level: env.SLUICE_LOG_LEVEL,
+    name: `sluice-${roles.length === ROLES.length ? 'all' : roles.join('+')}`,
+  });
+  const metrics = createMetrics();
+  const nc = await connectNats(env, log, `sluice ${roles.join(',')}`);
+  await ensureStreams(await jetstreamManager(nc), { replicas: env.SLUICE_STREAM_REPLICAS });
+  const stops: (() => Promise<void>)[] = [];
+  const running: Running = { nc, log, stop: async () => undefined };
+
+  // Every role decides something: the bridge records control deliveries, the projector replays.
+  const eventStore = await JetStreamEventStore.create(nc);
+  const snapshots = await KvSnapshotStore.open(nc, { replicas: env.SLUICE_STREAM_REPLICAS });
+  const handler = new LineageCommandHandler(eventStore, undefined, undefined, metrics, snapshots);
+  const registry = await Registry.open(nc, { replicas: env.SLUICE_STREAM_REPLICAS });
+  const commands = new CommandService(handler, registry);
+
+  if (roles.includes('worker')) {
+    const worker = new IngressWorker({ nc, handler, registry, log, metrics });
+    await worker.start();
+    const sub = serveCommands(nc, commands, log);
+    stops.push(async () => {
+      sub.unsubscribe();
+      await worker.stop();
+    });
+    log.info('worker started: consuming ingress, serving edge.cmd.*');
+  }
+
+  if (roles.includes('projector') || roles.includes('api')) {
+    running.store = await openStore(env);
+  }
+
+  if (roles.includes('projector')) {
+    const projector = await startProjector({
+      nc,
+      store: running.store!,
+      ...(opts.only ? { only: opts.only } : {}),
+      commands: projectorCommands(commands),
+      log,
+    });
+    running.projector = projector;
+    stops.push(() => projector.stop());
+    log.info({ only: opts.only ?? 'all' }, 'projector started');
+  }
+
+  if (roles.includes('bridge')) {
+    const bridge = new UplinkBridge({
+      nc,
+      mqttUrl: env.SLUICE_MQTT_URL,
+      clientId: env.SLUICE_BRIDGE_CLIENT_ID,
+      ...(env.SLUICE_MQTT_USERNAME
+        ? { username: env.SLUICE_MQTT_USERNAME, password: env.SLUICE_MQTT_PASSWORD ?? '' }
+        : {}),
+      projectOf: topicProjects(env),
+      log,
+      metrics,
+    });
+    await bridge.start();
+    const signingKey = loadSigningKey(env);
+    if (!signingKey)
+      log.warn(
+        'no SLUICE_CONTROL_SIGNING_KEY: controls go out unsigned, and agents that verify signatures will drop them',
+      );
+    const dispatcher = new ControlDispatcher({
+      nc,
+      registry,
+      commands: commands,
+      publish: (topic, body) => bridge.publishToDevice(topic, body),
+      deviceRootOf: async (lineageId) => {
+        const { state } = await handler.load(lineageId);
+        return state.status === 'registered' && state.topic_slug !== null
+          ? `${state.topic_slug}/${state.device_name}`
+          : undefined;
+      },
+      ...(signingKey ? { signingKey } : {}),
+      log,
+    });
+    await dispatcher.start();
+    stops.push(async () => {
+      await dispatcher.stop();
+      await bridge.stop();
+    });
+  }
+
+  if (roles.includes('api')) {
+    const tokens = TokenBook.fromSources({
+      ...(env.SLUICE_API_TOKENS ? { json: env.SLUICE_API_TOKENS } : {}),
+      ...(env.SLUICE_API_TOKENS_FILE ? { file: env.SLUICE_API_TOKENS_FILE } : {}),
+    });
+    if (tokens.size === 0)
+      log.warn(
+        'no API tokens configured (SLUICE_API_TOKENS / SLUICE_API_TOKENS_FILE): every request will be refused',
+      );
+    const store = running.store!;
+    const app = await buildApp({
+      store,
+      policies: registry,
+      commands: commands,
+      tokens,
+      metrics,
+      log,
+      readiness: async () => {
+        const natsOk = !nc.isClosed() && nc.info !== undefined;
+        let storeOk = true;
+        let detail: string | undefined;
+        try {
+          await store.db.selectFrom('projection_checkpoints').select('name').limit(1).execute();
+        } catch (err) {
+          storeOk = false;
+          detail = (err as Error).message;
+        }
+        return { nats: { ok: natsOk }, read_store: { ok: storeOk, ...(detail ? { detail } : {}) } };
+      },
+    });
+    const address = await app.listen({ host: env.SLUICE_API_HOST, port: env.SLUICE_API_PORT });
+    running.api = { app, url: address };
+    stops.push(() => app.close());
+    log.info({ url: address }, 'API listening');
+  }
+
+  running.stop = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((err: unknown) => log.warn({ err }, 'stop failed'));
+    await running.store?.close();
+    await nc.drain().catch(() => undefined);
+  };
+  return running;
+}

@@ -1,0 +1,392 @@
+/**
+ * `lineages`: the operator's view of every lineage (status, pause reasons, counters), its schema
+ * versions, reviews, column bindings and replay intents. Mirrors the domain's `evolve` (SPEC §4)
+ * so the counters here equal the decider's state after the same events.
+ */
+import type { LineageEvent, PauseReason, StoredEvent } from '../../domain/lineage/events';
+import { assertNever } from '../../domain/shared/decider';
+import type { ApplyContext, Projection, Tx } from '../runner/types';
+import type { EdgeTableLineagesTable } from '../store/schema';
+
+const HANDLES = [
+  'LineageRegistered',
+  'SchemaVersionObserved',
+  'SchemaReviewQueued',
+  'SchemaReviewClaimed',
+  'SchemaReviewApproved',
+  'SchemaReviewRejected',
+  'LineagePaused',
+  'LineageResumed',
+  'RowsStaged',
+  'RowsAccepted',
+  'TelemetryStaged',
+  'TelemetryAccepted',
+  'StagedRowsReleased',
+  'ReplayCompleted',
+  'MaterializationFailed',
+  'MaterializationReset',
+  'LineageDeleted',
+] as const satisfies readonly LineageEvent['type'][];
+type Handled = StoredEvent<Extract<LineageEvent, { type: (typeof HANDLES)[number] }>>;
+
+type LineagePatch = Partial<Omit<EdgeTableLineagesTable, 'lineage_id'>>;
+
+async function load(tx: Tx, lineageId: string): Promise<EdgeTableLineagesTable | undefined> {
+  return tx
+    .selectFrom('edge_table_lineages')
+    .selectAll()
+    .where('lineage_id', '=', lineageId)
+    .executeTakeFirst();
+}
+
+async function patch(tx: Tx, lineageId: string, values: LineagePatch, at: string): Promise<void> {
+  await tx
+    .updateTable('edge_table_lineages')
+    .set({ ...values, updated_at: at })
+    .where('lineage_id', '=', lineageId)
+    .execute();
+}
+
+const reasonsOf = (l: EdgeTableLineagesTable): PauseReason[] => JSON.parse(l.pause_reasons) as PauseReason[];
+
+/**
+ * The watermark exactly as the decider keeps it (state.ts `takeIn`): an epoch never seen before
+ * becomes the newest (first-appearance order, not UUID order); within the newest epoch the
+ * highest commit_seq counts.
+ */
+function takeIn(l: EdgeTableLineagesTable, epoch: string, seqs: readonly number[]): LineagePatch {
+  const max = Math.max(0, ...seqs);
+  const seen = JSON.parse(l.journal_epochs) as string[];
+  const fresh = l.last_journal_epoch !== epoch && !seen.includes(epoch);
+  const last = l.last_commit_seq ?? 0;
+  return {
+    journal_epochs: fresh ? JSON.stringify([...seen, epoch]) : l.journal_epochs,
+    last_journal_epoch: fresh || l.last_journal_epoch === null ? epoch : l.last_journal_epoch,
+    last_commit_seq: fresh
+      ? max
+      : l.last_journal_epoch === epoch || l.last_journal_epoch === null
+        ? Math.max(last, max)
+        : l.last_commit_seq,
+  };
+}
+
+async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
+  const at = ctx.occurred_at;
+  const id = ctx.lineage_id;
+  if (event.type === 'LineageRegistered') {
+    const d = event.data;
+    await tx
+      .insertInto('edge_table_lineages')
+      .values({
+        lineage_id: d.lineage_id,
+        project_id: d.project_id,
+        device_id: d.device_id,
+        device_name: d.device_name,
+        source_table: d.source_table,
+        kind: d.kind,
+        status: 'active',
+        pause_reasons: '[]',
+        current_schema_hash: null,
+        approved_schema_hash: null,
+        staged_rows: 0,
+        replaying_rows: 0,
+        materialized_rows: 0,
+        duplicates_skipped: 0,
+        journal_epochs: '[]',
+        last_journal_epoch: null,
+        last_commit_seq: null,
+        last_batch_seq: null,
+        replay_id: null,
+        replay_state: 'none',
+        materialization_errors: 0,
+        last_error: null,
+        deleted_reason: null,
+        created_at: at,
+        updated_at: at,
+      })
+      .onConflict((oc) => oc.column('lineage_id').doNothing())
+      .execute();
+    return;
+  }
+  const l = await load(tx, id);
+  // Like the decider's evolve: nothing happens to an unknown or deleted lineage.
+  if (!l || l.status === 'deleted') return;
+  const actor = event.metadata?.actor ?? null;
+  switch (event.type) {
+    case 'SchemaVersionObserved': {
+      const d = event.data;
+      const columns = d.schema_columns ? JSON.stringify(d.schema_columns) : null;
+      await tx
+        .insertInto('edge_schema_versions')
+        .values({
+          lineage_id: id,
+          schema_hash: d.schema_hash,
+          project_id: l.project_id,
+          classification: d.classification,
+          schema_columns: columns,
+          first_seen_at: at,
+          last_seen_at: at,
+        })
+        .onConflict((oc) =>
+          oc.columns(['lineage_id', 'schema_hash']).doUpdateSet((eb) => ({
+            classification: d.classification,
+            // A later observation may bring the columns an earlier one lacked; never erase them.
+            schema_columns: columns ?? eb.ref('edge_schema_versions.schema_columns'),
+            last_seen_at: at,
+          })),
+        )
+        .execute();
+      await patch(tx, id, { current_schema_hash: d.schema_hash }, at);
+      return;
+    }
+    case 'SchemaReviewQueued': {
+      const d = event.data;
+      await tx
+        .insertInto('edge_schema_reviews')
+        .values({
+          review_id: d.review_id,
+          lineage_id: id,
+          project_id: l.project_id,
+          device_id: l.device_id,
+          source_table: l.source_table,
+          schema_hash: d.schema_hash,
+          classification: d.classification,
+          status: 'queued',
+          action_version: d.action_version,
+          reason: null,
+          claimed_by: null,
+          decided_by: null,
+          created_at: at,
+          claimed_at: null,
+          decided_at: null,
+          updated_at: at,
+        })
+        .onConflict((oc) => oc.column('review_id').doNothing())
+        .execute();
+      await patch(tx, id, {}, at);
+      return;
+    }
+    case 'SchemaReviewClaimed':
+      await tx
+        .updateTable('edge_schema_reviews')
+        .set({
+          status: 'in_review',
+          action_version: event.data.action_version,
+          claimed_at: at,
+          claimed_by: actor,
+          updated_at: at,
+        })
+        .where('review_id', '=', event.data.review_id)
+        .execute();
+      await patch(tx, id, {}, at);
+      return;
+    case 'SchemaReviewApproved': {
+      const d = event.data;
+      await tx
+        .updateTable('edge_schema_reviews')
+        .set({
+          status: 'approved',
+          action_version: d.action_version,
+          decided_at: at,
+          decided_by: actor ?? d.auto_approved_by ?? null,
+          updated_at: at,
+        })
+        .where('review_id', '=', d.review_id)
+        .execute();
+      // An approval replaces the lineage's bindings as a whole (SPEC §4: one action per column).
+      await tx.deleteFrom('edge_column_bindings').where('lineage_id', '=', id).execute();
+      if (d.bindings.length > 0) {
+        await tx
+          .insertInto('edge_column_bindings')
+          .values(
+            d.bindings.map((b, ordinal) => ({
+              lineage_id: id,
+              column_name: b.column,
+              project_id: l.project_id,
+              review_id: d.review_id,
+              schema_hash: d.schema_hash,
+              ordinal,
+              action: b.action,
+              target: b.target,
+              affinity: b.affinity,
+              pk_ordinal: b.pk_ordinal,
+              not_null: b.not_null ? 1 : 0,
+              approved_at: at,
+            })),
+          )
+          .execute();
+      }
+      await patch(tx, id, { approved_schema_hash: d.schema_hash }, at);
+      return;
+    }
+    case 'SchemaReviewRejected':
+      await tx
+        .updateTable('edge_schema_reviews')
+        .set({
+          status: 'rejected',
+          action_version: event.data.action_version,
+          reason: event.data.reason,
+          decided_at: at,
+          decided_by: actor,
+          updated_at: at,
+        })
+        .where('review_id', '=', event.data.review_id)
+        .execute();
+      await patch(tx, id, {}, at);
+      return;
+    case 'LineagePaused': {
+      const reasons = reasonsOf(l);
+      if (!reasons.includes(event.data.reason)) reasons.push(event.data.reason);
+      await patch(tx, id, { pause_reasons: JSON.stringify(reasons), status: 'paused' }, at);
+      return;
+    }
+    case 'LineageResumed': {
+      const reasons = reasonsOf(l).filter((r) => r !== event.data.reason);
+      await patch(
+        tx,
+        id,
+        { pause_reasons: JSON.stringify(reasons), status: reasons.length > 0 ? 'paused' : 'active' },
+        at,
+      );
+      return;
+    }
+    case 'RowsStaged':
+    case 'RowsAccepted': {
+      const d = event.data;
+      const n = d.rows.length;
+      const staged = event.type === 'RowsStaged';
+      await patch(
+        tx,
+        id,
+        {
+          staged_rows: l.staged_rows + (staged ? n : 0),
+          materialized_rows: l.materialized_rows + (staged ? 0 : n),
+          duplicates_skipped: l.duplicates_skipped + d.duplicates_skipped,
+          // A successful write ends a run of consecutive failures (as the decider counts them).
+          ...(staged ? {} : { materialization_errors: 0 }),
+          ...takeIn(
+            l,
+            d.journal_epoch,
+            d.rows.map((r) => r.commit_seq),
+          ),
+        },
+        at,
+      );
+      return;
+    }
+    case 'TelemetryStaged':
+    case 'TelemetryAccepted': {
+      const n = event.data.rows.length;
+      const staged = event.type === 'TelemetryStaged';
+      await patch(
+        tx,
+        id,
+        {
+          staged_rows: l.staged_rows + (staged ? n : 0),
+          materialized_rows: l.materialized_rows + (staged ? 0 : n),
+          last_batch_seq: Math.max(l.last_batch_seq ?? 0, event.data.batch_seq),
+        },
+        at,
+      );
+      return;
+    }
+    case 'StagedRowsReleased': {
+      const d = event.data;
+      await tx
+        .insertInto('edge_replay_intents')
+        .values({
+          replay_id: d.replay_id,
+          lineage_id: id,
+          project_id: l.project_id,
+          schema_hash: d.schema_hash,
+          status: 'pending',
+          staged_rows: l.staged_rows,
+          completed_rows: null,
+          created_at: at,
+          completed_at: null,
+        })
+        .onConflict((oc) => oc.column('replay_id').doNothing())
+        .execute();
+      // Every staged row is now on its way to the mirror; materialized once the replay completes.
+      await patch(
+        tx,
+        id,
+        {
+          replaying_rows: l.replaying_rows + l.staged_rows,
+          staged_rows: 0,
+          replay_id: d.replay_id,
+          replay_state: 'pending',
+        },
+        at,
+      );
+      return;
+    }
+    case 'ReplayCompleted': {
+      const d = event.data;
+      await tx
+        .updateTable('edge_replay_intents')
+        .set({ status: 'completed', completed_rows: d.rows, completed_at: at })
+        .where('replay_id', '=', d.replay_id)
+        .where('lineage_id', '=', id)
+        .execute();
+      const current = l.replay_id === d.replay_id;
+      await patch(
+        tx,
+        id,
+        current
+          ? {
+              replay_state: 'completed',
+              materialized_rows: l.materialized_rows + l.replaying_rows,
+              replaying_rows: 0,
+            }
+          : {},
+        at,
+      );
+      return;
+    }
+    case 'MaterializationFailed': {
+      const d = event.data;
+      await patch(
+        tx,
+        id,
+        {
+          // The rows the mirror could not take wait in staging (reason materialization_failed).
+          staged_rows: l.staged_rows + d.rows.length,
+          materialization_errors: d.consecutive_failures,
+          last_error: `${d.code}: ${d.message}`,
+        },
+        at,
+      );
+      return;
+    }
+    case 'MaterializationReset':
+      await patch(tx, id, { materialization_errors: 0 }, at);
+      return;
+    case 'LineageDeleted':
+      await patch(tx, id, { status: 'deleted', deleted_reason: event.data.reason }, at);
+      return;
+    default:
+      return assertNever(event, 'lineages event');
+  }
+}
+
+export function lineagesProjection(): Projection<Handled> {
+  return {
+    name: 'lineages',
+    version: 1,
+    stream: 'SLUICE_LINEAGE',
+    handles: HANDLES,
+    apply,
+    async truncate(tx) {
+      for (const t of [
+        'edge_table_lineages',
+        'edge_schema_versions',
+        'edge_schema_reviews',
+        'edge_column_bindings',
+        'edge_replay_intents',
+      ] as const) {
+        await tx.deleteFrom(t).execute();
+      }
+    },
+  };
+}

@@ -1,0 +1,249 @@
+/**
+ * Bulk materialization of row changes into one mirror table.
+ *
+ * Invariant: a mirror row only ever moves forward in (epoch ordinal, commit_seq). commit_seq is
+ * monotonic within a journal epoch; epochs are numbered in the order they first appeared in the
+ * lineage's events (as the decider orders them), not by their UUIDv7 text, so a device whose
+ * clock went backwards across a journal reset still moves forward. Upserts carry the comparison
+ * in their ON CONFLICT … WHERE; deletes compare before deleting and leave a tombstone, so a late
+ * insert with a lower position cannot resurrect a deleted row.
+ */
+import type { WireValue } from '../../domain/protocol/contracts';
+import type { Tx } from '../runner/types';
+import type { SqlDialect } from '../store/dialect';
+import { quoteIdent } from '../store/identifiers';
+import { type DbValue, MaterializationError } from '../store/values';
+import { keyColumns, type MirrorColumn, SYSTEM_COLUMNS } from './columns';
+import { withSavepoint } from './ddl';
+
+export type MirrorOp = Readonly<{
+  journal_epoch: string;
+  epoch_ordinal: number;
+  commit_seq: number;
+  op: 'insert' | 'update' | 'delete';
+  pk: Readonly<Record<string, WireValue>>;
+  row: Readonly<Record<string, WireValue>> | null;
+  pk_hash: string;
+}>;
+
+export type MirrorTarget = Readonly<{
+  lineage_id: string;
+  device_id: string;
+  table: string;
+  columns: readonly MirrorColumn[];
+}>;
+
+export type RowFailure = Readonly<{ op: MirrorOp; err: unknown }>;
+export type WriteResult = Readonly<{ applied: number; failures: readonly RowFailure[] }>;
+
+type Position = Readonly<{ epoch_ordinal: number; commit_seq: number }>;
+const isAfter = (a: Position, b: Position): boolean =>
+  a.epoch_ordinal > b.epoch_ordinal || (a.epoch_ordinal === b.epoch_ordinal && a.commit_seq > b.commit_seq);
+
+type Prepared = Readonly<{ op: MirrorOp; params: readonly DbValue[] }>;
+
+// Chunk sizes are fixed so that full chunks share one SQL text (SQLite reuses the statement).
+const MAX_UPSERT_ROWS = 1_000;
+const MAX_DELETE_ROWS = 200;
+const LOOKUP_CHUNK = 500;
+
+/** The latest change per key: a batch may touch a key several times; ON CONFLICT may not. */
+export function latestPerKey(ops: readonly MirrorOp[]): MirrorOp[] {
+  const byKey = new Map<string, MirrorOp>();
+  for (const op of ops) {
+    const seen = byKey.get(op.pk_hash);
+    if (!seen || isAfter(op, seen)) byKey.set(op.pk_hash, op);
+  }
+  return [...byKey.values()];
+}
+
+function keyValue(c: MirrorColumn, op: MirrorOp): WireValue {
+  const v = op.pk[c.source] ?? op.row?.[c.source] ?? null;
+  if (v === null) throw new MaterializationError('missing_key', `key column ${c.source} has no value`);
+  return v;
+}
+
+function prepare(dialect: SqlDialect, target: MirrorTarget, op: MirrorOp): Prepared {
+  const bound = target.columns.filter((c) => c.bound);
+  if (op.op === 'delete') {
+    const keys = keyColumns(bound).map((c) => dialect.bindValue(c.affinity, keyValue(c, op)));
+    return { op, params: [...keys, op.epoch_ordinal, op.epoch_ordinal, op.commit_seq] };
+  }
+  const values = bound.map((c) =>
+    dialect.bindValue(c.affinity, c.key > 0 ? keyValue(c, op) : (op.row?.[c.source] ?? null)),
+  );
+  return { op, params: [...values, target.device_id, op.commit_seq, op.journal_epoch, op.epoch_ordinal] };
+}
+
+async function loadTombstones(
+  tx: Tx,
+  lineageId: string,
+  hashes: readonly string[],
+): Promise<Map<string, Position & { pk_hash: string }>> {
+  const out = new Map<string, Position & { pk_hash: string }>();
+  for (let i = 0; i < hashes.length; i += LOOKUP_CHUNK) {
+    const rows = await tx
+      .selectFrom('edge_mirror_tombstones')
+      .select(['pk_hash', 'epoch_ordinal', 'commit_seq'])
+      .where('lineage_id', '=', lineageId)
+      .where('pk_hash', 'in', hashes.slice(i, i + LOOKUP_CHUNK))
+      .execute();
+    for (const r of rows) out.set(r.pk_hash, r);
+  }
+  return out;
+}
+
+function upsertSql(dialect: SqlDialect, target: MirrorTarget, rows: number): string {
+  const bound = target.columns.filter((c) => c.bound);
+  const t = quoteIdent(target.table);
+  const cols = [...bound.map((c) => c.name), ...SYSTEM_COLUMNS].map(quoteIdent);
+  const keys = keyColumns(bound).map((c) => quoteIdent(c.name));
+  const keySet = new Set(keys);
+  let p = 0;
+  const tuple = () => `(${cols.map(() => dialect.placeholder(++p)).join(', ')})`;
+  const values = Array.from({ length: rows }, tuple).join(', ');
+  const set = cols.filter((c) => !keySet.has(c)).map((c) => `${c} = excluded.${c}`);
+  return (
+    `INSERT INTO ${t} (${cols.join(', ')}) VALUES ${values} ` +
+    `ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${set.join(', ')} ` +
+    `WHERE ${t}."source_epoch_ordinal" < excluded."source_epoch_ordinal" OR ` +
+    `(${t}."source_epoch_ordinal" = excluded."source_epoch_ordinal" AND ${t}."source_commit_seq" < excluded."source_commit_seq")`
+  );
+}
+
+function deleteSql(dialect: SqlDialect, target: MirrorTarget, rows: number): string {
+  const keys = keyColumns(target.columns.filter((c) => c.bound)).map((c) => quoteIdent(c.name));
+  let p = 0;
+  const one = () => {
+    const k = keys.map((c) => `${c} = ${dialect.placeholder(++p)}`).join(' AND ');
+    const e1 = dialect.placeholder(++p);
+    const e2 = dialect.placeholder(++p);
+    const s = dialect.placeholder(++p);
+    return `(${k} AND ("source_epoch_ordinal" < ${e1} OR ("source_epoch_ordinal" = ${e2} AND "source_commit_seq" < ${s})))`;
+  };
+  return `DELETE FROM ${quoteIdent(target.table)} WHERE ${Array.from({ length: rows }, one).join(' OR ')}`;
+}
+
+async function inChunks(
+  tx: Tx,
+  dialect: SqlDialect,
+  items: readonly Prepared[],
+  maxRows: number,
+  sqlFor: (rows: number) => string,
+): Promise<void> {
+  if (items.length === 0) return;
+  const perRow = items[0]!.params.length;
+  const size = Math.max(1, Math.min(maxRows, Math.floor(dialect.maxParams / perRow)));
+  for (let i = 0; i < items.length; i += size) {
+    const chunk = items.slice(i, i + size);
+    await dialect.exec(
+      tx,
+      sqlFor(chunk.length),
+      chunk.flatMap((x) => x.params),
+    );
+  }
+}
+
+/** Write prepared changes (one per key). Throws on any database error. */
+async function writePrepared(tx: Tx, dialect: SqlDialect, target: MirrorTarget, items: readonly Prepared[]) {
+  const tombstones = await loadTombstones(
+    tx,
+    target.lineage_id,
+    items.map((x) => x.op.pk_hash),
+  );
+  // A change at or before a key's tombstone is already superseded by that delete.
+  const live = items.filter((x) => {
+    const t = tombstones.get(x.op.pk_hash);
+    return !t || isAfter(x.op, t);
+  });
+  const upserts = live.filter((x) => x.op.op !== 'delete');
+  const deletes = live.filter((x) => x.op.op === 'delete');
+  await inChunks(tx, dialect, upserts, MAX_UPSERT_ROWS, (n) => upsertSql(dialect, target, n));
+  await inChunks(tx, dialect, deletes, MAX_DELETE_ROWS, (n) => deleteSql(dialect, target, n));
+
+  const revived = upserts.filter((x) => tombstones.has(x.op.pk_hash)).map((x) => x.op.pk_hash);
+  for (let i = 0; i < revived.length; i += LOOKUP_CHUNK) {
+    await tx
+      .deleteFrom('edge_mirror_tombstones')
+      .where('lineage_id', '=', target.lineage_id)
+      .where('pk_hash', 'in', revived.slice(i, i + LOOKUP_CHUNK))
+      .execute();
+  }
+  for (let i = 0; i < deletes.length; i += LOOKUP_CHUNK) {
+    await tx
+      .insertInto('edge_mirror_tombstones')
+      .values(
+        deletes.slice(i, i + LOOKUP_CHUNK).map((x) => ({
+          lineage_id: target.lineage_id,
+          pk_hash: x.op.pk_hash,
+          epoch_ordinal: x.op.epoch_ordinal,
+          commit_seq: x.op.commit_seq,
+        })),
+      )
+      .onConflict((oc) =>
+        oc
+          .columns(['lineage_id', 'pk_hash'])
+          .doUpdateSet((eb) => ({
+            epoch_ordinal: eb.ref('excluded.epoch_ordinal'),
+            commit_seq: eb.ref('excluded.commit_seq'),
+          }))
+          .where((eb) =>
+            eb.or([
+              eb('edge_mirror_tombstones.epoch_ordinal', '<', eb.ref('excluded.epoch_ordinal')),
+              eb.and([
+                eb('edge_mirror_tombstones.epoch_ordinal', '=', eb.ref('excluded.epoch_ordinal')),
+                eb('edge_mirror_tombstones.commit_seq', '<', eb.ref('excluded.commit_seq')),
+              ]),
+            ]),
+          ),
+      )
+      .execute();
+  }
+}
+
+/**
+ * Materialize changes into the target table. Values that cannot be converted, and rows the
+ * database refuses permanently (constraint, type), come back as failures; everything else is
+ * written. Transient errors are thrown: the caller's transaction is retried as a whole.
+ */
+export async function materialize(
+  tx: Tx,
+  dialect: SqlDialect,
+  target: MirrorTarget,
+  ops: readonly MirrorOp[],
+): Promise<WriteResult> {
+  const failures: RowFailure[] = [];
+  const prepared: Prepared[] = [];
+  for (const op of latestPerKey(ops)) {
+    try {
+      prepared.push(prepare(dialect, target, op));
+    } catch (err) {
+      failures.push({ op, err });
+    }
+  }
+  if (prepared.length === 0) return { applied: 0, failures };
+  try {
+    await withSavepoint(tx, dialect, 'sluice_mirror_batch', () =>
+      writePrepared(tx, dialect, target, prepared),
+    );
+    return { applied: prepared.length, failures };
+  } catch (err) {
+    if (dialect.classifyError(err) === 'transient') throw err;
+    // The table itself is unusable: every row fails the same way, no need to try them one by one.
+    if (dialect.isMissingTable(err) || prepared.length === 1) {
+      return { applied: 0, failures: [...failures, ...prepared.map((x) => ({ op: x.op, err }))] };
+    }
+  }
+  // Isolate the rows the database refuses so that the others still land.
+  let applied = 0;
+  for (const item of prepared) {
+    try {
+      await withSavepoint(tx, dialect, 'sluice_mirror_row', () => writePrepared(tx, dialect, target, [item]));
+      applied++;
+    } catch (err) {
+      if (dialect.classifyError(err) === 'transient') throw err;
+      failures.push({ op: item.op, err });
+    }
+  }
+  return { applied, failures };
+}

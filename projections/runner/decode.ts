@@ -1,0 +1,65 @@
+import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
+import { decodeCommit } from '../../infra/nats/event-store';
+import type { ProjectionEvent, StreamName } from './types';
+
+export type DecodedMessage = Readonly<{
+  seq: number;
+  size: number;
+  lineage_id: string;
+  events: readonly (ProjectionEvent & { occurred_at?: string })[];
+}>;
+
+/** What the bridge publishes on `edge.rejected.<token>` (SLUICE_REJECTIONS). */
+export type UplinkRejected = Readonly<{
+  type: 'UplinkRejected';
+  occurred_at: string;
+  data: {
+    device_key: string;
+    project_id: string | null;
+    kind: string;
+    topic: string;
+    code: string;
+    message: string;
+    received_at: string;
+    payload_excerpt: string | null;
+  };
+}>;
+
+const str = (v: unknown, fallback = ''): string => (typeof v === 'string' ? v : fallback);
+
+function decodeRejection(data: Uint8Array): UplinkRejected {
+  const raw = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>;
+  const received = str(raw.received_at);
+  return {
+    type: 'UplinkRejected',
+    occurred_at: received,
+    data: {
+      device_key: str(raw.device_key),
+      project_id: typeof raw.project_id === 'string' ? raw.project_id : null,
+      kind: str(raw.kind),
+      topic: str(raw.topic),
+      code: str(raw.code, 'unknown'),
+      message: str(raw.message),
+      received_at: received,
+      payload_excerpt:
+        typeof raw.payload_excerpt === 'string'
+          ? raw.payload_excerpt
+          : raw.payload_excerpt === undefined || raw.payload_excerpt === null
+            ? null
+            : JSON.stringify(raw.payload_excerpt),
+    },
+  };
+}
+
+/** Turn a stream message into the events it holds. Throws on a message that is not valid JSON. */
+export function decodeMessage(stream: StreamName, seq: number, data: Uint8Array): DecodedMessage {
+  if (stream === 'SLUICE_REJECTIONS') {
+    return { seq, size: data.byteLength, lineage_id: '', events: [decodeRejection(data)] };
+  }
+  const commit = decodeCommit(data);
+  if (typeof commit?.lineage_id !== 'string' || !Array.isArray(commit.events)) {
+    throw new Error('message is not a lineage commit {lineage_id, events}');
+  }
+  const events: readonly StoredEvent<LineageEvent>[] = commit.events;
+  return { seq, size: data.byteLength, lineage_id: commit.lineage_id, events };
+}

@@ -1,0 +1,660 @@
+/**
+ * Read queries of the HTTP API. Every function takes the project it answers for and never returns
+ * another project's rows (a lineage id from another project reads as "not found"). Lists page with
+ * `page` (1-based) and `limit` (default 50, at most 500; out-of-range values are clamped).
+ */
+import { type Kysely, sql } from 'kysely';
+import type { WireValue } from '../../domain/protocol/contracts';
+import type { MirrorColumn } from '../mirror/columns';
+import { quoteIdent } from './identifiers';
+import type { LineageStatus, ReadStoreDB } from './schema';
+import { toWireValue } from './values';
+
+type Db = Kysely<ReadStoreDB>;
+
+export const DEFAULT_LIMIT = 50;
+export const MAX_LIMIT = 500;
+
+export type Page<T> = Readonly<{ items: T[]; total: number; page: number; limit: number }>;
+export type PageQuery = Readonly<{ page?: number; limit?: number }>;
+
+export function paging(q: PageQuery): { page: number; limit: number; offset: number } {
+  const int = (v: number | undefined, d: number) =>
+    v === undefined || !Number.isFinite(v) ? d : Math.trunc(v);
+  const limit = Math.min(MAX_LIMIT, Math.max(1, int(q.limit, DEFAULT_LIMIT)));
+  const page = Math.max(1, int(q.page, 1));
+  return { page, limit, offset: (page - 1) * limit };
+}
+
+const json = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
+
+// ------------------------------------------------------------------ lineages
+
+export type LineageSummary = Readonly<{
+  lineage_id: string;
+  project_id: string;
+  device_id: string;
+  device_name: string;
+  source_table: string;
+  kind: 'rows' | 'telemetry';
+  status: LineageStatus;
+  pause_reasons: string[];
+  current_schema_hash: string | null;
+  approved_schema_hash: string | null;
+  staged_rows: number;
+  replaying_rows: number;
+  materialized_rows: number;
+  duplicates_skipped: number;
+  last_journal_epoch: string | null;
+  last_commit_seq: number | null;
+  last_batch_seq: number | null;
+  replay: { replay_id: string; state: 'pending' | 'completed' } | null;
+  materialization_errors: number;
+  last_error: string | null;
+  deleted_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}>;
+
+function lineageSummary(r: ReadStoreDB['edge_table_lineages']): LineageSummary {
+  return {
+    lineage_id: r.lineage_id,
+    project_id: r.project_id,
+    device_id: r.device_id,
+    device_name: r.device_name,
+    source_table: r.source_table,
+    kind: r.kind,
+    status: r.status,
+    pause_reasons: JSON.parse(r.pause_reasons) as string[],
+    current_schema_hash: r.current_schema_hash,
+    approved_schema_hash: r.approved_schema_hash,
+    staged_rows: r.staged_rows,
+    replaying_rows: r.replaying_rows,
+    materialized_rows: r.materialized_rows,
+    duplicates_skipped: r.duplicates_skipped,
+    last_journal_epoch: r.last_journal_epoch,
+    last_commit_seq: r.last_commit_seq,
+    last_batch_seq: r.last_batch_seq,
+    replay:
+      r.replay_id && r.replay_state !== 'none' ? { replay_id: r.replay_id, state: r.replay_state } : null,
+    materialization_errors: r.materialization_errors,
+    last_error: r.last_error,
+    deleted_reason: r.deleted_reason,
+    created_at: r.created_at,
+    updated_at: r.updated_at,
+  };
+}
+
+export type ListLineagesQuery = PageQuery &
+  Readonly<{
+    project_id: string;
+    /** A device id (UUID) or a device name. */
+    device?: string;
+    /** Without it, deleted lineages are left out. */
+    status?: LineageStatus;
+  }>;
+
+export async function listLineages(db: Db, q: ListLineagesQuery): Promise<Page<LineageSummary>> {
+  const { page, limit, offset } = paging(q);
+  const base = db
+    .selectFrom('edge_table_lineages')
+    .where('project_id', '=', q.project_id)
+    .$if(q.status !== undefined, (b) => b.where('status', '=', q.status!))
+    .$if(q.status === undefined, (b) => b.where('status', '!=', 'deleted'))
+    .$if(q.device !== undefined, (b) =>
+      b.where((eb) => eb.or([eb('device_id', '=', q.device!), eb('device_name', '=', q.device!)])),
+    );
+  const [rows, count] = await Promise.all([
+    base.selectAll().orderBy('created_at').orderBy('lineage_id').limit(limit).offset(offset).execute(),
+    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+  ]);
+  return { items: rows.map(lineageSummary), total: Number(count.n), page, limit };
+}
+
+export type ReviewView = Readonly<{
+  review_id: string;
+  lineage_id: string;
+  project_id: string;
+  device_id: string;
+  source_table: string;
+  schema_hash: string;
+  classification: string;
+  status: 'queued' | 'in_review' | 'approved' | 'rejected';
+  action_version: number;
+  reason: string | null;
+  claimed_by: string | null;
+  decided_by: string | null;
+  created_at: string;
+  claimed_at: string | null;
+  decided_at: string | null;
+  updated_at: string;
+  /** The columns of the schema under review, when the device has sent them. */
+  schema_columns: unknown;
+}>;
+
+export type MaterializationView = Readonly<{
+  /** The current mirror (or telemetry) table, null until an approval provisioned one. */
+  table_name: string | null;
+  tables: { table_name: string; generation: number; status: 'current' | 'retired' }[];
+  errors: number;
+  failed_rows: number;
+  last_error: string | null;
+  last_error_at: string | null;
+  recent_failures: {
+    stream_seq: number;
+    event_type: string;
+    code: string;
+    message: string;
+    failed_rows: number;
+    sample_keys: unknown[];
+    occurred_at: string;
+  }[];
+}>;
+
+export type LineageDetail = LineageSummary &
+  Readonly<{
+    schema_versions: {
+      schema_hash: string;
+      classification: string;
+      schema_columns: unknown;
+      first_seen_at: string;
+      last_seen_at: string;
+    }[];
+    bindings: {
+      column: string;
+      action: string;
+      target: string | null;
+      affinity: string;
+      pk_ordinal: number;
+      not_null: boolean;
+      review_id: string;
+      schema_hash: string;
+      approved_at: string;
+    }[];
+    replays: {
+      replay_id: string;
+      status: 'pending' | 'completed';
+      schema_hash: string;
+      staged_rows: number;
+      completed_rows: number | null;
+      created_at: string;
+      completed_at: string | null;
+    }[];
+    reviews: ReviewView[];
+    open_review: ReviewView | null;
+    materialization: MaterializationView;
+  }>;
+
+async function reviewViews(db: Db, rows: ReadStoreDB['edge_schema_reviews'][]): Promise<ReviewView[]> {
+  if (rows.length === 0) return [];
+  const versions = await db
+    .selectFrom('edge_schema_versions')
+    .select(['lineage_id', 'schema_hash', 'schema_columns'])
+    .where('lineage_id', 'in', [...new Set(rows.map((r) => r.lineage_id))])
+    .execute();
+  const columns = new Map(versions.map((v) => [`${v.lineage_id}/${v.schema_hash}`, v.schema_columns]));
+  return rows.map((r) => ({
+    ...r,
+    schema_columns: json(columns.get(`${r.lineage_id}/${r.schema_hash}`) ?? null),
+  }));
+}
+
+async function materializationOf(
+  db: Db,
+  lineageId: string,
+  kind: 'rows' | 'telemetry',
+): Promise<MaterializationView> {
+  if (kind === 'telemetry') {
+    const t = await db
+      .selectFrom('edge_ts_lineages')
+      .selectAll()
+      .where('lineage_id', '=', lineageId)
+      .executeTakeFirst();
+    return {
+      table_name: t?.table_name ?? null,
+      tables: t?.table_name ? [{ table_name: t.table_name, generation: 1, status: 'current' }] : [],
+      errors: t?.materialization_errors ?? 0,
+      failed_rows: t?.failed_rows ?? 0,
+      last_error: t?.last_error ?? null,
+      last_error_at: t?.last_error_at ?? null,
+      recent_failures: [],
+    };
+  }
+  const [m, tables, failures] = await Promise.all([
+    db.selectFrom('edge_mirror_lineages').selectAll().where('lineage_id', '=', lineageId).executeTakeFirst(),
+    db
+      .selectFrom('edge_mirror_tables')
+      .select(['table_name', 'generation', 'status'])
+      .where('lineage_id', '=', lineageId)
+      .orderBy('generation')
+      .execute(),
+    db
+      .selectFrom('edge_mirror_failures')
+      .selectAll()
+      .where('lineage_id', '=', lineageId)
+      .orderBy('stream_seq', 'desc')
+      .orderBy('event_index', 'desc')
+      .limit(10)
+      .execute(),
+  ]);
+  return {
+    table_name: tables.find((t) => t.status === 'current')?.table_name ?? null,
+    tables,
+    errors: m?.materialization_errors ?? 0,
+    failed_rows: m?.failed_rows ?? 0,
+    last_error: m?.last_error ?? null,
+    last_error_at: m?.last_error_at ?? null,
+    recent_failures: failures.map((f) => ({
+      stream_seq: f.stream_seq,
+      event_type: f.event_type,
+      code: f.code,
+      message: f.message,
+      failed_rows: f.failed_rows,
+      sample_keys: JSON.parse(f.sample_keys) as unknown[],
+      occurred_at: f.occurred_at,
+    })),
+  };
+}
+
+/** One lineage with everything an operator needs to see why it is where it is; null if not found. */
+export async function getLineage(
+  db: Db,
+  projectId: string,
+  lineageId: string,
+): Promise<LineageDetail | null> {
+  const row = await db
+    .selectFrom('edge_table_lineages')
+    .selectAll()
+    .where('project_id', '=', projectId)
+    .where('lineage_id', '=', lineageId)
+    .executeTakeFirst();
+  if (!row) return null;
+  const [versions, bindings, replays, reviews, materialization] = await Promise.all([
+    db
+      .selectFrom('edge_schema_versions')
+      .selectAll()
+      .where('lineage_id', '=', lineageId)
+      .orderBy('first_seen_at')
+      .orderBy('schema_hash')
+      .execute(),
+    db
+      .selectFrom('edge_column_bindings')
+      .selectAll()
+      .where('lineage_id', '=', lineageId)
+      .orderBy('ordinal')
+      .execute(),
+    db
+      .selectFrom('edge_replay_intents')
+      .selectAll()
+      .where('lineage_id', '=', lineageId)
+      .orderBy('created_at')
+      .orderBy('replay_id')
+      .execute(),
+    db
+      .selectFrom('edge_schema_reviews')
+      .selectAll()
+      .where('lineage_id', '=', lineageId)
+      .orderBy('created_at')
+      .orderBy('review_id')
+      .execute(),
+    materializationOf(db, lineageId, row.kind),
+  ]);
+  const reviewList = await reviewViews(db, reviews);
+  const summary = lineageSummary(row);
+  return {
+    ...summary,
+    // The mirror counts what it saw fail; the domain's count (issue-5) catches up with it.
+    materialization_errors: Math.max(summary.materialization_errors, materialization.errors),
+    last_error: materialization.last_error ?? summary.last_error,
+    schema_versions: versions.map((v) => ({
+      schema_hash: v.schema_hash,
+      classification: v.classification,
+      schema_columns: json(v.schema_columns),
+      first_seen_at: v.first_seen_at,
+      last_seen_at: v.last_seen_at,
+    })),
+    bindings: bindings.map((b) => ({
+      column: b.column_name,
+      action: b.action,
+      target: b.target,
+      affinity: b.affinity,
+      pk_ordinal: b.pk_ordinal,
+      not_null: b.not_null === 1,
+      review_id: b.review_id,
+      schema_hash: b.schema_hash,
+      approved_at: b.approved_at,
+    })),
+    replays: replays.map((r) => ({
+      replay_id: r.replay_id,
+      status: r.status,
+      schema_hash: r.schema_hash,
+      staged_rows: r.staged_rows,
+      completed_rows: r.completed_rows,
+      created_at: r.created_at,
+      completed_at: r.completed_at,
+    })),
+    reviews: reviewList,
+    open_review:
+      [...reviewList].reverse().find((r) => r.status === 'queued' || r.status === 'in_review') ?? null,
+    materialization,
+  };
+}
+
+// ------------------------------------------------------------------ staged rows
+
+export type StagedRowView = Readonly<{
+  lineage_id: string;
+  device_id: string;
+  source_table: string;
+  journal_epoch: string;
+  commit_seq: number;
+  op: 'insert' | 'update' | 'delete';
+  pk: Record<string, WireValue>;
+  pk_hash: string;
+  row: Record<string, WireValue> | null;
+  reason: string;
+  batch_id: string | null;
+  schema_hash: string | null;
+  staged_at: string;
+}>;
+
+export type ListStagedRowsQuery = PageQuery &
+  Readonly<{
+    project_id: string;
+    lineage_id: string;
+    /** Rows after this commit_seq (keyset; `page` is then ignored). */
+    after_commit_seq?: number;
+    /** The `next_cursor` of a previous page (keyset; `page` is then ignored). */
+    after?: string;
+  }>;
+
+type Cursor = Readonly<{ commit_seq: number; journal_epoch: string }>;
+
+export const encodeCursor = (c: Cursor): string =>
+  Buffer.from(JSON.stringify([c.commit_seq, c.journal_epoch]), 'utf8').toString('base64url');
+
+export function decodeCursor(s: string): Cursor {
+  try {
+    const [commit_seq, journal_epoch] = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as [
+      unknown,
+      unknown,
+    ];
+    if (typeof commit_seq === 'number' && typeof journal_epoch === 'string')
+      return { commit_seq, journal_epoch };
+  } catch {
+    // fall through
+  }
+  throw new RangeError('invalid staged-rows cursor');
+}
+
+/**
+ * Staged rows in (commit_seq, journal_epoch) order. Keyset underneath: a `page` is turned into a
+ * cursor by an index-only scan over the key, and the rows themselves are read by key range, so
+ * deep pages never read the row bodies they skip.
+ */
+export async function listStagedRows(
+  db: Db,
+  q: ListStagedRowsQuery,
+): Promise<Page<StagedRowView> & { next_cursor: string | null }> {
+  const { page, limit, offset } = paging(q);
+  const owned = await db
+    .selectFrom('edge_staged_lineages')
+    .select('lineage_id')
+    .where('lineage_id', '=', q.lineage_id)
+    .where('project_id', '=', q.project_id)
+    .executeTakeFirst();
+  if (!owned) return { items: [], total: 0, page, limit, next_cursor: null };
+
+  let cursor: Cursor | null = null;
+  let exclusiveSeq: number | null = null;
+  if (q.after !== undefined) cursor = decodeCursor(q.after);
+  else if (q.after_commit_seq !== undefined) exclusiveSeq = q.after_commit_seq;
+  else if (offset > 0) {
+    const boundary = await db
+      .selectFrom('edge_staged_rows')
+      .select(['commit_seq', 'journal_epoch'])
+      .where('lineage_id', '=', q.lineage_id)
+      .orderBy('commit_seq')
+      .orderBy('journal_epoch')
+      .limit(1)
+      .offset(offset - 1)
+      .executeTakeFirst();
+    if (!boundary) {
+      const total = await countStaged(db, q.lineage_id);
+      return { items: [], total, page, limit, next_cursor: null };
+    }
+    cursor = boundary;
+  }
+  const c = cursor;
+  const rows = await db
+    .selectFrom('edge_staged_rows')
+    .selectAll()
+    .where('lineage_id', '=', q.lineage_id)
+    .$if(c !== null, (b) =>
+      b.where((eb) =>
+        eb.or([
+          eb('commit_seq', '>', c!.commit_seq),
+          eb.and([eb('commit_seq', '=', c!.commit_seq), eb('journal_epoch', '>', c!.journal_epoch)]),
+        ]),
+      ),
+    )
+    .$if(exclusiveSeq !== null, (b) => b.where('commit_seq', '>', exclusiveSeq!))
+    .orderBy('commit_seq')
+    .orderBy('journal_epoch')
+    .limit(limit)
+    .execute();
+  const total = await countStaged(db, q.lineage_id);
+  const last = rows[rows.length - 1];
+  return {
+    items: rows.map((r) => ({
+      lineage_id: r.lineage_id,
+      device_id: r.device_id,
+      source_table: r.source_table,
+      journal_epoch: r.journal_epoch,
+      commit_seq: r.commit_seq,
+      op: r.op,
+      pk: JSON.parse(r.pk) as Record<string, WireValue>,
+      pk_hash: r.pk_hash,
+      row: json<Record<string, WireValue>>(r.row),
+      reason: r.reason,
+      batch_id: r.batch_id,
+      schema_hash: r.schema_hash,
+      staged_at: r.staged_at,
+    })),
+    total,
+    page,
+    limit,
+    next_cursor: last && rows.length === limit ? encodeCursor(last) : null,
+  };
+}
+
+async function countStaged(db: Db, lineageId: string): Promise<number> {
+  const r = await db
+    .selectFrom('edge_staged_rows')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('lineage_id', '=', lineageId)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+// ------------------------------------------------------------------ mirror rows
+
+export type MirrorRowView = Readonly<{
+  /** Key values by mirror column name (the approved target name). */
+  key: Record<string, WireValue>;
+  /** Every column of the table by mirror column name, wire-encoded ($int, $blob). */
+  row: Record<string, WireValue>;
+  device_id: string;
+  source_commit_seq: number;
+  source_journal_epoch: string;
+}>;
+
+export type MirrorColumnView = Readonly<{
+  name: string;
+  column: string;
+  source_column: string;
+  affinity: string;
+  pk_ordinal: number;
+  bound: boolean;
+}>;
+
+/** The lineage's current mirror rows ordered by key; `table` is null until one is provisioned. */
+export async function listMirrorRows(
+  db: Db,
+  q: PageQuery & Readonly<{ project_id: string; lineage_id: string }>,
+): Promise<Page<MirrorRowView> & { table: string | null; columns: MirrorColumnView[] }> {
+  const { page, limit, offset } = paging(q);
+  const t = await db
+    .selectFrom('edge_mirror_tables')
+    .select(['table_name', 'columns'])
+    .where('lineage_id', '=', q.lineage_id)
+    .where('project_id', '=', q.project_id)
+    .where('status', '=', 'current')
+    .executeTakeFirst();
+  if (!t) return { items: [], total: 0, page, limit, table: null, columns: [] };
+  const columns = JSON.parse(t.columns) as MirrorColumn[];
+  const keys = columns.filter((c) => c.key > 0).sort((a, b) => a.key - b.key);
+  const table = sql.raw(quoteIdent(t.table_name));
+  // Aliases c0..cN: column names are device data; we never echo them as SQL aliases.
+  const select = sql.raw(
+    [
+      ...columns.map((c, i) => `${quoteIdent(c.name)} AS "c${i}"`),
+      '"device_id" AS "s_device_id"',
+      '"source_commit_seq" AS "s_commit_seq"',
+      '"source_journal_epoch" AS "s_epoch"',
+    ].join(', '),
+  );
+  const order = sql.raw(keys.map((k) => quoteIdent(k.name)).join(', '));
+  const [rows, count] = await Promise.all([
+    sql<
+      Record<string, unknown>
+    >`SELECT ${select} FROM ${table} ORDER BY ${order} LIMIT ${limit} OFFSET ${offset}`.execute(db),
+    sql<{ n: number | bigint | string }>`SELECT COUNT(*) AS n FROM ${table}`.execute(db),
+  ]);
+  const items = rows.rows.map((r) => {
+    const row: Record<string, WireValue> = {};
+    columns.forEach((c, i) => {
+      row[c.target] = toWireValue(r[`c${i}`]);
+    });
+    const key: Record<string, WireValue> = {};
+    for (const k of keys) key[k.target] = row[k.target] ?? null;
+    return {
+      key,
+      row,
+      device_id: String(r.s_device_id),
+      source_commit_seq: Number(r.s_commit_seq),
+      source_journal_epoch: String(r.s_epoch),
+    };
+  });
+  return {
+    items,
+    total: Number(count.rows[0]?.n ?? 0),
+    page,
+    limit,
+    table: t.table_name,
+    columns: columns.map((c) => ({
+      name: c.target,
+      column: c.name,
+      source_column: c.source,
+      affinity: c.affinity,
+      pk_ordinal: c.key,
+      bound: c.bound,
+    })),
+  };
+}
+
+// ------------------------------------------------------------------ reviews
+
+export type ListReviewsQuery = PageQuery &
+  Readonly<{ project_id: string; status?: ReviewView['status']; lineage_id?: string }>;
+
+export async function listReviews(db: Db, q: ListReviewsQuery): Promise<Page<ReviewView>> {
+  const { page, limit, offset } = paging(q);
+  const base = db
+    .selectFrom('edge_schema_reviews')
+    .where('project_id', '=', q.project_id)
+    .$if(q.status !== undefined, (b) => b.where('status', '=', q.status!))
+    .$if(q.lineage_id !== undefined, (b) => b.where('lineage_id', '=', q.lineage_id!));
+  const [rows, count] = await Promise.all([
+    base.selectAll().orderBy('created_at').orderBy('review_id').limit(limit).offset(offset).execute(),
+    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+  ]);
+  return { items: await reviewViews(db, rows), total: Number(count.n), page, limit };
+}
+
+export async function getReview(db: Db, projectId: string, reviewId: string): Promise<ReviewView | null> {
+  const row = await db
+    .selectFrom('edge_schema_reviews')
+    .selectAll()
+    .where('project_id', '=', projectId)
+    .where('review_id', '=', reviewId)
+    .executeTakeFirst();
+  if (!row) return null;
+  const [view] = await reviewViews(db, [row]);
+  return view ?? null;
+}
+
+// ------------------------------------------------------------------ controls
+
+export type PendingControlView = ReadStoreDB['edge_pending_controls'];
+
+/** Controls, oldest first; by default only those the device has not acknowledged yet. */
+export async function listPendingControls(
+  db: Db,
+  q: PageQuery &
+    Readonly<{ project_id: string; lineage_id?: string; status?: PendingControlView['status'] | 'all' }>,
+): Promise<Page<PendingControlView>> {
+  const { page, limit, offset } = paging(q);
+  const status = q.status ?? 'pending';
+  const base = db
+    .selectFrom('edge_pending_controls')
+    .where('project_id', '=', q.project_id)
+    .$if(status !== 'all', (b) => b.where('status', '=', status as PendingControlView['status']))
+    .$if(q.lineage_id !== undefined, (b) => b.where('lineage_id', '=', q.lineage_id!));
+  const [rows, count] = await Promise.all([
+    base.selectAll().orderBy('issued_at').orderBy('control_id').limit(limit).offset(offset).execute(),
+    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+  ]);
+  return { items: rows, total: Number(count.n), page, limit };
+}
+
+// ------------------------------------------------------------------ rejections, segments
+
+export type RejectionView = ReadStoreDB['edge_rejections'];
+
+/** Newest first. */
+export async function listRejections(
+  db: Db,
+  q: PageQuery & Readonly<{ project_id: string; code?: string; device_key?: string }>,
+): Promise<Page<RejectionView>> {
+  const { page, limit, offset } = paging(q);
+  const base = db
+    .selectFrom('edge_rejections')
+    .where('project_id', '=', q.project_id)
+    .$if(q.code !== undefined, (b) => b.where('code', '=', q.code!))
+    .$if(q.device_key !== undefined, (b) => b.where('device_key', '=', q.device_key!));
+  const [rows, count] = await Promise.all([
+    base.selectAll().orderBy('stream_seq', 'desc').limit(limit).offset(offset).execute(),
+    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+  ]);
+  return { items: rows, total: Number(count.n), page, limit };
+}
+
+export type SegmentView = ReadStoreDB['edge_export_segments'];
+
+/** The batch ledger, newest first. */
+export async function listSegments(
+  db: Db,
+  q: PageQuery & Readonly<{ project_id: string; lineage_id?: string }>,
+): Promise<Page<SegmentView>> {
+  const { page, limit, offset } = paging(q);
+  const base = db
+    .selectFrom('edge_export_segments')
+    .where('project_id', '=', q.project_id)
+    .$if(q.lineage_id !== undefined, (b) => b.where('lineage_id', '=', q.lineage_id!));
+  const [rows, count] = await Promise.all([
+    base.selectAll().orderBy('stream_seq', 'desc').orderBy('batch_id').limit(limit).offset(offset).execute(),
+    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+  ]);
+  return { items: rows, total: Number(count.n), page, limit };
+}

@@ -1,0 +1,110 @@
+import { schemaHash } from '../domain/protocol/fingerprint';
+import { DEFAULT_POLICY } from '../domain/policy/policy';
+import type { LineageCommand } from '../domain/lineage/decide';
+import type { LineageEvent, StoredEvent } from '../domain/lineage/events';
+import { isDomainError } from '../domain/shared/errors';
+import type { EventStore, LoadedStream } from '../domain/shared/ports';
+import { InMemoryEventStore } from '../infra/memory/event-store';
+import type { Snapshot, SnapshotStore } from '../infra/nats/snapshots';
+import { LineageCache, LineageCommandHandler, SNAPSHOT_EVERY } from './handler';
+
+const L = '0190a000-0000-7000-8000-0000000000aa';
+const EPOCH = '0190a000-0000-7000-8000-0000000000e1';
+const schema = {
+  table_name: 't',
+  columns: [{ name: 'id', decl_type_affinity: 'INTEGER' as const, pk_ordinal: 1, not_null: true }],
+};
+let ids = 0;
+const id = () => `0190a000-0000-7000-8000-${String(++ids).padStart(12, '0')}`;
+const ingest = (seq: number): LineageCommand => ({
+  type: 'IngestRowBatch',
+  data: {
+    project_id: 'p',
+    device_id: 'd',
+    device_name: 'gw',
+    new_lineage_id: L,
+    new_review_id: id(),
+    new_control_id: id(),
+    new_replay_id: id(),
+    now: '2026-11-22T00:00:00Z',
+    policy: DEFAULT_POLICY,
+    batch: {
+      format_version: 1,
+      capture_strategy: 'sqlite_row_batch_v1',
+      batch_id: id(),
+      journal_epoch: EPOCH,
+      source_table: 't',
+      schema_hash: schemaHash(schema),
+      schema_columns: schema,
+      first_commit_seq: seq,
+      last_commit_seq: seq,
+      rows: [{ commit_seq: seq, op: 'insert', pk: { id: seq }, row: { id: seq } }],
+    },
+  },
+});
+
+class CountingStore implements EventStore {
+  loads: number[] = [];
+  constructor(readonly inner: EventStore) {}
+  load(lineageId: string, from?: number): Promise<LoadedStream> {
+    this.loads.push(from ?? 0);
+    return this.inner.load(lineageId, from);
+  }
+  append(l: string, e: readonly StoredEvent<LineageEvent>[], v: number, d: string) {
+    return this.inner.append(l, e, v, d);
+  }
+}
+
+class MapSnapshots implements SnapshotStore {
+  readonly map = new Map<string, Snapshot>();
+  async get(k: string) {
+    return this.map.get(k);
+  }
+  async put(k: string, s: Snapshot) {
+    this.map.set(k, JSON.parse(JSON.stringify(s)) as Snapshot);
+  }
+}
+
+describe('lineage command handler', () => {
+  it('snapshots a busy lineage so a cold handler folds only the tail', async () => {
+    const store = new InMemoryEventStore();
+    const snapshots = new MapSnapshots();
+    const hot = new LineageCommandHandler(store, new LineageCache(), undefined, undefined, snapshots);
+    for (let seq = 1; seq <= SNAPSHOT_EVERY + 20; seq++)
+      await hot.execute(L, ingest(seq), { decision_id: id() });
+    const snap = snapshots.map.get(L);
+    expect(snap).toBeDefined();
+    const counting = new CountingStore(store);
+    const cold = new LineageCommandHandler(counting, new LineageCache(), undefined, undefined, snapshots);
+    const loaded = await cold.load(L);
+    expect(counting.loads).toEqual([snap!.version]);
+    expect(loaded.state).toEqual((await new LineageCommandHandler(store).load(L)).state);
+  });
+
+  it('re-decides on a conflict with another writer instead of losing either decision', async () => {
+    const store = new InMemoryEventStore();
+    const a = new LineageCommandHandler(store);
+    const b = new LineageCommandHandler(store);
+    await a.execute(L, ingest(1), { decision_id: id() });
+    await b.load(L);
+    await a.execute(L, ingest(2), { decision_id: id() }); // b's cache is now stale
+    const r = await b.execute(L, ingest(3), { decision_id: id() });
+    expect(r.events.map((e) => e.type)).toEqual(['RowsStaged']);
+    const state = (await new LineageCommandHandler(store).load(L)).state;
+    expect(state.status === 'registered' && state.staged_rows).toBe(3);
+  });
+
+  it('keeps operators inside their project', async () => {
+    const store = new InMemoryEventStore();
+    const h = new LineageCommandHandler(store);
+    await h.execute(L, ingest(1), { decision_id: id() });
+    const err = await h
+      .execute(
+        L,
+        { type: 'DeleteLineage', data: { reason: 'x' } },
+        { decision_id: id(), project_id: 'other' },
+      )
+      .catch((e: unknown) => e);
+    expect(isDomainError(err) && err.code).toBe('not_found');
+  });
+});
