@@ -1,7 +1,7 @@
 /** Test projects by file suffix: unit (no IO), int (real servers), e2e (whole processes). */
-const swc = ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }];
+const esbuild = '<rootDir>/tests/support/esbuild-jest.js';
 // `cookie` (used by fastify's inject) ships ESM only; jest on Node 20 loads CommonJS, so it is compiled too.
-const transform = { '^.+\\.ts$': swc, 'node_modules/cookie/.+\\.js$': swc };
+const transform = { '^.+\\.ts$': esbuild, 'node_modules/cookie/.+\\.js$': esbuild };
 const common = {
   transform,
   transformIgnorePatterns: ['/node_modules/(?!cookie/)'],
