@@ -108,6 +108,7 @@ function governSchema(
   hash: string,
   columns: RowBatch['schema_columns'],
   reviewId: string,
+  policy: Policy,
 ): LineageEvent[] {
   const events: LineageEvent[] = [];
   const known = Object.hasOwn(s.classifications, hash);
@@ -119,7 +120,27 @@ function governSchema(
       data: { schema_hash: hash, schema_columns: incoming, classification },
     });
     if (known) return events;
-    // Additive continuation is a policy (issue #4); until then every unmapped hash goes to review.
+    if (classification === 'compatible_additive' && policy.allow_additive_continue && incoming && !gated(s)) {
+      // Keep materializing the bound columns; the new ones stay unbound until a review binds them.
+      const bound = new Set(s.bindings.map((b) => b.column));
+      const added = incoming.columns.filter((c) => !bound.has(c.name));
+      const bindings = [
+        ...s.bindings,
+        ...added.map((c) => ({
+          column: c.name,
+          action: 'ignore' as const,
+          target: null,
+          affinity: c.decl_type_affinity,
+          pk_ordinal: c.pk_ordinal,
+          not_null: c.not_null,
+        })),
+      ];
+      events.push({
+        type: 'SchemaVersionAdopted',
+        data: { schema_hash: hash, bindings, unbound_columns: added.map((c) => c.name) },
+      });
+      return events;
+    }
     if (classification !== 'compatible_mapped') {
       if (
         !s.reviews.some((r) => r.schema_hash === hash && (r.status === 'queued' || r.status === 'in_review'))
@@ -240,7 +261,11 @@ function decideRowBatch(
   const fresh = batch.rows.filter((r) => !inRanges(seen, r.commit_seq));
   const duplicates = batch.rows.length - fresh.length;
   if (fresh.length === 0) return events; // a retried batch: acknowledged, nothing changes
-  s = push(s, events, governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id));
+  s = push(
+    s,
+    events,
+    governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id, cmd.policy),
+  );
   const reason = stagingReason(s, batch.schema_hash);
   const common = {
     batch_id: batch.batch_id,
@@ -280,7 +305,11 @@ function decideTelemetryBatch(
       `batch_seq ${batch.batch_seq} is below the last accepted ${s.last_batch_seq}`,
     );
   }
-  s = push(s, events, governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id));
+  s = push(
+    s,
+    events,
+    governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id, cmd.policy),
+  );
   const reason = stagingReason(s, batch.schema_hash);
   const common = {
     batch_id: batch.batch_id,

@@ -574,3 +574,47 @@ describe('lineage decider: telemetry', () => {
       .thenThrows('stale_batch_seq');
   });
 });
+
+describe('lineage decider: additive continuation policy', () => {
+  const policy = { ...DEFAULT_POLICY, allow_additive_continue: true };
+  const ingestA = (b: RowBatch, reviewId = R2): LineageCommand => ({
+    type: 'IngestRowBatch',
+    data: { ...DEVICE, ...MINT, batch: b, new_lineage_id: L, new_review_id: reviewId, policy },
+  });
+
+  it('adopts an additive schema without review and keeps materializing, new columns unbound', () => {
+    const h = history(ingest(batch([1])), claim(), approve());
+    spec
+      .given(h)
+      .when(ingestA(batch([2], v2additive)))
+      .thenMatch([
+        { type: 'SchemaVersionObserved', data: { classification: 'compatible_additive' } },
+        {
+          type: 'SchemaVersionAdopted',
+          data: {
+            schema_hash: schemaHash(v2additive),
+            unbound_columns: ['note'],
+            bindings: [
+              { column: 'id', action: 'mirror' },
+              { column: 'mode', action: 'mirror' },
+              { column: 'note', action: 'ignore', target: null },
+            ],
+          },
+        },
+        { type: 'RowsAccepted' },
+      ]);
+  });
+
+  it('still sends a breaking change to review', () => {
+    const h = history(ingest(batch([1])), claim(), approve());
+    spec
+      .given(h)
+      .when(ingestA(batch([2], v2breaking)))
+      .thenMatch([
+        { type: 'SchemaVersionObserved', data: { classification: 'breaking' } },
+        { type: 'SchemaReviewQueued' },
+        { type: 'LineagePaused' },
+        { type: 'RowsStaged' },
+      ]);
+  });
+});

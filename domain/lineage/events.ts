@@ -73,6 +73,11 @@ export type LineageEvent =
       type: 'SchemaReviewRejected';
       data: { review_id: string; action_version: number; reason: string };
     }>
+  | Readonly<{
+      /** An additive schema taken on without review (policy allow_additive_continue): new columns stay unbound. */
+      type: 'SchemaVersionAdopted';
+      data: { schema_hash: string; bindings: readonly ColumnBinding[]; unbound_columns: readonly string[] };
+    }>
   | Readonly<{ type: 'LineagePaused'; data: { reason: PauseReason; detail?: string } }>
   | Readonly<{ type: 'LineageResumed'; data: { reason: PauseReason } }>
   | Readonly<{

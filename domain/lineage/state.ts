@@ -176,6 +176,8 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
         approved_hash: event.data.schema_hash,
         bindings: event.data.bindings,
       };
+    case 'SchemaVersionAdopted':
+      return { ...s, approved_hash: event.data.schema_hash, bindings: event.data.bindings };
     case 'SchemaReviewRejected':
       return updateReview(s, event.data.review_id, {
         status: 'rejected',

@@ -199,20 +199,44 @@ export function parseJsonPayload(bytes: Uint8Array | string): Validated<unknown>
     return reject('invalid_json', 'payload is not valid UTF-8');
   }
   let value: unknown;
-  let badNumber = false;
-  let protoKey = false;
   try {
-    value = JSON.parse(text, (key, v: unknown) => {
-      if (key === '__proto__') protoKey = true;
-      if (typeof v === 'number' && !Number.isFinite(v)) badNumber = true;
-      return v;
-    });
+    value = JSON.parse(text);
   } catch (err) {
     return reject('invalid_json', `payload is not JSON: ${(err as Error).message}`);
   }
-  if (badNumber) return reject('invalid_number_encoding', 'payload holds a number that is not finite');
-  if (protoKey) return reject('invalid_payload', 'payload holds a "__proto__" key');
+  const problem = inspectJson(value);
+  if (problem) return { ok: false, rejection: problem };
   return { ok: true, value };
+}
+
+/** Deepest nesting a payload may have; a row batch needs five levels. */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * Walk a parsed payload without recursion (a hostile 100k-deep array must not blow the stack):
+ * too deep, non-finite numbers (1e999 parses to Infinity) and `__proto__` keys are refused.
+ */
+function inspectJson(root: unknown): Rejection | undefined {
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v === 'number' && !Number.isFinite(v)) {
+      return { code: 'invalid_number_encoding', message: 'payload holds a number that is not finite' };
+    }
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > MAX_JSON_DEPTH) {
+      return { code: 'invalid_payload', message: `payload is nested deeper than ${MAX_JSON_DEPTH} levels` };
+    }
+    if (Array.isArray(v)) {
+      for (const item of v) stack.push([item, depth + 1]);
+      continue;
+    }
+    for (const key of Object.keys(v)) {
+      if (key === '__proto__') return { code: 'invalid_payload', message: 'payload holds a "__proto__" key' };
+      stack.push([(v as Record<string, unknown>)[key], depth + 1]);
+    }
+  }
+  return undefined;
 }
 
 function envelopeChecks(raw: unknown): Rejection | undefined {

@@ -9,12 +9,12 @@ import { STREAMS, subjects } from './names';
 
 const MINUTE_NS = 60 * 1_000_000_000;
 
-export type StreamOptions = { replicas?: number; duplicateWindowMinutes?: number };
+export type StreamOptions = { replicas?: number; duplicateWindowMs?: number };
 
 /** Create or update every stream Sluice needs. Idempotent; called by every role at start. */
 export async function ensureStreams(jsm: JetStreamManager, opts: StreamOptions = {}): Promise<void> {
   const replicas = opts.replicas ?? 1;
-  const dupe = (opts.duplicateWindowMinutes ?? 10) * MINUTE_NS;
+  const dupe = (opts.duplicateWindowMs ?? 10 * 60_000) * 1_000_000;
   const wanted: (Partial<StreamConfig> & { name: string })[] = [
     {
       // The event store: events are facts, so the stream forbids deleting and purging them.

@@ -14,6 +14,7 @@ const HANDLES = [
   'SchemaReviewQueued',
   'SchemaReviewClaimed',
   'SchemaReviewApproved',
+  'SchemaVersionAdopted',
   'SchemaReviewRejected',
   'LineagePaused',
   'LineageResumed',
@@ -206,6 +207,41 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
               review_id: d.review_id,
               schema_hash: d.schema_hash,
               ordinal,
+              action: b.action,
+              target: b.target,
+              affinity: b.affinity,
+              pk_ordinal: b.pk_ordinal,
+              not_null: b.not_null ? 1 : 0,
+              approved_at: at,
+            })),
+          )
+          .execute();
+      }
+      await patch(tx, id, { approved_schema_hash: d.schema_hash }, at);
+      return;
+    }
+    case 'SchemaVersionAdopted': {
+      // An additive schema taken on by policy: the bound columns stay as approved, the new ones are
+      // listed unbound (action ignore) under the approval they extend.
+      const d = event.data;
+      const prev = await tx
+        .selectFrom('edge_column_bindings')
+        .select(['review_id', (eb) => eb.fn.max('ordinal').as('max_ordinal')])
+        .where('lineage_id', '=', id)
+        .groupBy('review_id')
+        .executeTakeFirst();
+      const added = d.bindings.filter((b) => d.unbound_columns.includes(b.column));
+      if (prev && added.length > 0) {
+        await tx
+          .insertInto('edge_column_bindings')
+          .values(
+            added.map((b, i) => ({
+              lineage_id: id,
+              column_name: b.column,
+              project_id: l.project_id,
+              review_id: prev.review_id,
+              schema_hash: d.schema_hash,
+              ordinal: Number(prev.max_ordinal ?? 0) + 1 + i,
               action: b.action,
               target: b.target,
               affinity: b.affinity,
