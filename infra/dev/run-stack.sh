@@ -66,6 +66,7 @@ say "cloud roles running (bridge, worker, projector, api); log: $DATA/logs/cloud
 node --import "$ROOT/node_modules/tsx/dist/loader.mjs" "$ROOT/edge-agent/demo/demo-app.ts" "$DATA/demo/app.db" >"$DATA/logs/demo-app.log" 2>&1 &
 PIDS+=($!)
 SLUICE_DEVICE_ID="$DEMO_DEVICE" SLUICE_ROOT_TOPIC="demo/$DEMO_DEVICE" \
+  SLUICE_DEMO_SOURCE_DB="$DATA/demo/app.db" SLUICE_DEMO_STATE_DB="$DATA/demo/state.db" \
   "$ROOT/bin/sluice-agent" run --config "$ROOT/edge-agent/demo/device.yaml" >"$DATA/logs/agent.log" 2>&1 &
 PIDS+=($!)
 say "demo device $DEMO_DEVICE writing to $DATA/demo/app.db; agent log: $DATA/logs/agent.log"

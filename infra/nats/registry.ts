@@ -32,6 +32,8 @@ export class Registry {
   private readonly devices = new Map<string, DeviceRecord>();
 
   private readonly policies = new Map<string, { policy: Policy; at: number }>();
+  /** (device, table) → lineage id; an entry only changes when a deleted lineage is replaced. */
+  private readonly lineages = new Map<string, string>();
 
   private constructor(
     private readonly deviceKv: KV,
@@ -88,8 +90,13 @@ export class Registry {
     newId: string,
   ): Promise<{ lineageId: string; revision: number }> {
     const key = this.lineageKey(deviceId, table);
+    const known = this.lineages.get(key);
+    if (known) return { lineageId: known, revision: 0 };
     const e = await this.lineageKv.get(key);
-    if (e && e.operation === 'PUT') return { lineageId: e.string(), revision: e.revision };
+    if (e && e.operation === 'PUT') {
+      this.lineages.set(key, e.string());
+      return { lineageId: e.string(), revision: e.revision };
+    }
     try {
       const revision = e
         ? await this.lineageKv.update(key, newId, e.revision)
@@ -105,6 +112,7 @@ export class Registry {
   /** After a lineage was deleted: point (device, table) at a new lineage, unless someone already did. */
   async replaceLineage(deviceId: string, table: string, deletedId: string, newId: string): Promise<string> {
     const key = this.lineageKey(deviceId, table);
+    this.lineages.delete(key);
     const e = await this.lineageKv.get(key);
     if (e && e.operation === 'PUT' && e.string() !== deletedId) return e.string();
     try {
