@@ -1,15 +1,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import {
-  AckPolicy,
-  type ConsumerMessages,
-  DeliverPolicy,
-  type JsMsg,
-  jetstream,
-  jetstreamManager,
-} from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type JsMsg, jetstream } from '@nats-io/jetstream';
 import { uuidv7 } from 'uuidv7';
 import { DomainError, isDomainError } from '../domain/shared/errors';
 import { type IngressMessage, type RejectionRecord, decodeJson, encodeJson } from '../infra/nats/ingress';
+import { DurableConsumer } from '../infra/nats/durable-consumer';
 import { STREAMS, subjects } from '../infra/nats/names';
 import type { Registry } from '../infra/nats/registry';
 import type { Logger } from '../infra/log';
@@ -33,54 +27,31 @@ export type IngressWorkerOptions = {
  * nak'ed and comes back. Any number of workers may share the durable consumer.
  */
 export class IngressWorker {
-  private messages: ConsumerMessages | undefined;
-  private running = false;
-  private loop: Promise<void> | undefined;
+  private readonly consumer: DurableConsumer;
 
-  constructor(private readonly opts: IngressWorkerOptions) {}
-
-  async start(): Promise<void> {
-    const { nc } = this.opts;
-    const jsm = await jetstreamManager(nc);
-    await jsm.consumers
-      .add(STREAMS.ingress, {
+  constructor(private readonly opts: IngressWorkerOptions) {
+    this.consumer = new DurableConsumer({
+      nc: opts.nc,
+      stream: STREAMS.ingress,
+      config: {
         durable_name: WORKER_CONSUMER,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        ack_wait: (this.opts.ackWaitMs ?? 30_000) * 1_000_000,
+        ack_wait: (opts.ackWaitMs ?? 30_000) * 1_000_000,
         max_ack_pending: 1000,
-      })
-      .catch(async (err: unknown) => {
-        // Exists with another config (e.g. another ack_wait): keep the existing one.
-        if (!(await jsm.consumers.info(STREAMS.ingress, WORKER_CONSUMER).catch(() => undefined))) throw err;
-      });
-    this.running = true;
-    this.loop = this.run();
+      },
+      handle: (m) => this.process(m),
+      log: opts.log,
+      what: 'ingress',
+    });
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    await this.messages?.close();
-    await this.loop;
+  start(): Promise<void> {
+    return this.consumer.start();
   }
 
-  private async run(): Promise<void> {
-    const js = jetstream(this.opts.nc);
-    while (this.running) {
-      try {
-        const consumer = await js.consumers.get(STREAMS.ingress, WORKER_CONSUMER);
-        this.messages = await consumer.consume({ max_messages: 256 });
-        for await (const m of this.messages) {
-          await this.process(m);
-          if (!this.running) break;
-        }
-      } catch (err) {
-        if (!this.running) break;
-        // Re-enter the consume loop instead of dying (server restart, consumer recreated, ...).
-        this.opts.log.warn({ err: (err as Error).message }, 'ingress consume loop failed; restarting');
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
+  stop(): Promise<void> {
+    return this.consumer.stop();
   }
 
   private async process(m: JsMsg): Promise<void> {

@@ -1,17 +1,11 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import {
-  AckPolicy,
-  type ConsumerMessages,
-  DeliverPolicy,
-  type JsMsg,
-  jetstream,
-  jetstreamManager,
-} from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
 import type { KeyObject } from 'node:crypto';
 import { CONTROL_TOPIC, type Control } from '../../domain/protocol/contracts';
 import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
 import { signControl } from '../../edge-agent/control/signature';
 import { decodeCommit } from '../../infra/nats/event-store';
+import { DurableConsumer } from '../../infra/nats/durable-consumer';
 import { STREAMS } from '../../infra/nats/names';
 import type { ControlRoute, Registry } from '../../infra/nats/registry';
 import type { Logger } from '../../infra/log';
@@ -42,60 +36,39 @@ export type DispatcherOptions = {
  * `ControlAcknowledged` arrives. The event is acked only after the pending record is durable.
  */
 export class ControlDispatcher {
-  private messages: ConsumerMessages | undefined;
-  private running = false;
-  private loop: Promise<void> | undefined;
+  private readonly consumer: DurableConsumer;
   private timer: NodeJS.Timeout | undefined;
   private scanning = false;
 
-  constructor(private readonly opts: DispatcherOptions) {}
+  constructor(private readonly opts: DispatcherOptions) {
+    this.consumer = new DurableConsumer({
+      nc: opts.nc,
+      stream: STREAMS.lineage,
+      config: {
+        durable_name: DISPATCHER_CONSUMER,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: 30_000_000_000,
+        max_ack_pending: 256,
+      },
+      handle: (m) => this.handle(m),
+      log: opts.log,
+      what: 'dispatcher',
+    });
+  }
 
   private get now(): number {
     return this.opts.now?.() ?? Date.now();
   }
 
   async start(): Promise<void> {
-    const jsm = await jetstreamManager(this.opts.nc);
-    await jsm.consumers
-      .add(STREAMS.lineage, {
-        durable_name: DISPATCHER_CONSUMER,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: 30_000_000_000,
-        max_ack_pending: 256,
-      })
-      .catch(async (err: unknown) => {
-        if (!(await jsm.consumers.info(STREAMS.lineage, DISPATCHER_CONSUMER).catch(() => undefined)))
-          throw err;
-      });
-    this.running = true;
-    this.loop = this.run();
+    await this.consumer.start();
     this.timer = setInterval(() => void this.redeliverDue(), this.opts.scanIntervalMs ?? 1_000);
   }
 
   async stop(): Promise<void> {
-    this.running = false;
     if (this.timer) clearInterval(this.timer);
-    await this.messages?.close();
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    const js = jetstream(this.opts.nc);
-    while (this.running) {
-      try {
-        const consumer = await js.consumers.get(STREAMS.lineage, DISPATCHER_CONSUMER);
-        this.messages = await consumer.consume({ max_messages: 256 });
-        for await (const m of this.messages) {
-          await this.handle(m);
-          if (!this.running) break;
-        }
-      } catch (err) {
-        if (!this.running) break;
-        this.opts.log.warn({ err: (err as Error).message }, 'dispatcher consume loop failed; restarting');
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
+    await this.consumer.stop();
   }
 
   private async handle(m: JsMsg): Promise<void> {
@@ -176,7 +149,7 @@ export class ControlDispatcher {
 
   /** Re-deliver every pending control whose backoff has elapsed. */
   async redeliverDue(): Promise<void> {
-    if (this.scanning || !this.running) return;
+    if (this.scanning || !this.consumer.isRunning) return;
     this.scanning = true;
     try {
       for (const route of await this.opts.registry.pendingControls()) {

@@ -3,7 +3,7 @@
  * versions, reviews, column bindings and replay intents. Mirrors the domain's `evolve` (SPEC §4)
  * so the counters here equal the decider's state after the same events.
  */
-import type { LineageEvent, PauseReason, StoredEvent } from '../../domain/lineage/events';
+import type { ColumnBinding, LineageEvent, PauseReason, StoredEvent } from '../../domain/lineage/events';
 import { assertNever } from '../../domain/shared/decider';
 import type { ApplyContext, Projection, Tx } from '../runner/types';
 import type { EdgeTableLineagesTable } from '../store/schema';
@@ -196,27 +196,12 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         .execute();
       // An approval replaces the lineage's bindings as a whole (SPEC §4: one action per column).
       await tx.deleteFrom('edge_column_bindings').where('lineage_id', '=', id).execute();
-      if (d.bindings.length > 0) {
-        await tx
-          .insertInto('edge_column_bindings')
-          .values(
-            d.bindings.map((b, ordinal) => ({
-              lineage_id: id,
-              column_name: b.column,
-              project_id: l.project_id,
-              review_id: d.review_id,
-              schema_hash: d.schema_hash,
-              ordinal,
-              action: b.action,
-              target: b.target,
-              affinity: b.affinity,
-              pk_ordinal: b.pk_ordinal,
-              not_null: b.not_null ? 1 : 0,
-              approved_at: at,
-            })),
-          )
-          .execute();
-      }
+      await insertBindings(
+        tx,
+        { lineage_id: id, project_id: l.project_id, review_id: d.review_id, schema_hash: d.schema_hash, at },
+        d.bindings,
+        0,
+      );
       await patch(tx, id, { approved_schema_hash: d.schema_hash }, at);
       return;
     }
@@ -231,26 +216,15 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         .groupBy('review_id')
         .executeTakeFirst();
       const added = d.bindings.filter((b) => d.unbound_columns.includes(b.column));
-      if (prev && added.length > 0) {
-        await tx
-          .insertInto('edge_column_bindings')
-          .values(
-            added.map((b, i) => ({
-              lineage_id: id,
-              column_name: b.column,
-              project_id: l.project_id,
-              review_id: prev.review_id,
-              schema_hash: d.schema_hash,
-              ordinal: Number(prev.max_ordinal ?? 0) + 1 + i,
-              action: b.action,
-              target: b.target,
-              affinity: b.affinity,
-              pk_ordinal: b.pk_ordinal,
-              not_null: b.not_null ? 1 : 0,
-              approved_at: at,
-            })),
-          )
-          .execute();
+      if (prev) {
+        const scope = {
+          lineage_id: id,
+          project_id: l.project_id,
+          review_id: prev.review_id,
+          schema_hash: d.schema_hash,
+          at,
+        };
+        await insertBindings(tx, scope, added, Number(prev.max_ordinal ?? 0) + 1);
       }
       await patch(tx, id, { approved_schema_hash: d.schema_hash }, at);
       return;
@@ -425,4 +399,40 @@ export function lineagesProjection(): Projection<Handled> {
       }
     },
   };
+}
+
+type BindingScope = Readonly<{
+  lineage_id: string;
+  project_id: string;
+  review_id: string;
+  schema_hash: string;
+  at: string;
+}>;
+
+async function insertBindings(
+  tx: Tx,
+  scope: BindingScope,
+  bindings: readonly ColumnBinding[],
+  firstOrdinal: number,
+): Promise<void> {
+  if (bindings.length === 0) return;
+  await tx
+    .insertInto('edge_column_bindings')
+    .values(
+      bindings.map((b, i) => ({
+        lineage_id: scope.lineage_id,
+        column_name: b.column,
+        project_id: scope.project_id,
+        review_id: scope.review_id,
+        schema_hash: scope.schema_hash,
+        ordinal: firstOrdinal + i,
+        action: b.action,
+        target: b.target,
+        affinity: b.affinity,
+        pk_ordinal: b.pk_ordinal,
+        not_null: b.not_null ? 1 : 0,
+        approved_at: scope.at,
+      })),
+    )
+    .execute();
 }

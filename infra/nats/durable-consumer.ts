@@ -1,0 +1,74 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  type ConsumerConfig,
+  type ConsumerMessages,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
+import type { Logger } from '../log';
+
+export type DurableConsumerOptions = Readonly<{
+  nc: NatsConnection;
+  stream: string;
+  config: Partial<ConsumerConfig> & { durable_name: string };
+  /** Handles one message; it acks, naks or terms it itself. */
+  handle: (m: JsMsg) => Promise<void>;
+  log: Logger;
+  what: string;
+  maxMessages?: number;
+}>;
+
+/**
+ * A durable pull consumer processed one message at a time, shared by any number of processes.
+ * An error re-enters the consume loop (server restart, consumer recreated) instead of ending it.
+ */
+export class DurableConsumer {
+  private messages: ConsumerMessages | undefined;
+  private running = false;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly opts: DurableConsumerOptions) {}
+
+  async start(): Promise<void> {
+    const { nc, stream, config } = this.opts;
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.add(stream, config).catch(async (err: unknown) => {
+      // It exists with another config (another ack_wait, say): keep the existing one.
+      if (!(await jsm.consumers.info(stream, config.durable_name).catch(() => undefined))) throw err;
+    });
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.messages?.close();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const js = jetstream(this.opts.nc);
+    while (this.running) {
+      try {
+        const consumer = await js.consumers.get(this.opts.stream, this.opts.config.durable_name);
+        this.messages = await consumer.consume({ max_messages: this.opts.maxMessages ?? 256 });
+        for await (const m of this.messages) {
+          await this.opts.handle(m);
+          if (!this.running) break;
+        }
+      } catch (err) {
+        if (!this.running) break;
+        this.opts.log.warn(
+          { err: (err as Error).message },
+          `${this.opts.what} consume loop failed; restarting`,
+        );
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+}
