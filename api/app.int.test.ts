@@ -54,13 +54,15 @@ describe.each(DIALECTS)('HTTP API on %s', (dialect) => {
 
   beforeAll(async () => {
     ts = await openTestStore(dialect);
-    handler = new LineageCommandHandler(await JetStreamEventStore.create(nc));
+    const events = await JetStreamEventStore.create(nc);
+    handler = new LineageCommandHandler(events);
     const commands = new CommandService(handler);
     projector = await startProjector({ nc, store: ts.store, log: silentLogger() });
     const registry = await Registry.open(nc);
     app = await buildApp({
       store: ts.store,
       commands,
+      events,
       policies: registry,
       metrics: createMetrics(),
       tokens: new TokenBook([

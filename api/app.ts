@@ -1,4 +1,9 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import swagger from '@fastify/swagger';
 import {
   type ZodTypeProvider,
@@ -14,14 +19,20 @@ import type { Metrics } from '../infra/metrics';
 import type { CommandService } from '../worker/commands';
 import { type TokenBook, type TokenGrant } from './auth/tokens';
 import { ApiError, fromDomain } from './errors';
+import type { ReadinessCheck } from './health';
 import { IdempotencyStore } from './idempotency';
+import { registerReadStoreGauges } from './metrics';
+import { type EventReader, registerAuditRoutes } from './routes/audit';
 import { type PolicyStore, registerEdgeRoutes } from './routes/edge';
 
-export type ReadinessCheck = () => Promise<Record<string, { ok: boolean; detail?: string }>>;
+export type { ReadinessCheck } from './health';
+export type { EventReader } from './routes/audit';
 
 export type AppDeps = Readonly<{
   store: ReadStore;
   commands: CommandService;
+  /** Read access to the event store, for the audit endpoint. */
+  events: EventReader;
   tokens: TokenBook;
   metrics: Metrics;
   log?: Logger;
@@ -46,7 +57,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 async function build(deps: AppDeps) {
   const app = Fastify({
     loggerInstance: deps.log,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 4 * 1024 * 1024,
     ajv: { customOptions: { coerceTypes: true } },
   }).withTypeProvider<ZodTypeProvider>();
@@ -68,6 +79,7 @@ async function build(deps: AppDeps) {
 
   const idempotency = new IdempotencyStore(deps.store.db as never);
   await idempotency.migrate();
+  registerReadStoreGauges(deps.metrics, deps.store);
 
   app.addHook('onResponse', async (req, reply) => {
     deps.metrics.apiLatency.observe(
@@ -126,6 +138,7 @@ async function build(deps: AppDeps) {
     async (scope) => {
       scope.addHook('onRequest', async (req) => authenticate(req, deps.tokens));
       await registerEdgeRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
+      await registerAuditRoutes(scope.withTypeProvider<ZodTypeProvider>(), deps);
     },
     { prefix: API_PREFIX },
   );

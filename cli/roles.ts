@@ -4,8 +4,15 @@ import { dirname } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { buildApp } from '../api/app';
 import { TokenBook } from '../api/auth/tokens';
+import {
+  DEFAULT_MAX_PROJECTION_LAG,
+  type ProjectionLagSource,
+  readinessCheck,
+  recordProjectionLag,
+} from '../api/health';
 import { ControlDispatcher } from '../bridge/downlink/dispatcher';
 import { UplinkBridge } from '../bridge/uplink/bridge';
 import { toPrivateKey } from '../edge-agent/control/signature';
@@ -42,6 +49,26 @@ function loadSigningKey(env: Env): KeyObject | undefined {
   return text ? toPrivateKey(text) : undefined;
 }
 
+/** Settings of the role processes beyond `infra/config/env` (read once, by the entry point). */
+const roleSettingsSchema = z.object({
+  /** `/readyz` fails while a projection is more than this many events behind its stream. */
+  SLUICE_READY_MAX_LAG: z.coerce.number().int().positive().default(DEFAULT_MAX_PROJECTION_LAG),
+});
+export type RoleOptions = { only?: string[]; readyMaxLag?: number };
+
+export function readRoleOptions(source: NodeJS.ProcessEnv): RoleOptions {
+  const parsed = roleSettingsSchema.safeParse(source);
+  if (!parsed.success)
+    throw new Error(
+      `invalid configuration: SLUICE_READY_MAX_LAG: ${parsed.error.issues[0]?.message ?? 'invalid'} (a positive number of events)`,
+    );
+  return { readyMaxLag: parsed.data.SLUICE_READY_MAX_LAG };
+}
+
+/** Whether a connection is up right now (between a `disconnect` and its `reconnect` it is not). */
+const natsUp = new WeakMap<NatsConnection, boolean>();
+export const isNatsConnected = (nc: NatsConnection): boolean => !nc.isClosed() && natsUp.get(nc) !== false;
+
 export async function connectNats(env: Env, log: Logger, name: string): Promise<NatsConnection> {
   const nc = await connect({
     servers: env.SLUICE_NATS_URL,
@@ -49,10 +76,13 @@ export async function connectNats(env: Env, log: Logger, name: string): Promise<
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
   });
+  natsUp.set(nc, true);
   (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect')
+      if (s.type === 'disconnect' || s.type === 'reconnect') {
+        natsUp.set(nc, s.type === 'reconnect');
         log.warn({ status: s.type }, 'NATS connection status');
+      }
     }
   })().catch(() => undefined);
   return nc;
@@ -71,11 +101,7 @@ export async function openStore(env: Env): Promise<ReadStore> {
  * asks for every role; each role also runs alone, any number of times, against shared NATS and
  * a shared read store.
  */
-export async function startRoles(
-  env: Env,
-  roles: readonly Role[],
-  opts: { only?: string[] } = {},
-): Promise<Running> {
+export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOptions = {}): Promise<Running> {
   const log = createLogger({
     level: env.SLUICE_LOG_LEVEL,
     name: `sluice-${roles.length === ROLES.length ? 'all' : roles.join('+')}`,
@@ -160,6 +186,26 @@ export async function startRoles(
     });
   }
 
+  // Projection lag: from the projector running here, else from the stored checkpoints.
+  let lagSource: ProjectionLagSource | undefined;
+  if (running.projector) lagSource = () => running.projector!.status();
+  else if (roles.includes('api')) {
+    const statusOnly = await startProjector({ nc, store: running.store!, only: [], log });
+    lagSource = () => statusOnly.status();
+    stops.push(() => statusOnly.stop());
+  }
+  if (lagSource) {
+    const source = lagSource;
+    const timer = setInterval(() => {
+      source().then(
+        (statuses) => recordProjectionLag(metrics, statuses),
+        () => undefined,
+      );
+    }, 5_000);
+    timer.unref();
+    stops.push(async () => clearInterval(timer));
+  }
+
   if (roles.includes('api')) {
     const tokens = TokenBook.fromSources({
       ...(env.SLUICE_API_TOKENS ? { json: env.SLUICE_API_TOKENS } : {}),
@@ -174,21 +220,17 @@ export async function startRoles(
       store,
       policies: registry,
       commands: commands,
+      events: eventStore,
       tokens,
       metrics,
       log,
-      readiness: async () => {
-        const natsOk = !nc.isClosed() && nc.info !== undefined;
-        let storeOk = true;
-        let detail: string | undefined;
-        try {
-          await store.db.selectFrom('projection_checkpoints').select('name').limit(1).execute();
-        } catch (err) {
-          storeOk = false;
-          detail = (err as Error).message;
-        }
-        return { nats: { ok: natsOk }, read_store: { ok: storeOk, ...(detail ? { detail } : {}) } };
-      },
+      readiness: readinessCheck({
+        natsConnected: () => isNatsConnected(nc),
+        store,
+        ...(lagSource ? { projections: lagSource } : {}),
+        maxLag: opts.readyMaxLag ?? DEFAULT_MAX_PROJECTION_LAG,
+        metrics,
+      }),
     });
     const address = await app.listen({ host: env.SLUICE_API_HOST, port: env.SLUICE_API_PORT });
     running.api = { app, url: address };

@@ -75,8 +75,10 @@ const commandResult = z.object({
   lineage_id: z.string(),
   version: z.number(),
   events: z.array(z.object({ id: z.string(), type: z.string() })),
-  review: z.unknown().optional(),
+  /** Review verbs: the review after the command, so a client can quote its next action_version. */
+  review: z.object({ review_id: z.string(), status: z.string(), action_version: z.number() }).optional(),
 });
+const deleteBody = z.object({ reason: z.string().min(1).max(2000).optional() }).nullish();
 
 function requireManage(req: FastifyRequest): void {
   if (!req.grant?.permissions.includes(MANAGE)) {
@@ -221,19 +223,23 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
     {
       schema: {
         tags: ['lineages'],
+        description: 'End the lineage (optional JSON body {reason}); a later batch starts a new one.',
         params: lineageParams,
         headers: idemHeaders,
+        body: deleteBody,
         response: { 200: commandResult, '4xx': error },
       },
     },
     async (req, reply) => {
       const { project_id, lineage_id } = req.params;
+      const reason = req.body?.reason;
       const out = await idempotent(deps, req, project_id, async (key) => {
         const l = await getLineage(db, project_id, lineage_id);
         if (!l || l.status === 'deleted') throw notFound('lineage');
         return command(deps.commands, 'lineage.delete', {
           project_id,
           lineage_id,
+          ...(reason ? { reason } : {}),
           idempotency_key: key,
           actor: req.grant!.name,
         });
@@ -425,12 +431,25 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
 
 async function command(service: CommandService, verb: CommandVerb, input: Record<string, unknown>) {
   const r = await service.run(verb, input);
+  const review =
+    typeof input.review_id === 'string' && r.state.status === 'registered'
+      ? r.state.reviews.find((x) => x.review_id === input.review_id)
+      : undefined;
   return {
     status: 200,
     body: {
       lineage_id: r.lineage_id,
       version: r.version,
       events: r.events.map((e) => ({ id: e.id, type: e.type })),
+      ...(review
+        ? {
+            review: {
+              review_id: review.review_id,
+              status: review.status,
+              action_version: review.action_version,
+            },
+          }
+        : {}),
     },
   };
 }

@@ -19,6 +19,15 @@ import { STREAMS, subjects } from './names';
 
 const WRONG_LAST_SEQUENCE = 10071;
 
+/** One stored decision of a lineage, as an audit reads it. */
+export type StoredCommit = Readonly<{
+  /** Stream sequence: the lineage's version after this decision. */
+  seq: number;
+  /** When JetStream stored the message (server clock), ISO-8601. */
+  time: string;
+  events: readonly StoredEvent<LineageEvent>[];
+}>;
+
 export const encodeCommit = (c: LineageCommit): Uint8Array => new TextEncoder().encode(JSON.stringify(c));
 export const decodeCommit = (data: Uint8Array): LineageCommit => JSON.parse(new TextDecoder().decode(data));
 
@@ -76,6 +85,51 @@ export class JetStreamEventStore implements EventStore {
       await this.jsm.consumers.delete(STREAMS.lineage, info.name).catch(() => undefined);
     }
     return { events, version };
+  }
+
+  /**
+   * Read-only history for audits: the lineage's commits after `fromVersion`, in order, with their
+   * stream sequence and stored time; at most `limit` of them (all when omitted).
+   */
+  async readCommits(
+    lineageId: string,
+    opts: { fromVersion?: number; limit?: number } = {},
+  ): Promise<StoredCommit[]> {
+    const fromVersion = opts.fromVersion ?? 0;
+    const limit = opts.limit ?? Number.POSITIVE_INFINITY;
+    const head = await this.lastVersion(lineageId);
+    if (head.seq <= fromVersion || limit <= 0) return [];
+    const info = await this.jsm.consumers.add(STREAMS.lineage, {
+      filter_subject: subjects.lineage(lineageId),
+      ack_policy: AckPolicy.None,
+      mem_storage: true,
+      inactive_threshold: 30_000_000_000,
+      ...(fromVersion > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromVersion + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
+    });
+    const consumer = await this.js.consumers.get(STREAMS.lineage, info.name);
+    const commits: StoredCommit[] = [];
+    let version = fromVersion;
+    try {
+      while (version < head.seq && commits.length < limit) {
+        const batch = await consumer.fetch({
+          max_messages: Math.min(512, limit - commits.length),
+          expires: 5_000,
+        });
+        let got = 0;
+        for await (const m of batch) {
+          got++;
+          commits.push({ seq: m.seq, time: m.time.toISOString(), events: decodeCommit(m.data).events });
+          version = m.seq;
+          if (version >= head.seq) break;
+        }
+        if (got === 0) throw new Error(`event store: could not read ${lineageId} up to ${head.seq}`);
+      }
+    } finally {
+      await this.jsm.consumers.delete(STREAMS.lineage, info.name).catch(() => undefined);
+    }
+    return commits;
   }
 
   async append(

@@ -1,0 +1,925 @@
+/**
+ * Operator verbs of the `sluice` CLI. They talk to the HTTP API only (never to NATS or the read
+ * store directly), so they work from any machine that can reach it, with the token's permissions.
+ */
+import { readFileSync } from 'node:fs';
+import { type Command, Option } from 'commander';
+import { Presets, SingleBar } from 'cli-progress';
+import { uuidv7 } from 'uuidv7';
+import type {
+  LineageDetail,
+  LineageSummary,
+  MirrorRowView,
+  PendingControlView,
+  RejectionView,
+  ReviewView,
+  StagedRowView,
+} from '../projections';
+import { DEFAULT_PROJECT_ID } from '../infra/config/env';
+import { ApiClient, CliError, EXIT, isCliError } from './client';
+import { type ColumnAction, actionsFromFlags, parseActionsFile } from './column-actions';
+import { summarizeEvent } from './event-summary';
+import { type Column, type Io, cell, fields, json, table, tableHeader, tableRows, widths } from './output';
+
+export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
+
+type Page<T> = { items: T[]; total: number; page: number; limit: number; next_cursor?: string | null };
+type CommandBody = {
+  lineage_id: string;
+  version: number;
+  events: { id: string; type: string }[];
+  review?: { review_id: string; status: string; action_version: number };
+};
+type AuditItem = {
+  seq: number;
+  index: number;
+  id: string;
+  type: string;
+  occurred_at: string;
+  recorded_at: string;
+  data: unknown;
+  metadata: { actor?: string; causation_id?: string; correlation_id?: string };
+};
+type AuditPage = { items: AuditItem[]; next_cursor: string | null };
+type AsOf = { as_of: string; version: number; events: number; state: Record<string, unknown> };
+
+type ApiOpts = { api: string; token?: string; project: string; json?: boolean; idempotencyKey?: string };
+type Ctx = Readonly<{ client: ApiClient; json: boolean; io: Io; key: () => string }>;
+
+const uuidArg = (what: string) => (v: string) => {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v))
+    throw new CliError(EXIT.usage, `${what} must be a UUID, got ${JSON.stringify(v)}`);
+  return v.toLowerCase();
+};
+const positiveInt =
+  (what: string, max = Number.MAX_SAFE_INTEGER) =>
+  (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      throw new CliError(
+        EXIT.usage,
+        `${what} must be a whole number from 1 to ${max}, got ${JSON.stringify(v)}`,
+      );
+    return n;
+  };
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** The options every operator verb takes; each verb declares them so `--help` shows them. */
+function apiCommand(parent: Command, spec: string, description: string, mutates = false): Command {
+  const cmd = parent
+    .command(spec)
+    .description(description)
+    .addOption(
+      new Option('--api <url>', 'Sluice API base URL').env('SLUICE_API_URL').default(DEFAULT_API_URL),
+    )
+    .addOption(new Option('--token <token>', 'bearer token').env('SLUICE_TOKEN'))
+    .addOption(
+      new Option('--project <id>', 'project id').env('SLUICE_PROJECT_ID').default(DEFAULT_PROJECT_ID),
+    )
+    .option('--json', 'machine-readable output (JSON on stdout)');
+  if (mutates)
+    cmd.option(
+      '--idempotency-key <key>',
+      'Idempotency-Key of the request (default: a new one per invocation); repeating a request with the same key has no second effect',
+    );
+  return cmd;
+}
+
+/** Wrap an action: build the client from the options, then run it with the positional args. */
+function run<O>(
+  io: Io,
+  fn: (ctx: Ctx, args: readonly string[], opts: O) => Promise<void>,
+): (...all: unknown[]) => Promise<void> {
+  return async (...all) => {
+    const cmd = all[all.length - 1] as Command;
+    const o = cmd.opts<ApiOpts & O>();
+    const project = uuidArg('--project')(o.project);
+    const client = new ApiClient({ api: o.api, project, ...(o.token ? { token: o.token } : {}) });
+    const key = o.idempotencyKey ?? `sluice-cli-${uuidv7()}`;
+    const ctx: Ctx = { client, json: o.json === true, io, key: () => key };
+    await fn(ctx, all.slice(0, -2) as string[], o);
+  };
+}
+
+/** Every page of a list, one request at a time. */
+async function* allPages<T>(get: (page: number) => Promise<Page<T>>): AsyncGenerator<Page<T>> {
+  for (let page = 1; ; page++) {
+    const p = await get(page);
+    yield p;
+    if (p.items.length === 0 || page * p.limit >= p.total) return;
+  }
+}
+
+function progressBar(io: Io, what: string, total: number): { tick: (n: number) => void; stop: () => void } {
+  if (!io.progress || total <= 0) return { tick: () => undefined, stop: () => undefined };
+  const bar = new SingleBar(
+    {
+      format: `${what} [{bar}] {percentage}% | {value}/{total} | {eta}s left`,
+      stream: io.progress,
+      hideCursor: true,
+      clearOnComplete: true,
+    },
+    Presets.shades_classic,
+  );
+  bar.start(total, 0);
+  let done = 0;
+  return {
+    tick: (n) => {
+      done += n;
+      bar.setTotal(Math.max(total, done));
+      bar.update(done);
+    },
+    stop: () => bar.stop(),
+  };
+}
+
+/** Print a list: one page, or with `--all` every page streamed (a fixed-width table or JSON). */
+async function printList<T>(
+  ctx: Ctx,
+  opts: { all?: boolean; what: string },
+  cols: readonly Column<T>[],
+  pages: AsyncGenerator<Page<T>>,
+  footer?: (first: Page<T>) => string,
+): Promise<void> {
+  const { io } = ctx;
+  if (!opts.all) {
+    const first = (await pages.next()).value as Page<T>;
+    if (ctx.json) return io.out(json(first));
+    await io.out(first.items.length ? table(first.items, cols) : `no ${opts.what}\n`);
+    if (footer) await io.out(footer(first));
+    return;
+  }
+  let bar: ReturnType<typeof progressBar> | undefined;
+  let w: number[] | undefined;
+  let count = 0;
+  let total = 0;
+  try {
+    for await (const p of pages) {
+      if (!bar) {
+        total = p.total;
+        bar = progressBar(io, opts.what, p.total);
+        if (ctx.json) await io.out('{"items":[');
+      }
+      if (ctx.json) {
+        for (const item of p.items) await io.out(`${count++ === 0 ? '\n' : ',\n'}${JSON.stringify(item)}`);
+      } else if (p.items.length) {
+        if (!w) {
+          w = widths(p.items, cols);
+          await io.out(tableHeader(cols, w));
+        }
+        await io.out(tableRows(p.items, cols, w));
+        count += p.items.length;
+      }
+      bar.tick(p.items.length);
+    }
+  } finally {
+    bar?.stop();
+  }
+  if (ctx.json) await io.out(`${count ? '\n' : ''}],"total":${count}}\n`);
+  else await io.out(count ? `${count} ${opts.what}\n` : `no ${opts.what}\n`);
+  void total;
+}
+
+const ago = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
+
+const lineageCols: Column<LineageSummary>[] = [
+  { header: 'LINEAGE', get: (l) => l.lineage_id, max: 36 },
+  { header: 'DEVICE', get: (l) => l.device_name, max: 24 },
+  { header: 'TABLE', get: (l) => l.source_table, max: 24 },
+  { header: 'STATUS', get: (l) => l.status },
+  { header: 'PAUSED FOR', get: (l) => l.pause_reasons, max: 40 },
+  { header: 'STAGED', get: (l) => l.staged_rows, right: true },
+  { header: 'MATERIALIZED', get: (l) => l.materialized_rows, right: true },
+  { header: 'UPDATED', get: (l) => ago(l.updated_at) },
+];
+
+const reviewCols: Column<ReviewView>[] = [
+  { header: 'REVIEW', get: (r) => r.review_id, max: 36 },
+  { header: 'LINEAGE', get: (r) => r.lineage_id, max: 36 },
+  { header: 'TABLE', get: (r) => r.source_table, max: 24 },
+  { header: 'STATUS', get: (r) => r.status },
+  { header: 'VERSION', get: (r) => r.action_version, right: true },
+  { header: 'CLASS', get: (r) => r.classification },
+  { header: 'CLAIMED BY', get: (r) => r.claimed_by, max: 16 },
+  { header: 'CREATED', get: (r) => ago(r.created_at) },
+];
+
+type SchemaColumn = { name: string; decl_type_affinity?: string; pk_ordinal?: number; not_null?: boolean };
+const schemaColumnsOf = (r: ReviewView): SchemaColumn[] | undefined => {
+  const sc = r.schema_columns as { columns?: SchemaColumn[] } | null;
+  return Array.isArray(sc?.columns) ? sc.columns : undefined;
+};
+
+export function registerOperatorCommands(program: Command, io: Io): void {
+  // ------------------------------------------------------------------ lineages
+  const lineages = program.command('lineages').description('list, inspect, reset and delete lineages');
+  apiCommand(lineages, 'ls', 'list lineages (one per device table)')
+    .option('--device <device>', 'device id or name')
+    .addOption(new Option('--status <status>', 'only this status').choices(['active', 'paused', 'deleted']))
+    .option('--page <n>', 'page number', positiveInt('--page'))
+    .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
+    .option('--all', 'every page')
+    .action(
+      run(
+        io,
+        async (
+          ctx,
+          _args,
+          o: { device?: string; status?: string; page?: number; limit?: number; all?: boolean },
+        ) => {
+          const get = (page: number) =>
+            ctx.client.get<Page<LineageSummary>>('/lineages', {
+              device_id: o.device,
+              status: o.status,
+              page: o.all ? page : (o.page ?? page),
+              limit: o.limit ?? (o.all ? 500 : undefined),
+            });
+          await printList(ctx, { all: o.all === true, what: 'lineages' }, lineageCols, allPages(get), (p) =>
+            p.total > p.page * p.limit
+              ? `${p.items.length} of ${p.total} lineages (page ${p.page}); next: --page ${p.page + 1}, or --all\n`
+              : '',
+          );
+        },
+      ),
+    );
+
+  apiCommand(
+    lineages,
+    'show <lineage>',
+    'one lineage: status, pause reasons, counters, schemas, bindings, reviews',
+  ).action(
+    run(io, async (ctx, [id = '']) => {
+      const l = await ctx.client.get<LineageDetail>(`/lineages/${uuidArg('LINEAGE')(id)}`);
+      if (ctx.json) return ctx.io.out(json(l));
+      await ctx.io.out(renderLineage(l));
+    }),
+  );
+
+  apiCommand(
+    lineages,
+    'reset <lineage>',
+    'clear the materialization failure count (circuit breaker)',
+    true,
+  ).action(
+    run(io, async (ctx, [id = '']) => {
+      const lineage = uuidArg('LINEAGE')(id);
+      const r = await ctx.client.mutate<CommandBody>(
+        'POST',
+        `/lineages/${lineage}/reset-materialization`,
+        undefined,
+        ctx.key(),
+      );
+      if (ctx.json) return ctx.io.out(json(r));
+      await ctx.io.out(
+        r.events.length
+          ? `reset materialization of lineage ${lineage}: ${r.events.map((e) => e.type).join(', ')}\n`
+          : `lineage ${lineage} had nothing to reset\n`,
+      );
+    }),
+  );
+
+  apiCommand(lineages, 'delete <lineage>', 'end a lineage; a later batch of its table starts a new one', true)
+    .option('--reason <text>', 'recorded in the LineageDeleted event')
+    .option('--yes', 'confirm: deleting cannot be undone')
+    .action(
+      run(io, async (ctx, [id = ''], o: { reason?: string; yes?: boolean }) => {
+        const lineage = uuidArg('LINEAGE')(id);
+        if (!o.yes)
+          throw new CliError(
+            EXIT.usage,
+            `deleting lineage ${lineage} ends it for good (its events stay, for audits)`,
+            `re-run with --yes to confirm`,
+          );
+        const r = await ctx.client.mutate<CommandBody>(
+          'DELETE',
+          `/lineages/${lineage}`,
+          o.reason ? { reason: o.reason } : undefined,
+          ctx.key(),
+        );
+        if (ctx.json) return ctx.io.out(json(r));
+        await ctx.io.out(`deleted lineage ${lineage}; a later batch of its table starts a new lineage\n`);
+      }),
+    );
+
+  // ------------------------------------------------------------------ reviews
+  const reviews = program
+    .command('reviews')
+    .description('schema reviews: list, inspect, claim, approve, reject');
+  apiCommand(reviews, 'ls', 'list schema reviews')
+    .addOption(
+      new Option('--status <status>', 'only this status').choices([
+        'queued',
+        'in_review',
+        'approved',
+        'rejected',
+      ]),
+    )
+    .option('--lineage <id>', 'only this lineage', uuidArg('--lineage'))
+    .option('--page <n>', 'page number', positiveInt('--page'))
+    .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
+    .option('--all', 'every page')
+    .action(
+      run(
+        io,
+        async (
+          ctx,
+          _args,
+          o: { status?: string; lineage?: string; page?: number; limit?: number; all?: boolean },
+        ) => {
+          const get = (page: number) =>
+            ctx.client.get<Page<ReviewView>>('/schema-reviews', {
+              status: o.status,
+              lineage_id: o.lineage,
+              page: o.all ? page : (o.page ?? page),
+              limit: o.limit ?? (o.all ? 500 : undefined),
+            });
+          await printList(ctx, { all: o.all === true, what: 'reviews' }, reviewCols, allPages(get));
+        },
+      ),
+    );
+
+  apiCommand(reviews, 'show <review>', 'one review with the columns of the schema under review').action(
+    run(io, async (ctx, [id = '']) => {
+      const r = await getReview(ctx, id);
+      if (ctx.json) return ctx.io.out(json(r));
+      await ctx.io.out(renderReview(r));
+    }),
+  );
+
+  apiCommand(reviews, 'claim <review>', 'take a queued review (queued → in_review)', true)
+    .option(
+      '--action-version <n>',
+      'the version to quote (default: the review’s current one)',
+      positiveInt('--action-version'),
+    )
+    .action(
+      run(io, async (ctx, [id = ''], o: { actionVersion?: number }) => {
+        const review = await getReview(ctx, id);
+        const r = await reviewCommand(
+          ctx,
+          review,
+          'claim',
+          { action_version: o.actionVersion ?? review.action_version },
+          ctx.key(),
+        );
+        if (ctx.json) return ctx.io.out(json(r));
+        await ctx.io.out(
+          `claimed review ${review.review_id} (lineage ${review.lineage_id}): ${r.review?.status ?? 'in_review'}, action_version ${r.review?.action_version ?? '?'}\n` +
+            `next: sluice reviews approve ${review.review_id}   (or: sluice reviews reject ${review.review_id} --reason …)\n`,
+        );
+      }),
+    );
+
+  apiCommand(
+    reviews,
+    'approve <review>',
+    'approve a review; without column options every column is mirrored under its own name',
+    true,
+  )
+    .option(
+      '--actions <file>',
+      'column actions as JSON (a file, or - for stdin): [{column, action, mirror_column_name?}]',
+    )
+    .option(
+      '--mirror <col[:name]>',
+      'mirror a column, optionally under another name (repeatable, or comma-separated)',
+      collect,
+    )
+    .option('--ignore <col>', 'do not replicate this column (repeatable, or comma-separated)', collect)
+    .option(
+      '--defer <col>',
+      'decide later; a deferred key or NOT NULL column keeps the lineage paused',
+      collect,
+    )
+    .option('--claim', 'claim the review first if it is still queued')
+    .option(
+      '--action-version <n>',
+      'the version to quote (default: the review’s current one)',
+      positiveInt('--action-version'),
+    )
+    .action(
+      run(
+        io,
+        async (
+          ctx,
+          [id = ''],
+          o: {
+            actions?: string;
+            mirror?: string[];
+            ignore?: string[];
+            defer?: string[];
+            claim?: boolean;
+            actionVersion?: number;
+          },
+        ) => {
+          const review = await getReview(ctx, id);
+          const known = schemaColumnsOf(review)?.map((c) => c.name);
+          let actions: ColumnAction[] | undefined;
+          if (o.actions) {
+            if (o.mirror || o.ignore || o.defer)
+              throw new CliError(EXIT.usage, '--actions cannot be combined with --mirror/--ignore/--defer');
+            actions = parseActionsFile(readActions(o.actions), o.actions === '-' ? 'stdin' : o.actions);
+            const unknown = known ? actions.filter((a) => !known.includes(a.column)) : [];
+            if (unknown.length)
+              throw new CliError(
+                EXIT.usage,
+                `the schema under review has no column ${unknown.map((a) => JSON.stringify(a.column)).join(', ')}`,
+                `its columns: ${known!.join(', ')}`,
+              );
+          } else {
+            actions = actionsFromFlags(
+              {
+                ...(o.mirror ? { mirror: o.mirror } : {}),
+                ...(o.ignore ? { ignore: o.ignore } : {}),
+                ...(o.defer ? { defer: o.defer } : {}),
+              },
+              known,
+            );
+          }
+          assertOpen(review, 'approve');
+          let version = o.actionVersion ?? review.action_version;
+          let claim: CommandBody | undefined;
+          if (o.claim && review.status === 'queued') {
+            claim = await reviewCommand(
+              ctx,
+              review,
+              'claim',
+              { action_version: version },
+              `${ctx.key()}:claim`,
+            );
+            version = claim.review?.action_version ?? version + 1;
+          }
+          const r = await reviewCommand(
+            ctx,
+            review,
+            'approve',
+            { action_version: version, ...(actions ? { column_actions: actions } : {}) },
+            ctx.key(),
+          );
+          if (ctx.json) return ctx.io.out(json(claim ? { ...r, claim } : r));
+          const choices = actions?.length
+            ? `${actions
+                .map((a) =>
+                  a.action === 'mirror' && a.mirror_column_name
+                    ? `${a.column}→${a.mirror_column_name}`
+                    : `${a.column}:${a.action}`,
+                )
+                .join(', ')}; other columns mirrored under their own names`
+            : 'every column mirrored under its own name';
+          await ctx.io.out(
+            `${claim ? `claimed and ` : ''}approved review ${review.review_id} (lineage ${review.lineage_id}), action_version ${r.review?.action_version ?? '?'}: ${choices}\n` +
+              `staged rows replay into the mirror in commit order; watch them: sluice rows mirror ${review.lineage_id}\n`,
+          );
+        },
+      ),
+    );
+
+  apiCommand(
+    reviews,
+    'reject <review>',
+    'reject a review: the lineage stays paused and keeps its staged rows',
+    true,
+  )
+    .requiredOption('--reason <text>', 'why (recorded in the event)')
+    .option('--claim', 'claim the review first if it is still queued')
+    .option(
+      '--action-version <n>',
+      'the version to quote (default: the review’s current one)',
+      positiveInt('--action-version'),
+    )
+    .action(
+      run(io, async (ctx, [id = ''], o: { reason: string; claim?: boolean; actionVersion?: number }) => {
+        const review = await getReview(ctx, id);
+        assertOpen(review, 'reject');
+        let version = o.actionVersion ?? review.action_version;
+        let claim: CommandBody | undefined;
+        if (o.claim && review.status === 'queued') {
+          claim = await reviewCommand(
+            ctx,
+            review,
+            'claim',
+            { action_version: version },
+            `${ctx.key()}:claim`,
+          );
+          version = claim.review?.action_version ?? version + 1;
+        }
+        const r = await reviewCommand(
+          ctx,
+          review,
+          'reject',
+          { action_version: version, reason: o.reason },
+          ctx.key(),
+        );
+        if (ctx.json) return ctx.io.out(json(claim ? { ...r, claim } : r));
+        await ctx.io.out(
+          `rejected review ${review.review_id}: ${o.reason}\nlineage ${review.lineage_id} stays paused and keeps its staged rows\n`,
+        );
+      }),
+    );
+
+  // ------------------------------------------------------------------ rows
+  const rows = program.command('rows').description('staged rows and mirror rows of a lineage');
+  apiCommand(rows, 'staged <lineage>', 'rows waiting in staging, in commit order')
+    .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
+    .option('--after <cursor>', 'continue after this cursor (the next_cursor of a previous page)')
+    .option('--all', 'every staged row (pages through them, with progress on a terminal)')
+    .action(
+      run(io, async (ctx, [id = ''], o: { limit?: number; after?: string; all?: boolean }) => {
+        const lineage = uuidArg('LINEAGE')(id);
+        const cols: Column<StagedRowView>[] = [
+          { header: 'COMMIT_SEQ', get: (r) => r.commit_seq, right: true },
+          { header: 'OP', get: (r) => r.op },
+          { header: 'KEY', get: (r) => r.pk, max: 32 },
+          { header: 'ROW', get: (r) => r.row, max: 80 },
+          { header: 'REASON', get: (r) => r.reason },
+          { header: 'STAGED AT', get: (r) => ago(r.staged_at) },
+        ];
+        async function* pages(): AsyncGenerator<Page<StagedRowView>> {
+          let after = o.after;
+          for (;;) {
+            const p = await ctx.client.get<Page<StagedRowView>>(`/lineages/${lineage}/staged-rows`, {
+              limit: o.limit ?? (o.all ? 500 : undefined),
+              after,
+            });
+            yield p;
+            if (!p.next_cursor || p.items.length === 0) return;
+            after = p.next_cursor;
+          }
+        }
+        await printList(ctx, { all: o.all === true, what: 'staged rows' }, cols, pages(), (p) =>
+          p.next_cursor
+            ? `${p.items.length} of ${p.total} staged rows; next: sluice rows staged ${lineage} --after ${p.next_cursor}   (or --all)\n`
+            : `${p.total} staged rows\n`,
+        );
+      }),
+    );
+
+  apiCommand(rows, 'mirror <lineage>', 'rows of the lineage’s mirror table, by key')
+    .option('--page <n>', 'page number', positiveInt('--page'))
+    .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
+    .option('--all', 'every page')
+    .action(
+      run(io, async (ctx, [id = ''], o: { page?: number; limit?: number; all?: boolean }) => {
+        const lineage = uuidArg('LINEAGE')(id);
+        type MirrorPage = Page<MirrorRowView> & { table: string | null; columns: { name: string }[] };
+        const get = (page: number) =>
+          ctx.client.get<MirrorPage>(`/lineages/${lineage}/mirror-rows`, {
+            page: o.all ? page : (o.page ?? page),
+            limit: o.limit ?? (o.all ? 500 : undefined),
+          });
+        const first = await get(o.all ? 1 : (o.page ?? 1));
+        if (!first.table && !ctx.json) {
+          await ctx.io.out(
+            `lineage ${lineage} has no mirror table yet: it is provisioned when a review is approved (sluice reviews ls --lineage ${lineage})\n`,
+          );
+          return;
+        }
+        const cols: Column<MirrorRowView>[] = [
+          ...first.columns.map((c) => ({
+            header: c.name,
+            get: (r: MirrorRowView) => r.row[c.name],
+            max: 32,
+          })),
+          { header: 'SOURCE_COMMIT_SEQ', get: (r) => r.source_commit_seq, right: true },
+        ];
+        async function* pages(): AsyncGenerator<Page<MirrorRowView>> {
+          yield first;
+          if (!o.all) return;
+          for (let page = 2; (page - 1) * first.limit < first.total; page++) {
+            const p = await get(page);
+            if (p.items.length === 0) return;
+            yield p;
+          }
+        }
+        await printList(
+          ctx,
+          { all: o.all === true, what: `rows in ${first.table ?? 'the mirror'}` },
+          cols,
+          pages(),
+          (p) =>
+            `${p.items.length} of ${p.total} rows in ${first.table}${
+              p.total > p.page * p.limit ? `; next: --page ${p.page + 1}, or --all` : ''
+            }\n`,
+        );
+      }),
+    );
+
+  // ------------------------------------------------------------------ audit
+  const audit = program.command('audit').description('the event history of a lineage');
+  apiCommand(
+    audit,
+    'replay <lineage>',
+    'print the lineage’s events in order; with --as-of, its state at that time',
+  )
+    .option('--as-of <time>', 'ISO-8601 time, e.g. 2026-04-28T09:00:00Z')
+    .action(
+      run(io, async (ctx, [id = ''], o: { asOf?: string }) => {
+        const lineage = uuidArg('LINEAGE')(id);
+        if (o.asOf !== undefined) {
+          if (!Number.isFinite(Date.parse(o.asOf)))
+            throw new CliError(EXIT.usage, `--as-of must be an ISO-8601 time, got ${JSON.stringify(o.asOf)}`);
+          const s = await ctx.client.get<AsOf>(`/lineages/${lineage}/events`, { as_of: o.asOf });
+          if (ctx.json) return ctx.io.out(json(s));
+          await ctx.io.out(renderState(lineage, s));
+          return;
+        }
+        const cols: Column<AuditItem>[] = [
+          { header: 'SEQ', get: (e) => e.seq, right: true },
+          { header: 'OCCURRED AT', get: (e) => ago(e.occurred_at) },
+          { header: 'TYPE', get: (e) => e.type },
+          { header: 'ACTOR', get: (e) => e.metadata?.actor, max: 16 },
+          { header: 'WHAT', get: (e) => summarizeEvent(e.type, e.data), max: 120 },
+        ];
+        const w = [8, 20, 22, 16, 120];
+        let after: string | undefined;
+        let n = 0;
+        if (ctx.json) await ctx.io.out(`{"lineage_id":${JSON.stringify(lineage)},"items":[`);
+        else await ctx.io.out(tableHeader(cols, w));
+        for (;;) {
+          const p = await ctx.client.get<AuditPage>(`/lineages/${lineage}/events`, { limit: 500, after });
+          if (ctx.json) {
+            for (const e of p.items) await ctx.io.out(`${n++ === 0 ? '\n' : ',\n'}${JSON.stringify(e)}`);
+          } else {
+            await ctx.io.out(tableRows(p.items, cols, w));
+            n += p.items.length;
+          }
+          if (!p.next_cursor) break;
+          after = p.next_cursor;
+        }
+        await ctx.io.out(ctx.json ? `${n ? '\n' : ''}]}\n` : `${n} events\n`);
+      }),
+    );
+
+  // ------------------------------------------------------------------ controls, rejections
+  const controls = program.command('controls').description('controls sent to devices (pause, resume, …)');
+  apiCommand(controls, 'ls', 'list controls; by default those the device has not acknowledged')
+    .option('--lineage <id>', 'only this lineage', uuidArg('--lineage'))
+    .addOption(new Option('--status <status>', 'which controls').choices(['pending', 'acknowledged', 'all']))
+    .option('--page <n>', 'page number', positiveInt('--page'))
+    .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
+    .option('--all', 'every page')
+    .action(
+      run(
+        io,
+        async (
+          ctx,
+          _args,
+          o: { lineage?: string; status?: string; page?: number; limit?: number; all?: boolean },
+        ) => {
+          const get = (page: number) =>
+            ctx.client.get<Page<PendingControlView>>('/pending-controls', {
+              lineage_id: o.lineage,
+              status: o.status,
+              page: o.all ? page : (o.page ?? page),
+              limit: o.limit ?? (o.all ? 500 : undefined),
+            });
+          await printList(
+            ctx,
+            { all: o.all === true, what: 'controls' },
+            [
+              { header: 'CONTROL', get: (c) => c.control_id, max: 36 },
+              { header: 'LINEAGE', get: (c) => c.lineage_id, max: 36 },
+              { header: 'DEVICE', get: (c) => c.device_name, max: 20 },
+              { header: 'TABLE', get: (c) => c.source_table, max: 20 },
+              { header: 'KIND', get: (c) => c.control_kind },
+              { header: 'WATERMARK', get: (c) => c.server_watermark, right: true },
+              { header: 'STATUS', get: (c) => c.status },
+              { header: 'DELIVERIES', get: (c) => c.deliveries, right: true },
+              { header: 'ISSUED', get: (c) => ago(c.issued_at) },
+              { header: 'REASON', get: (c) => c.reason, max: 40 },
+            ],
+            allPages(get),
+          );
+        },
+      ),
+    );
+
+  const rejections = program.command('rejections').description('uplinks the cloud refused, with their code');
+  apiCommand(rejections, 'ls', 'list rejected uplinks, newest first')
+    .option('--code <code>', 'only this rejection code (e.g. invalid_schema_hash)')
+    .option('--device <key>', 'only this device ({topic_slug}/{device_name})')
+    .option('--page <n>', 'page number', positiveInt('--page'))
+    .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
+    .option('--all', 'every page')
+    .action(
+      run(
+        io,
+        async (
+          ctx,
+          _args,
+          o: { code?: string; device?: string; page?: number; limit?: number; all?: boolean },
+        ) => {
+          const get = (page: number) =>
+            ctx.client.get<Page<RejectionView>>('/rejections', {
+              code: o.code,
+              device: o.device,
+              page: o.all ? page : (o.page ?? page),
+              limit: o.limit ?? (o.all ? 500 : undefined),
+            });
+          await printList(
+            ctx,
+            { all: o.all === true, what: 'rejections' },
+            [
+              { header: 'SEQ', get: (r) => r.stream_seq, right: true },
+              { header: 'RECEIVED', get: (r) => ago(r.received_at) },
+              { header: 'DEVICE', get: (r) => r.device_key, max: 32 },
+              { header: 'KIND', get: (r) => r.kind },
+              { header: 'CODE', get: (r) => r.code },
+              { header: 'MESSAGE', get: (r) => r.message, max: 80 },
+            ],
+            allPages(get),
+          );
+        },
+      ),
+    );
+}
+
+function readActions(path: string): string {
+  try {
+    return readFileSync(path === '-' ? 0 : path, 'utf8');
+  } catch (err) {
+    throw new CliError(EXIT.usage, `cannot read --actions ${path}: ${(err as Error).message}`);
+  }
+}
+
+async function getReview(ctx: Ctx, id: string): Promise<ReviewView> {
+  const review = uuidArg('REVIEW')(id);
+  try {
+    return await ctx.client.get<ReviewView>(`/schema-reviews/${review}`);
+  } catch (err) {
+    if (isCliError(err) && err.exitCode === EXIT.notFound)
+      throw err.withHint('list reviews with `sluice reviews ls --status queued`; check --project');
+    throw err;
+  }
+}
+
+/** A decided review cannot change; say so before asking the server. */
+function assertOpen(review: ReviewView, verb: string): void {
+  if (review.status === 'approved' || review.status === 'rejected')
+    throw new CliError(
+      EXIT.conflict,
+      `review ${review.review_id} is already ${review.status}${review.decided_by ? ` (by ${review.decided_by})` : ''}; nothing to ${verb}`,
+      review.status === 'rejected'
+        ? 'a new schema from the device opens a new review'
+        : `see the lineage: sluice lineages show ${review.lineage_id}`,
+    );
+}
+
+async function reviewCommand(
+  ctx: Ctx,
+  review: ReviewView,
+  verb: 'claim' | 'approve' | 'reject',
+  body: Record<string, unknown>,
+  key: string,
+): Promise<CommandBody> {
+  try {
+    return await ctx.client.mutate<CommandBody>(
+      'POST',
+      `/schema-reviews/${review.review_id}/${verb}`,
+      body,
+      key,
+    );
+  } catch (err) {
+    if (!isCliError(err)) throw err;
+    const details = err.body?.details ?? {};
+    if (err.code === 'stale_action_version')
+      throw err.withHint(
+        `the review is now at action_version ${cell(details.current_action_version)}${
+          details.status ? ` (${cell(details.status)})` : ''
+        }: someone acted on it since; look again with \`sluice reviews show ${review.review_id}\` and retry`,
+      );
+    if (err.code === 'illegal_transition' && verb !== 'claim')
+      throw err.withHint(`claim it first: sluice reviews claim ${review.review_id}   (or pass --claim)`);
+    if (err.code === 'illegal_transition')
+      throw err.withHint(`only a queued review can be claimed; see sluice reviews show ${review.review_id}`);
+    throw err;
+  }
+}
+
+function renderLineage(l: LineageDetail): string {
+  const status = l.status === 'paused' ? `paused (${l.pause_reasons.join(', ')})` : l.status;
+  let out = fields([
+    ['lineage', l.lineage_id],
+    ['device', `${l.device_name} (${l.device_id})`],
+    ['table', `${l.source_table} (${l.kind})`],
+    ['status', status],
+    ['staged rows', l.staged_rows],
+    ['replaying rows', l.replaying_rows],
+    ['materialized rows', l.materialized_rows],
+    ['duplicates skipped', l.duplicates_skipped],
+    ['current schema', l.current_schema_hash],
+    ['approved schema', l.approved_schema_hash],
+    ['last commit_seq', l.last_commit_seq],
+    ['journal epoch', l.last_journal_epoch],
+    ['replay', l.replay ? `${l.replay.replay_id} ${l.replay.state}` : null],
+    ['mirror table', l.materialization.table_name],
+    ['materialization errors', l.materialization_errors],
+    ['last error', l.last_error],
+    ...(l.deleted_reason ? ([['deleted', l.deleted_reason]] as const) : []),
+    ['updated', ago(l.updated_at)],
+  ]);
+  if (l.schema_versions.length)
+    out += `\nschema versions\n${table(l.schema_versions, [
+      { header: 'HASH', get: (v) => v.schema_hash.slice(0, 16) },
+      { header: 'CLASS', get: (v) => v.classification },
+      { header: 'FIRST SEEN', get: (v) => ago(v.first_seen_at) },
+      { header: 'LAST SEEN', get: (v) => ago(v.last_seen_at) },
+    ])}`;
+  if (l.bindings.length)
+    out += `\nbindings\n${table(l.bindings, [
+      { header: 'COLUMN', get: (b) => b.column },
+      { header: 'ACTION', get: (b) => b.action },
+      { header: 'TARGET', get: (b) => b.target },
+      { header: 'AFFINITY', get: (b) => b.affinity },
+      { header: 'KEY', get: (b) => (b.pk_ordinal > 0 ? b.pk_ordinal : '') },
+    ])}`;
+  if (l.reviews.length)
+    out += `\nreviews\n${table(
+      l.reviews,
+      reviewCols.filter((c) => c.header !== 'LINEAGE'),
+    )}`;
+  const open = l.open_review;
+  if (open?.status === 'queued')
+    out += `\nnext: sluice reviews show ${open.review_id}, then sluice reviews approve ${open.review_id} --claim\n`;
+  else if (open?.status === 'in_review') out += `\nnext: sluice reviews approve ${open.review_id}\n`;
+  else if (l.pause_reasons.includes('circuit_breaker'))
+    out += `\nnext: fix the cause (last error above), then sluice lineages reset ${l.lineage_id}\n`;
+  return out;
+}
+
+function renderReview(r: ReviewView): string {
+  let out = fields([
+    ['review', r.review_id],
+    ['lineage', r.lineage_id],
+    ['table', r.source_table],
+    ['status', r.status],
+    ['action_version', r.action_version],
+    ['classification', r.classification],
+    ['schema hash', r.schema_hash],
+    ['claimed by', r.claimed_by],
+    ['decided by', r.decided_by],
+    ['reason', r.reason],
+    ['created', ago(r.created_at)],
+  ]);
+  const cols = schemaColumnsOf(r);
+  out += cols
+    ? `\ncolumns\n${table(cols, [
+        { header: 'NAME', get: (c) => c.name },
+        { header: 'AFFINITY', get: (c) => c.decl_type_affinity },
+        { header: 'KEY', get: (c) => (c.pk_ordinal ? c.pk_ordinal : '') },
+        { header: 'NOT NULL', get: (c) => (c.not_null ? 'yes' : '') },
+      ])}`
+    : '\ncolumns: not sent by the device yet (they come with its next batch of a new schema)\n';
+  if (r.status === 'queued')
+    out += `\nnext: sluice reviews claim ${r.review_id}   (or approve with --claim)\n`;
+  if (r.status === 'in_review')
+    out += `\nnext: sluice reviews approve ${r.review_id} [--mirror col:name] [--ignore col]   or   sluice reviews reject ${r.review_id} --reason …\n`;
+  return out;
+}
+
+function renderState(lineage: string, s: AsOf): string {
+  const st = s.state as {
+    status: string;
+    device_name?: string;
+    source_table?: string;
+    pause_reasons?: string[];
+    approved_hash?: string | null;
+    staged_rows?: number;
+    replaying_rows?: number;
+    materialized_rows?: number;
+    last_commit_seq?: number;
+    consecutive_failures?: number;
+    reviews?: { review_id: string; status: string; action_version: number; classification: string }[];
+    bindings?: { column: string; action: string; target: string | null }[];
+  };
+  let out = `lineage ${lineage} as of ${s.as_of}: version ${s.version}, ${s.events} events folded\n`;
+  if (st.status !== 'registered')
+    return `${out}${
+      st.status === 'unregistered' ? 'not registered yet at that time\n' : `status: ${st.status}\n`
+    }`;
+  out += fields([
+    ['device', st.device_name],
+    ['table', st.source_table],
+    ['status', st.pause_reasons?.length ? `paused (${st.pause_reasons.join(', ')})` : 'active'],
+    ['approved schema', st.approved_hash],
+    ['staged rows', st.staged_rows],
+    ['replaying rows', st.replaying_rows],
+    ['materialized rows', st.materialized_rows],
+    ['last commit_seq', st.last_commit_seq],
+    ['consecutive failures', st.consecutive_failures],
+  ]);
+  if (st.reviews?.length)
+    out += `\nreviews\n${table(st.reviews, [
+      { header: 'REVIEW', get: (r) => r.review_id },
+      { header: 'STATUS', get: (r) => r.status },
+      { header: 'VERSION', get: (r) => r.action_version, right: true },
+      { header: 'CLASS', get: (r) => r.classification },
+    ])}`;
+  if (st.bindings?.length)
+    out += `\nbindings\n${table(st.bindings, [
+      { header: 'COLUMN', get: (b) => b.column },
+      { header: 'ACTION', get: (b) => b.action },
+      { header: 'TARGET', get: (b) => b.target },
+    ])}`;
+  return `${out}\nthe full state: --json\n`;
+}
