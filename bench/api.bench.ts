@@ -134,6 +134,8 @@ async function seed(store: ReadStore, kind: 'sqlite' | 'postgres'): Promise<Seed
       kind: 'rows',
     })
     .execute();
+  // The staged_rows projection keeps each lineage's count beside its rows; seed it the same way.
+  await db.insertInto('edge_staged_counts').values({ lineage_id: deep, row_count: STAGED }).execute();
   // The staged rows are generated inside the database: a million INSERTs from here would be the
   // benchmark of the client library, not of the read path.
   const epoch = '0190a000-0000-7000-8000-00000000e0c0';

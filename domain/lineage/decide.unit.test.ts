@@ -419,6 +419,28 @@ describe('lineage decider: circuit breaker', () => {
       .thenMatch([{ type: 'MaterializationFailed', data: { consecutive_failures: 0, permanent: false } }]);
   });
 
+  it('keeps counting failures across accepted batches (accepting is not writing)', () => {
+    const h = history(
+      ingest(batch([1])),
+      claim(),
+      approve(),
+      fail(1),
+      ingest(batch([2])),
+      fail(2),
+      ingest(batch([3])),
+      fail(3),
+      fail(4),
+    );
+    spec
+      .given(h)
+      .when(fail(5))
+      .thenMatch([
+        { type: 'MaterializationFailed', data: { consecutive_failures: 5 } },
+        { type: 'LineagePaused', data: { reason: 'circuit_breaker' } },
+        { type: 'ControlIssued', data: { control_kind: 'pause_lineage' } },
+      ]);
+  });
+
   it('ignores a report it already took', () => {
     spec
       .given(history(ingest(batch([1])), claim(), approve(), fail(7)))

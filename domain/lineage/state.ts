@@ -198,8 +198,9 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
     case 'RowsAccepted':
       return {
         ...takeIn(s, event.data.journal_epoch, event.data.rows),
+        // Accepting rows is not writing them: only a reset ends a run of failures (the mirror
+        // reports each failing write; an accepted batch says nothing about the next write).
         materialized_rows: s.materialized_rows + event.data.rows.length,
-        consecutive_failures: 0,
       };
     case 'TelemetryStaged':
       return {
@@ -270,6 +271,8 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
       return {
         ...s,
         consecutive_failures: event.data.consecutive_failures,
+        // Counted as materialized when accepted; they are staged again instead.
+        materialized_rows: s.materialized_rows - event.data.rows.length,
         reported_failures: [
           ...s.reported_failures,
           failureKey(event.data.source_seq, event.data.journal_epoch),

@@ -272,8 +272,6 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
           staged_rows: l.staged_rows + (staged ? n : 0),
           materialized_rows: l.materialized_rows + (staged ? 0 : n),
           duplicates_skipped: l.duplicates_skipped + d.duplicates_skipped,
-          // A successful write ends a run of consecutive failures (as the decider counts them).
-          ...(staged ? {} : { materialization_errors: 0 }),
           ...takeIn(
             l,
             d.journal_epoch,
@@ -360,8 +358,10 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         tx,
         id,
         {
-          // The rows the mirror could not take wait in staging (reason materialization_failed).
+          // The rows the mirror could not take wait in staging (reason materialization_failed):
+          // they were counted as materialized when accepted, and are not.
           staged_rows: l.staged_rows + d.rows.length,
+          materialized_rows: l.materialized_rows - d.rows.length,
           materialization_errors: d.consecutive_failures,
           last_error: `${d.code}: ${d.message}`,
         },
@@ -383,7 +383,8 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
 export function lineagesProjection(): Projection<Handled> {
   return {
     name: 'lineages',
-    version: 1,
+    // 2: failures no longer reset by accepted batches; failed rows leave materialized_rows.
+    version: 2,
     stream: 'SLUICE_LINEAGE',
     handles: HANDLES,
     apply,

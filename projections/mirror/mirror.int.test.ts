@@ -396,6 +396,36 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
     expect(status.find((s) => s.name === 'lineages')).toMatchObject({ state: 'idle' });
   });
 
+  it('reports the failures of one decision (a release and the batch after it) as one report with every row', async () => {
+    // The domain takes one report per (stream sequence, journal epoch): two reports for one
+    // message would lose the second one's rows, which then were never staged nor replayed.
+    const l = await approvedLineage(STATE);
+    const e = uuidv7();
+    const table = (
+      await (async () => {
+        await l.append(l.accepted(e, [upsert(1, { id: 1, mode: 'ok' })]));
+        await projector.waitForCaughtUp();
+        return listMirrorRows(t.store.db, { project_id: PROJECT, lineage_id: l.lineage_id });
+      })()
+    ).table!;
+    await l.append(l.staged(e, [upsert(2, { id: 2, mode: 'held' })], { reason: 'lineage_paused' }));
+    await t.store.dialect.exec(t.store.db, `DROP TABLE ${quoteIdent(table)}`, []);
+    const seq = await l.append(
+      l.released(uuidv7(), STATE),
+      l.accepted(e, [upsert(3, { id: 3, mode: 'live' }), del(4, { id: 1 })]),
+    );
+    await projector.waitForCaughtUp();
+    await waitFor(() => commands.failures.some((f) => f.info.source_seq === seq));
+    const reports = commands.failures.filter((f) => f.info.source_seq === seq);
+    expect(reports).toHaveLength(1);
+    expect(reports[0]!.info).toMatchObject({
+      journal_epoch: e,
+      permanent: true,
+      event_type: 'StagedRowsReleased',
+    });
+    expect(reports[0]!.info.rows.map((r) => r.commit_seq).sort()).toEqual([2, 3, 4]);
+  });
+
   if (kind === 'postgres') {
     it('isolates a value PostgreSQL refuses (text in a bigint column) to its own row', async () => {
       const l = await approvedLineage(STATE);

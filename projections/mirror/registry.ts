@@ -4,7 +4,7 @@
  * `edge_mirror_lineages`).
  */
 import type { RowChange } from '../../domain/protocol/contracts';
-import type { ApplyContext, CommandSender, Log, Tx } from '../runner/types';
+import type { ApplyContext, CommandSender, Log, MaterializationFailure, Tx } from '../runner/types';
 import { errorCode } from '../store/dialect';
 import { mirrorTableName } from '../store/identifiers';
 import type { EdgeMirrorTablesTable, MaterializedLineageTable } from '../store/schema';
@@ -181,16 +181,37 @@ export async function recordFailure(
     byEpoch.set(op.journal_epoch, list);
   }
   if (byEpoch.size === 0) byEpoch.set(null, []);
+  let reports = reportsOf.get(tx);
+  if (!reports) {
+    reports = new Map();
+    reportsOf.set(tx, reports);
+  }
   for (const [journal_epoch, rows] of byEpoch) {
+    // The domain takes one report per (stream message, journal epoch): a second failing event of
+    // the same message (a release and the batch that follows it, decided together) joins the
+    // report already queued, or its rows would never be staged and never replayed.
+    const key = `${l.lineage_id}\u0000${ctx.seq}\u0000${journal_epoch ?? ''}`;
+    const queued = reports.get(key);
+    if (queued) {
+      queued.rows.push(...rows);
+      continue;
+    }
     const info = {
       source_seq: ctx.seq,
       event_type: eventType,
       code,
       message,
       permanent: true,
-      rows,
+      rows: [...rows],
       journal_epoch,
     };
+    reports.set(key, info);
     ctx.afterCommit(() => report(l.lineage_id, info));
   }
 }
+
+/**
+ * Reports queued in a transaction, by (lineage, message, epoch), until it commits. Keyed by the
+ * transaction object: a batch that is rolled back and retried starts from an empty map.
+ */
+const reportsOf = new WeakMap<Tx, Map<string, MaterializationFailure & { rows: RowChange[] }>>();

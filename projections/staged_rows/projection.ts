@@ -46,14 +46,30 @@ async function stage(
     ...meta,
     staged_at: ctx.occurred_at,
   }));
+  let inserted = 0;
   for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-    await tx
+    const r = await tx
       .insertInto('edge_staged_rows')
       .values(rows.slice(i, i + INSERT_CHUNK))
       // The decider never stages one (epoch, commit_seq) twice; stay idempotent regardless.
       .onConflict((oc) => oc.columns(['lineage_id', 'commit_seq', 'journal_epoch']).doNothing())
-      .execute();
+      .executeTakeFirst();
+    inserted += Number(r.numInsertedOrUpdatedRows ?? 0n);
   }
+  await tx
+    .insertInto('edge_staged_counts')
+    .values({ lineage_id: l.lineage_id, row_count: inserted })
+    .onConflict((oc) =>
+      oc
+        .column('lineage_id')
+        .doUpdateSet((eb) => ({ row_count: eb('edge_staged_counts.row_count', '+', inserted) })),
+    )
+    .execute();
+}
+
+async function clear(tx: Tx, lineageId: string): Promise<void> {
+  await tx.deleteFrom('edge_staged_rows').where('lineage_id', '=', lineageId).execute();
+  await tx.deleteFrom('edge_staged_counts').where('lineage_id', '=', lineageId).execute();
 }
 
 async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
@@ -83,10 +99,10 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
     }
     case 'StagedRowsReleased':
       // Every row staged so far leaves staging: the mirror materializes them.
-      await tx.deleteFrom('edge_staged_rows').where('lineage_id', '=', ctx.lineage_id).execute();
+      await clear(tx, ctx.lineage_id);
       return;
     case 'LineageDeleted':
-      await tx.deleteFrom('edge_staged_rows').where('lineage_id', '=', ctx.lineage_id).execute();
+      await clear(tx, ctx.lineage_id);
       await forgetLineage(tx, IDENTITY, ctx.lineage_id);
       return;
     default:
@@ -97,12 +113,14 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
 export function stagedRowsProjection(): Projection<Handled> {
   return {
     name: 'staged_rows',
-    version: 1,
+    // 2: keeps edge_staged_counts (a version bump refolds the projection and fills it).
+    version: 2,
     stream: 'SLUICE_LINEAGE',
     handles: HANDLES,
     apply,
     async truncate(tx) {
       await tx.deleteFrom('edge_staged_rows').execute();
+      await tx.deleteFrom('edge_staged_counts').execute();
       await tx.deleteFrom(IDENTITY).execute();
     },
   };

@@ -387,9 +387,24 @@ const initial: Migration = {
   },
 };
 
+/** How many rows each lineage has in staging, kept with the rows so listing never counts them. */
+const stagedCounts: Migration = {
+  async up(db: Db) {
+    await db.schema
+      .createTable('edge_staged_counts')
+      .addColumn('lineage_id', 'text', (c) => c.primaryKey())
+      .addColumn('row_count', 'bigint', (c) => c.notNull())
+      .execute();
+  },
+  async down(db: Db) {
+    await db.schema.dropTable('edge_staged_counts').ifExists().execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they apply. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_read_stores': initial,
+  '0002_staged_counts': stagedCounts,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

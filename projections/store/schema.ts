@@ -159,6 +159,7 @@ export interface EdgeStagedRowsTable {
 export type StagedRowsTables = {
   edge_staged_rows: EdgeStagedRowsTable;
   edge_staged_lineages: LineageIdentityTable;
+  edge_staged_counts: { lineage_id: string; row_count: number };
 };
 
 // ---------------------------------------------------------------- segments

@@ -18,6 +18,7 @@ const TABLES = [
   'edge_schema_reviews',
   'edge_schema_versions',
   'edge_segment_lineages',
+  'edge_staged_counts',
   'edge_staged_lineages',
   'edge_staged_rows',
   'edge_table_lineages',
@@ -37,7 +38,7 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
   });
 
   it('migrates an empty database to the full schema, then is a no-op', async () => {
-    expect(await migrate(t.store)).toEqual(['0001_read_stores']);
+    expect(await migrate(t.store)).toEqual(['0001_read_stores', '0002_staged_counts']);
     const tables = await t.store.dialect.listTables(t.store.db);
     expect(tables.filter((n) => !n.startsWith('kysely_'))).toEqual(TABLES);
     expect(await migrate(t.store)).toEqual([]);
