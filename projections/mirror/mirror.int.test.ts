@@ -396,6 +396,42 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
     expect(status.find((s) => s.name === 'lineages')).toMatchObject({ state: 'idle' });
   });
 
+  it('keeps a failure report until the domain has taken it, and re-sends it after a restart', async () => {
+    const l = await approvedLineage(STATE);
+    const e = uuidv7();
+    const seq = await l.append(
+      l.accepted(e, [{ commit_seq: 1, op: 'insert', pk: { id: null }, row: { id: null, mode: 'x' } }]),
+    );
+    const outbox = () =>
+      t.store.db
+        .selectFrom('edge_mirror_reports')
+        .selectAll()
+        .where('lineage_id', '=', l.lineage_id)
+        .execute();
+    await waitFor(async () => (await outbox()).length === 1, { message: 'report kept in the outbox' });
+    const sent = () => commands.failures.filter((f) => f.lineageId === l.lineage_id).length;
+    await waitFor(() => sent() === 1, { message: 'report sent after commit' });
+    // As if the process had died after its commit and before the send: a restart sends it again.
+    await projector.stop();
+    projector = await startProjector({ nc: nats.nc, store: t.store, commands, only: ['mirror'] });
+    await waitFor(() => sent() === 2, { message: 'report re-sent after the restart' });
+    // The domain takes it: its MaterializationFailed comes back and the outbox copy goes.
+    const report = commands.failures.find((f) => f.lineageId === l.lineage_id)!.info;
+    await l.append({
+      type: 'MaterializationFailed',
+      data: {
+        source_seq: seq,
+        code: report.code,
+        message: report.message,
+        permanent: true,
+        rows: report.rows,
+        journal_epoch: report.journal_epoch,
+        consecutive_failures: 1,
+      },
+    });
+    await waitFor(async () => (await outbox()).length === 0, { message: 'outbox emptied' });
+  });
+
   it('reports the failures of one decision (a release and the batch after it) as one report with every row', async () => {
     // The domain takes one report per (stream sequence, journal epoch): two reports for one
     // message would lose the second one's rows, which then were never staged nor replayed.

@@ -27,6 +27,8 @@ import {
   FailureTally,
   mirrorLineage,
   recordFailure,
+  reportTaken,
+  resendPendingReports,
   targetOf,
   uniqueTableName,
 } from './registry';
@@ -316,6 +318,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
         if (event.data.journal_epoch !== null && event.data.rows.length > 0) {
           await hold(tx, l, event.data.journal_epoch, event.data.rows);
         }
+        await reportTaken(tx, l.lineage_id, event.data.source_seq, event.data.journal_epoch);
         return;
       case 'MaterializationReset':
         await tx
@@ -354,12 +357,15 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
         'edge_mirror_epochs',
         'edge_mirror_failures',
         'edge_mirror_replays',
+        'edge_mirror_reports',
         'edge_mirror_lineages',
       ] as const) {
         await tx.deleteFrom(t).execute();
       }
     },
-    onCaughtUp: (db, { sentUpTo }) =>
-      resendPendingReplays(db, 'edge_mirror_replays', sentUpTo, deps.commands, log),
+    onCaughtUp: async (db, { sentUpTo }) => {
+      await resendPendingReplays(db, 'edge_mirror_replays', sentUpTo, deps.commands, log);
+      await resendPendingReports(db, deps.commands, log);
+    },
   };
 }

@@ -4,7 +4,7 @@
  * `edge_mirror_lineages`).
  */
 import type { RowChange } from '../../domain/protocol/contracts';
-import type { ApplyContext, CommandSender, Log, MaterializationFailure, Tx } from '../runner/types';
+import type { ApplyContext, CommandSender, Db, Log, MaterializationFailure, Tx } from '../runner/types';
 import { errorCode } from '../store/dialect';
 import { mirrorTableName } from '../store/identifiers';
 import type { EdgeMirrorTablesTable, MaterializedLineageTable } from '../store/schema';
@@ -172,8 +172,9 @@ export async function recordFailure(
       'mirror could not materialize rows; recorded on the lineage (see materialization errors), the projection goes on',
     );
   }
+  // The outbox copy is written whether or not a sender is configured, so the read store stays a
+  // function of the events alone (rebuilds reproduce it); only the send depends on the sender.
   const report = deps.commands?.reportMaterializationFailure?.bind(deps.commands);
-  if (!report) return;
   const byEpoch = new Map<string | null, RowChange[]>();
   for (const op of tally.ops) {
     const list = byEpoch.get(op.journal_epoch) ?? [];
@@ -194,6 +195,7 @@ export async function recordFailure(
     const queued = reports.get(key);
     if (queued) {
       queued.rows.push(...rows);
+      await keepReport(tx, l.lineage_id, queued);
       continue;
     }
     const info = {
@@ -206,7 +208,8 @@ export async function recordFailure(
       journal_epoch,
     };
     reports.set(key, info);
-    ctx.afterCommit(() => report(l.lineage_id, info));
+    await keepReport(tx, l.lineage_id, info);
+    if (report) ctx.afterCommit(() => report(l.lineage_id, info));
   }
 }
 
@@ -214,4 +217,55 @@ export async function recordFailure(
  * Reports queued in a transaction, by (lineage, message, epoch), until it commits. Keyed by the
  * transaction object: a batch that is rolled back and retried starts from an empty map.
  */
+/** The outbox copy of a report, in the failure's own transaction (see edge_mirror_reports). */
+async function keepReport(tx: Tx, lineageId: string, info: MaterializationFailure): Promise<void> {
+  const report = JSON.stringify(info);
+  await tx
+    .insertInto('edge_mirror_reports')
+    .values({
+      lineage_id: lineageId,
+      source_seq: info.source_seq,
+      journal_epoch: info.journal_epoch ?? '',
+      report,
+    })
+    .onConflict((oc) => oc.columns(['lineage_id', 'source_seq', 'journal_epoch']).doUpdateSet({ report }))
+    .execute();
+}
+
+/** The domain took the report (its MaterializationFailed is back): the outbox copy can go. */
+export async function reportTaken(
+  tx: Tx,
+  lineageId: string,
+  sourceSeq: number,
+  epoch: string | null,
+): Promise<void> {
+  await tx
+    .deleteFrom('edge_mirror_reports')
+    .where('lineage_id', '=', lineageId)
+    .where('source_seq', '=', sourceSeq)
+    .where('journal_epoch', '=', epoch ?? '')
+    .execute();
+}
+
+/** After a (re)start has caught up: reports still in the outbox never reached the domain. */
+export async function resendPendingReports(
+  db: Db,
+  commands: CommandSender | undefined,
+  log: Log,
+): Promise<void> {
+  const report = commands?.reportMaterializationFailure?.bind(commands);
+  if (!report) return;
+  const pending = await db.selectFrom('edge_mirror_reports').selectAll().orderBy('source_seq').execute();
+  for (const r of pending) {
+    try {
+      await report(r.lineage_id, JSON.parse(r.report) as MaterializationFailure);
+    } catch (err) {
+      log.warn(
+        { lineage_id: r.lineage_id, source_seq: r.source_seq, err: (err as Error).message },
+        'failure report not sent; will retry at next start',
+      );
+    }
+  }
+}
+
 const reportsOf = new WeakMap<Tx, Map<string, MaterializationFailure & { rows: RowChange[] }>>();

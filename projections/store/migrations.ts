@@ -401,10 +401,32 @@ const stagedCounts: Migration = {
   },
 };
 
+/**
+ * Failure reports on their way to the domain: written with the failure, removed when the domain's
+ * MaterializationFailed comes back, re-sent on catch-up otherwise (a crash after commit and before
+ * the send must not lose the failed rows).
+ */
+const mirrorReports: Migration = {
+  async up(db: Db) {
+    await db.schema
+      .createTable('edge_mirror_reports')
+      .addColumn('lineage_id', 'text', (c) => c.notNull())
+      .addColumn('source_seq', 'bigint', (c) => c.notNull())
+      .addColumn('journal_epoch', 'text', (c) => c.notNull())
+      .addColumn('report', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('edge_mirror_reports_pk', ['lineage_id', 'source_seq', 'journal_epoch'])
+      .execute();
+  },
+  async down(db: Db) {
+    await db.schema.dropTable('edge_mirror_reports').ifExists().execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they apply. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_read_stores': initial,
   '0002_staged_counts': stagedCounts,
+  '0003_mirror_reports': mirrorReports,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

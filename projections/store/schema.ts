@@ -160,6 +160,7 @@ export type StagedRowsTables = {
   edge_staged_rows: EdgeStagedRowsTable;
   edge_staged_lineages: LineageIdentityTable;
   edge_staged_counts: { lineage_id: string; row_count: number };
+  edge_mirror_reports: { lineage_id: string; source_seq: number; journal_epoch: string; report: string };
 };
 
 // ---------------------------------------------------------------- segments

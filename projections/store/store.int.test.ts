@@ -10,6 +10,7 @@ const TABLES = [
   'edge_mirror_held_rows',
   'edge_mirror_lineages',
   'edge_mirror_replays',
+  'edge_mirror_reports',
   'edge_mirror_tables',
   'edge_mirror_tombstones',
   'edge_pending_controls',
@@ -38,7 +39,7 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
   });
 
   it('migrates an empty database to the full schema, then is a no-op', async () => {
-    expect(await migrate(t.store)).toEqual(['0001_read_stores', '0002_staged_counts']);
+    expect(await migrate(t.store)).toEqual(['0001_read_stores', '0002_staged_counts', '0003_mirror_reports']);
     const tables = await t.store.dialect.listTables(t.store.db);
     expect(tables.filter((n) => !n.startsWith('kysely_'))).toEqual(TABLES);
     expect(await migrate(t.store)).toEqual([]);
