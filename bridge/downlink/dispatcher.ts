@@ -118,6 +118,22 @@ export class ControlDispatcher {
   }
 
   private async deliver(route: ControlRoute): Promise<void> {
+    // The delivery is recorded before the publish: a device may ACK before a record made after
+    // it, and the lineage takes no delivery of an acknowledged control.
+    const r = await this.opts.commands.reply('control.delivered', {
+      lineage_id: route.lineage_id,
+      control_id: route.control.control_id,
+    });
+    if (r.ok && r.events.length === 0) {
+      // No event: the lineage already holds the ACK. Stop delivering.
+      await this.opts.registry.deleteControl(route.control.control_id);
+      return;
+    }
+    if (!r.ok)
+      this.opts.log.warn(
+        { error: r.error, control: route.control.control_id },
+        'control delivery not recorded',
+      );
     const body = this.opts.signingKey ? signControl(route.control, this.opts.signingKey) : route.control;
     await this.opts.publish(route.topic, body);
     const attempts = route.attempts + 1;
@@ -134,17 +150,6 @@ export class ControlDispatcher {
       },
       'control published',
     );
-    const r = await this.opts.commands.reply('control.delivered', {
-      lineage_id: route.lineage_id,
-      control_id: route.control.control_id,
-    });
-    if (!r.ok)
-      this.opts.log.warn(
-        { error: r.error, control: route.control.control_id },
-        'control delivery not recorded',
-      );
-    // No event means the lineage already holds the ACK: stop re-delivering.
-    else if (r.events.length === 0) await this.opts.registry.deleteControl(route.control.control_id);
   }
 
   /** Re-deliver every pending control whose backoff has elapsed. */
