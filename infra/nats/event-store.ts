@@ -54,37 +54,8 @@ export class JetStreamEventStore implements EventStore {
   }
 
   async load(lineageId: string, fromVersion = 0): Promise<LoadedStream> {
-    const head = await this.lastVersion(lineageId);
-    if (head.seq <= fromVersion) return { events: [], version: Math.max(head.seq, fromVersion) };
-    // An ephemeral pull consumer filtered to this lineage (single filter_subject: nats-server 2.9).
-    const info = await this.jsm.consumers.add(STREAMS.lineage, {
-      filter_subject: subjects.lineage(lineageId),
-      ack_policy: AckPolicy.None,
-      mem_storage: true,
-      inactive_threshold: 30_000_000_000,
-      ...(fromVersion > 0
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromVersion + 1 }
-        : { deliver_policy: DeliverPolicy.All }),
-    });
-    const consumer = await this.js.consumers.get(STREAMS.lineage, info.name);
-    const events: StoredEvent<LineageEvent>[] = [];
-    let version = fromVersion;
-    try {
-      while (version < head.seq) {
-        const batch = await consumer.fetch({ max_messages: 512, expires: 5_000 });
-        let got = 0;
-        for await (const m of batch) {
-          got++;
-          events.push(...decodeCommit(m.data).events);
-          version = m.seq;
-          if (version >= head.seq) break;
-        }
-        if (got === 0) throw new Error(`event store: could not read ${lineageId} up to ${head.seq}`);
-      }
-    } finally {
-      await this.jsm.consumers.delete(STREAMS.lineage, info.name).catch(() => undefined);
-    }
-    return { events, version };
+    const commits = await this.readCommits(lineageId, { fromVersion });
+    return { events: commits.flatMap((c) => c.events), version: commits.at(-1)?.seq ?? fromVersion };
   }
 
   /**
@@ -99,6 +70,7 @@ export class JetStreamEventStore implements EventStore {
     const limit = opts.limit ?? Number.POSITIVE_INFINITY;
     const head = await this.lastVersion(lineageId);
     if (head.seq <= fromVersion || limit <= 0) return [];
+    // An ephemeral pull consumer filtered to this lineage (single filter_subject: nats-server 2.9).
     const info = await this.jsm.consumers.add(STREAMS.lineage, {
       filter_subject: subjects.lineage(lineageId),
       ack_policy: AckPolicy.None,
