@@ -250,6 +250,28 @@ function push(state: ActiveLineage, events: LineageEvent[], more: readonly Linea
   return requireLineage(apply(state, more));
 }
 
+/**
+ * A batch's rows: staged while something gates them; otherwise accepted, after any rows left in
+ * staging (released first, so commit order holds). Then the backlog is checked for backpressure.
+ */
+function intake(
+  s: ActiveLineage,
+  events: LineageEvent[],
+  cmd: Minted & { policy: Policy },
+  reason: StagingReason | null,
+  staged: (reason: StagingReason) => LineageEvent,
+  accepted: LineageEvent,
+): LineageEvent[] {
+  if (reason) {
+    s = push(s, events, [staged(reason)]);
+  } else {
+    s = push(s, events, releaseLeftovers(s, cmd.new_replay_id));
+    s = push(s, events, [accepted]);
+  }
+  push(s, events, backpressure(s, cmd.policy, cmd));
+  return events;
+}
+
 function decideRowBatch(
   state: LineageState,
   cmd: Extract<LineageCommand, { type: 'IngestRowBatch' }>['data'],
@@ -274,14 +296,10 @@ function decideRowBatch(
     rows: fresh,
     duplicates_skipped: duplicates,
   };
-  if (reason) {
-    s = push(s, events, [{ type: 'RowsStaged', data: { ...common, reason } }]);
-  } else {
-    s = push(s, events, releaseLeftovers(s, cmd.new_replay_id));
-    s = push(s, events, [{ type: 'RowsAccepted', data: common }]);
-  }
-  push(s, events, backpressure(s, cmd.policy, cmd));
-  return events;
+  return intake(s, events, cmd, reason, (r) => ({ type: 'RowsStaged', data: { ...common, reason: r } }), {
+    type: 'RowsAccepted',
+    data: common,
+  });
 }
 
 function decideTelemetryBatch(
@@ -317,14 +335,17 @@ function decideTelemetryBatch(
     schema_hash: batch.schema_hash,
     rows: batch.rows,
   };
-  if (reason) {
-    s = push(s, events, [{ type: 'TelemetryStaged', data: { ...common, reason } }]);
-  } else {
-    s = push(s, events, releaseLeftovers(s, cmd.new_replay_id));
-    s = push(s, events, [{ type: 'TelemetryAccepted', data: common }]);
-  }
-  push(s, events, backpressure(s, cmd.policy, cmd));
-  return events;
+  return intake(
+    s,
+    events,
+    cmd,
+    reason,
+    (r) => ({ type: 'TelemetryStaged', data: { ...common, reason: r } }),
+    {
+      type: 'TelemetryAccepted',
+      data: common,
+    },
+  );
 }
 
 function decideFailure(
