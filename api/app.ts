@@ -17,6 +17,7 @@ import type { ReadStore } from '../projections';
 import type { Logger } from '../infra/log';
 import type { Metrics } from '../infra/metrics';
 import type { CommandService } from '../worker/commands';
+import type { RegistryCommandService } from '../worker/registry-commands';
 import { type TokenBook, type TokenGrant } from './auth/tokens';
 import { ApiError, fromDomain } from './errors';
 import type { ReadinessCheck } from './health';
@@ -38,6 +39,8 @@ export type AppDeps = Readonly<{
   log?: Logger;
   readiness?: ReadinessCheck;
   policies?: PolicyStore;
+  /** Registry reviews, consolidation and fleets (coalescing). */
+  registry?: RegistryCommandService;
 }>;
 
 declare module 'fastify' {

@@ -16,7 +16,7 @@ import {
 import { ControlDispatcher } from '../bridge/downlink/dispatcher';
 import { UplinkBridge } from '../bridge/uplink/bridge';
 import { toPrivateKey } from '../edge-agent/control/signature';
-import { type Env, parseReadStore, topicProjects } from '../infra/config/env';
+import { type Env, parseReadStore, topicFleets, topicProjects } from '../infra/config/env';
 import { type Logger, createLogger } from '../infra/log';
 import { createMetrics } from '../infra/metrics';
 import { JetStreamEventStore } from '../infra/nats/event-store';
@@ -27,6 +27,10 @@ import { type Projector, type ReadStore, migrate, openReadStore, startProjector 
 import { CommandService, projectorCommands, serveCommands } from '../worker/commands';
 import { LineageCommandHandler } from '../worker/handler';
 import { IngressWorker } from '../worker/ingress-worker';
+import { RegistryEventStore } from '../infra/nats/registry-events';
+import { REGISTRY_VERBS, RegistryCommandService, type RegistryVerb } from '../worker/registry-commands';
+import { RegistryFollower } from '../worker/registry-follower';
+import { RegistryCommandHandler } from '../worker/registry-handler';
 
 export const ROLES = ['bridge', 'worker', 'projector', 'api'] as const;
 export type Role = (typeof ROLES)[number];
@@ -118,13 +122,23 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
   const handler = new LineageCommandHandler(eventStore, undefined, undefined, metrics, snapshots);
   const registry = await Registry.open(nc, { replicas: env.SLUICE_STREAM_REPLICAS });
   const commands = new CommandService(handler, registry);
+  const registries = new RegistryCommandHandler(await RegistryEventStore.create(nc));
+  const registryCommands = new RegistryCommandService(registries, handler, registry);
+  const fleetOf = topicFleets(env);
 
   if (roles.includes('worker')) {
-    const worker = new IngressWorker({ nc, handler, registry, log, metrics });
+    const worker = new IngressWorker({ nc, handler, registry, registries, fleetOf, log, metrics });
     await worker.start();
-    const sub = serveCommands(nc, commands, log);
+    const follower = new RegistryFollower({ nc, lineages: handler, registries, log });
+    await follower.start();
+    const sub = serveCommands(nc, commands, log, {
+      verbs: REGISTRY_VERBS,
+      reply: (verb, input) =>
+        registryCommands.reply(verb as RegistryVerb, input, (p) => registry.policy(p, Number.POSITIVE_INFINITY)),
+    });
     stops.push(async () => {
       sub.unsubscribe();
+      await follower.stop();
       await worker.stop();
     });
     log.info('worker started: consuming ingress, serving edge.cmd.*');
@@ -220,6 +234,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       store,
       policies: registry,
       commands: commands,
+      registry: registryCommands,
       events: eventStore,
       tokens,
       metrics,

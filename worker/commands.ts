@@ -172,7 +172,15 @@ export class CommandService {
 }
 
 /** Serve `edge.cmd.<verb>` request/reply in a queue group, so any number of replicas can answer. */
-export function serveCommands(nc: NatsConnection, service: CommandService, log: Logger): Subscription {
+/** More verbs on the same subscription (registry and device commands), answered by their own service. */
+export type ExtraCommands = Readonly<{ verbs: readonly string[]; reply(verb: string, input: unknown): Promise<unknown> }>;
+
+export function serveCommands(
+  nc: NatsConnection,
+  service: CommandService,
+  log: Logger,
+  extra?: ExtraCommands,
+): Subscription {
   return nc.subscribe(subjects.cmd('>'), {
     queue: 'sluice-commands',
     callback: (err, msg) => {
@@ -181,15 +189,28 @@ export function serveCommands(nc: NatsConnection, service: CommandService, log: 
         return;
       }
       const verb = msg.subject.slice('edge.cmd.'.length) as CommandVerb;
-      const respond = (body: CommandReply) => {
+      const respond = (body: unknown) => {
         if (msg.reply) msg.respond(JSON.stringify(body));
       };
+      if (extra?.verbs.includes(verb)) {
+        let input: unknown;
+        try {
+          input = msg.json();
+        } catch {
+          respond({ ok: false, error: { code: 'invalid_json', message: 'the request body is not JSON' } });
+          return;
+        }
+        extra
+          .reply(verb, input)
+          .then(respond, (e: unknown) => respond({ ok: false, error: { code: 'internal', message: String(e) } }));
+        return;
+      }
       if (!COMMAND_VERBS.includes(verb)) {
         respond({
           ok: false,
           error: {
             code: 'unknown_command',
-            message: `no command ${verb}; known: ${COMMAND_VERBS.join(', ')}`,
+            message: `no command ${verb}; known: ${[...COMMAND_VERBS, ...(extra?.verbs ?? [])].join(', ')}`,
           },
         });
         return;

@@ -84,6 +84,11 @@ export class LineageCommandHandler {
     return next;
   }
 
+  /** The lineage as this worker knows it (cached, else loaded); no decision. */
+  async peek(lineageId: string): Promise<LineageState> {
+    return (this.cache.get(lineageId) ?? (await this.load(lineageId))).state;
+  }
+
   /** Snapshots are an optimisation: a failed write only means a longer fold next time. */
   private async maybeSnapshot(lineageId: string, c: Cached): Promise<void> {
     if (!this.snapshots || c.sinceSnapshot < SNAPSHOT_EVERY) return;

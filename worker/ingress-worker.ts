@@ -8,7 +8,12 @@ import { STREAMS, subjects } from '../infra/nats/names';
 import type { Registry } from '../infra/nats/registry';
 import type { Logger } from '../infra/log';
 import type { Metrics } from '../infra/metrics';
+import type { RegistryView } from '../domain/registry/decide';
+import { type RegistryKey, coalescingScope } from '../domain/registry/events';
+import type { LineageState } from '../domain/lineage/state';
 import type { LineageCommandHandler } from './handler';
+import { applyApproval } from './registry-follower';
+import type { RegistryCommandHandler } from './registry-handler';
 
 export const WORKER_CONSUMER = 'sluice-worker';
 
@@ -16,6 +21,10 @@ export type IngressWorkerOptions = {
   nc: NatsConnection;
   handler: LineageCommandHandler;
   registry: Registry;
+  /** Registry entries (coalescing); without it every lineage is governed on its own. */
+  registries?: RegistryCommandHandler;
+  /** The fleet a new device starts in, by its topic slug (SLUICE_TOPIC_FLEETS). */
+  fleetOf?: (slug: string) => string | null;
   log: Logger;
   metrics?: Metrics;
   ackWaitMs?: number;
@@ -91,12 +100,26 @@ export class IngressWorker {
       this.opts.log.debug({ kind: msg.kind, device: msg.device_key }, 'ingress message noted');
       return;
     }
-    const device = await registry.resolveDevice(msg.project_id, msg.topic_slug, msg.device_name, uuidv7());
+    const device = await registry.resolveDevice(
+      msg.project_id,
+      msg.topic_slug,
+      msg.device_name,
+      uuidv7(),
+      this.opts.fleetOf?.(msg.topic_slug) ?? null,
+    );
     const table = msg.payload.source_table;
     const policy = await registry.policy(msg.project_id);
     const decisionId = `${msg.device_key}:${msg.payload.batch_id}`;
     let { lineageId } = await registry.resolveLineage(device.device_id, table, uuidv7());
+    const scope =
+      msg.kind === 'rows' && this.opts.registries
+        ? coalescingScope(policy.schema_coalescing_mode, msg.project_id, device.fleet_id)
+        : null;
+    const key: RegistryKey | null = scope
+      ? { project_id: msg.project_id, ...scope, source_table: table, schema_hash: msg.payload.schema_hash }
+      : null;
     for (let attempt = 0; attempt < 3; attempt++) {
+      const view = key ? await this.registryView(lineageId, key) : undefined;
       const common = {
         project_id: msg.project_id,
         device_id: device.device_id,
@@ -108,10 +131,14 @@ export class IngressWorker {
         new_replay_id: uuidv7(),
         now: new Date().toISOString(),
         policy,
+        fleet_id: device.fleet_id,
       };
       const command =
         msg.kind === 'rows'
-          ? ({ type: 'IngestRowBatch', data: { ...common, batch: msg.payload } } as const)
+          ? ({
+              type: 'IngestRowBatch',
+              data: { ...common, batch: msg.payload, ...(view ? { registry: view } : {}) },
+            } as const)
           : ({ type: 'IngestTelemetryBatch', data: { ...common, batch: msg.payload } } as const);
       try {
         const result = await handler.execute(lineageId, command, { decision_id: decisionId });
@@ -120,6 +147,7 @@ export class IngressWorker {
           if (e.type === 'RowsAccepted') metrics?.rows.inc({ disposition: 'accepted' }, e.data.rows.length);
           if (e.type === 'LineagePaused') metrics?.pauses.inc({ reason: e.data.reason });
         }
+        if (key && view) await this.enroll(lineageId, device.device_id, key, view, result.state);
         return;
       } catch (err) {
         if (isDomainError(err) && err.code === 'lineage_deleted') {
@@ -131,6 +159,47 @@ export class IngressWorker {
       }
     }
     throw new Error(`could not settle the lineage of ${msg.device_key} ${table}`);
+  }
+
+  /** The registry entry's view, unless the lineage approved this hash already (nothing to ask). */
+  private async registryView(lineageId: string, key: RegistryKey): Promise<RegistryView | undefined> {
+    const state = await this.opts.handler.peek(lineageId);
+    if (state.status === 'registered' && state.approved_hash === key.schema_hash) return undefined;
+    return this.opts.registries!.view(key);
+  }
+
+  /**
+   * A lineage that now waits for the entry joins it (the first one opens its review). The
+   * lineage's own decision is durable first, so a crash in between only repeats this step when
+   * the batch is redelivered. If the entry turned out approved, the lineage takes it at once.
+   */
+  private async enroll(
+    lineageId: string,
+    deviceId: string,
+    key: RegistryKey,
+    view: RegistryView,
+    state: LineageState,
+  ): Promise<void> {
+    const registries = this.opts.registries!;
+    if (state.status !== 'registered' || (state.awaiting ?? {})[key.schema_hash] !== view.registry_id) return;
+    if (view.status === 'rejected') return; // a person said no for the whole scope: it stays paused
+    const r = await registries.execute(
+      view.registry_id,
+      {
+        type: 'EnrollLineage',
+        data: {
+          ...key,
+          lineage_id: lineageId,
+          device_id: deviceId,
+          schema_columns: state.schemas[key.schema_hash] ?? null,
+          new_review_id: uuidv7(),
+        },
+      },
+      { decision_id: `enroll:${lineageId}:${uuidv7()}`, correlation_id: view.registry_id },
+    );
+    if (r.state.status === 'registered' && r.state.decision?.kind === 'approved') {
+      await applyApproval(this.opts.handler, r.state, lineageId, { causation_id: view.registry_id });
+    }
   }
 
   /** A device's ACK of a control: only the device the control was sent to can acknowledge it. */

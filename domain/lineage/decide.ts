@@ -1,5 +1,7 @@
 import type { RowBatch, RowChange, TelemetryBatch } from '../protocol/contracts';
+import type { SchemaColumns } from '../protocol/fingerprint';
 import type { Policy } from '../policy/policy';
+import type { RegistryView } from '../registry/decide';
 import { assertNever } from '../shared/decider';
 import { DomainError } from '../shared/errors';
 import { classifySchema } from './classify';
@@ -16,7 +18,16 @@ export type LineageCommand =
   | Readonly<{
       type: 'IngestRowBatch';
       data: Identity &
-        Minted & { batch: RowBatch; new_lineage_id: string; new_review_id: string; policy: Policy };
+        Minted & {
+          batch: RowBatch;
+          new_lineage_id: string;
+          new_review_id: string;
+          policy: Policy;
+          /** Coalescing on: the registry entry of (scope, table, hash); its decision replaces a review. */
+          registry?: RegistryView;
+          /** The device's fleet as the device registry has it now (undefined: not known). */
+          fleet_id?: string | null;
+        };
     }>
   | Readonly<{
       type: 'IngestTelemetryBatch';
@@ -26,6 +37,7 @@ export type LineageCommand =
           new_lineage_id: string;
           new_review_id: string;
           policy: Policy;
+          fleet_id?: string | null;
         };
     }>
   | Readonly<{ type: 'ClaimReview'; data: { review_id: string; action_version: number } }>
@@ -59,7 +71,19 @@ export type LineageCommand =
   | Readonly<{ type: 'ResetMaterialization'; data: Minted & { policy: Policy } }>
   | Readonly<{ type: 'RecordControlDelivery'; data: { control_id: string; delivered_at: string } }>
   | Readonly<{ type: 'AcknowledgeControl'; data: { control_id: string; acknowledged_at: string } }>
-  | Readonly<{ type: 'DeleteLineage'; data: { reason: string } }>;
+  | Readonly<{ type: 'DeleteLineage'; data: { reason: string } }>
+  | Readonly<{ type: 'ApplyRegistryApproval'; data: RegistryApproval & { replay_id: string } }>
+  | Readonly<{ type: 'AssignFleet'; data: { fleet_id: string | null } }>;
+
+/** An approved registry entry, as a lineage takes it. */
+export type RegistryApproval = Readonly<{
+  registry_id: string;
+  review_id: string | null;
+  schema_hash: string;
+  scope: 'project' | 'fleet';
+  scope_id: string;
+  bindings: readonly ColumnBinding[];
+}>;
 
 export type LineageCommandType = LineageCommand['type'];
 
@@ -109,12 +133,20 @@ function governSchema(
   columns: RowBatch['schema_columns'],
   reviewId: string,
   policy: Policy,
+  registry?: RegistryView,
 ): LineageEvent[] {
   const events: LineageEvent[] = [];
   const known = Object.hasOwn(s.classifications, hash);
+  const fromRegistry = registry && s.approved_hash !== hash ? registry : undefined;
+  if (known && fromRegistry?.status === 'approved' && (s.awaiting ?? {})[hash] === fromRegistry.registry_id) {
+    // Waiting for this entry, and it was approved since: take it now, ahead of the fan-out.
+    registryApproval(s, events, approvalOf(fromRegistry, hash), null);
+    return events;
+  }
   if (!known || (columns && !s.schemas[hash])) {
     const incoming = columns ?? s.schemas[hash] ?? null;
-    const classification = classifySchema(s, hash, incoming);
+    const classification =
+      !known && fromRegistry?.status === 'approved' ? 'compatible_mapped' : classifySchema(s, hash, incoming);
     events.push({
       type: 'SchemaVersionObserved',
       data: { schema_hash: hash, schema_columns: incoming, classification },
@@ -141,6 +173,28 @@ function governSchema(
       });
       return events;
     }
+    if (fromRegistry?.status === 'approved') {
+      registryApproval(requireLineage(apply(s, events)), events, approvalOf(fromRegistry, hash), null);
+      return events;
+    }
+    if (fromRegistry) {
+      // The registry entry decides for every lineage in scope: no review of the lineage's own.
+      if ((s.awaiting ?? {})[hash] !== fromRegistry.registry_id) {
+        events.push({
+          type: 'RegistryReviewAwaited',
+          data: {
+            registry_id: fromRegistry.registry_id,
+            schema_hash: hash,
+            scope: fromRegistry.scope,
+            scope_id: fromRegistry.scope_id,
+          },
+        });
+      }
+      if (!s.pause_reasons.includes('schema_review')) {
+        events.push({ type: 'LineagePaused', data: { reason: 'schema_review' } });
+      }
+      return events;
+    }
     if (classification !== 'compatible_mapped') {
       if (
         !s.reviews.some((r) => r.schema_hash === hash && (r.status === 'queued' || r.status === 'in_review'))
@@ -156,6 +210,72 @@ function governSchema(
     }
   }
   return events;
+}
+
+const approvalOf = (v: RegistryView, hash: string): RegistryApproval => ({
+  registry_id: v.registry_id,
+  review_id: v.review_id,
+  schema_hash: hash,
+  scope: v.scope,
+  scope_id: v.scope_id,
+  bindings: v.bindings ?? [],
+});
+
+/** Reviews of the lineage's own still open, and registry entries it still waits for. */
+function openGates(s: ActiveLineage, exceptReview: string | null, exceptHash: string | null): boolean {
+  return (
+    s.reviews.some(
+      (r) => r.review_id !== exceptReview && (r.status === 'queued' || r.status === 'in_review'),
+    ) || Object.keys(s.awaiting ?? {}).some((h) => h !== exceptHash)
+  );
+}
+
+/**
+ * The lineage takes a registry entry's approval: its bindings, the deferred-columns gate they
+ * imply, the end of the schema_review pause when nothing else is pending, and (with a replay id)
+ * the release of staged rows. A batch releases its own leftovers instead (`intake`).
+ */
+function registryApproval(
+  s: ActiveLineage,
+  events: LineageEvent[],
+  a: RegistryApproval,
+  replayId: string | null,
+): ActiveLineage {
+  s = push(s, events, [{ type: 'SchemaApprovedByRegistry', data: a }]);
+  const blocking = a.bindings.some((b) => b.action === 'defer' && (b.pk_ordinal > 0 || b.not_null));
+  if (blocking && !s.pause_reasons.includes('deferred_columns')) {
+    s = push(s, events, [{ type: 'LineagePaused', data: { reason: 'deferred_columns' } }]);
+  }
+  if (!blocking && s.pause_reasons.includes('deferred_columns')) {
+    s = push(s, events, [{ type: 'LineageResumed', data: { reason: 'deferred_columns' } }]);
+  }
+  if (!openGates(s, null, null) && s.pause_reasons.includes('schema_review')) {
+    s = push(s, events, [{ type: 'LineageResumed', data: { reason: 'schema_review' } }]);
+  }
+  if (replayId && s.staged_rows > 0 && !gated(s)) {
+    s = push(s, events, [{ type: 'StagedRowsReleased', data: { replay_id: replayId, schema_hash: a.schema_hash } }]);
+  }
+  return s;
+}
+
+function decideRegistryApproval(
+  state: LineageState,
+  d: Extract<LineageCommand, { type: 'ApplyRegistryApproval' }>['data'],
+): LineageEvent[] {
+  const s = requireLineage(state);
+  if (s.kind !== 'rows' || s.coalesced?.registry_id === d.registry_id) return [];
+  const waiting = (s.awaiting ?? {})[d.schema_hash] === d.registry_id;
+  // Not waiting and not already on this hash: the approval does not concern this lineage (any more).
+  if (!waiting && s.approved_hash !== d.schema_hash) return [];
+  const events: LineageEvent[] = [];
+  const { replay_id, ...approval } = d;
+  registryApproval(s, events, approval, replay_id);
+  return events;
+}
+
+function fleetEvents(s: ActiveLineage, fleet: string | null | undefined): LineageEvent[] {
+  if (fleet === undefined || (s.fleet_id ?? null) === fleet) return [];
+  return [{ type: 'LineageFleetAssigned', data: { fleet_id: fleet } }];
 }
 
 function stagingReason(s: ActiveLineage, hash: string): StagingReason | null {
@@ -279,6 +399,7 @@ function decideRowBatch(
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'rows');
   let s = requireLineage(apply(state, events));
+  s = push(s, events, fleetEvents(s, cmd.fleet_id));
   const seen = s.accepted[batch.journal_epoch] ?? [];
   const fresh = batch.rows.filter((r) => !inRanges(seen, r.commit_seq));
   const duplicates = batch.rows.length - fresh.length;
@@ -286,7 +407,7 @@ function decideRowBatch(
   s = push(
     s,
     events,
-    governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id, cmd.policy),
+    governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id, cmd.policy, cmd.registry),
   );
   const reason = stagingReason(s, batch.schema_hash);
   const common = {
@@ -309,6 +430,7 @@ function decideTelemetryBatch(
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'telemetry');
   let s = requireLineage(apply(state, events));
+  s = push(s, events, fleetEvents(s, cmd.fleet_id));
   if (batch.batch_seq <= s.last_batch_seq) {
     const recorded = s.recent_batches.find(([seq]) => seq === batch.batch_seq);
     if (recorded?.[1] === batch.batch_id) return events; // same id + seq: acknowledged no-op
@@ -436,7 +558,14 @@ export function bindColumns(
   hash: string,
   actions: readonly ColumnAction[] = [],
 ): ColumnBinding[] {
-  const schema = s.schemas[hash];
+  return bindSchema(s.schemas[hash] ?? null, actions);
+}
+
+/** One binding per column of `schema`: the given actions, `mirror` under its own name otherwise. */
+export function bindSchema(
+  schema: SchemaColumns | null,
+  actions: readonly ColumnAction[] = [],
+): ColumnBinding[] {
   if (!schema) {
     throw new DomainError(
       'invalid_column_actions',
@@ -518,9 +647,7 @@ function decideApprove(state: LineageState, d: Extract<LineageCommand, { type: '
   if (!blocking && s.pause_reasons.includes('deferred_columns')) {
     events.push({ type: 'LineageResumed', data: { reason: 'deferred_columns' } });
   }
-  const otherOpen = s.reviews.some(
-    (r) => r.review_id !== review.review_id && (r.status === 'queued' || r.status === 'in_review'),
-  );
+  const otherOpen = openGates(s, review.review_id, review.schema_hash);
   if (!otherOpen && s.pause_reasons.includes('schema_review')) {
     events.push({ type: 'LineageResumed', data: { reason: 'schema_review' } });
   }
@@ -626,6 +753,10 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
       requireLineage(state);
       return [{ type: 'LineageDeleted', data: { reason: command.data.reason } }];
     }
+    case 'ApplyRegistryApproval':
+      return decideRegistryApproval(state, command.data);
+    case 'AssignFleet':
+      return fleetEvents(requireLineage(state), command.data.fleet_id);
     default:
       return assertNever(command, 'lineage command');
   }

@@ -147,7 +147,28 @@ export type LineageEvent =
       };
     }>
   | Readonly<{ type: 'MaterializationReset'; data: { previous_failures: number } }>
-  | Readonly<{ type: 'LineageDeleted'; data: { reason: string } }>;
+  | Readonly<{ type: 'LineageDeleted'; data: { reason: string } }>
+  | Readonly<{
+      /** Coalescing is on: the lineage waits for the registry entry's decision instead of a review of its own. */
+      type: 'RegistryReviewAwaited';
+      data: { registry_id: string; schema_hash: string; scope: 'project' | 'fleet'; scope_id: string };
+    }>
+  | Readonly<{
+      /**
+       * The registry entry for this hash in scope is approved: the lineage takes its bindings and
+       * materializes into the scope's coalesced table. The registry review is the cause (metadata).
+       */
+      type: 'SchemaApprovedByRegistry';
+      data: {
+        registry_id: string;
+        review_id: string | null;
+        schema_hash: string;
+        scope: 'project' | 'fleet';
+        scope_id: string;
+        bindings: readonly ColumnBinding[];
+      };
+    }>
+  | Readonly<{ type: 'LineageFleetAssigned'; data: { fleet_id: string | null } }>;
 
 export type LineageEventType = LineageEvent['type'];
 

@@ -53,6 +53,11 @@ export type ActiveLineage = Readonly<{
   /** A pause_lineage control was issued and no resume_lineage after it: the device holds its rows. */
   device_paused: boolean;
   topic_slug: string | null;
+  /** Hashes waiting for a registry decision (coalescing on), by registry entry id. */
+  awaiting: Readonly<Record<string, string>>;
+  /** The registry entry whose approval the lineage materializes under (a coalesced table), if any. */
+  coalesced: Readonly<{ registry_id: string; scope: 'project' | 'fleet'; scope_id: string }> | null;
+  fleet_id: string | null;
 }>;
 
 export type ControlState = Readonly<{
@@ -137,6 +142,9 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
       controls: [],
       device_paused: false,
       topic_slug: d.topic_slug ?? null,
+      awaiting: {},
+      coalesced: null,
+      fleet_id: null,
     };
   }
   if (state.status !== 'registered') return state;
@@ -175,6 +183,8 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
         }),
         approved_hash: event.data.schema_hash,
         bindings: event.data.bindings,
+        // A review of the lineage's own materializes device-scoped again.
+        coalesced: null,
       };
     case 'SchemaVersionAdopted':
       return { ...s, approved_hash: event.data.schema_hash, bindings: event.data.bindings };
@@ -284,6 +294,21 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
       return { ...s, consecutive_failures: 0 };
     case 'LineageDeleted':
       return { status: 'deleted', lineage_id: s.lineage_id };
+    case 'RegistryReviewAwaited':
+      return { ...s, awaiting: { ...s.awaiting, [event.data.schema_hash]: event.data.registry_id } };
+    case 'SchemaApprovedByRegistry': {
+      const awaiting = { ...s.awaiting };
+      delete awaiting[event.data.schema_hash];
+      return {
+        ...s,
+        awaiting,
+        approved_hash: event.data.schema_hash,
+        bindings: event.data.bindings,
+        coalesced: { registry_id: event.data.registry_id, scope: event.data.scope, scope_id: event.data.scope_id },
+      };
+    }
+    case 'LineageFleetAssigned':
+      return { ...s, fleet_id: event.data.fleet_id };
     default:
       return assertNever(event, 'lineage event');
   }

@@ -26,6 +26,8 @@ export const envSchema = z.object({
   SLUICE_PROJECT_ID: z.string().uuid().default(DEFAULT_PROJECT_ID),
   /** JSON object mapping MQTT topic slugs to project ids; unmapped slugs go to SLUICE_PROJECT_ID. */
   SLUICE_TOPIC_PROJECTS: z.string().optional(),
+  /** JSON object mapping MQTT topic slugs to fleet ids (UUIDs): the fleet a new device starts in. */
+  SLUICE_TOPIC_FLEETS: z.string().optional(),
   SLUICE_CONTROL_SIGNING_KEY: z.string().optional(),
   SLUICE_CONTROL_SIGNING_KEY_FILE: z.string().optional(),
   SLUICE_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
@@ -59,4 +61,25 @@ export function topicProjects(env: Env): (slug: string) => string {
     ? (JSON.parse(env.SLUICE_TOPIC_PROJECTS) as Record<string, string>)
     : {};
   return (slug) => map[slug] ?? env.SLUICE_PROJECT_ID;
+}
+
+const fleetMap = z.record(z.string(), z.string().uuid());
+
+/** Slug → fleet of a new device (SLUICE_TOPIC_FLEETS); null for slugs not mapped. */
+export function topicFleets(env: Env): (slug: string) => string | null {
+  if (!env.SLUICE_TOPIC_FLEETS) return () => null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(env.SLUICE_TOPIC_FLEETS);
+  } catch {
+    throw new Error('invalid configuration: SLUICE_TOPIC_FLEETS is not JSON; give an object {"slug": "<fleet uuid>"}');
+  }
+  const parsed = fleetMap.safeParse(raw);
+  if (!parsed.success) {
+    throw new Error(
+      `invalid configuration: SLUICE_TOPIC_FLEETS: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}; give an object {"slug": "<fleet uuid>"}`,
+    );
+  }
+  const map = new Map(Object.entries(parsed.data));
+  return (slug) => map.get(slug) ?? null;
 }

@@ -3,6 +3,8 @@ export const STREAMS = {
   lineage: 'SLUICE_LINEAGE',
   ingress: 'SLUICE_INGRESS',
   rejections: 'SLUICE_REJECTIONS',
+  /** Registry entries (coalescing): one subject per (scope, table, schema hash), by its hash id. */
+  registry: 'SLUICE_REGISTRY',
 } as const;
 
 export const KV_BUCKETS = {
@@ -28,4 +30,6 @@ export const subjects = {
   rejected: (deviceKey: string) => `edge.rejected.${token(deviceKey)}`,
   rejectedAll: 'edge.rejected.*',
   cmd: (verb: string) => `edge.cmd.${verb}`,
+  registry: (registryId: string) => `edge.registry.${registryId}`,
+  registryAll: 'edge.registry.*',
 } as const;

@@ -2,7 +2,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { type KV, Kvm } from '@nats-io/kv';
 import { DEFAULT_POLICY, type Policy, policySchema } from '../../domain/policy/policy';
 import type { Control } from '../../domain/protocol/contracts';
-import { KV_BUCKETS, token } from './names';
+import { KV_BUCKETS, token, untoken } from './names';
 
 /** A control on its way to a device: what to send, where, and when to try again. */
 export type ControlRoute = Readonly<{
@@ -29,7 +29,8 @@ const dec = <T>(b: Uint8Array): T => JSON.parse(new TextDecoder().decode(b)) as 
  * `create` is atomic, so two workers racing on a first batch agree on one id.
  */
 export class Registry {
-  private readonly devices = new Map<string, DeviceRecord>();
+  /** Device records for a few seconds: an operator's fleet assignment reaches every worker soon. */
+  private readonly devices = new Map<string, { record: DeviceRecord; at: number }>();
 
   private readonly policies = new Map<string, { policy: Policy; at: number }>();
   /** (device, table) → lineage id; an entry only changes when a deleted lineage is replaced. */
@@ -54,17 +55,27 @@ export class Registry {
     return new Registry(d, l, c, p);
   }
 
-  /** The device's record, registering it with `newId` on first sight. */
-  async resolveDevice(projectId: string, slug: string, name: string, newId: string): Promise<DeviceRecord> {
+  /**
+   * The device's record, registering it with `newId` on first sight. `fleetId` is the fleet a
+   * new device starts in (SLUICE_TOPIC_FLEETS); later, only `assignFleet` moves it.
+   */
+  async resolveDevice(
+    projectId: string,
+    slug: string,
+    name: string,
+    newId: string,
+    fleetId: string | null = null,
+    now = Date.now(),
+  ): Promise<DeviceRecord> {
     const key = `${token(projectId)}.${token(name)}`;
     const cached = this.devices.get(key);
-    if (cached) return cached;
+    if (cached && now - cached.at < 5_000) return cached.record;
     const record: DeviceRecord = {
       device_id: newId,
       device_name: name,
       project_id: projectId,
       topic_slug: slug,
-      fleet_id: null,
+      fleet_id: fleetId,
     };
     let found: DeviceRecord;
     try {
@@ -75,8 +86,56 @@ export class Registry {
       if (!e || e.operation !== 'PUT') throw new Error(`device registry: cannot resolve ${name}`);
       found = dec<DeviceRecord>(e.value);
     }
-    this.devices.set(key, found);
+    this.devices.set(key, { record: found, at: now });
     return found;
+  }
+
+  /** Every device of a project (the KV keys of a project share its token as prefix). */
+  async listDevices(projectId: string): Promise<DeviceRecord[]> {
+    const out: DeviceRecord[] = [];
+    for await (const k of await this.deviceKv.keys(`${token(projectId)}.*`)) {
+      const e = await this.deviceKv.get(k);
+      if (e && e.operation === 'PUT') out.push(dec<DeviceRecord>(e.value));
+    }
+    return out;
+  }
+
+  /** A device of the project by its id or its name. */
+  async findDevice(projectId: string, device: string): Promise<DeviceRecord | undefined> {
+    const byName = await this.deviceKv.get(`${token(projectId)}.${token(device)}`);
+    if (byName && byName.operation === 'PUT') return dec<DeviceRecord>(byName.value);
+    return (await this.listDevices(projectId)).find((d) => d.device_id === device);
+  }
+
+  /** Move a device into a fleet (or out of any, with null); compare-and-set on the record. */
+  async assignFleet(projectId: string, device: string, fleetId: string | null): Promise<DeviceRecord | undefined> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const found = await this.findDevice(projectId, device);
+      if (!found) return undefined;
+      const key = `${token(projectId)}.${token(found.device_name)}`;
+      const e = await this.deviceKv.get(key);
+      if (!e || e.operation !== 'PUT') return undefined;
+      const next: DeviceRecord = { ...dec<DeviceRecord>(e.value), fleet_id: fleetId };
+      try {
+        await this.deviceKv.update(key, enc(next), e.revision);
+        this.devices.set(key, { record: next, at: Date.now() });
+        return next;
+      } catch {
+        // Someone else changed the record in between: read it again.
+      }
+    }
+    throw new Error(`device registry: could not update ${device}`);
+  }
+
+  /** The current lineage of every table of a device, from the lineage index. */
+  async lineagesOfDevice(deviceId: string): Promise<{ source_table: string; lineage_id: string }[]> {
+    const out: { source_table: string; lineage_id: string }[] = [];
+    const prefix = `${token(deviceId)}.`;
+    for await (const k of await this.lineageKv.keys(`${prefix}*`)) {
+      const e = await this.lineageKv.get(k);
+      if (e && e.operation === 'PUT') out.push({ source_table: untoken(k.slice(prefix.length)), lineage_id: e.string() });
+    }
+    return out;
   }
 
   private lineageKey(deviceId: string, table: string): string {

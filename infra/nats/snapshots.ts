@@ -3,7 +3,7 @@ import { type KV, Kvm } from '@nats-io/kv';
 import type { LineageState } from '../../domain/lineage/state';
 
 /** Bump when the shape of LineageState changes: older snapshots are then ignored and refolded. */
-export const SNAPSHOT_SCHEMA = 1;
+export const SNAPSHOT_SCHEMA = 2;
 
 export type Snapshot = Readonly<{ schema: number; version: number; state: LineageState }>;
 

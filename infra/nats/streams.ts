@@ -39,6 +39,18 @@ export async function ensureStreams(jsm: JetStreamManager, opts: StreamOptions =
       num_replicas: replicas,
     },
     {
+      // Registry entries' events: facts like the lineages', same guarantees.
+      name: STREAMS.registry,
+      subjects: [subjects.registryAll],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      deny_delete: true,
+      deny_purge: true,
+      allow_direct: true,
+      duplicate_window: dupe,
+      num_replicas: replicas,
+    },
+    {
       name: STREAMS.rejections,
       subjects: [subjects.rejectedAll],
       storage: StorageType.File,
