@@ -14,3 +14,4 @@ export {
 export type { Progress, ProjectionStatus } from './runner/worker';
 export type { CommandSender, MaterializationFailure, Projection, Log } from './runner/types';
 export { createProjections, PROJECTION_NAMES } from './registry';
+export * from './store/registry-queries';

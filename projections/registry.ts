@@ -2,6 +2,7 @@ import { controlsProjection } from './controls/projection';
 import { lineagesProjection } from './lineages/projection';
 import { mirrorProjection } from './mirror/projection';
 import { rejectionsProjection } from './rejections/projection';
+import { registryProjection } from './schema_registry/projection';
 import type { AnyProjection, CommandSender, Log } from './runner/types';
 import { segmentsProjection } from './segments/projection';
 import { stagedRowsProjection } from './staged_rows/projection';
@@ -17,6 +18,7 @@ export function createProjections(deps: { commands?: CommandSender; log?: Log } 
     rejectionsProjection(),
     mirrorProjection(deps),
     telemetryProjection(deps),
+    registryProjection(),
   ];
 }
 
@@ -28,4 +30,5 @@ export const PROJECTION_NAMES = [
   'rejections',
   'mirror',
   'telemetry',
+  'registry',
 ] as const;

@@ -173,7 +173,10 @@ export class CommandService {
 
 /** Serve `edge.cmd.<verb>` request/reply in a queue group, so any number of replicas can answer. */
 /** More verbs on the same subscription (registry and device commands), answered by their own service. */
-export type ExtraCommands = Readonly<{ verbs: readonly string[]; reply(verb: string, input: unknown): Promise<unknown> }>;
+export type ExtraCommands = Readonly<{
+  verbs: readonly string[];
+  reply(verb: string, input: unknown): Promise<unknown>;
+}>;
 
 export function serveCommands(
   nc: NatsConnection,
@@ -202,7 +205,9 @@ export function serveCommands(
         }
         extra
           .reply(verb, input)
-          .then(respond, (e: unknown) => respond({ ok: false, error: { code: 'internal', message: String(e) } }));
+          .then(respond, (e: unknown) =>
+            respond({ ok: false, error: { code: 'internal', message: String(e) } }),
+          );
         return;
       }
       if (!COMMAND_VERBS.includes(verb)) {

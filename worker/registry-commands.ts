@@ -54,7 +54,10 @@ function parse<V extends RegistryVerb>(verb: V, input: unknown): Inputs[V] {
   const parsed = REGISTRY_COMMAND_SCHEMAS[verb].safeParse(input);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
-    throw new DomainError('invalid_command', `${first?.path.join('.') || 'input'}: ${first?.message ?? 'invalid'}`);
+    throw new DomainError(
+      'invalid_command',
+      `${first?.path.join('.') || 'input'}: ${first?.message ?? 'invalid'}`,
+    );
   }
   return parsed.data as Inputs[V];
 }
@@ -83,11 +86,20 @@ export class RegistryCommandService {
         : verb === 'registry.approve'
           ? {
               type: 'ApproveRegistryReview',
-              data: { ...v, ...('column_actions' in i && i.column_actions ? { column_actions: i.column_actions } : {}) },
+              data: {
+                ...v,
+                ...('column_actions' in i && i.column_actions ? { column_actions: i.column_actions } : {}),
+              },
             }
           : verb === 'registry.reject'
-            ? { type: 'RejectRegistryReview', data: { ...v, reason: (i as Inputs['registry.reject']).reason } }
-            : { type: 'AbandonRegistryReview', data: { ...v, reason: (i as Inputs['registry.abandon']).reason } };
+            ? {
+                type: 'RejectRegistryReview',
+                data: { ...v, reason: (i as Inputs['registry.reject']).reason },
+              }
+            : {
+                type: 'AbandonRegistryReview',
+                data: { ...v, reason: (i as Inputs['registry.abandon']).reason },
+              };
     return this.registries.execute(i.registry_id, command, {
       decision_id: i.idempotency_key ? `cmd:${i.idempotency_key}` : `cmd:${uuidv7()}`,
       ...(i.actor ? { actor: i.actor } : {}),
@@ -109,10 +121,18 @@ export class RegistryCommandService {
       if (!scope) continue;
       for (const { lineage_id } of await this.devices.lineagesOfDevice(device.device_id)) {
         const { state } = await this.lineages.load(lineage_id);
-        if (state.status !== 'registered' || state.kind !== 'rows' || !state.approved_hash || state.coalesced) continue;
-        const key: RegistryKey = { project_id: projectId, ...scope, source_table: state.source_table, schema_hash: state.approved_hash };
+        if (state.status !== 'registered' || state.kind !== 'rows' || !state.approved_hash || state.coalesced)
+          continue;
+        const key: RegistryKey = {
+          project_id: projectId,
+          ...scope,
+          source_table: state.source_table,
+          schema_hash: state.approved_hash,
+        };
         const rid = registryId(key);
-        const review = [...state.reviews].reverse().find((r) => r.status === 'approved' && r.schema_hash === state.approved_hash);
+        const review = [...state.reviews]
+          .reverse()
+          .find((r) => r.status === 'approved' && r.schema_hash === state.approved_hash);
         const r = await this.registries.execute(
           rid,
           {
@@ -125,11 +145,18 @@ export class RegistryCommandService {
               schema_columns: state.schemas[state.approved_hash] ?? null,
             },
           },
-          { decision_id: `adopt:${lineage_id}:${uuidv7()}`, correlation_id: rid, ...(actor ? { actor } : {}) },
+          {
+            decision_id: `adopt:${lineage_id}:${uuidv7()}`,
+            correlation_id: rid,
+            ...(actor ? { actor } : {}),
+          },
         );
         entries.add(rid);
         if (r.state.status === 'registered' && r.state.decision?.kind === 'approved') {
-          await applyApproval(this.lineages, r.state, lineage_id, { causation_id: r.events[0]?.id ?? rid, ...(actor ? { actor } : {}) });
+          await applyApproval(this.lineages, r.state, lineage_id, {
+            causation_id: r.events[0]?.id ?? rid,
+            ...(actor ? { actor } : {}),
+          });
           moved++;
         }
       }
@@ -138,7 +165,9 @@ export class RegistryCommandService {
   }
 
   /** Put a device in a fleet (or none): its record, then every lineage of it (fleet filters). */
-  async assignFleet(input: unknown): Promise<{ device_id: string; fleet_id: string | null; lineages: number }> {
+  async assignFleet(
+    input: unknown,
+  ): Promise<{ device_id: string; fleet_id: string | null; lineages: number }> {
     const i = parse('device.assign-fleet', input);
     const device = await this.devices.assignFleet(i.project_id, i.device, i.fleet_id);
     if (!device) throw new DomainError('not_found', `device ${i.device} not found in this project`);
@@ -160,7 +189,11 @@ export class RegistryCommandService {
   }
 
   /** NATS request/reply of `edge.cmd.<verb>` for the verbs above. */
-  async reply(verb: RegistryVerb, input: unknown, policyOf: (p: string) => Promise<Policy>): Promise<RegistryReply> {
+  async reply(
+    verb: RegistryVerb,
+    input: unknown,
+    policyOf: (p: string) => Promise<Policy>,
+  ): Promise<RegistryReply> {
     try {
       if (verb === 'registry.consolidate') {
         const i = parse(verb, input);
@@ -169,16 +202,26 @@ export class RegistryCommandService {
       if (verb === 'device.assign-fleet') return { ok: true, ...(await this.assignFleet(input)) };
       const r = await this.review(verb, input);
       const reviewId = (input as { review_id?: string }).review_id;
-      const review = r.state.status === 'registered' ? r.state.reviews.find((x) => x.review_id === reviewId) : undefined;
+      const review =
+        r.state.status === 'registered' ? r.state.reviews.find((x) => x.review_id === reviewId) : undefined;
       return {
         ok: true,
         registry_id: r.registry_id,
         version: r.version,
         events: r.events.map((e) => ({ id: e.id, type: e.type })),
-        ...(review ? { review: { review_id: review.review_id, status: review.status, action_version: review.action_version } } : {}),
+        ...(review
+          ? {
+              review: {
+                review_id: review.review_id,
+                status: review.status,
+                action_version: review.action_version,
+              },
+            }
+          : {}),
       };
     } catch (err) {
-      if (isDomainError(err)) return { ok: false, error: { code: err.code, message: err.message, details: { ...err.details } } };
+      if (isDomainError(err))
+        return { ok: false, error: { code: err.code, message: err.message, details: { ...err.details } } };
       return { ok: false, error: { code: 'internal', message: (err as Error).message } };
     }
   }

@@ -1,6 +1,11 @@
 import { uuidv7 } from 'uuidv7';
 import type { EventMetadata } from '../domain/lineage/events';
-import { type RegistryCommand, type RegistryView, decideRegistry, registryView } from '../domain/registry/decide';
+import {
+  type RegistryCommand,
+  type RegistryView,
+  decideRegistry,
+  registryView,
+} from '../domain/registry/decide';
 import { type RegistryKey, registryId } from '../domain/registry/events';
 import { type RegistryState, evolveRegistry, initialRegistryState } from '../domain/registry/state';
 import { DomainError } from '../domain/shared/errors';
@@ -47,7 +52,8 @@ export class RegistryCommandHandler {
   async view(key: RegistryKey): Promise<RegistryView> {
     const id = registryId(key);
     const cached = this.cache.get(id);
-    if (cached?.state.status === 'registered' && cached.state.decision) return registryView(key, cached.state);
+    if (cached?.state.status === 'registered' && cached.state.decision)
+      return registryView(key, cached.state);
     return registryView(key, (await this.load(id)).state);
   }
 
@@ -66,7 +72,9 @@ export class RegistryCommandHandler {
         correlation_id: meta.correlation_id ?? meta.decision_id,
         ...(meta.actor ? { actor: meta.actor } : {}),
       };
-      const stored = events.map((e) => ({ ...e, id: uuidv7(), occurred_at: at, metadata }) as StoredRegistryEvent);
+      const stored = events.map(
+        (e) => ({ ...e, id: uuidv7(), occurred_at: at, metadata }) as StoredRegistryEvent,
+      );
       try {
         const r = await this.store.append(id, stored, current.version, meta.decision_id);
         if (r.duplicate) {

@@ -23,6 +23,7 @@ import {
 import { isDomainError } from '../../domain/shared/errors';
 import { type Policy, policyPatchSchema } from '../../domain/policy/policy';
 import type { CommandService, CommandVerb } from '../../worker/commands';
+import type { RegistryCommandService } from '../../worker/registry-commands';
 import { MANAGE } from '../auth/tokens';
 import { ApiError, fromDomain, notFound } from '../errors';
 import { IdempotencyStore } from '../idempotency';
@@ -45,6 +46,7 @@ type Deps = Readonly<{
   commands: CommandService;
   idempotency: IdempotencyStore;
   policies?: PolicyStore;
+  registry?: RegistryCommandService;
 }>;
 
 const projectParams = z.object({ project_id: z.string().uuid() });
@@ -90,8 +92,8 @@ function requireManage(req: FastifyRequest): void {
  * Run a mutation once per Idempotency-Key: a repeat with the same body returns the stored answer
  * (and has no second effect); the same key with another body is refused with 422.
  */
-async function idempotent(
-  deps: Deps,
+export async function idempotent(
+  deps: Pick<Deps, 'idempotency'>,
   req: FastifyRequest,
   projectId: string,
   run: (decisionKey: string) => Promise<{ status: number; body: unknown }>,
@@ -145,6 +147,7 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
         querystring: z.object({
           ...paging,
           device_id: z.string().max(200).optional(),
+          fleet_id: z.string().uuid().optional(),
           status: z.enum(['active', 'paused', 'deleted']).optional(),
         }),
       },
@@ -153,6 +156,7 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
       listLineages(db, {
         project_id: req.params.project_id,
         ...(req.query.device_id ? { device: req.query.device_id } : {}),
+        ...(req.query.fleet_id ? { fleet_id: req.query.fleet_id } : {}),
         ...(req.query.status ? { status: req.query.status } : {}),
         ...(req.query.page ? { page: req.query.page } : {}),
         ...(req.query.limit ? { limit: req.query.limit } : {}),
@@ -308,10 +312,15 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
     async (req, reply) => {
       const policies = deps.policies;
       if (!policies) throw new ApiError(503, 'policy_unavailable', 'this API process has no policy store');
-      const out = await idempotent(deps, req, req.params.project_id, async () => ({
-        status: 200,
-        body: await policies.setPolicy(req.params.project_id, req.body as Partial<Policy>),
-      }));
+      const out = await idempotent(deps, req, req.params.project_id, async () => {
+        const policy = await policies.setPolicy(req.params.project_id, req.body as Partial<Policy>);
+        // Coalescing named: move device-scoped approvals into the scope's coalesced tables (idempotent,
+        // so a retried PATCH finishes what a failed one started).
+        if (deps.registry && req.body.schema_coalescing_mode && policy.schema_coalescing_mode !== 'none') {
+          await deps.registry.consolidate(req.params.project_id, policy, req.grant!.name);
+        }
+        return { status: 200, body: policy };
+      });
       return reply.status(out.status).send(out.body as never);
     },
   );

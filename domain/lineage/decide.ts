@@ -253,7 +253,9 @@ function registryApproval(
     s = push(s, events, [{ type: 'LineageResumed', data: { reason: 'schema_review' } }]);
   }
   if (replayId && s.staged_rows > 0 && !gated(s)) {
-    s = push(s, events, [{ type: 'StagedRowsReleased', data: { replay_id: replayId, schema_hash: a.schema_hash } }]);
+    s = push(s, events, [
+      { type: 'StagedRowsReleased', data: { replay_id: replayId, schema_hash: a.schema_hash } },
+    ]);
   }
   return s;
 }

@@ -304,7 +304,11 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
         awaiting,
         approved_hash: event.data.schema_hash,
         bindings: event.data.bindings,
-        coalesced: { registry_id: event.data.registry_id, scope: event.data.scope, scope_id: event.data.scope_id },
+        coalesced: {
+          registry_id: event.data.registry_id,
+          scope: event.data.scope,
+          scope_id: event.data.scope_id,
+        },
       };
     }
     case 'LineageFleetAssigned':

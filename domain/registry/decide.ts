@@ -72,7 +72,9 @@ function requireEntry(state: RegistryState): RegisteredEntry {
 const apply = (s: RegistryState, events: readonly RegistryEvent[]) => events.reduce(evolveRegistry, s);
 
 function schemaEvents(s: RegisteredEntry, columns: SchemaColumns | null): RegistryEvent[] {
-  return !s.schema_columns && columns ? [{ type: 'RegistrySchemaObserved', data: { schema_columns: columns } }] : [];
+  return !s.schema_columns && columns
+    ? [{ type: 'RegistrySchemaObserved', data: { schema_columns: columns } }]
+    : [];
 }
 
 function findReview(s: RegisteredEntry, reviewId: string, actionVersion: number): RegistryReview {
@@ -90,7 +92,9 @@ function findReview(s: RegisteredEntry, reviewId: string, actionVersion: number)
 
 function mustBe(r: RegistryReview, status: RegistryReview['status'], what: string): void {
   if (r.status !== status) {
-    throw new DomainError('illegal_transition', `registry review is ${r.status}; ${what}`, { status: r.status });
+    throw new DomainError('illegal_transition', `registry review is ${r.status}; ${what}`, {
+      status: r.status,
+    });
   }
 }
 
@@ -99,13 +103,21 @@ function enroll(state: RegistryState, d: Extract<RegistryCommand, { type: 'Enrol
   const s = requireEntry(apply(state, events));
   events.push(...schemaEvents(s, d.schema_columns));
   if (!s.lineages.includes(d.lineage_id)) {
-    events.push({ type: 'RegistryLineageEnrolled', data: { lineage_id: d.lineage_id, device_id: d.device_id } });
+    events.push({
+      type: 'RegistryLineageEnrolled',
+      data: { lineage_id: d.lineage_id, device_id: d.device_id },
+    });
   }
   // A decided entry never opens another review; an abandoned one opens a fresh review on demand.
   if (s.decision === null && !openReview(s)) {
     events.push({
       type: 'RegistryReviewOpened',
-      data: { review_id: d.new_review_id, action_version: 1, lineage_id: d.lineage_id, device_id: d.device_id },
+      data: {
+        review_id: d.new_review_id,
+        action_version: 1,
+        lineage_id: d.lineage_id,
+        device_id: d.device_id,
+      },
     });
   }
   return events;
@@ -151,7 +163,12 @@ export function decideRegistry(command: RegistryCommand, state: RegistryState): 
       const s = requireEntry(state);
       const r = findReview(s, command.data.review_id, command.data.action_version);
       mustBe(r, 'queued', 'only a queued review can be claimed');
-      return [{ type: 'RegistryReviewClaimed', data: { review_id: r.review_id, action_version: r.action_version + 1 } }];
+      return [
+        {
+          type: 'RegistryReviewClaimed',
+          data: { review_id: r.review_id, action_version: r.action_version + 1 },
+        },
+      ];
     }
     case 'ApproveRegistryReview': {
       const s = requireEntry(state);
@@ -180,9 +197,13 @@ export function decideRegistry(command: RegistryCommand, state: RegistryState): 
       const s = requireEntry(state);
       const r = findReview(s, command.data.review_id, command.data.action_version);
       if (r.status !== 'queued' && r.status !== 'in_review') {
-        throw new DomainError('illegal_transition', `registry review is ${r.status}; only an open review can be abandoned`, {
-          status: r.status,
-        });
+        throw new DomainError(
+          'illegal_transition',
+          `registry review is ${r.status}; only an open review can be abandoned`,
+          {
+            status: r.status,
+          },
+        );
       }
       return [
         {
@@ -216,7 +237,8 @@ export function registryView(key: RegistryKey, state: RegistryState): RegistryVi
   const base = { registry_id: registryId(key), scope: key.scope, scope_id: key.scope_id };
   if (state.status !== 'registered') return { ...base, status: 'none', review_id: null, bindings: null };
   const d = state.decision;
-  if (d?.kind === 'approved') return { ...base, status: 'approved', review_id: d.review_id, bindings: d.bindings };
+  if (d?.kind === 'approved')
+    return { ...base, status: 'approved', review_id: d.review_id, bindings: d.bindings };
   if (d?.kind === 'rejected') return { ...base, status: 'rejected', review_id: d.review_id, bindings: null };
   const open = openReview(state);
   return { ...base, status: open ? 'open' : 'none', review_id: open?.review_id ?? null, bindings: null };

@@ -72,7 +72,9 @@ export function topicFleets(env: Env): (slug: string) => string | null {
   try {
     raw = JSON.parse(env.SLUICE_TOPIC_FLEETS);
   } catch {
-    throw new Error('invalid configuration: SLUICE_TOPIC_FLEETS is not JSON; give an object {"slug": "<fleet uuid>"}');
+    throw new Error(
+      'invalid configuration: SLUICE_TOPIC_FLEETS is not JSON; give an object {"slug": "<fleet uuid>"}',
+    );
   }
   const parsed = fleetMap.safeParse(raw);
   if (!parsed.success) {

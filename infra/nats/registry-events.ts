@@ -42,7 +42,9 @@ export class RegistryEventStore {
   }
 
   async lastVersion(registryId: string): Promise<{ seq: number; msgId: string | undefined }> {
-    const m = await this.jsm.streams.getMessage(STREAMS.registry, { last_by_subj: subjects.registry(registryId) });
+    const m = await this.jsm.streams.getMessage(STREAMS.registry, {
+      last_by_subj: subjects.registry(registryId),
+    });
     if (!m) return { seq: 0, msgId: undefined };
     return { seq: m.seq, msgId: m.header?.get('Nats-Msg-Id') || undefined };
   }

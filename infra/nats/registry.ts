@@ -108,7 +108,11 @@ export class Registry {
   }
 
   /** Move a device into a fleet (or out of any, with null); compare-and-set on the record. */
-  async assignFleet(projectId: string, device: string, fleetId: string | null): Promise<DeviceRecord | undefined> {
+  async assignFleet(
+    projectId: string,
+    device: string,
+    fleetId: string | null,
+  ): Promise<DeviceRecord | undefined> {
     for (let attempt = 0; attempt < 10; attempt++) {
       const found = await this.findDevice(projectId, device);
       if (!found) return undefined;
@@ -133,7 +137,8 @@ export class Registry {
     const prefix = `${token(deviceId)}.`;
     for await (const k of await this.lineageKv.keys(`${prefix}*`)) {
       const e = await this.lineageKv.get(k);
-      if (e && e.operation === 'PUT') out.push({ source_table: untoken(k.slice(prefix.length)), lineage_id: e.string() });
+      if (e && e.operation === 'PUT')
+        out.push({ source_table: untoken(k.slice(prefix.length)), lineage_id: e.string() });
     }
     return out;
   }

@@ -27,6 +27,9 @@ const HANDLES = [
   'MaterializationFailed',
   'MaterializationReset',
   'LineageDeleted',
+  'RegistryReviewAwaited',
+  'SchemaApprovedByRegistry',
+  'LineageFleetAssigned',
 ] as const satisfies readonly LineageEvent['type'][];
 type Handled = StoredEvent<Extract<LineageEvent, { type: (typeof HANDLES)[number] }>>;
 
@@ -202,7 +205,12 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         d.bindings,
         0,
       );
-      await patch(tx, id, { approved_schema_hash: d.schema_hash }, at);
+      await patch(
+        tx,
+        id,
+        { approved_schema_hash: d.schema_hash, registry_id: null, registry_state: null },
+        at,
+      );
       return;
     }
     case 'SchemaVersionAdopted': {
@@ -374,6 +382,36 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
       return;
     case 'LineageDeleted':
       await patch(tx, id, { status: 'deleted', deleted_reason: event.data.reason }, at);
+      return;
+    case 'RegistryReviewAwaited':
+      await patch(tx, id, { registry_id: event.data.registry_id, registry_state: 'awaiting' }, at);
+      return;
+    case 'SchemaApprovedByRegistry': {
+      const d = event.data;
+      await tx.deleteFrom('edge_column_bindings').where('lineage_id', '=', id).execute();
+      await insertBindings(
+        tx,
+        {
+          lineage_id: id,
+          project_id: l.project_id,
+          // Bindings name the approval they come from: the registry review (or the entry itself).
+          review_id: d.review_id ?? d.registry_id,
+          schema_hash: d.schema_hash,
+          at,
+        },
+        d.bindings,
+        0,
+      );
+      await patch(
+        tx,
+        id,
+        { approved_schema_hash: d.schema_hash, registry_id: d.registry_id, registry_state: 'coalesced' },
+        at,
+      );
+      return;
+    }
+    case 'LineageFleetAssigned':
+      await patch(tx, id, { fleet_id: event.data.fleet_id }, at);
       return;
     default:
       return assertNever(event, 'lineages event');

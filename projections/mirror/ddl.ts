@@ -15,16 +15,17 @@ export async function createMirrorTable(
   dialect: SqlDialect,
   table: string,
   columns: readonly MirrorColumn[],
+  coalesced = false,
 ): Promise<void> {
+  // A coalesced table holds many devices' rows: the device is part of the key.
+  const key = [...(coalesced ? ['"device_id"'] : []), ...keyColumns(columns).map((c) => quoteIdent(c.name))];
   const defs = [
     ...columns.map((c) => columnDef(dialect, c)),
     `"device_id" ${dialect.columnType('TEXT')} NOT NULL`,
     `"source_commit_seq" ${dialect.columnType('INTEGER')} NOT NULL`,
     `"source_journal_epoch" ${dialect.columnType('TEXT')} NOT NULL`,
     `"source_epoch_ordinal" ${dialect.columnType('INTEGER')} NOT NULL`,
-    `PRIMARY KEY (${keyColumns(columns)
-      .map((c) => quoteIdent(c.name))
-      .join(', ')})`,
+    `PRIMARY KEY (${key.join(', ')})`,
   ];
   await dialect.exec(tx, `CREATE TABLE ${quoteIdent(table)} (${defs.join(', ')})`, []);
 }

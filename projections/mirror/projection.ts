@@ -19,6 +19,13 @@ import {
 import type { MaterializedLineageTable } from '../store/schema';
 import { MaterializationError } from '../store/values';
 import { planTable } from './columns';
+import {
+  coalescedTarget,
+  forgetCoalesced,
+  joinCoalesced,
+  leaveCoalesced,
+  truncateCoalesced,
+} from './coalesced';
 import { addMirrorColumns, createMirrorTable, dropTable, withSavepoint } from './ddl';
 import {
   columnsOf,
@@ -37,6 +44,7 @@ import { materialize, type MirrorOp } from './write';
 const HANDLES = [
   'LineageRegistered',
   'SchemaReviewApproved',
+  'SchemaApprovedByRegistry',
   'RowsStaged',
   'RowsAccepted',
   'StagedRowsReleased',
@@ -47,6 +55,7 @@ const HANDLES = [
 ] as const satisfies readonly LineageEvent['type'][];
 type Handled = StoredEvent<Extract<LineageEvent, { type: (typeof HANDLES)[number] }>>;
 type Approved = Extract<LineageEvent, { type: 'SchemaReviewApproved' }>['data'];
+type RegistryApproved = Extract<LineageEvent, { type: 'SchemaApprovedByRegistry' }>['data'];
 
 export type MirrorDeps = Readonly<{ commands?: CommandSender; log?: Log }>;
 
@@ -80,6 +89,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
     l: MaterializedLineageTable,
     d: Approved,
   ): Promise<void> {
+    await leaveCoalesced(tx, l.lineage_id);
     const current = await currentTable(tx, l.lineage_id);
     const plan = planTable(d.bindings, current ? columnsOf(current) : null);
     if (plan.kind === 'no_key') {
@@ -185,13 +195,14 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
     ops: MirrorOp[],
     tally: FailureTally,
   ) {
-    const table = await currentTable(tx, l.lineage_id);
-    if (!table) {
+    const coalesced = await coalescedTarget(tx, l);
+    const table = coalesced ? undefined : await currentTable(tx, l.lineage_id);
+    if (!coalesced && !table) {
       const err = noTable(l);
       for (const op of ops) tally.note(err, op);
       return;
     }
-    const result = await materialize(tx, ctx.dialect, targetOf(table), ops);
+    const result = await materialize(tx, ctx.dialect, coalesced ?? targetOf(table!), ops);
     tally.add(result.failures);
   }
 
@@ -248,6 +259,17 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
     if (commands) ctx.afterCommit(() => sendCompleteReplay(commands, l.lineage_id, replayId, rows));
   }
 
+  async function coalesce(tx: Tx, ctx: ApplyContext, l: MaterializedLineageTable, d: RegistryApproved) {
+    const tally = new FailureTally();
+    try {
+      await joinCoalesced(tx, ctx, l, d, log);
+    } catch (err) {
+      if (ctx.dialect.classifyError(err) === 'transient') throw err;
+      tally.fail(err);
+    }
+    await recordFailure(tx, ctx, l, 'SchemaApprovedByRegistry', tally, fail);
+  }
+
   async function forget(tx: Tx, ctx: ApplyContext, lineageId: string) {
     const tables = await tx
       .selectFrom('edge_mirror_tables')
@@ -296,6 +318,9 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
       case 'SchemaReviewApproved':
         await provision(tx, ctx, l, event.data);
         return;
+      case 'SchemaApprovedByRegistry':
+        await coalesce(tx, ctx, l, event.data);
+        return;
       case 'RowsStaged':
         await hold(tx, l, event.data.journal_epoch, event.data.rows);
         return;
@@ -334,6 +359,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
         await markReplayCompleted(tx, 'edge_mirror_replays', event.data.replay_id, ctx.occurred_at);
         return;
       case 'LineageDeleted':
+        await forgetCoalesced(tx, ctx, l);
         await forget(tx, ctx, l.lineage_id);
         return;
       default:
@@ -348,6 +374,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
     handles: HANDLES,
     apply,
     async truncate(tx, dialect) {
+      await truncateCoalesced(tx, dialect);
       const tables = await tx.selectFrom('edge_mirror_tables').select('table_name').execute();
       for (const t of tables) await dropTable(tx, dialect, t.table_name);
       for (const t of [

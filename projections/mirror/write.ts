@@ -31,6 +31,8 @@ export type MirrorTarget = Readonly<{
   device_id: string;
   table: string;
   columns: readonly MirrorColumn[];
+  /** A coalesced table (many devices): its key is (device_id, source key). */
+  coalesced?: boolean;
 }>;
 
 export type RowFailure = Readonly<{ op: MirrorOp; err: unknown }>;
@@ -67,7 +69,8 @@ function prepare(dialect: SqlDialect, target: MirrorTarget, op: MirrorOp): Prepa
   const bound = target.columns.filter((c) => c.bound);
   if (op.op === 'delete') {
     const keys = keyColumns(bound).map((c) => dialect.bindValue(c.affinity, keyValue(c, op)));
-    return { op, params: [...keys, op.epoch_ordinal, op.epoch_ordinal, op.commit_seq] };
+    const device = target.coalesced ? [target.device_id] : [];
+    return { op, params: [...device, ...keys, op.epoch_ordinal, op.epoch_ordinal, op.commit_seq] };
   }
   const values = bound.map((c) =>
     dialect.bindValue(c.affinity, c.key > 0 ? keyValue(c, op) : (op.row?.[c.source] ?? null)),
@@ -97,7 +100,10 @@ function upsertSql(dialect: SqlDialect, target: MirrorTarget, rows: number): str
   const bound = target.columns.filter((c) => c.bound);
   const t = quoteIdent(target.table);
   const cols = [...bound.map((c) => c.name), ...SYSTEM_COLUMNS].map(quoteIdent);
-  const keys = keyColumns(bound).map((c) => quoteIdent(c.name));
+  const keys = [
+    ...(target.coalesced ? ['"device_id"'] : []),
+    ...keyColumns(bound).map((c) => quoteIdent(c.name)),
+  ];
   const keySet = new Set(keys);
   let p = 0;
   const tuple = () => `(${cols.map(() => dialect.placeholder(++p)).join(', ')})`;
@@ -112,7 +118,10 @@ function upsertSql(dialect: SqlDialect, target: MirrorTarget, rows: number): str
 }
 
 function deleteSql(dialect: SqlDialect, target: MirrorTarget, rows: number): string {
-  const keys = keyColumns(target.columns.filter((c) => c.bound)).map((c) => quoteIdent(c.name));
+  const keys = [
+    ...(target.coalesced ? ['"device_id"'] : []),
+    ...keyColumns(target.columns.filter((c) => c.bound)).map((c) => quoteIdent(c.name)),
+  ];
   let p = 0;
   const one = () => {
     const k = keys.map((c) => `${c} = ${dialect.placeholder(++p)}`).join(' AND ');

@@ -1,5 +1,6 @@
 import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
 import { decodeCommit } from '../../infra/nats/event-store';
+import { decodeRegistryCommit } from '../../infra/nats/registry-events';
 import type { ProjectionEvent, StreamName } from './types';
 
 export type DecodedMessage = Readonly<{
@@ -55,6 +56,14 @@ function decodeRejection(data: Uint8Array): UplinkRejected {
 export function decodeMessage(stream: StreamName, seq: number, data: Uint8Array): DecodedMessage {
   if (stream === 'SLUICE_REJECTIONS') {
     return { seq, size: data.byteLength, lineage_id: '', events: [decodeRejection(data)] };
+  }
+  if (stream === 'SLUICE_REGISTRY') {
+    // Registry commits carry their entry id where lineage commits carry the lineage id.
+    const rc = decodeRegistryCommit(data);
+    if (typeof rc?.registry_id !== 'string' || !Array.isArray(rc.events)) {
+      throw new Error('message is not a registry commit {registry_id, events}');
+    }
+    return { seq, size: data.byteLength, lineage_id: rc.registry_id, events: rc.events };
   }
   const commit = decodeCommit(data);
   if (typeof commit?.lineage_id !== 'string' || !Array.isArray(commit.events)) {

@@ -63,7 +63,7 @@ export type ApplyContext = Readonly<{
   afterCommit(fn: () => Promise<void>): void;
 }>;
 
-export type StreamName = 'SLUICE_LINEAGE' | 'SLUICE_REJECTIONS';
+export type StreamName = 'SLUICE_LINEAGE' | 'SLUICE_REJECTIONS' | 'SLUICE_REGISTRY';
 
 /**
  * A projection folds the events of one stream into its own tables. `apply` runs inside the

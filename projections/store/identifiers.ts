@@ -89,6 +89,25 @@ export function mirrorTableName(deviceId: string, sourceTable: string, generatio
   );
 }
 
+/**
+ * A coalesced mirror table: `edge_mirror_p{project8}_{table}` (scope project) or
+ * `edge_mirror_f{fleet8}_{table}` (scope fleet), with the same rules as device mirror tables.
+ */
+export function coalescedTableName(
+  scope: 'project' | 'fleet',
+  scopeId: string,
+  sourceTable: string,
+  generation = 1,
+  salt = '',
+): string {
+  const gen = generation > 1 ? `g${generation}` : '';
+  return derivedTableName(
+    `edge_mirror_${scope === 'project' ? 'p' : 'f'}${device8(scopeId)}_`,
+    sourceTable,
+    [gen, salt].filter(Boolean).join(':'),
+  );
+}
+
 /** `edge_ts_{device8}_{table}`, with the same rules as mirror tables. */
 export function telemetryTableName(deviceId: string, sourceTable: string, salt = ''): string {
   return derivedTableName(`edge_ts_${device8(deviceId)}_`, sourceTable, salt);

@@ -422,11 +422,128 @@ const mirrorReports: Migration = {
   },
 };
 
+/**
+ * Registry coalescing (SPEC §4.6): the registry projection's entries and reviews, the mirror's
+ * coalesced tables with their entries and members, and fleet / registry columns on lineages.
+ */
+const registryCoalescing: Migration = {
+  async up(db: Db) {
+    await db.schema.alterTable('edge_table_lineages').addColumn('fleet_id', 'text').execute();
+    await db.schema.alterTable('edge_table_lineages').addColumn('registry_id', 'text').execute();
+    await db.schema.alterTable('edge_table_lineages').addColumn('registry_state', 'text').execute();
+    await db.schema
+      .createIndex('edge_table_lineages_fleet')
+      .on('edge_table_lineages')
+      .columns(['project_id', 'fleet_id'])
+      .execute();
+    await db.schema
+      .createTable('edge_schema_registry')
+      .addColumn('registry_id', 'text', (c) => c.primaryKey())
+      .addColumn('project_id', 'text', (c) => c.notNull())
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('scope_id', 'text', (c) => c.notNull())
+      .addColumn('source_table', 'text', (c) => c.notNull())
+      .addColumn('schema_hash', 'text', (c) => c.notNull())
+      .addColumn('schema_columns', 'text')
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('review_id', 'text')
+      .addColumn('bindings', 'text')
+      .addColumn('adopted_from', 'text')
+      .addColumn('reason', 'text')
+      .addColumn('enrolled_lineages', 'bigint', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('edge_schema_registry_project')
+      .on('edge_schema_registry')
+      .columns(['project_id', 'source_table'])
+      .execute();
+    await db.schema
+      .createTable('edge_registry_reviews')
+      .addColumn('review_id', 'text', (c) => c.primaryKey())
+      .addColumn('registry_id', 'text', (c) => c.notNull())
+      .addColumn('project_id', 'text', (c) => c.notNull())
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('scope_id', 'text', (c) => c.notNull())
+      .addColumn('source_table', 'text', (c) => c.notNull())
+      .addColumn('schema_hash', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('action_version', 'integer', (c) => c.notNull())
+      .addColumn('opened_by_lineage', 'text', (c) => c.notNull())
+      .addColumn('opened_by_device', 'text', (c) => c.notNull())
+      .addColumn('reason', 'text')
+      .addColumn('claimed_by', 'text')
+      .addColumn('decided_by', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('claimed_at', 'text')
+      .addColumn('decided_at', 'text')
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('edge_registry_reviews_project')
+      .on('edge_registry_reviews')
+      .columns(['project_id', 'status'])
+      .execute();
+    await db.schema
+      .createTable('edge_mirror_coalesced_tables')
+      .addColumn('table_name', 'text', (c) => c.primaryKey())
+      .addColumn('project_id', 'text', (c) => c.notNull())
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('scope_id', 'text', (c) => c.notNull())
+      .addColumn('source_table', 'text', (c) => c.notNull())
+      .addColumn('generation', 'integer', (c) => c.notNull())
+      .addColumn('columns', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('edge_mirror_coalesced_entries')
+      .addColumn('registry_id', 'text', (c) => c.primaryKey())
+      .addColumn('table_name', 'text', (c) => c.notNull())
+      .addColumn('project_id', 'text', (c) => c.notNull())
+      .addColumn('schema_hash', 'text', (c) => c.notNull())
+      .addColumn('columns', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('edge_mirror_coalesced_members')
+      .addColumn('lineage_id', 'text', (c) => c.primaryKey())
+      .addColumn('registry_id', 'text', (c) => c.notNull())
+      .addColumn('table_name', 'text', (c) => c.notNull())
+      .addColumn('project_id', 'text', (c) => c.notNull())
+      .addColumn('device_id', 'text', (c) => c.notNull())
+      .addColumn('joined_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('edge_mirror_coalesced_members_table')
+      .on('edge_mirror_coalesced_members')
+      .columns(['table_name', 'device_id'])
+      .execute();
+  },
+  async down(db: Db) {
+    for (const t of [
+      'edge_mirror_coalesced_members',
+      'edge_mirror_coalesced_entries',
+      'edge_mirror_coalesced_tables',
+      'edge_registry_reviews',
+      'edge_schema_registry',
+    ]) {
+      await db.schema.dropTable(t).ifExists().execute();
+    }
+    await db.schema.dropIndex('edge_table_lineages_fleet').ifExists().execute();
+    for (const c of ['registry_state', 'registry_id', 'fleet_id']) {
+      await db.schema.alterTable('edge_table_lineages').dropColumn(c).execute();
+    }
+  },
+};
+
 /** Every migration, by name; names sort in the order they apply. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_read_stores': initial,
   '0002_staged_counts': stagedCounts,
   '0003_mirror_reports': mirrorReports,
+  '0004_registry_coalescing': registryCoalescing,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

@@ -54,6 +54,10 @@ export type LineageSummary = Readonly<{
   deleted_reason: string | null;
   created_at: string;
   updated_at: string;
+  fleet_id: string | null;
+  /** The registry entry the lineage waits for (`awaiting`) or materializes under (`coalesced`). */
+  registry_id: string | null;
+  registry_state: 'awaiting' | 'coalesced' | null;
 }>;
 
 function lineageSummary(r: ReadStoreDB['edge_table_lineages']): LineageSummary {
@@ -82,6 +86,9 @@ function lineageSummary(r: ReadStoreDB['edge_table_lineages']): LineageSummary {
     deleted_reason: r.deleted_reason,
     created_at: r.created_at,
     updated_at: r.updated_at,
+    fleet_id: r.fleet_id ?? null,
+    registry_id: r.registry_id ?? null,
+    registry_state: r.registry_state ?? null,
   };
 }
 
@@ -92,6 +99,8 @@ export type ListLineagesQuery = PageQuery &
     device?: string;
     /** Without it, deleted lineages are left out. */
     status?: LineageStatus;
+    /** Only the lineages of devices in this fleet. */
+    fleet_id?: string;
   }>;
 
 export async function listLineages(db: Db, q: ListLineagesQuery): Promise<Page<LineageSummary>> {
@@ -103,7 +112,8 @@ export async function listLineages(db: Db, q: ListLineagesQuery): Promise<Page<L
     .$if(q.status === undefined, (b) => b.where('status', '!=', 'deleted'))
     .$if(q.device !== undefined, (b) =>
       b.where((eb) => eb.or([eb('device_id', '=', q.device!), eb('device_name', '=', q.device!)])),
-    );
+    )
+    .$if(q.fleet_id !== undefined, (b) => b.where('fleet_id', '=', q.fleet_id!));
   const [rows, count] = await Promise.all([
     base.selectAll().orderBy('created_at').orderBy('lineage_id').limit(limit).offset(offset).execute(),
     base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
@@ -135,6 +145,8 @@ export type ReviewView = Readonly<{
 export type MaterializationView = Readonly<{
   /** The current mirror (or telemetry) table, null until an approval provisioned one. */
   table_name: string | null;
+  /** Whether `table_name` is a coalesced table shared by the devices of a project or fleet. */
+  coalesced?: boolean;
   tables: { table_name: string; generation: number; status: 'current' | 'retired' }[];
   errors: number;
   failed_rows: number;
@@ -220,7 +232,7 @@ async function materializationOf(
       recent_failures: [],
     };
   }
-  const [m, tables, failures] = await Promise.all([
+  const [m, tables, failures, member] = await Promise.all([
     db.selectFrom('edge_mirror_lineages').selectAll().where('lineage_id', '=', lineageId).executeTakeFirst(),
     db
       .selectFrom('edge_mirror_tables')
@@ -236,9 +248,16 @@ async function materializationOf(
       .orderBy('event_index', 'desc')
       .limit(10)
       .execute(),
+    db
+      .selectFrom('edge_mirror_coalesced_members')
+      .select('table_name')
+      .where('lineage_id', '=', lineageId)
+      .executeTakeFirst(),
   ]);
   return {
-    table_name: tables.find((t) => t.status === 'current')?.table_name ?? null,
+    // A coalesced lineage writes to its scope's table (its rows there carry its device_id).
+    table_name: member?.table_name ?? tables.find((t) => t.status === 'current')?.table_name ?? null,
+    coalesced: member !== undefined,
     tables,
     errors: m?.materialization_errors ?? 0,
     failed_rows: m?.failed_rows ?? 0,
@@ -505,14 +524,25 @@ export async function listMirrorRows(
   q: PageQuery & Readonly<{ project_id: string; lineage_id: string }>,
 ): Promise<Page<MirrorRowView> & { table: string | null; columns: MirrorColumnView[] }> {
   const { page, limit, offset } = paging(q);
-  const t = await db
-    .selectFrom('edge_mirror_tables')
-    .select(['table_name', 'columns'])
-    .where('lineage_id', '=', q.lineage_id)
-    .where('project_id', '=', q.project_id)
-    .where('status', '=', 'current')
+  const member = await db
+    .selectFrom('edge_mirror_coalesced_members as m')
+    .innerJoin('edge_mirror_coalesced_entries as e', 'e.registry_id', 'm.registry_id')
+    .select(['m.table_name', 'e.columns', 'm.device_id'])
+    .where('m.lineage_id', '=', q.lineage_id)
+    .where('m.project_id', '=', q.project_id)
     .executeTakeFirst();
+  const t =
+    member ??
+    (await db
+      .selectFrom('edge_mirror_tables')
+      .select(['table_name', 'columns'])
+      .where('lineage_id', '=', q.lineage_id)
+      .where('project_id', '=', q.project_id)
+      .where('status', '=', 'current')
+      .executeTakeFirst());
   if (!t) return { items: [], total: 0, page, limit, table: null, columns: [] };
+  // A coalesced table holds every device of the scope: this lineage's rows are its device's.
+  const only = member ? sql` WHERE "device_id" = ${member.device_id}` : sql``;
   const columns = JSON.parse(t.columns) as MirrorColumn[];
   const keys = columns.filter((c) => c.key > 0).sort((a, b) => a.key - b.key);
   const table = sql.raw(quoteIdent(t.table_name));
@@ -529,8 +559,8 @@ export async function listMirrorRows(
   const [rows, count] = await Promise.all([
     sql<
       Record<string, unknown>
-    >`SELECT ${select} FROM ${table} ORDER BY ${order} LIMIT ${limit} OFFSET ${offset}`.execute(db),
-    sql<{ n: number | bigint | string }>`SELECT COUNT(*) AS n FROM ${table}`.execute(db),
+    >`SELECT ${select} FROM ${table}${only} ORDER BY ${order} LIMIT ${limit} OFFSET ${offset}`.execute(db),
+    sql<{ n: number | bigint | string }>`SELECT COUNT(*) AS n FROM ${table}${only}`.execute(db),
   ]);
   const items = rows.rows.map((r) => {
     const row: Record<string, WireValue> = {};

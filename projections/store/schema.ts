@@ -56,6 +56,11 @@ export interface EdgeTableLineagesTable {
   deleted_reason: string | null;
   created_at: string;
   updated_at: string;
+  /** The device's fleet (LineageFleetAssigned), null when it is in none. */
+  fleet_id: string | null;
+  /** The registry entry the lineage waits for (`awaiting`) or materializes under (`coalesced`). */
+  registry_id: string | null;
+  registry_state: 'awaiting' | 'coalesced' | null;
 }
 
 export interface EdgeSchemaVersionsTable {
@@ -340,7 +345,9 @@ export type ReadStoreDB = RunnerTables &
   ControlsTables &
   RejectionsTables &
   MirrorTables &
-  TelemetryTables;
+  TelemetryTables &
+  RegistryTables &
+  CoalescedMirrorTables;
 
 export type LineageRow = Selectable<EdgeTableLineagesTable>;
 export type NewLineageRow = Insertable<EdgeTableLineagesTable>;
@@ -349,3 +356,86 @@ export type StagedRow = Selectable<EdgeStagedRowsTable>;
 export type SegmentRow = Selectable<EdgeExportSegmentsTable>;
 export type RejectionRow = Selectable<EdgeRejectionsTable>;
 export type MirrorTableRow = Selectable<EdgeMirrorTablesTable>;
+
+// ---------------------------------------------------------------- registry (SLUICE_REGISTRY)
+export interface EdgeSchemaRegistryTable {
+  registry_id: string;
+  project_id: string;
+  scope: 'project' | 'fleet';
+  scope_id: string;
+  source_table: string;
+  schema_hash: string;
+  schema_columns: string | null;
+  /** pending (no decision yet), approved, rejected. */
+  status: 'pending' | 'approved' | 'rejected';
+  /** The open review, else the one that decided (null for an adopted approval). */
+  review_id: string | null;
+  bindings: string | null;
+  /** The lineage whose own approval the entry adopted (consolidation). */
+  adopted_from: string | null;
+  reason: string | null;
+  enrolled_lineages: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface EdgeRegistryReviewsTable {
+  review_id: string;
+  registry_id: string;
+  project_id: string;
+  scope: 'project' | 'fleet';
+  scope_id: string;
+  source_table: string;
+  schema_hash: string;
+  status: 'queued' | 'in_review' | 'approved' | 'rejected' | 'abandoned';
+  action_version: number;
+  opened_by_lineage: string;
+  opened_by_device: string;
+  reason: string | null;
+  claimed_by: string | null;
+  decided_by: string | null;
+  created_at: string;
+  claimed_at: string | null;
+  decided_at: string | null;
+  updated_at: string;
+}
+export type RegistryTables = {
+  edge_schema_registry: EdgeSchemaRegistryTable;
+  edge_registry_reviews: EdgeRegistryReviewsTable;
+};
+
+// ---------------------------------------------------------------- coalesced mirrors (mirror)
+export interface EdgeMirrorCoalescedTablesTable {
+  table_name: string;
+  project_id: string;
+  scope: 'project' | 'fleet';
+  scope_id: string;
+  source_table: string;
+  generation: number;
+  /** JSON MirrorColumn[]: every physical column of the table (bound: false). */
+  columns: string;
+  created_at: string;
+  updated_at: string;
+}
+export interface EdgeMirrorCoalescedEntriesTable {
+  registry_id: string;
+  table_name: string;
+  project_id: string;
+  schema_hash: string;
+  /** JSON MirrorColumn[]: the table's columns, bound as this entry's approval binds them. */
+  columns: string;
+  created_at: string;
+}
+export interface EdgeMirrorCoalescedMembersTable {
+  lineage_id: string;
+  registry_id: string;
+  table_name: string;
+  project_id: string;
+  device_id: string;
+  joined_at: string;
+}
+export type CoalescedMirrorTables = {
+  edge_mirror_coalesced_tables: EdgeMirrorCoalescedTablesTable;
+  edge_mirror_coalesced_entries: EdgeMirrorCoalescedEntriesTable;
+  edge_mirror_coalesced_members: EdgeMirrorCoalescedMembersTable;
+};
