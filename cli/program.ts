@@ -4,6 +4,7 @@ import { readEnv } from '../infra/config/env';
 import { createLogger } from '../infra/log';
 import { startProjector } from '../projections';
 import { CliError, EXIT, type ExitCode, isCliError } from './client';
+import { registerDeviceCommands } from './devices';
 import { registerOperatorCommands } from './operator';
 import { type Io, json } from './output';
 import { ROLES, type Role, connectNats, openStore, readRoleOptions, startRoles } from './roles';
@@ -117,6 +118,7 @@ function buildProgram(io: Io, state: { daemon: boolean }): Command {
     });
 
   registerOperatorCommands(program, io);
+  registerDeviceCommands(program, io);
   return program;
 }
 

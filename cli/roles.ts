@@ -77,6 +77,7 @@ export async function connectNats(env: Env, log: Logger, name: string): Promise<
   const nc = await connect({
     servers: env.SLUICE_NATS_URL,
     name,
+    ...(env.SLUICE_NATS_USER ? { user: env.SLUICE_NATS_USER, pass: env.SLUICE_NATS_PASSWORD ?? '' } : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
   });

@@ -100,7 +100,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     confirmedBatches: 0,
     confirmedRows: 0,
   };
-  const controlCounters: ControlCounters = { received: 0, rejected: 0, applied: 0 };
+  const controlCounters: ControlCounters = { received: 0, rejected: 0, applied: 0, stale: 0 };
   const lanes = new Map<string, Lane>();
   const rowLanes = () => [...lanes.values()].filter((l): l is RowsLane => l.kind === 'rows');
 
@@ -291,7 +291,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         if (!(lane instanceof RowsLane)) return 'not a rows table';
         const schema = readTableSchema(db, c.source_table);
         if (!schema || schema.pk.length === 0) return 'table has no key';
-        const versions = applyStateWrite(db, schema, c.rows ?? []);
+        const versions = applyStateWrite(db, schema, c.rows ?? [], state.cloudVersionLookup(c.source_table));
         state.setCloudVersions(c.source_table, versions);
         log.info(
           { event: 'state_write', table: c.source_table, rows: versions.length, control_id: c.control_id },
@@ -325,6 +325,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     log,
     config.security.signedControl.enabled ? config.security.signedControl.publicKey : undefined,
     controlCounters,
+    root,
   );
   controls.applyPending();
 

@@ -134,7 +134,9 @@ export class ControlDispatcher {
         { error: r.error, control: route.control.control_id },
         'control delivery not recorded',
       );
-    const body = this.opts.signingKey ? signControl(route.control, this.opts.signingKey) : route.control;
+    // The device's root goes inside the signature, so a control cannot be replayed to another device.
+    const addressed = { ...route.control, root_topic: route.topic.slice(0, -`/${CONTROL_TOPIC}`.length) };
+    const body = this.opts.signingKey ? signControl(addressed, this.opts.signingKey) : addressed;
     await this.opts.publish(route.topic, body);
     const attempts = route.attempts + 1;
     const first = this.opts.firstRetryMs ?? 5_000;

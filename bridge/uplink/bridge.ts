@@ -1,16 +1,11 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type JetStreamClient, jetstream } from '@nats-io/jetstream';
-import {
-  RECEIPT_TOPIC,
-  type Receipt,
-  type RowBatch,
-  type TelemetryBatch,
-} from '../../domain/protocol/contracts';
-import { parseUplinkTopic, uplinkId, validateUplink } from '../../domain/protocol/uplink';
-import { type IngressMessage, type RejectionRecord, encodeJson } from '../../infra/nats/ingress';
+import type { Receipt } from '../../domain/protocol/contracts';
+import { type RejectionRecord, encodeJson } from '../../infra/nats/ingress';
 import { subjects } from '../../infra/nats/names';
 import type { Logger } from '../../infra/log';
+import { decodeUplink } from './decode';
 import type { Metrics } from '../../infra/metrics';
 
 export type BridgeOptions = {
@@ -106,79 +101,21 @@ export class UplinkBridge {
   private async handle(topic: string, payload: Buffer): Promise<void> {
     const o = this.opts;
     const receivedAt = (o.now?.() ?? new Date()).toISOString();
-    const parsedTopic = parseUplinkTopic(topic);
-    if (!parsedTopic.ok) {
-      await this.reject({
-        device_key: topic.split('/').slice(0, 2).join('/'),
-        project_id: null,
-        kind: null,
-        topic,
-        ...parsedTopic.rejection,
-        received_at: receivedAt,
-        payload_excerpt: excerpt(payload),
-      });
+    const d = decodeUplink(topic, payload, o.projectOf, receivedAt);
+    if (!d.ok) {
+      await this.reject(d.record);
       return;
     }
-    const { topic_slug, device_name, kind } = parsedTopic.value;
-    const device_key = `${topic_slug}/${device_name}`;
-    const project_id = o.projectOf(topic_slug);
-    const validated = validateUplink(kind, payload);
-    if (!validated.ok) {
-      await this.reject({
-        device_key,
-        project_id,
-        kind,
-        topic,
-        ...validated.rejection,
-        received_at: receivedAt,
-        payload_excerpt: excerpt(payload),
-      });
-      return;
-    }
-    const message = {
-      kind,
-      payload: validated.value,
-      project_id,
-      topic_slug,
-      device_name,
-      device_key,
-      received_at: receivedAt,
-    } as IngressMessage;
-    await this.appendDurably(
-      subjects.ingress(kind, device_key),
-      encodeJson(message),
-      `${device_key}:${uplinkId(kind, validated.value)}`,
-    );
-    o.metrics?.uplinks.inc({ kind });
-    if (kind === 'rows' || kind === 'telemetry') {
-      this.sendReceipt(
-        `${topic_slug}/${device_name}/${RECEIPT_TOPIC}`,
-        kind,
-        validated.value as RowBatch | TelemetryBatch,
-      );
-    }
+    await this.appendDurably(d.subject, encodeJson(d.message), d.msgID);
+    o.metrics?.uplinks.inc({ kind: d.message.kind });
+    if (d.receipt) this.sendReceipt(d.receipt.topic, d.receipt.body);
   }
 
   /**
    * Not awaited: MQTT.js handles incoming packets one at a time, so waiting here for the
    * receipt's own PUBACK (an incoming packet queued behind this one) would deadlock.
    */
-  private sendReceipt(topic: string, kind: 'rows' | 'telemetry', batch: RowBatch | TelemetryBatch): void {
-    const receipt: Receipt =
-      kind === 'rows'
-        ? {
-            format_version: 1,
-            batch_id: batch.batch_id,
-            source_table: batch.source_table,
-            journal_epoch: (batch as RowBatch).journal_epoch,
-            last_commit_seq: (batch as RowBatch).last_commit_seq,
-          }
-        : {
-            format_version: 1,
-            batch_id: batch.batch_id,
-            source_table: batch.source_table,
-            batch_seq: (batch as TelemetryBatch).batch_seq,
-          };
+  private sendReceipt(topic: string, receipt: Receipt): void {
     this.client?.publish(topic, JSON.stringify(receipt), { qos: 1 }, (err) => {
       // The batch is durable; a lost receipt only makes the device re-send, and dedupe absorbs that.
       if (err) this.opts.log.warn({ err: err.message, topic }, 'receipt not sent');
@@ -218,11 +155,4 @@ export class UplinkBridge {
       }
     }
   }
-}
-
-function excerpt(payload: Buffer): string {
-  return payload
-    .subarray(0, 256)
-    .toString('utf8')
-    .replace(/[^\x20-\x7e]/g, '?');
 }

@@ -152,6 +152,8 @@ export const controlSchema = z.object({
     .optional(),
   presigned_url: z.string().optional(),
   presigned_url_expires_at: z.string().optional(),
+  /** The device the control is for (`{topic_slug}/{device_name}`), covered by the signature. */
+  root_topic: z.string().optional(),
   signature: z.string().optional(),
 });
 export type Control = z.infer<typeof controlSchema>;

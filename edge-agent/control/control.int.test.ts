@@ -208,7 +208,7 @@ describe('signed controls', () => {
       await cloud.sendControl(root, unsigned);
       await cloud.sendControl(root, tampered);
       const genuine = signControl(
-        control('pause_lineage', 'order_events', { server_watermark: 0 }),
+        control('pause_lineage', 'order_events', { server_watermark: 0, root_topic: root }),
         cloudKey.privateKey,
       );
       await cloud.sendControl(root, genuine);

@@ -19,13 +19,22 @@ export class StateWriteError extends Error {
  * Apply a cloud state_write to the application's table: update the row with that key, or
  * insert it. Runs in one transaction with `__sluice_applying` set, so the capture triggers stay
  * quiet: these rows came from the cloud and must not travel back as device changes.
- * All rows or none: a bad row rolls the whole control back.
+ * All rows or none: a bad row rolls the whole control back. A row whose `cloud_version` is not
+ * newer than the one this device already holds for that key (`heldVersion`) is skipped: a late or
+ * replayed state_write never rolls a row back.
  */
 export function applyStateWrite(
   db: Database.Database,
   table: TableSchema,
-  rows: readonly StateWriteRow[],
+  all: readonly StateWriteRow[],
+  heldVersion?: (pk: string) => number | undefined,
 ): { pk: string; cloudVersion: number }[] {
+  const rows = heldVersion
+    ? all.filter((r) => {
+        const held = heldVersion(canonicalJson(r.pk));
+        return held === undefined || r.cloud_version > held;
+      })
+    : all;
   const known = new Set(table.columns);
   const keySet = new Set(table.pk);
   for (const [i, r] of rows.entries()) {

@@ -47,6 +47,9 @@ export type ControlRecord = {
   appliedAt: string | null;
 };
 
+/** The newest pause/resume control acted on for a table (replay protection, docs/security.md). */
+export type ControlOrder = { table: string; issuedAt: string; controlId: string };
+
 export type GapRecord = {
   table: string;
   epoch: string;
@@ -72,6 +75,8 @@ CREATE TABLE IF NOT EXISTS inflight (
 CREATE TABLE IF NOT EXISTS controls (
   control_id TEXT PRIMARY KEY, kind TEXT NOT NULL, table_name TEXT NOT NULL, raw TEXT NOT NULL,
   received_at TEXT NOT NULL, acked_at TEXT, applied_at TEXT, outcome TEXT);
+CREATE TABLE IF NOT EXISTS control_order (
+  table_name TEXT PRIMARY KEY, issued_at TEXT NOT NULL, control_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cloud_versions (
   table_name TEXT NOT NULL, pk TEXT NOT NULL, cloud_version INTEGER NOT NULL,
   PRIMARY KEY (table_name, pk)) WITHOUT ROWID;
@@ -347,10 +352,27 @@ export class StateStore {
     this.db.prepare('UPDATE controls SET acked_at = ? WHERE control_id = ?').run(this.now(), id);
   }
 
-  markControlApplied(id: string, outcome: string): void {
-    this.db
-      .prepare('UPDATE controls SET applied_at = ?, outcome = ? WHERE control_id = ?')
-      .run(this.now(), outcome, id);
+  /** Done with a control; with `order`, it is now the newest of its table, in the same transaction. */
+  markControlApplied(id: string, outcome: string, order?: ControlOrder): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare('UPDATE controls SET applied_at = ?, outcome = ? WHERE control_id = ?')
+        .run(this.now(), outcome, id);
+      if (order)
+        this.db
+          .prepare(
+            `INSERT INTO control_order (table_name, issued_at, control_id) VALUES (?, ?, ?)
+             ON CONFLICT (table_name) DO UPDATE SET issued_at = excluded.issued_at, control_id = excluded.control_id`,
+          )
+          .run(order.table, order.issuedAt, order.controlId);
+    })();
+  }
+
+  controlOrder(table: string): ControlOrder | undefined {
+    const r = this.db
+      .prepare('SELECT issued_at, control_id FROM control_order WHERE table_name = ?')
+      .get(table) as { issued_at: string; control_id: string } | undefined;
+    return r ? { table, issuedAt: r.issued_at, controlId: r.control_id } : undefined;
   }
 
   unackedControls(): ControlRecord[] {

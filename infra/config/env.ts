@@ -14,6 +14,9 @@ const bool = z
 export const envSchema = z.object({
   SLUICE_NATS_URL: z.string().default('nats://127.0.0.1:4222'),
   SLUICE_NATS_CREDS: z.string().optional(),
+  /** The cloud roles' NATS user (`sluice-cloud` in the shipped broker config); see docs/security.md. */
+  SLUICE_NATS_USER: z.string().optional(),
+  SLUICE_NATS_PASSWORD: z.string().optional(),
   SLUICE_MQTT_URL: z.string().default('mqtt://127.0.0.1:1883'),
   SLUICE_MQTT_USERNAME: z.string().optional(),
   SLUICE_MQTT_PASSWORD: z.string().optional(),

@@ -1,0 +1,115 @@
+import {
+  RECEIPT_TOPIC,
+  type Receipt,
+  type RowBatch,
+  type TelemetryBatch,
+} from '../../domain/protocol/contracts';
+import { parseUplinkTopic, uplinkId, validateUplink } from '../../domain/protocol/uplink';
+import type { IngressMessage, RejectionRecord } from '../../infra/nats/ingress';
+import { subjects } from '../../infra/nats/names';
+
+/** What the bridge does with one MQTT uplink, decided without IO (and fuzzed: bridge/uplink/decode.fuzz.unit.test.ts). */
+export type DecodedUplink =
+  | Readonly<{
+      ok: true;
+      message: IngressMessage;
+      /** `edge.ingress.<kind>.<device token>` and its dedupe id `<device_key>:<id>`. */
+      subject: string;
+      msgID: string;
+      /** Sent to the device once the append is acknowledged (row and telemetry batches). */
+      receipt?: Readonly<{ topic: string; body: Receipt }>;
+    }>
+  | Readonly<{ ok: false; record: RejectionRecord; subject: string }>;
+
+/**
+ * Topic first: the device is who its topic (and so the broker's ACL for its connection) says,
+ * never what the payload says. Then the payload, against the wire contract of its kind.
+ */
+export function decodeUplink(
+  topic: string,
+  payload: Uint8Array,
+  projectOf: (slug: string) => string,
+  receivedAt: string,
+): DecodedUplink {
+  const parsedTopic = parseUplinkTopic(topic);
+  if (!parsedTopic.ok) {
+    const device_key = topic.split('/').slice(0, 2).join('/');
+    return {
+      ok: false,
+      subject: subjects.rejected(device_key),
+      record: {
+        device_key,
+        project_id: null,
+        kind: null,
+        topic,
+        ...parsedTopic.rejection,
+        received_at: receivedAt,
+        payload_excerpt: excerpt(payload),
+      },
+    };
+  }
+  const { topic_slug, device_name, kind } = parsedTopic.value;
+  const device_key = `${topic_slug}/${device_name}`;
+  const project_id = projectOf(topic_slug);
+  const validated = validateUplink(kind, payload);
+  if (!validated.ok) {
+    return {
+      ok: false,
+      subject: subjects.rejected(device_key),
+      record: {
+        device_key,
+        project_id,
+        kind,
+        topic,
+        ...validated.rejection,
+        received_at: receivedAt,
+        payload_excerpt: excerpt(payload),
+      },
+    };
+  }
+  const message = {
+    kind,
+    payload: validated.value,
+    project_id,
+    topic_slug,
+    device_name,
+    device_key,
+    received_at: receivedAt,
+  } as IngressMessage;
+  const receiptTopic = `${device_key}/${RECEIPT_TOPIC}`;
+  const receipt: Readonly<{ topic: string; body: Receipt }> | undefined =
+    kind === 'rows'
+      ? { topic: receiptTopic, body: rowReceipt(validated.value as RowBatch) }
+      : kind === 'telemetry'
+        ? { topic: receiptTopic, body: telemetryReceipt(validated.value as TelemetryBatch) }
+        : undefined;
+  return {
+    ok: true,
+    message,
+    subject: subjects.ingress(kind, device_key),
+    msgID: `${device_key}:${uplinkId(kind, validated.value)}`,
+    ...(receipt ? { receipt } : {}),
+  };
+}
+
+const rowReceipt = (b: RowBatch): Receipt => ({
+  format_version: 1,
+  batch_id: b.batch_id,
+  source_table: b.source_table,
+  journal_epoch: b.journal_epoch,
+  last_commit_seq: b.last_commit_seq,
+});
+
+const telemetryReceipt = (b: TelemetryBatch): Receipt => ({
+  format_version: 1,
+  batch_id: b.batch_id,
+  source_table: b.source_table,
+  batch_seq: b.batch_seq,
+});
+
+/** The first 256 bytes, printable ASCII only: safe in a log line, a JSON record and a terminal. */
+export function excerpt(payload: Uint8Array): string {
+  return Buffer.from(payload.buffer, payload.byteOffset, Math.min(payload.byteLength, 256))
+    .toString('utf8')
+    .replace(/[^\x20-\x7e]/g, '?');
+}
