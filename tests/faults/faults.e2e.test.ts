@@ -25,7 +25,11 @@ describe('faults (short profile)', () => {
       console.log(`[faults] ${scenario.name} seed ${seed}: ${r.notes.join('; ')}`);
       const context = `seed ${seed} (rerun: SLUICE_SEED=${seed} SLUICE_FAULTS=${scenario.name}); ${r.notes.join('; ')}`;
       for (const mid of r.midChecks) {
-        expect({ context, lost: mid.lost, duplicated: mid.duplicated }).toEqual({ context, lost: 0, duplicated: 0 });
+        expect({ context, lost: mid.lost, duplicated: mid.duplicated }).toEqual({
+          context,
+          lost: 0,
+          duplicated: 0,
+        });
       }
       expect({ context, violations: r.verdict.violations }).toEqual({ context, violations: [] });
       expect(r.verdict.lost).toBe(0);

@@ -20,7 +20,12 @@ const schema = {
 };
 const KEYS = 60;
 
-type Row = { commit_seq: number; op: 'insert' | 'update' | 'delete'; pk: { id: number }; row: { id: number; body: string } | null };
+type Row = {
+  commit_seq: number;
+  op: 'insert' | 'update' | 'delete';
+  pk: { id: number };
+  row: { id: number; body: string } | null;
+};
 export type InjectedBatch = Readonly<{ batch_id: string; body: string; seqs: readonly number[] }>;
 
 export class Injector {
@@ -39,7 +44,11 @@ export class Injector {
   ) {}
 
   static async connect(url: string, device: string, random: () => number): Promise<Injector> {
-    const client = await mqtt.connectAsync(url, { clientId: `inj-${device}`, clean: false, protocolVersion: 4 });
+    const client = await mqtt.connectAsync(url, {
+      clientId: `inj-${device}`,
+      clean: false,
+      protocolVersion: 4,
+    });
     return new Injector(client, device, random);
   }
 
@@ -100,7 +109,12 @@ export class Injector {
   refused(): InjectedBatch {
     const rows: Row[] = [{ commit_seq: 1, op: 'insert', pk: { id: 1 }, row: { id: 1, body: 'refused' } }];
     const b = this.batch(uuidv7(), rows, false, 'not-an-epoch');
-    this.writes.push({ table: INJECTED_TABLE, epoch: `not-an-epoch/${b.batch_id}`, seq: 1, batch_id: b.batch_id });
+    this.writes.push({
+      table: INJECTED_TABLE,
+      epoch: `not-an-epoch/${b.batch_id}`,
+      seq: 1,
+      batch_id: b.batch_id,
+    });
     return b;
   }
 

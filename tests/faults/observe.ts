@@ -15,7 +15,15 @@ import { TEST_PROJECT } from '../support/stack';
 import { waitFor } from '../support/wait';
 import type { LineageObservation, Observation, Rejection, TableImage, Write } from './checker';
 import type { Cloud, Device } from './cloud';
-import { deviceImage, devicePending, deviceWrites, keyText, TABLE_NAMES, TABLES, type TableName } from './workload';
+import {
+  deviceImage,
+  devicePending,
+  deviceWrites,
+  keyText,
+  TABLE_NAMES,
+  TABLES,
+  type TableName,
+} from './workload';
 
 export const SLUG = 'faults';
 
@@ -82,10 +90,18 @@ export async function quiesce(
   lineages: readonly { id: string; lastSeq: () => number }[],
   timeoutMs: number,
 ): Promise<void> {
+  const trace = process.env.SLUICE_FAULTS_TRACE === '1';
+  let lastTrace = 0;
   await waitFor(
     async () => {
       for (const l of lineages) {
         const s = await domainState(cloud.nc, l.id);
+        if (trace && Date.now() - lastTrace > 3_000) {
+          lastTrace = Date.now();
+          console.error(
+            `[quiesce] ${new Date().toISOString()} ${s.source_table}: cloud ${s.last_commit_seq} device ${l.lastSeq()} staged ${s.staged_rows} replaying ${s.replaying_rows}\n${cloud.logs(600)}`,
+          );
+        }
         if (s.last_commit_seq < l.lastSeq() || s.staged_rows !== 0 || s.replaying_rows !== 0) return false;
       }
       return projectionsCaughtUp(cloud.nc, cloud.store);
@@ -99,21 +115,31 @@ export function deviceQuiet(device: Device): () => number {
 }
 
 export const tableSeq = (device: Device, table: string) => (): number =>
-  (device.app.prepare('SELECT seq FROM __sluice_seq WHERE name = ?').get(table) as { seq: number } | undefined)
-    ?.seq ?? 0;
+  (
+    device.app.prepare('SELECT seq FROM __sluice_seq WHERE name = ?').get(table) as
+      { seq: number } | undefined
+  )?.seq ?? 0;
 
 /** The mirror of a lineage, keyed like `deviceImage`. */
 export async function mirrorImage(cloud: Cloud, lineageId: string): Promise<TableImage> {
   const out = new Map<string, Readonly<Record<string, unknown>>>();
   for (let page = 1; ; page++) {
-    const r = await listMirrorRows(cloud.store.db, { project_id: TEST_PROJECT, lineage_id: lineageId, page, limit: 500 });
+    const r = await listMirrorRows(cloud.store.db, {
+      project_id: TEST_PROJECT,
+      lineage_id: lineageId,
+      page,
+      limit: 500,
+    });
     for (const m of r.items) out.set(keyText(m.key), m.row);
     if (r.items.length < 500) return out;
   }
 }
 
 export async function readRejections(cloud: Cloud): Promise<Rejection[]> {
-  const rows = await cloud.store.db.selectFrom('edge_rejections').select(['code', 'payload_excerpt']).execute();
+  const rows = await cloud.store.db
+    .selectFrom('edge_rejections')
+    .select(['code', 'payload_excerpt'])
+    .execute();
   return rows.map((r) => ({
     code: r.code,
     batch_id: /"batch_id":"([^"]+)"/.exec(r.payload_excerpt ?? '')?.[1] ?? null,

@@ -31,7 +31,16 @@ export function summarize(results: readonly ScenarioResult[]): Row[] {
   return [...rows.values()];
 }
 
-const COLUMNS = ['scenario', 'seeds', 'writes', 'applied', 'rejected', 'pending', 'lost', 'duplicated'] as const;
+const COLUMNS = [
+  'scenario',
+  'seeds',
+  'writes',
+  'applied',
+  'rejected',
+  'pending',
+  'lost',
+  'duplicated',
+] as const;
 
 export function formatTable(results: readonly ScenarioResult[]): string {
   const rows = summarize(results);

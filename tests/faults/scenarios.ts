@@ -16,7 +16,15 @@ import { waitFor } from '../support/wait';
 import { check, type Verdict } from './checker';
 import { Cloud, type CloudOptions, Device, type DeviceOptions, type RoleName } from './cloud';
 import { INJECTED_TABLE, Injector } from './injector';
-import { approve, approveDeviceTables, type ExtraLineage, lineageIdOf, observe, quiesce, tableSeq } from './observe';
+import {
+  approve,
+  approveDeviceTables,
+  type ExtraLineage,
+  lineageIdOf,
+  observe,
+  quiesce,
+  tableSeq,
+} from './observe';
 import { rng, startLoad, TABLE_NAMES, writeBurst } from './workload';
 
 export type Profile = Readonly<{
@@ -126,7 +134,9 @@ function pollApi(cloud: Cloud): () => void {
   let on = true;
   void (async () => {
     while (on) {
-      await fetch(`${cloud.apiBase}/lineages`, { headers: { authorization: 'Bearer sluice-e2e-token-0123456789' } })
+      await fetch(`${cloud.apiBase}/lineages`, {
+        headers: { authorization: 'Bearer sluice-e2e-token-0123456789' },
+      })
         .then((r) => r.arrayBuffer())
         .catch(() => undefined);
       await delay(100);
@@ -334,7 +344,12 @@ export const SCENARIOS: readonly Scenario[] = [
           async () => (await domainState(ctx.cloud.nc, lineageId)).last_commit_seq === inj.lastSeq,
           { timeoutMs: 60_000, intervalMs: 200, message: 'every injected change in the lineage' },
         );
-        ctx.extra.push({ table: INJECTED_TABLE, lineage_id: lineageId, writes: inj.writes, device: inj.image() });
+        ctx.extra.push({
+          table: INJECTED_TABLE,
+          lineage_id: lineageId,
+          writes: inj.writes,
+          device: inj.image(),
+        });
       } finally {
         await inj.close();
       }
@@ -365,7 +380,15 @@ export const SCENARIOS: readonly Scenario[] = [
         },
         { timeoutMs: 30_000, message: 'the agent reports the full disk' },
       );
-      ctx.note(`agent on a full disk: ${/"msg":"([^"]*full[^"]*)"/i.exec(said)?.[1] ?? said.split('\n').find((l) => /full/i.test(l))?.slice(0, 160)}`);
+      ctx.note(
+        `agent on a full disk: ${
+          /"msg":"([^"]*full[^"]*)"/i.exec(said)?.[1] ??
+          said
+            .split('\n')
+            .find((l) => /full/i.test(l))
+            ?.slice(0, 160)
+        }`,
+      );
       const mid = check(await observe(ctx.cloud, ctx.device, { final: false }));
       ctx.midChecks.push(mid);
       rmSync(filler);
@@ -374,7 +397,8 @@ export const SCENARIOS: readonly Scenario[] = [
       const state = new Database(join(dir, 'state.db'), { readonly: true });
       const integrity = state.pragma('integrity_check', { simple: true });
       state.close();
-      if (integrity !== 'ok') throw new Error(`state.db is corrupt after the full disk: ${String(integrity)}`);
+      if (integrity !== 'ok')
+        throw new Error(`state.db is corrupt after the full disk: ${String(integrity)}`);
       ctx.note('state.db integrity ok');
     },
   },
@@ -417,14 +441,19 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
     writer = undefined;
     const dev = device;
     const lineages = await Promise.all(
-      TABLE_NAMES.map(async (t) => ({ id: await lineageIdOf(cloud!, dev.name, t), lastSeq: tableSeq(dev, t) })),
+      TABLE_NAMES.map(async (t) => ({
+        id: await lineageIdOf(cloud!, dev.name, t),
+        lastSeq: tableSeq(dev, t),
+      })),
     );
     try {
       const tQuiet = Date.now();
       await quiesce(cloud, lineages, profile.quiesceMs);
       phase('settled', tQuiet);
     } catch (err) {
-      throw new Error(`${(err as Error).message}\n${cloud.logs()}\n--- agent\n${dev.agent?.output().slice(-2000)}`);
+      throw new Error(
+        `${(err as Error).message}\n${cloud.logs()}\n--- agent\n${dev.agent?.output().slice(-2000)}`,
+      );
     }
     const verdict = check(await observe(cloud, device, { final: true, extra }));
     return { scenario: s.name, seed, verdict, midChecks, transactions, ms: Date.now() - t0, notes };

@@ -109,7 +109,12 @@ export function startLoad(
 }
 
 /** A burst of `transactions` transactions at once (a device writing while it is offline). */
-export function writeBurst(app: Database.Database, random: () => number, transactions: number, ops = 8): void {
+export function writeBurst(
+  app: Database.Database,
+  random: () => number,
+  transactions: number,
+  ops = 8,
+): void {
   const tx = app.transaction(() => step(app, random, ops));
   for (let i = 0; i < transactions; i++) tx.immediate();
 }
@@ -128,7 +133,9 @@ export function deviceWrites(app: Database.Database): Write[] {
 /** Changes still in the agent's journal (not confirmed by the cloud yet). */
 export function devicePending(app: Database.Database): Set<string> {
   const rows = app
-    .prepare('SELECT s.name AS tbl, s.epoch, j.seq FROM __sluice_journal j JOIN __sluice_seq s ON s.tid = j.tid')
+    .prepare(
+      'SELECT s.name AS tbl, s.epoch, j.seq FROM __sluice_journal j JOIN __sluice_seq s ON s.tid = j.tid',
+    )
     .all() as { tbl: string; epoch: string; seq: number }[];
   return new Set(rows.map((r) => writeKey(r.tbl, r.epoch, r.seq)));
 }
