@@ -106,10 +106,9 @@ export class Cloud {
   ) {}
 
   static async start(o: CloudOptions): Promise<Cloud> {
-    const [nats, pgc] = await Promise.all([
-      startNats(),
-      o.store === 'postgres' ? DedicatedPostgres.start() : Promise.resolve(undefined),
-    ]);
+    // One after the other: each picks free ports, and two picking at once could pick the same one.
+    const pgc = o.store === 'postgres' ? await DedicatedPostgres.start() : undefined;
+    const nats = await startNats();
     const cloud = new Cloud(o, nats, pgc);
     try {
       if (o.broker !== 'nats')

@@ -212,6 +212,7 @@ export const SCENARIOS: readonly Scenario[] = [
         await randomDelay(ctx);
         await ctx.cloud.broker.stop();
         await ctx.cloud.broker.start();
+        ctx.note('mosquitto restart');
       }
     },
   },
@@ -224,6 +225,7 @@ export const SCENARIOS: readonly Scenario[] = [
         await randomDelay(ctx);
         await ctx.cloud.broker.kill();
         await ctx.cloud.broker.start();
+        ctx.note('mosquitto kill -9, restart');
       }
     },
   },
@@ -374,23 +376,22 @@ export const SCENARIOS: readonly Scenario[] = [
       await ctx.device.agent!.kill();
       const agent = ctx.device.startAgent();
       const said = await waitFor(
-        () => {
-          const out = agent.output();
-          return /disk is full|SQLITE_FULL|no space/i.test(out) ? out : undefined;
-        },
-        { timeoutMs: 30_000, message: 'the agent reports the full disk' },
-      );
-      ctx.note(
-        `agent on a full disk: ${
-          /"msg":"([^"]*full[^"]*)"/i.exec(said)?.[1] ??
-          said
+        () =>
+          agent
+            .output()
             .split('\n')
-            .find((l) => /full/i.test(l))
-            ?.slice(0, 160)
-        }`,
+            .find((l) => l.includes('"event":"state_disk_full"')),
+        {
+          timeoutMs: 30_000,
+          message: 'the agent reports the full disk',
+        },
       );
+      ctx.note(`agent on a full disk: ${/"msg":"([^"]*)"/.exec(said)?.[1]?.slice(0, 120) ?? said}…`);
       const mid = check(await observe(ctx.cloud, ctx.device, { final: false }));
       ctx.midChecks.push(mid);
+      if (agent.child.exitCode !== null)
+        throw new Error(`the agent died on a full disk: ${agent.output().slice(-2000)}`);
+      if (process.env.SLUICE_FAULTS_TRACE === '1') console.error(agent.output());
       rmSync(filler);
       if (agent.child.exitCode !== null || agent.child.signalCode !== null) ctx.device.startAgent();
       await ctx.device.waitStarted();
@@ -455,7 +456,20 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
         `${(err as Error).message}\n${cloud.logs()}\n--- agent\n${dev.agent?.output().slice(-2000)}`,
       );
     }
-    const verdict = check(await observe(cloud, device, { final: true, extra }));
+    const checked = check(await observe(cloud, device, { final: true, extra }));
+    // Faults are injected from outside; no process may die of them on its own.
+    const died = [
+      ...cloud.procs
+        .filter((p) => p.proc.child.exitCode !== null || p.proc.child.signalCode !== null)
+        .map(
+          (p) =>
+            `${p.role}#${p.index} exited (${p.proc.child.exitCode ?? p.proc.child.signalCode}): ${p.proc.output().slice(-800)}`,
+        ),
+      ...(device.agent && device.agent.child.exitCode !== null
+        ? [`the agent exited: ${device.agent.output().slice(-800)}`]
+        : []),
+    ];
+    const verdict = { ...checked, violations: [...checked.violations, ...died] };
     return { scenario: s.name, seed, verdict, midChecks, transactions, ms: Date.now() - t0, notes };
   } finally {
     await writer?.stop().catch(() => undefined);
