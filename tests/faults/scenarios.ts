@@ -454,6 +454,7 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
     } catch (err) {
       throw new Error(
         `${(err as Error).message}\n${cloud.logs()}\n--- agent\n${dev.agent?.output().slice(-2000)}`,
+        { cause: err },
       );
     }
     const checked = check(await observe(cloud, device, { final: true, extra }));
