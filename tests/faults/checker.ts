@@ -26,7 +26,7 @@ export type Write = Readonly<{
   batch_id?: string;
 }>;
 
-export type Rejection = Readonly<{ code: string; batch_id: string | null }>;
+export type Rejection = Readonly<{ code: string; batch_id: string | null; message?: string }>;
 
 /** One row as a store holds it, keyed by its key's canonical text; `row` has the approved columns. */
 export type TableImage = ReadonlyMap<string, Readonly<Record<string, unknown>>>;
@@ -165,6 +165,13 @@ export function check(o: Observation): Verdict {
     else if (o.device_pending.has(k)) pending++;
     else lost.push(k);
   }
+  // The workload refuses batches only on purpose (injected ones): any other refusal is a bug.
+  const meant = new Set(o.writes.flatMap((w) => (w.batch_id ? [w.batch_id] : [])));
+  const unexpected = o.rejections.filter((r) => !r.batch_id || !meant.has(r.batch_id));
+  if (unexpected.length)
+    violations.push(
+      `${unexpected.length} batch(es) refused that nobody meant to be: ${listed(unexpected.map((r) => `${r.code} (${r.message ?? r.batch_id ?? ''})`))}`,
+    );
   const duplicated = [...intake].filter(([, n]) => n > 1).map(([k, n]) => `${k} ×${n}`);
   const phantom = [...intake.keys()].filter((k) => !written.has(k));
   if (lost.length)

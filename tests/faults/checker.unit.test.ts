@@ -104,6 +104,12 @@ describe('fault checker', () => {
     expect(v).toMatchObject({ writes: 3, applied: 2, rejected: 1, lost: 0, violations: [] });
     const unrecorded = check({ ...observe([accepted([1, 2])]), writes: ws });
     expect(unrecorded.lost).toBe(1);
+    const stray = check({
+      ...observe([accepted([1, 2])]),
+      writes: ws,
+      rejections: [{ code: 'invalid_schema_hash', batch_id: 'other' }],
+    });
+    expect(stray.violations.join('\n')).toMatch(/refused that nobody meant to be: invalid_schema_hash/);
   });
 
   it('flags rows taken in that nobody wrote', () => {

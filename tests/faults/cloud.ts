@@ -5,6 +5,7 @@
  * the device: an application database with the real `sluice-agent` next to it.
  */
 import type Database from 'better-sqlite3';
+import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -272,6 +273,10 @@ export class Device {
         `  ${AGENT_TABLE_STRATEGIES}`,
       ].join('\n'),
     });
+    // Every run's whole log, for the post-mortem of a failed check (the process keeps only a tail).
+    const file = createWriteStream(join(this.dir, 'agent.log'), { flags: 'a' });
+    this.agent.child.stdout?.pipe(file);
+    this.agent.child.stderr?.pipe(file);
     return this.agent;
   }
 

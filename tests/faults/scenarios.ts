@@ -6,7 +6,16 @@
  */
 import Database from 'better-sqlite3';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { STREAMS } from '../../infra/nats/names';
@@ -23,6 +32,8 @@ import {
   lineageIdOf,
   observe,
   quiesce,
+  readRejections,
+  loadEvents,
   tableSeq,
 } from './observe';
 import { rng, startLoad, TABLE_NAMES, writeBurst } from './workload';
@@ -471,6 +482,7 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
         : []),
     ];
     const verdict = { ...checked, violations: [...checked.violations, ...died] };
+    if (verdict.violations.length > 0) notes.push(`evidence kept in ${await keepEvidence(cloud, device)}`);
     return { scenario: s.name, seed, verdict, midChecks, transactions, ms: Date.now() - t0, notes };
   } finally {
     await writer?.stop().catch(() => undefined);
@@ -479,4 +491,22 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
     unprepare?.();
     if (existsSync(stateDir)) rmSync(stateDir, { recursive: true, force: true });
   }
+}
+
+/** A failed check keeps what explains it: the agent's log, the cloud's logs, every lineage event. */
+async function keepEvidence(cloud: Cloud, device: Device): Promise<string> {
+  const dir = tempDir('faults-evidence');
+  copyFileSync(join(device.dir, 'agent.log'), join(dir, 'agent.log'));
+  writeFileSync(join(dir, 'cloud.log'), cloud.logs(200_000));
+  for (const t of TABLE_NAMES) {
+    const id = await lineageIdOf(cloud, device.name, t);
+    const lines = (await loadEvents(cloud, id)).map((e) =>
+      e.type === 'RowsAccepted' || e.type === 'RowsStaged'
+        ? `${e.type} ${e.data.batch_id} ${e.data.journal_epoch} ${e.data.rows[0]?.commit_seq}..${e.data.rows.at(-1)?.commit_seq} (${e.data.rows.length}, dup ${e.data.duplicates_skipped})`
+        : e.type,
+    );
+    writeFileSync(join(dir, `events-${t}.txt`), lines.join('\n'));
+  }
+  writeFileSync(join(dir, 'rejections.json'), JSON.stringify(await readRejections(cloud), null, 1));
+  return dir;
 }
