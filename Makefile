@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 JEST_RESULTS ?= .jest-results.json
 
-.PHONY: run test deps check typecheck lint format format-check unit int e2e bench bench-quick clean
+.PHONY: run test deps check typecheck lint format format-check unit int e2e faults bench bench-quick clean
 
 run: ## the whole stack on embedded defaults, plus a demo device (Ctrl-C stops it)
 	@bash infra/dev/run-stack.sh
@@ -34,6 +34,11 @@ int: deps
 	npx jest --selectProjects int
 e2e: deps
 	npx jest --selectProjects e2e
+
+FAULT_SEEDS ?= 3
+faults: deps ## fault scenarios, long profile over FAULT_SEEDS seeds (a table; lost=0 duplicated=0), then the fuzz suites at 100k runs
+	npx tsx tests/faults/run.ts --seeds $(FAULT_SEEDS)
+	SLUICE_FUZZ_RUNS=100000 npx jest --ci --passWithNoTests --testPathPattern 'fuzz\.unit\.test\.ts$$'
 
 clean:
 	rm -rf .data coverage $(JEST_RESULTS)

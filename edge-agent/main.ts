@@ -370,12 +370,26 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         l.pump();
       }
     } catch (err) {
-      const busy = (err as { code?: string }).code === 'SQLITE_BUSY';
-      log[busy ? 'debug' : 'error'](
-        { event: 'tick_failed', err: (err as Error).message },
-        busy ? 'application holds the write lock; retrying' : 'flush step failed; retrying on the next tick',
-      );
+      stepFailed(err, 'tick_failed', 'flush step failed; retrying on the next tick');
     }
+  }
+
+  let diskFullLoggedAt = -Infinity;
+  function stepFailed(err: unknown, event: string, what: string): void {
+    const code = (err as { code?: string }).code;
+    if (code === 'SQLITE_BUSY') {
+      log.debug({ event, err: (err as Error).message }, 'application holds the write lock; retrying');
+    } else if (code === 'SQLITE_FULL') {
+      // Once a minute while it lasts: every tick hits it.
+      if (now() - diskFullLoggedAt < 60_000) return;
+      diskFullLoggedAt = now();
+      log.error(
+        { event: 'state_disk_full', step: event, state_db: rep.stateDbPath, err: (err as Error).message },
+        `the disk holding ${rep.stateDbPath} is full: the agent cannot record batches or confirmations, so it ` +
+          'publishes nothing new. Every change stays in the journal and nothing is lost; free space on that ' +
+          'disk and the agent carries on by itself.',
+      );
+    } else log.error({ event, err: (err as Error).message }, what);
   }
 
   const link = new MqttLink(
@@ -383,9 +397,17 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     [`${root}/${CONTROL_TOPIC}`, `${root}/${RECEIPT_TOPIC}`],
     {
       onUp: () => {
-        controls.reackPending();
-        for (const l of lanes.values()) l.resendAll();
-        pumpAll();
+        try {
+          controls.reackPending();
+          for (const l of lanes.values()) l.resendAll();
+          pumpAll();
+        } catch (err) {
+          stepFailed(
+            err,
+            'catch_up_failed',
+            'catching up after connecting failed; retrying on the next tick',
+          );
+        }
       },
       onDown: () => undefined,
       onMessage: (topic, payload) => {
@@ -393,10 +415,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
           if (topic === `${root}/${RECEIPT_TOPIC}`) onReceipt(payload);
           else if (topic === `${root}/${CONTROL_TOPIC}`) controls.onMessage(payload);
         } catch (err) {
-          log.error(
-            { event: 'message_failed', topic, err: (err as Error).message },
-            'could not handle a downlink',
-          );
+          stepFailed(err, 'message_failed', 'could not handle a downlink; the cloud sends it again');
         }
       },
     },

@@ -65,17 +65,27 @@ export class MqttLink {
           this.subscriptions.map((t) => t),
           { qos: 1 },
         )
-        .then(() => {
-          if (!client.connected) return;
-          this.up = true;
-          this.events.onUp();
-        })
+        .then(
+          () => {
+            if (!client.connected) return;
+            this.up = true;
+            // Its own failures are the agent's (a full disk, say), not the subscription's: they
+            // must not tear the connection down and loop through reconnects.
+            this.events.onUp();
+          },
+          (err: Error) => {
+            this.log.error(
+              { event: 'mqtt_subscribe_failed', err: err.message },
+              'subscribe failed; reconnecting',
+            );
+            client.end(true);
+          },
+        )
         .catch((err: Error) => {
           this.log.error(
-            { event: 'mqtt_subscribe_failed', err: err.message },
-            'subscribe failed; reconnecting',
+            { event: 'link_up_failed', err: err.message },
+            'catching up after connecting failed; retrying on the next tick',
           );
-          client.end(true);
         });
     });
     client.on('message', (topic, payload) => this.events.onMessage(topic, payload));

@@ -13,6 +13,8 @@ import type { AnyProjection, ApplyContext, Log } from './types';
 export type BatchLimits = Readonly<{ maxMessages: number; maxBytes: number }>;
 export const DEFAULT_LIMITS: BatchLimits = { maxMessages: 500, maxBytes: 4 * 1024 * 1024 };
 
+/** How long one pull waits on the server; see `consume`. */
+const PULL_EXPIRES_MS = 5_000;
 /** `idle`: known but not run by this projector (its status comes from the stored checkpoint). */
 export type WorkerState =
   | 'idle'
@@ -338,7 +340,13 @@ export class ProjectionWorker {
       opt_start_seq: this.position + 1,
       deliver_policy: DeliverPolicy.StartSequence,
     });
-    const messages = await consumer.consume({ max_messages: Math.max(100, limits.maxMessages * 2) });
+    // Short pulls: after a nats-server restart the ordered consumer is rebuilt once two idle
+    // heartbeats (half of `expires` each) go missing; with the default 30 s the read side stood
+    // still for ~40 s after every restart.
+    const messages = await consumer.consume({
+      max_messages: Math.max(100, limits.maxMessages * 2),
+      expires: PULL_EXPIRES_MS,
+    });
     this.messages = messages;
     const buffer = new BoundedBuffer<DecodedMessage>(limits.maxMessages * 2);
     this.buffer = buffer;

@@ -1,0 +1,63 @@
+import type { ScenarioResult } from './scenarios';
+
+export type Row = Readonly<{
+  scenario: string;
+  seeds: number;
+  writes: number;
+  applied: number;
+  rejected: number;
+  pending: number;
+  lost: number;
+  duplicated: number;
+}>;
+
+/** One row per scenario, summed over its seeds. */
+export function summarize(results: readonly ScenarioResult[]): Row[] {
+  const rows = new Map<string, Row>();
+  for (const r of results) {
+    const prev = rows.get(r.scenario);
+    const v = r.verdict;
+    rows.set(r.scenario, {
+      scenario: r.scenario,
+      seeds: (prev?.seeds ?? 0) + 1,
+      writes: (prev?.writes ?? 0) + v.writes,
+      applied: (prev?.applied ?? 0) + v.applied,
+      rejected: (prev?.rejected ?? 0) + v.rejected,
+      pending: (prev?.pending ?? 0) + v.pending,
+      lost: (prev?.lost ?? 0) + v.lost,
+      duplicated: (prev?.duplicated ?? 0) + v.duplicated,
+    });
+  }
+  return [...rows.values()];
+}
+
+const COLUMNS = [
+  'scenario',
+  'seeds',
+  'writes',
+  'applied',
+  'rejected',
+  'pending',
+  'lost',
+  'duplicated',
+] as const;
+
+export function formatTable(results: readonly ScenarioResult[]): string {
+  const rows = summarize(results);
+  const cells = [COLUMNS.map(String), ...rows.map((r) => COLUMNS.map((c) => String(r[c])))];
+  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
+  const line = (row: string[]) =>
+    `| ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  return [
+    line(cells[0]!),
+    `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+    ...cells.slice(1).map(line),
+  ].join('\n');
+}
+
+export function finalLine(results: readonly ScenarioResult[]): string {
+  const rows = summarize(results);
+  const lost = rows.reduce((n, r) => n + r.lost, 0);
+  const duplicated = rows.reduce((n, r) => n + r.duplicated, 0);
+  return `faults: ${rows.length} scenarios, lost=${lost} duplicated=${duplicated}`;
+}
