@@ -5,6 +5,7 @@ import { createLogger } from '../infra/log';
 import { startProjector } from '../projections';
 import { CliError, EXIT, type ExitCode, isCliError } from './client';
 import { registerOperatorCommands } from './operator';
+import { registerRegistryCommands } from './registry';
 import { type Io, json } from './output';
 import { ROLES, type Role, connectNats, openStore, readRoleOptions, startRoles } from './roles';
 
@@ -117,6 +118,7 @@ function buildProgram(io: Io, state: { daemon: boolean }): Command {
     });
 
   registerOperatorCommands(program, io);
+  registerRegistryCommands(program, io);
   return program;
 }
 
