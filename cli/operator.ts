@@ -823,6 +823,8 @@ function renderLineage(l: LineageDetail): string {
     ['journal epoch', l.last_journal_epoch],
     ['replay', l.replay ? `${l.replay.replay_id} ${l.replay.state}` : null],
     ['mirror table', l.materialization.table_name],
+    ['fleet', l.fleet_id],
+    ['registry', l.registry_state ? `${l.registry_state} ${l.registry_id ?? ''}` : null],
     ['materialization errors', l.materialization_errors],
     ['last error', l.last_error],
     ...(l.deleted_reason ? ([['deleted', l.deleted_reason]] as const) : []),
@@ -854,6 +856,8 @@ function renderLineage(l: LineageDetail): string {
   else if (open?.status === 'in_review') out += `\nnext: sluice reviews approve ${open.review_id}\n`;
   else if (l.pause_reasons.includes('circuit_breaker'))
     out += `\nnext: fix the cause (last error above), then sluice lineages reset ${l.lineage_id}\n`;
+  else if (l.registry_state === 'awaiting')
+    out += `\nnext: its schema is decided for the whole scope: sluice registry reviews --table ${l.source_table} --status queued\n`;
   return out;
 }
 

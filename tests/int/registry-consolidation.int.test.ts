@@ -40,7 +40,15 @@ const other: SchemaColumns = {
   ],
 };
 
-async function sendBatch(mqttUrl: string, device: string, seqs: number[], s = schema, epoch = uuidv7()) {
+async function sendBatch(
+  mqttUrl: string,
+  device: string,
+  seqs: number[],
+  s = schema,
+  epoch = uuidv7(),
+  op: 'insert' | 'delete' = 'insert',
+  ids: number[] = seqs,
+) {
   const c = await mqtt.connectAsync(mqttUrl, { clientId: `dev-${device}`, clean: true, protocolVersion: 4 });
   const payload = {
     format_version: 1,
@@ -52,11 +60,11 @@ async function sendBatch(mqttUrl: string, device: string, seqs: number[], s = sc
     schema_columns: s,
     first_commit_seq: Math.min(...seqs),
     last_commit_seq: Math.max(...seqs),
-    rows: seqs.map((q) => ({
+    rows: seqs.map((q, i) => ({
       commit_seq: q,
-      op: 'insert',
-      pk: { id: q },
-      row: { id: q, mode: `${device}-${q}` },
+      op,
+      pk: { id: ids[i] },
+      row: op === 'delete' ? null : { id: ids[i], mode: `${device}-${ids[i]}` },
     })),
   };
   try {
@@ -223,10 +231,28 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
       { message: 'a later row of a consolidated device' },
     );
 
+    // A delete on a consolidated device removes its own row only: the key includes device_id.
+    await sendBatch(nats.mqttUrl, a, [5], schema, epochA, 'delete', [1]);
+    await waitFor(
+      async () =>
+        (await get<{ items: { rows: number }[] }>('/coalesced-mirrors')).items[0]?.rows === 6
+          ? true
+          : undefined,
+      { message: 'a delete in the coalesced table' },
+    );
+    const al = before.find((l) => l.device_name === a)!;
+    const bl0 = before.find((l) => l.device_name === b)!;
+    const ids = async (l: Lineage) =>
+      (await get<{ items: { key: { id: number } }[] }>(`/lineages/${l.lineage_id}/mirror-rows`)).items.map(
+        (i) => i.key.id,
+      );
+    expect(await ids(al)).toEqual([2, 3, 4]);
+    expect(await ids(bl0)).toEqual([1, 2, 3]);
+
     // A device with another key type: a registry review, rejected over the CLI; it stays paused.
     const c = `${t}-c`;
     await sendBatch(nats.mqttUrl, c, [1], other);
-    const queued = await waitFor(
+    const queued: { review_id: string; status: string } = await waitFor(
       async () => {
         const r = await get<{ items: { review_id: string; status: string }[] }>(
           '/registry-reviews?status=queued',
@@ -235,17 +261,30 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
       },
       { message: 'registry review of the other schema' },
     );
-    const show = await cli(['registry', 'show', queued.review_id]);
-    expect(show.code).toBe(0);
-    expect(show.stdout).toContain('next: sluice registry claim');
-    const rejected = await cli([
-      'registry',
-      'reject',
-      queued.review_id,
-      '--claim',
-      '--reason',
-      'wrong key type',
-    ]);
+    // A repeated request with the same Idempotency-Key has no second effect.
+    const claimOnce = async () =>
+      fetch(`${base}/registry-reviews/${queued.review_id}/claim`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          'content-type': 'application/json',
+          'idempotency-key': 'k1',
+        },
+        body: JSON.stringify({ action_version: 1 }),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as { events: unknown[] } }));
+    const c1 = await claimOnce();
+    const c2 = await claimOnce();
+    expect(c1.status).toBe(200);
+    expect(c2).toEqual(c1);
+    const show = await waitFor(
+      async () => {
+        const r = await cli(['registry', 'show', queued.review_id]);
+        return r.code === 0 && r.stdout.includes('in_review') ? r : undefined;
+      },
+      { message: 'the claim in the read store' },
+    );
+    expect(show.stdout).toContain('next: sluice registry approve');
+    const rejected = await cli(['registry', 'reject', queued.review_id, '--reason', 'wrong key type']);
     expect(rejected.code).toBe(0);
     expect(rejected.stdout).toContain('stay paused');
     const again = await cli(['registry', 'approve', queued.review_id]);
