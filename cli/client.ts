@@ -82,7 +82,7 @@ export class ApiClient {
 
   /** A mutation: always with an Idempotency-Key, so a retried request has no second effect. */
   mutate<T>(
-    method: 'POST' | 'DELETE' | 'PATCH',
+    method: 'POST' | 'DELETE' | 'PATCH' | 'PUT',
     path: string,
     body: unknown,
     idempotencyKey: string,

@@ -23,7 +23,7 @@ import { type Column, type Io, cell, fields, json, table, tableHeader, tableRows
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 
-type Page<T> = { items: T[]; total: number; page: number; limit: number; next_cursor?: string | null };
+export type Page<T> = { items: T[]; total: number; page: number; limit: number; next_cursor?: string | null };
 type CommandBody = {
   lineage_id: string;
   version: number;
@@ -44,14 +44,14 @@ type AuditPage = { items: AuditItem[]; next_cursor: string | null };
 type AsOf = { as_of: string; version: number; events: number; state: Record<string, unknown> };
 
 type ApiOpts = { api: string; token?: string; project: string; json?: boolean; idempotencyKey?: string };
-type Ctx = Readonly<{ client: ApiClient; json: boolean; io: Io; key: () => string }>;
+export type Ctx = Readonly<{ client: ApiClient; json: boolean; io: Io; key: () => string }>;
 
-const uuidArg = (what: string) => (v: string) => {
+export const uuidArg = (what: string) => (v: string) => {
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v))
     throw new CliError(EXIT.usage, `${what} must be a UUID, got ${JSON.stringify(v)}`);
   return v.toLowerCase();
 };
-const positiveInt =
+export const positiveInt =
   (what: string, max = Number.MAX_SAFE_INTEGER) =>
   (v: string) => {
     const n = Number(v);
@@ -62,10 +62,10 @@ const positiveInt =
       );
     return n;
   };
-const collect = (v: string, prev: string[] = []) => [...prev, v];
+export const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** The options every operator verb takes; each verb declares them so `--help` shows them. */
-function apiCommand(parent: Command, spec: string, description: string, mutates = false): Command {
+export function apiCommand(parent: Command, spec: string, description: string, mutates = false): Command {
   const cmd = parent
     .command(spec)
     .description(description)
@@ -86,7 +86,7 @@ function apiCommand(parent: Command, spec: string, description: string, mutates 
 }
 
 /** Wrap an action: build the client from the options, then run it with the positional args. */
-function run<O>(
+export function run<O>(
   io: Io,
   fn: (ctx: Ctx, args: readonly string[], opts: O) => Promise<void>,
 ): (...all: unknown[]) => Promise<void> {
@@ -102,7 +102,7 @@ function run<O>(
 }
 
 /** Every page of a list, one request at a time. */
-async function* allPages<T>(get: (page: number) => Promise<Page<T>>): AsyncGenerator<Page<T>> {
+export async function* allPages<T>(get: (page: number) => Promise<Page<T>>): AsyncGenerator<Page<T>> {
   for (let page = 1; ; page++) {
     const p = await get(page);
     yield p;
@@ -134,7 +134,7 @@ function progressBar(io: Io, what: string, total: number): { tick: (n: number) =
 }
 
 /** Print a list: one page, or with `--all` every page streamed (a fixed-width table or JSON). */
-async function printList<T>(
+export async function printList<T>(
   ctx: Ctx,
   opts: { all?: boolean; what: string },
   cols: readonly Column<T>[],
@@ -180,7 +180,8 @@ async function printList<T>(
   void total;
 }
 
-const ago = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
+export const ago = (iso: string | null | undefined) =>
+  iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-';
 
 const lineageCols: Column<LineageSummary>[] = [
   { header: 'LINEAGE', get: (l) => l.lineage_id, max: 36 },
@@ -215,6 +216,7 @@ export function registerOperatorCommands(program: Command, io: Io): void {
   const lineages = program.command('lineages').description('list, inspect, reset and delete lineages');
   apiCommand(lineages, 'ls', 'list lineages (one per device table)')
     .option('--device <device>', 'device id or name')
+    .option('--fleet <id>', 'only devices of this fleet', uuidArg('--fleet'))
     .addOption(new Option('--status <status>', 'only this status').choices(['active', 'paused', 'deleted']))
     .option('--page <n>', 'page number', positiveInt('--page'))
     .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
@@ -225,11 +227,19 @@ export function registerOperatorCommands(program: Command, io: Io): void {
         async (
           ctx,
           _args,
-          o: { device?: string; status?: string; page?: number; limit?: number; all?: boolean },
+          o: {
+            device?: string;
+            fleet?: string;
+            status?: string;
+            page?: number;
+            limit?: number;
+            all?: boolean;
+          },
         ) => {
           const get = (page: number) =>
             ctx.client.get<Page<LineageSummary>>('/lineages', {
               device_id: o.device,
+              fleet_id: o.fleet,
               status: o.status,
               page: o.all ? page : (o.page ?? page),
               limit: o.limit ?? (o.all ? 500 : undefined),
@@ -734,7 +744,7 @@ export function registerOperatorCommands(program: Command, io: Io): void {
     );
 }
 
-function readActions(path: string): string {
+export function readActions(path: string): string {
   try {
     return readFileSync(path === '-' ? 0 : path, 'utf8');
   } catch (err) {
@@ -813,6 +823,8 @@ function renderLineage(l: LineageDetail): string {
     ['journal epoch', l.last_journal_epoch],
     ['replay', l.replay ? `${l.replay.replay_id} ${l.replay.state}` : null],
     ['mirror table', l.materialization.table_name],
+    ['fleet', l.fleet_id],
+    ['registry', l.registry_state ? `${l.registry_state} ${l.registry_id ?? ''}` : null],
     ['materialization errors', l.materialization_errors],
     ['last error', l.last_error],
     ...(l.deleted_reason ? ([['deleted', l.deleted_reason]] as const) : []),
@@ -844,6 +856,8 @@ function renderLineage(l: LineageDetail): string {
   else if (open?.status === 'in_review') out += `\nnext: sluice reviews approve ${open.review_id}\n`;
   else if (l.pause_reasons.includes('circuit_breaker'))
     out += `\nnext: fix the cause (last error above), then sluice lineages reset ${l.lineage_id}\n`;
+  else if (l.registry_state === 'awaiting')
+    out += `\nnext: its schema is decided for the whole scope: sluice registry reviews --table ${l.source_table} --status queued\n`;
   return out;
 }
 

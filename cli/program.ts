@@ -6,6 +6,7 @@ import { startProjector } from '../projections';
 import { CliError, EXIT, type ExitCode, isCliError } from './client';
 import { registerDeviceCommands } from './devices';
 import { registerOperatorCommands } from './operator';
+import { registerRegistryCommands } from './registry';
 import { type Io, json } from './output';
 import { ROLES, type Role, connectNats, openStore, readRoleOptions, startRoles } from './roles';
 
@@ -119,6 +120,7 @@ function buildProgram(io: Io, state: { daemon: boolean }): Command {
 
   registerOperatorCommands(program, io);
   registerDeviceCommands(program, io);
+  registerRegistryCommands(program, io);
   return program;
 }
 

@@ -9,7 +9,7 @@ import type { Registry } from '../infra/nats/registry';
 import type { Logger } from '../infra/log';
 import type { Metrics } from '../infra/metrics';
 import type { RegistryView } from '../domain/registry/decide';
-import { type RegistryKey, coalescingScope } from '../domain/registry/events';
+import { type RegistryKey, coalescingScope, registryId } from '../domain/registry/events';
 import type { LineageState } from '../domain/lineage/state';
 import type { LineageCommandHandler } from './handler';
 import { applyApproval } from './registry-follower';
@@ -148,6 +148,7 @@ export class IngressWorker {
           if (e.type === 'LineagePaused') metrics?.pauses.inc({ reason: e.data.reason });
         }
         if (key && view) await this.enroll(lineageId, device.device_id, key, view, result.state);
+        else if (key) await this.adoptOwnApproval(lineageId, key, result.state);
         return;
       } catch (err) {
         if (isDomainError(err) && err.code === 'lineage_deleted') {
@@ -199,6 +200,37 @@ export class IngressWorker {
     );
     if (r.state.status === 'registered' && r.state.decision?.kind === 'approved') {
       await applyApproval(this.opts.handler, r.state, lineageId, { causation_id: view.registry_id });
+    }
+  }
+
+  /**
+   * Coalescing is on but the lineage still materializes on its own (it was approved before the
+   * switch and the consolidation missed it, or a review of its own was decided since): its
+   * approval becomes the entry's, unless the entry was decided already, and it joins the table.
+   */
+  private async adoptOwnApproval(lineageId: string, key: RegistryKey, state: LineageState): Promise<void> {
+    if (state.status !== 'registered' || state.kind !== 'rows' || state.coalesced) return;
+    if (state.approved_hash !== key.schema_hash) return;
+    const id = registryId(key);
+    const review = [...state.reviews]
+      .reverse()
+      .find((r) => r.status === 'approved' && r.schema_hash === key.schema_hash);
+    const r = await this.opts.registries!.execute(
+      id,
+      {
+        type: 'AdoptApproval',
+        data: {
+          ...key,
+          lineage_id: lineageId,
+          review_id: review?.review_id ?? null,
+          bindings: state.bindings,
+          schema_columns: state.schemas[key.schema_hash] ?? null,
+        },
+      },
+      { decision_id: `adopt:${lineageId}:${uuidv7()}`, correlation_id: id },
+    );
+    if (r.state.status === 'registered' && r.state.decision?.kind === 'approved') {
+      await applyApproval(this.opts.handler, r.state, lineageId, { causation_id: r.events[0]?.id ?? id });
     }
   }
 

@@ -61,7 +61,13 @@ function register(state: RegistryState, key: RegistryKey): RegistryEvent[] {
     }
     return [];
   }
-  return [{ type: 'RegistryEntryRegistered', data: { ...key, registry_id: registryId(key) } }];
+  const { project_id, scope, scope_id, source_table, schema_hash } = key;
+  return [
+    {
+      type: 'RegistryEntryRegistered',
+      data: { project_id, scope, scope_id, source_table, schema_hash, registry_id: registryId(key) },
+    },
+  ];
 }
 
 function requireEntry(state: RegistryState): RegisteredEntry {

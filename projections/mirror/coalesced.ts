@@ -184,7 +184,8 @@ async function consolidate(
     await ctx.dialect.exec(
       tx,
       `INSERT INTO ${quoteIdent(into.table_name)} (${target.join(', ')}) ` +
-        `SELECT ${source.join(', ')} FROM ${quoteIdent(current.table_name)} ` +
+        // `WHERE true`: SQLite cannot tell an upsert's ON CONFLICT from a join's ON without it.
+        `SELECT ${source.join(', ')} FROM ${quoteIdent(current.table_name)} WHERE true ` +
         `ON CONFLICT (${conflict.join(', ')}) DO NOTHING`,
       [],
     );

@@ -5,6 +5,9 @@ const TABLES = [
   'edge_column_bindings',
   'edge_control_lineages',
   'edge_export_segments',
+  'edge_mirror_coalesced_entries',
+  'edge_mirror_coalesced_members',
+  'edge_mirror_coalesced_tables',
   'edge_mirror_epochs',
   'edge_mirror_failures',
   'edge_mirror_held_rows',
@@ -14,8 +17,10 @@ const TABLES = [
   'edge_mirror_tables',
   'edge_mirror_tombstones',
   'edge_pending_controls',
+  'edge_registry_reviews',
   'edge_rejections',
   'edge_replay_intents',
+  'edge_schema_registry',
   'edge_schema_reviews',
   'edge_schema_versions',
   'edge_segment_lineages',
@@ -39,7 +44,12 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
   });
 
   it('migrates an empty database to the full schema, then is a no-op', async () => {
-    expect(await migrate(t.store)).toEqual(['0001_read_stores', '0002_staged_counts', '0003_mirror_reports']);
+    expect(await migrate(t.store)).toEqual([
+      '0001_read_stores',
+      '0002_staged_counts',
+      '0003_mirror_reports',
+      '0004_registry_coalescing',
+    ]);
     const tables = await t.store.dialect.listTables(t.store.db);
     expect(tables.filter((n) => !n.startsWith('kysely_'))).toEqual(TABLES);
     expect(await migrate(t.store)).toEqual([]);

@@ -358,5 +358,17 @@ describe.each(DIALECTS)('a fleet of devices coalesced on the %s read store', (di
       ['approved', FLEET_SIZE],
       ['pending', 1],
     ]);
+
+    // Both read sides are projections: rebuilt from the events, they come back the same.
+    const dump = async () => ({
+      mirrors: await get<unknown>('/coalesced-mirrors'),
+      registry: await get<unknown>('/registry'),
+      reviews: await get<unknown>('/registry-reviews'),
+      rows: await get<unknown>(`/lineages/${active[7]!.lineage_id}/mirror-rows`),
+    });
+    const before = await dump();
+    await cloud!.projector!.rebuild('mirror');
+    await cloud!.projector!.rebuild('registry');
+    expect(await dump()).toEqual(before);
   }, 120_000);
 });
