@@ -106,6 +106,7 @@ export class IngressWorker {
         new_review_id: uuidv7(),
         new_control_id: uuidv7(),
         new_replay_id: uuidv7(),
+        new_write_control_id: uuidv7(),
         now: new Date().toISOString(),
         policy,
       };
