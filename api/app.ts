@@ -24,6 +24,7 @@ import { IdempotencyStore } from './idempotency';
 import { registerReadStoreGauges } from './metrics';
 import { type EventReader, registerAuditRoutes } from './routes/audit';
 import { type PolicyStore, registerEdgeRoutes } from './routes/edge';
+import { registerWriteBackRoutes } from './routes/write-back';
 
 export type { ReadinessCheck } from './health';
 export type { EventReader } from './routes/audit';
@@ -139,6 +140,7 @@ async function build(deps: AppDeps) {
       scope.addHook('onRequest', async (req) => authenticate(req, deps.tokens));
       await registerEdgeRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
       await registerAuditRoutes(scope.withTypeProvider<ZodTypeProvider>(), deps);
+      await registerWriteBackRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
     },
     { prefix: API_PREFIX },
   );

@@ -1,3 +1,4 @@
+import { cloudRowsProjection } from './cloud_rows/projection';
 import { controlsProjection } from './controls/projection';
 import { lineagesProjection } from './lineages/projection';
 import { mirrorProjection } from './mirror/projection';
@@ -17,6 +18,7 @@ export function createProjections(deps: { commands?: CommandSender; log?: Log } 
     rejectionsProjection(),
     mirrorProjection(deps),
     telemetryProjection(deps),
+    cloudRowsProjection(),
   ];
 }
 
@@ -28,4 +30,5 @@ export const PROJECTION_NAMES = [
   'rejections',
   'mirror',
   'telemetry',
+  'cloud_rows',
 ] as const;

@@ -90,7 +90,7 @@ function requireManage(req: FastifyRequest): void {
  * Run a mutation once per Idempotency-Key: a repeat with the same body returns the stored answer
  * (and has no second effect); the same key with another body is refused with 422.
  */
-async function idempotent(
+export async function idempotent(
   deps: Deps,
   req: FastifyRequest,
   projectId: string,
