@@ -295,6 +295,9 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
           state.cloudVersion(c.source_table, pk),
         );
         state.setCloudVersions(c.source_table, applied);
+        // The confirmations were journaled on the agent's own connection, which data_version
+        // does not report: read the counters again on the next tick.
+        dataVersion = -1;
         log.info(
           {
             event: 'state_write',

@@ -207,6 +207,15 @@ describe.each(brokers)('downlinks over %s', (_name, start) => {
       });
       await agent.flushNow();
       expect(cloud.distinctCount('device_state')).toBe(5);
+      // A newer one while the table flows: its confirmation goes out with the next flush.
+      await cloud.sendControl(
+        root,
+        control('state_write', 'device_state', {
+          rows: [{ pk: { id: 42 }, values: { mode: 'newer' }, cloud_version: 8 }],
+        }),
+      );
+      await waitFor(() => cloud.distinctCount('device_state') === 6, { message: 'confirmation of v8' });
+      expect(rowsOf(42).at(-1)).toMatchObject({ commit_seq: 6, lkcv: 8, row: { mode: 'newer' } });
     } finally {
       await teardown(c);
     }
