@@ -293,6 +293,8 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     );
     const cloudRows = (await get(rowsUrl(), READER)).json();
     expect(cloudRows).toMatchObject({
+      authority: 'cloud_authoritative',
+      last_cloud_version: 2,
       total: 2,
       items: [
         {
@@ -351,5 +353,13 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
       [{ id: 2, mode: 'm2' }, 2],
       [{ id: 7, mode: 'new' }, 5],
     ]);
+  });
+
+  it('the cloud rows are a projection: a rebuild reproduces them', async () => {
+    await projector.waitForCaughtUp();
+    const before = (await get(rowsUrl())).json();
+    await projector.rebuild('cloud_rows');
+    expect((await get(rowsUrl())).json()).toEqual(before);
+    expect(before.items).toHaveLength(2);
   });
 });

@@ -1,6 +1,6 @@
 import type { Kysely, Migration } from 'kysely';
 
-/** `edge_cloud_rows`, the cloud's rows of cloud_authoritative lineages. */
+/** `edge_cloud_rows` and `edge_cloud_lineages`: the cloud's rows and who wins, per lineage. */
 export const cloudRowsMigration: Migration = {
   async up(db: Kysely<unknown>) {
     await db.schema
@@ -18,8 +18,16 @@ export const cloudRowsMigration: Migration = {
       .addColumn('last_conflict_at', 'text')
       .addPrimaryKeyConstraint('edge_cloud_rows_pk', ['lineage_id', 'pk_key'])
       .execute();
+    await db.schema
+      .createTable('edge_cloud_lineages')
+      .addColumn('lineage_id', 'text', (c) => c.primaryKey())
+      .addColumn('authority', 'text', (c) => c.notNull())
+      .addColumn('last_cloud_version', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
   },
   async down(db: Kysely<unknown>) {
+    await db.schema.dropTable('edge_cloud_lineages').ifExists().execute();
     await db.schema.dropTable('edge_cloud_rows').ifExists().execute();
   },
 };

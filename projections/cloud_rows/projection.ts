@@ -11,6 +11,7 @@ import { assertNever } from '../../domain/shared/decider';
 import type { ApplyContext, Projection, Tx } from '../runner/types';
 
 const HANDLES = [
+  'LineageAuthoritySet',
   'CloudRowsWritten',
   'ControlIssued',
   'RowsAccepted',
@@ -43,7 +44,28 @@ async function confirm(tx: Tx, rows: readonly RowChange[], ctx: ApplyContext): P
 
 async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
   switch (event.type) {
+    case 'LineageAuthoritySet':
+      await tx
+        .insertInto('edge_cloud_lineages')
+        .values({
+          lineage_id: ctx.lineage_id,
+          authority: event.data.authority,
+          last_cloud_version: 0,
+          updated_at: ctx.occurred_at,
+        })
+        .onConflict((oc) =>
+          oc
+            .column('lineage_id')
+            .doUpdateSet({ authority: event.data.authority, updated_at: ctx.occurred_at }),
+        )
+        .execute();
+      return;
     case 'CloudRowsWritten': {
+      await tx
+        .updateTable('edge_cloud_lineages')
+        .set({ last_cloud_version: event.data.cloud_version, updated_at: ctx.occurred_at })
+        .where('lineage_id', '=', ctx.lineage_id)
+        .execute();
       const rows = event.data.rows.map((r) => ({ ...r, key: cloudKey(r.pk) }));
       for (let i = 0; i < rows.length; i += CHUNK) {
         const chunk = rows.slice(i, i + CHUNK);
@@ -125,6 +147,7 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
     }
     case 'LineageDeleted':
       await tx.deleteFrom('edge_cloud_rows').where('lineage_id', '=', ctx.lineage_id).execute();
+      await tx.deleteFrom('edge_cloud_lineages').where('lineage_id', '=', ctx.lineage_id).execute();
       return;
     default:
       return assertNever(event, 'cloud_rows event');
@@ -140,6 +163,7 @@ export function cloudRowsProjection(): Projection<Handled> {
     apply,
     async truncate(tx) {
       await tx.deleteFrom('edge_cloud_rows').execute();
+      await tx.deleteFrom('edge_cloud_lineages').execute();
     },
   };
 }

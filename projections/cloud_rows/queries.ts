@@ -20,10 +20,22 @@ export type CloudRowView = Readonly<{
 export async function listCloudRows(
   db: Kysely<ReadStoreDB>,
   q: { lineage_id: string; page?: number; limit?: number },
-): Promise<{ items: CloudRowView[]; total: number; page: number; limit: number }> {
+): Promise<{
+  authority: 'cloud_authoritative' | 'device_authoritative';
+  last_cloud_version: number;
+  items: CloudRowView[];
+  total: number;
+  page: number;
+  limit: number;
+}> {
   const limit = Math.min(Math.max(q.limit ?? 50, 1), 500);
   const page = Math.max(q.page ?? 1, 1);
-  const [rows, count] = await Promise.all([
+  const [lineage, rows, count] = await Promise.all([
+    db
+      .selectFrom('edge_cloud_lineages')
+      .selectAll()
+      .where('lineage_id', '=', q.lineage_id)
+      .executeTakeFirst(),
     db
       .selectFrom('edge_cloud_rows')
       .selectAll()
@@ -39,6 +51,8 @@ export async function listCloudRows(
       .executeTakeFirstOrThrow(),
   ]);
   return {
+    authority: lineage?.authority ?? 'device_authoritative',
+    last_cloud_version: Number(lineage?.last_cloud_version ?? 0),
     items: rows.map((r) => ({
       pk: JSON.parse(r.pk) as Record<string, WireValue>,
       values: JSON.parse(r.row_values) as Record<string, WireValue>,

@@ -19,4 +19,15 @@ export interface EdgeCloudRowsTable {
   last_conflict_at: string | null;
 }
 
-export type CloudRowsTables = { edge_cloud_rows: EdgeCloudRowsTable };
+/** Per lineage: who wins (LineageAuthoritySet) and the last cloud_version written. */
+export interface EdgeCloudLineagesTable {
+  lineage_id: string;
+  authority: 'cloud_authoritative' | 'device_authoritative';
+  last_cloud_version: number;
+  updated_at: string;
+}
+
+export type CloudRowsTables = {
+  edge_cloud_rows: EdgeCloudRowsTable;
+  edge_cloud_lineages: EdgeCloudLineagesTable;
+};
