@@ -1,6 +1,8 @@
 import Database from 'better-sqlite3';
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
+import { EXIT } from '../../cli/client';
+import { runCli } from '../../cli/program';
 import { startNats, type NatsServer } from '../support/nats';
 import { tempDir } from '../support/proc';
 import {
@@ -15,8 +17,8 @@ import {
   type AgentProcess,
   type CloudProcess,
   TEST_PROJECT,
+  TEST_TOKEN,
   getJson,
-  postJson,
   startAgentProcess,
   startCloudProcess,
 } from '../support/stack';
@@ -87,23 +89,54 @@ describe('write-back end to end', () => {
     });
 
     const rowsUrl = `${cloud.apiUrl}/core/api/v1/projects/${TEST_PROJECT}/devices/${DEVICE}/edge/state-tables/${lineage_id}/rows`;
-    const refused = await postJson<{ code: string }>(rowsUrl, {
-      rows: [{ pk: { id: 2 }, values: { mode: 'x' } }],
+    // The operator's side goes through the `sluice` CLI, against the real API.
+    const cli = async (args: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const { code } = await runCli(
+        [...args, '--api', cloud!.apiUrl, '--token', TEST_TOKEN, '--project', TEST_PROJECT],
+        {
+          out: async (t) => {
+            stdout += t;
+          },
+          err: (t) => {
+            stderr += t;
+          },
+        },
+      );
+      return { code, stdout, stderr };
+    };
+    const refused = await cli([
+      'rows',
+      'write',
+      lineage_id,
+      '--row',
+      '{"pk":{"id":2},"values":{"mode":"x"}}',
+    ]);
+    expect(refused.code).toBe(EXIT.conflict);
+    expect(refused.stderr).toContain('device_authoritative');
+    expect(refused.stderr).toContain('sluice lineages authority');
+    const authority = await cli(['lineages', 'authority', lineage_id, 'cloud_authoritative']);
+    expect(authority).toMatchObject({
+      code: 0,
+      stdout: expect.stringContaining('is now cloud_authoritative'),
     });
-    expect(refused).toMatchObject({ status: 409, body: { code: 'not_cloud_authoritative' } });
-    const authority = await postJson(`${cloud.base}/lineages/${lineage_id}/authority`, {
-      mode: 'cloud_authoritative',
-    });
-    expect(authority.status).toBe(200);
 
     // 1. The write.
-    const write = await postJson<{ cloud_version: number; control_id: string }>(rowsUrl, {
-      rows: [
-        { pk: { id: 2 }, values: { mode: 'cloud-cool', setpoint: 19.5 } },
-        { pk: { id: 10 }, values: { mode: 'cloud-new' } },
-      ],
-    });
-    expect(write.status).toBe(200);
+    const written = await cli([
+      'rows',
+      'write',
+      lineage_id,
+      '--device',
+      DEVICE,
+      '--row',
+      '{"pk":{"id":2},"values":{"mode":"cloud-cool","setpoint":19.5}}',
+      '--row',
+      '{"pk":{"id":10},"values":{"mode":"cloud-new"}}',
+      '--json',
+    ]);
+    expect(written.code).toBe(0);
+    const write = { body: JSON.parse(written.stdout) as { cloud_version: number; control_id: string } };
     expect(write.body.cloud_version).toBe(1);
 
     // 2. The device's SQLite rows change, and the agent ACKs the signed control.
@@ -178,6 +211,11 @@ describe('write-back end to end', () => {
       { pk: { id: 10 }, cloud_version: 1, status: 'applied' },
       { pk: { id: 2 }, cloud_version: 1, status: 'applied' },
     ]);
+
+    const shown = await cli(['rows', 'cloud', lineage_id]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/cloud_authoritative, last cloud_version 1/);
+    expect(shown.stdout).toMatch(/\{"id":2\}.*cloud-cool.*\s1\s+applied\s+1\s+0/);
 
     // 5. A device change after the write carries the version it saw and flows on.
     app.prepare('UPDATE device_state SET setpoint = 22 WHERE id = 2').run();
