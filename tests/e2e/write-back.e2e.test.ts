@@ -19,6 +19,7 @@ import {
   TEST_PROJECT,
   TEST_TOKEN,
   getJson,
+  postJson,
   startAgentProcess,
   startCloudProcess,
 } from '../support/stack';
@@ -42,6 +43,16 @@ describe('write-back end to end', () => {
   let cloud: CloudProcess | undefined;
   let agent: AgentProcess | undefined;
   let app: Database.Database | undefined;
+  /** What the second test needs of the stack the first one built. */
+  let shared:
+    | {
+        lineage_id: string;
+        rowsUrl: string;
+        launch: () => AgentProcess;
+        audit: () => Promise<AuditItem[]>;
+        mirrorEqualsDevice: () => Promise<unknown>;
+      }
+    | undefined;
 
   afterAll(async () => {
     await shutdown(agent);
@@ -65,18 +76,20 @@ describe('write-back end to end', () => {
     app.pragma('journal_mode = WAL');
     app.pragma('busy_timeout = 5000');
     app.exec('CREATE TABLE device_state (id INTEGER PRIMARY KEY, mode TEXT NOT NULL, setpoint REAL)');
-    agent = startAgentProcess({
-      mqttUrl: nats.mqttUrl,
-      sourceDb: join(dir, 'app.db'),
-      device: DEVICE,
-      dir,
-      extraYaml: [
-        'security:',
-        '  signed_control:',
-        '    enabled: true',
-        `    public_key: ${JSON.stringify(publicKey.export({ type: 'spki', format: 'pem' }).toString())}`,
-      ].join('\n'),
-    });
+    const launch = () =>
+      startAgentProcess({
+        mqttUrl: nats!.mqttUrl,
+        sourceDb: join(dir, 'app.db'),
+        device: DEVICE,
+        dir,
+        extraYaml: [
+          'security:',
+          '  signed_control:',
+          '    enabled: true',
+          `    public_key: ${JSON.stringify(publicKey.export({ type: 'spki', format: 'pem' }).toString())}`,
+        ].join('\n'),
+      });
+    agent = launch();
     await waitForTriggers(app, 'device_state');
     const insert = app.prepare('INSERT INTO device_state (id, mode, setpoint) VALUES (?, ?, ?)');
     for (let id = 1; id <= 3; id++) insert.run(id, 'idle', 18);
@@ -194,12 +207,14 @@ describe('write-back end to end', () => {
 
     // 4. The mirror converges to the cloud's rows; the cloud rows read applied.
     const deviceTable = () => app!.prepare('SELECT id, mode, setpoint FROM device_state ORDER BY id').all();
-    await waitFor(
-      async () =>
-        JSON.stringify((await mirrorRows(cloud!.base, lineage_id)).map((m) => m.row)) ===
-        JSON.stringify(deviceTable()),
-      { timeoutMs: 30_000, message: 'mirror equal to the device table' },
-    );
+    const mirrorEqualsDevice = () =>
+      waitFor(
+        async () =>
+          JSON.stringify((await mirrorRows(cloud!.base, lineage_id)).map((m) => m.row)) ===
+          JSON.stringify(deviceTable()),
+        { timeoutMs: 30_000, message: 'mirror equal to the device table' },
+      );
+    await mirrorEqualsDevice();
     const cloudRows = await waitFor(
       async () => {
         const r = await getJson<{ items: { pk: unknown; status: string; cloud_version: number }[] }>(rowsUrl);
@@ -240,5 +255,54 @@ describe('write-back end to end', () => {
       ]),
     );
     console.log(`[write-back] write → device → lkcv → mirror round trip done in ${Date.now() - t0} ms`);
+    shared = { lineage_id, rowsUrl, launch, audit, mirrorEqualsDevice };
+  });
+
+  it('a change the device made before it received a write loses to the cloud row, visibly', async () => {
+    const { lineage_id, rowsUrl, launch, audit, mirrorEqualsDevice } = shared!;
+    // The device is offline: its application changes key 2, and the operator writes key 2.
+    await shutdown(agent);
+    app!.prepare("UPDATE device_state SET mode = 'device-offline' WHERE id = 2").run();
+    const write = await postJson<{ cloud_version: number }>(rowsUrl, {
+      rows: [{ pk: { id: 2 }, values: { mode: 'cloud-wins' } }],
+    });
+    expect(write).toMatchObject({ status: 200, body: { cloud_version: 2 } });
+
+    // Back online: the journaled change goes out with the version it was made under (1), the
+    // write is applied and confirmed with 2.
+    agent = launch();
+    const conflict = await waitFor(
+      async () => (await audit()).find((e) => e.type === 'StateWriteConflictDetected'),
+      { timeoutMs: 30_000, message: 'the conflict recorded' },
+    );
+    expect(conflict.data).toMatchObject({
+      conflicts: [{ pk: { id: 2 }, op: 'update', lkcv: 1, cloud_version: 2 }],
+    });
+    await waitFor(
+      () => app!.prepare('SELECT mode FROM device_state WHERE id = 2').pluck().get() === 'cloud-wins',
+      {
+        timeoutMs: 30_000,
+        message: 'the cloud row on the device',
+      },
+    );
+    await mirrorEqualsDevice();
+    const mirrored = (await mirrorRows(cloud!.base, lineage_id)).find((m) => m.key.id === 2);
+    expect(mirrored?.row).toMatchObject({ mode: 'cloud-wins' });
+    // The stale change never reached the mirror.
+    const accepted = (await audit())
+      .filter((e) => e.type === 'RowsAccepted')
+      .flatMap((e) => e.data.rows as BatchRow[]);
+    expect(accepted.some((r) => (r.row as { mode?: string } | null)?.mode === 'device-offline')).toBe(false);
+    const cloudRow = await waitFor(
+      async () => {
+        const r = await getJson<{ items: { pk: { id: number }; status: string; conflicts: number }[] }>(
+          rowsUrl,
+        );
+        const row = r.body.items.find((i) => i.pk.id === 2);
+        return row?.status === 'applied' ? row : undefined;
+      },
+      { timeoutMs: 30_000, message: 'cloud row 2 applied again' },
+    );
+    expect(cloudRow.conflicts).toBe(1);
   });
 });
