@@ -362,4 +362,14 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     expect((await get(rowsUrl())).json()).toEqual(before);
     expect(before.items).toHaveLength(2);
   });
+
+  it('documents the write-back routes in OpenAPI', async () => {
+    const paths = Object.keys((await app.inject({ method: 'GET', url: '/openapi.json' })).json().paths);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        '/core/api/v1/projects/{project_id}/devices/{device}/edge/state-tables/{lineage_id}/rows',
+        '/core/api/v1/projects/{project_id}/edge/lineages/{lineage_id}/authority',
+      ]),
+    );
+  });
 });
