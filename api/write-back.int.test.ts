@@ -11,7 +11,7 @@ import { silentLogger } from '../infra/log';
 import { createMetrics } from '../infra/metrics';
 import { type Projector, startProjector } from '../projections';
 import { DIALECTS, openTestStore, type TestStore } from '../projections/test-support/stores';
-import { CommandService } from '../worker/commands';
+import { CommandService, serveCommands } from '../worker/commands';
 import { LineageCommandHandler } from '../worker/handler';
 import { startNats, type NatsServer } from '../tests/support/nats';
 import { MANAGE, READ, TokenBook } from './auth/tokens';
@@ -32,6 +32,7 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
   let app: FastifyInstance;
   let projector: Projector;
   let handler: LineageCommandHandler;
+  let service: CommandService;
   const lineageId = uuidv7();
   const otherLineage = uuidv7();
   const deviceId = uuidv7();
@@ -93,10 +94,12 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     events = await JetStreamEventStore.create(nc);
     ts = await openTestStore(dialect);
     handler = new LineageCommandHandler(events);
+    service = new CommandService(handler);
+    serveCommands(nc, service, silentLogger());
     projector = await startProjector({ nc, store: ts.store, log: silentLogger() });
     app = await buildApp({
       store: ts.store,
-      commands: new CommandService(handler),
+      commands: service,
       events,
       metrics: createMetrics(),
       tokens: new TokenBook([
@@ -371,5 +374,38 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
         '/core/api/v1/projects/{project_id}/edge/lineages/{lineage_id}/authority',
       ]),
     );
+  });
+
+  it('takes the same commands over NATS (edge.cmd.lineage.write-rows)', async () => {
+    const req = async (verb: string, body: unknown) =>
+      (await nc.request(`edge.cmd.${verb}`, JSON.stringify(body), { timeout: 10_000 })).json<{
+        ok: boolean;
+        events?: { type: string }[];
+        error?: { code: string };
+      }>();
+    const before = await commitCount();
+    expect(await req('lineage.write-rows', { lineage_id: lineageId, rows: [] })).toMatchObject({
+      ok: false,
+      error: { code: 'invalid_command' },
+    });
+    expect(
+      await req('lineage.write-rows', {
+        lineage_id: lineageId,
+        rows: [{ pk: { id: 1 }, values: { nope: 1 } }],
+      }),
+    ).toMatchObject({ ok: false, error: { code: 'invalid_rows' } });
+    expect(await commitCount()).toBe(before);
+    const ok = await req('lineage.write-rows', {
+      lineage_id: lineageId,
+      rows: [{ pk: { id: 2 }, values: { mode: 'over-nats' } }],
+      actor: 'script',
+    });
+    expect(ok).toMatchObject({ ok: true, events: [{ type: 'CloudRowsWritten' }, { type: 'ControlIssued' }] });
+    expect(
+      await req('lineage.authority', { lineage_id: lineageId, authority: 'cloud_authoritative' }),
+    ).toMatchObject({
+      ok: true,
+      events: [],
+    });
   });
 });
