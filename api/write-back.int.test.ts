@@ -408,4 +408,27 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
       events: [],
     });
   });
+
+  it('a retried write whose first append went through (its ack lost) answers from the lineage, appending nothing', async () => {
+    const rows = [{ pk: { id: 3 }, values: { mode: 'retried' } }];
+    // The first attempt reached the event store under this key's decision id, then the answer was lost.
+    const first = await service.run('lineage.write-rows', {
+      project_id: A,
+      lineage_id: lineageId,
+      rows,
+      idempotency_key: `${A}:lost-ack`,
+    });
+    const version = first.events.find((e) => e.type === 'CloudRowsWritten');
+    const control = first.events.find((e) => e.type === 'ControlIssued');
+    const before = await commitCount();
+    const retry = await post(rowsUrl(), { rows }, 'lost-ack');
+    expect(retry.statusCode).toBe(200);
+    expect(retry.json()).toMatchObject({
+      cloud_version: version?.type === 'CloudRowsWritten' ? version.data.cloud_version : -1,
+      control_id: control?.type === 'ControlIssued' ? control.data.control_id : '',
+      rows: [{ pk: { id: 3 } }],
+      events: [],
+    });
+    expect(await commitCount()).toBe(before);
+  });
 });

@@ -8,6 +8,7 @@ import type {
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { MAX_WRITE_ROWS } from '../../domain/lineage/decide';
+import { cloudKey } from '../../domain/lineage/state';
 import type { ReadStore } from '../../projections';
 import { listCloudRows } from '../../projections/cloud_rows/queries';
 import type { CommandService } from '../../worker/commands';
@@ -157,23 +158,38 @@ export async function registerWriteBackRoutes(app: App, deps: Deps): Promise<voi
         });
         const written = r.events.find((e) => e.type === 'CloudRowsWritten');
         const control = r.events.find((e) => e.type === 'ControlIssued');
-        if (written?.type !== 'CloudRowsWritten' || control?.type !== 'ControlIssued') {
-          // Only a repeat of a decision already appended decides nothing (its ack was lost).
-          throw new ApiError(
-            409,
-            'write_already_applied',
-            'this write was already recorded under this Idempotency-Key; read the rows back',
-          );
+        if (written?.type === 'CloudRowsWritten' && control?.type === 'ControlIssued') {
+          return {
+            status: 200,
+            body: {
+              lineage_id: r.lineage_id,
+              version: r.version,
+              cloud_version: written.data.cloud_version,
+              control_id: control.data.control_id,
+              rows: written.data.rows.map((x) => ({ pk: x.pk, cloud_version: x.cloud_version })),
+              events: r.events.map((e) => ({ id: e.id, type: e.type })),
+            },
+          };
         }
+        // No events: this very decision was appended before (a retry after a lost ack). Answer
+        // from the lineage as it is now: each key's current version and state_write.
+        const wb = r.state.status === 'registered' ? r.state.write_back : undefined;
+        const current = req.body.rows.map((x) => wb?.rows[cloudKey(x.pk)]);
+        const first = current[0];
+        // A plain error: the Idempotency-Key is released and the client's retry reads it back.
+        if (!first) throw new Error('the write was recorded but could not be read back');
         return {
           status: 200,
           body: {
             lineage_id: r.lineage_id,
             version: r.version,
-            cloud_version: written.data.cloud_version,
-            control_id: control.data.control_id,
-            rows: written.data.rows.map((x) => ({ pk: x.pk, cloud_version: x.cloud_version })),
-            events: r.events.map((e) => ({ id: e.id, type: e.type })),
+            cloud_version: first.cloud_version,
+            control_id: first.control_id ?? '',
+            rows: req.body.rows.map((x, i) => ({
+              pk: x.pk,
+              cloud_version: current[i]?.cloud_version ?? first.cloud_version,
+            })),
+            events: [],
           },
         };
       });
