@@ -119,6 +119,8 @@ export class IngressWorker {
         for (const e of result.events) {
           if (e.type === 'RowsStaged') metrics?.rows.inc({ disposition: 'staged' }, e.data.rows.length);
           if (e.type === 'RowsAccepted') metrics?.rows.inc({ disposition: 'accepted' }, e.data.rows.length);
+          if (e.type === 'StateWriteConflictDetected')
+            metrics?.rows.inc({ disposition: 'conflict' }, e.data.conflicts.length);
           if (e.type === 'LineagePaused') metrics?.pauses.inc({ reason: e.data.reason });
         }
         return;
