@@ -168,6 +168,8 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     expect(crossed.statusCode).toBe(404);
     expect(await commitCount()).toBe(before);
 
+    const detail = async () => (await get(`${base}/edge/lineages/${lineageId}`)).json().write_back;
+    expect(await detail()).toEqual({ authority: 'device_authoritative', last_cloud_version: 0 });
     const set = await post(
       `${base}/edge/lineages/${lineageId}/authority`,
       { mode: 'cloud_authoritative' },
@@ -185,6 +187,8 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     );
     expect(again.json()).toMatchObject({ events: [] });
     expect(await eventTypes(before)).toEqual(['LineageAuthoritySet']);
+    await projector.waitForCaughtUp();
+    expect(await detail()).toEqual({ authority: 'cloud_authoritative', last_cloud_version: 0 });
   });
 
   it.each([

@@ -944,6 +944,12 @@ function renderLineage(l: LineageDetail): string {
     ['mirror table', l.materialization.table_name],
     ['materialization errors', l.materialization_errors],
     ['last error', l.last_error],
+    [
+      'authority',
+      l.write_back.authority === 'cloud_authoritative'
+        ? `cloud_authoritative (last cloud_version ${l.write_back.last_cloud_version}; sluice rows cloud ${l.lineage_id})`
+        : l.write_back.authority,
+    ],
     ...(l.deleted_reason ? ([['deleted', l.deleted_reason]] as const) : []),
     ['updated', ago(l.updated_at)],
   ]);
