@@ -26,6 +26,7 @@ import { registerReadStoreGauges } from './metrics';
 import { type EventReader, registerAuditRoutes } from './routes/audit';
 import { type PolicyStore, registerEdgeRoutes } from './routes/edge';
 import { registerRegistryRoutes } from './routes/registry';
+import { registerWriteBackRoutes } from './routes/write-back';
 
 export type { ReadinessCheck } from './health';
 export type { EventReader } from './routes/audit';
@@ -144,6 +145,7 @@ async function build(deps: AppDeps) {
       await registerEdgeRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
       await registerAuditRoutes(scope.withTypeProvider<ZodTypeProvider>(), deps);
       await registerRegistryRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
+      await registerWriteBackRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
     },
     { prefix: API_PREFIX },
   );

@@ -2,6 +2,7 @@ import { CliError, EXIT, exitCodeFor } from './client';
 import { actionsFromFlags, parseActionsFile } from './column-actions';
 import { summarizeEvent } from './event-summary';
 import { table } from './output';
+import { runCli } from './program';
 
 const usage = (f: () => unknown) => {
   try {
@@ -99,5 +100,44 @@ describe('output', () => {
       }),
     ).toBe('2 rows staged (schema_review) commit_seq 4–9, 2 duplicates skipped');
     expect(summarizeEvent('SomethingNew', { a: 1 })).toBe('{"a":1}');
+    expect(
+      summarizeEvent('StateWriteConflictDetected', {
+        conflicts: [{ commit_seq: 7 }, { commit_seq: 9 }],
+        reissued: 1,
+      }),
+    ).toBe('2 device change(s) lost to the cloud row (commit_seq 7, 9); 1 key(s) sent again');
+    expect(summarizeEvent('CloudRowsWritten', { cloud_version: 3, rows: [{}, {}] })).toBe(
+      '2 cloud rows written as cloud_version 3',
+    );
+  });
+});
+
+describe('sluice rows write', () => {
+  const run = async (args: string[]) => {
+    let err = '';
+    const { code } = await runCli(
+      [
+        ...args,
+        '--api',
+        'http://127.0.0.1:9',
+        '--token',
+        't',
+        '--project',
+        '0190a000-0000-7000-8000-000000000001',
+      ],
+      { out: async () => {}, err: (t) => void (err += t) },
+    );
+    return { code, err };
+  };
+  const L = '0190a000-0000-7000-8000-0000000000aa';
+
+  it('refuses rows that are not JSON, and a write of nothing, before any request', async () => {
+    const bad = await run(['rows', 'write', L, '--device', 'd', '--row', '{pk:1}']);
+    expect(bad.code).toBe(EXIT.usage);
+    expect(bad.err).toContain('--row is not JSON');
+    const none = await run(['rows', 'write', L, '--device', 'd']);
+    expect(none.code).toBe(EXIT.usage);
+    expect(none.err).toContain('nothing to write');
+    expect((await run(['lineages', 'authority', L, 'cloud'])).code).toBe(EXIT.usage);
   });
 });

@@ -63,21 +63,37 @@ const HINTS: Record<string, string> = {
   idempotency_in_progress: 'a request with this Idempotency-Key is still running; retry in a moment',
   internal: 'nothing was changed by this request; retry it, and check the server log if it keeps failing',
   invalid_request: 'see `sluice help <command>` for the accepted options',
+  not_cloud_authoritative:
+    'make the lineage cloud_authoritative first: `sluice lineages authority ID cloud_authoritative`',
+  schema_not_approved: 'approve the lineage’s schema review first (`sluice reviews ls --lineage ID`)',
+  invalid_rows:
+    'check the pk and column names against `sluice lineages show ID` (columns of the approved schema)',
+  write_back_backlog:
+    'the device has not acknowledged earlier writes; see `sluice controls ls --lineage ID` and retry when it is back',
 };
+
+/** Where a path is rooted: the project's `/edge` API (most routes) or the project itself. */
+export type ApiScope = 'edge' | 'project';
 
 export type ApiTarget = Readonly<{ api: string; token?: string; project: string; timeoutMs?: number }>;
 
 export class ApiClient {
   readonly base: string;
+  readonly projectBase: string;
   constructor(private readonly target: ApiTarget) {
-    this.base = `${target.api.replace(/\/+$/, '')}/core/api/v1/projects/${encodeURIComponent(target.project)}/edge`;
+    this.projectBase = `${target.api.replace(/\/+$/, '')}/core/api/v1/projects/${encodeURIComponent(target.project)}`;
+    this.base = `${this.projectBase}/edge`;
   }
 
-  get<T>(path: string, query: Record<string, string | number | boolean | undefined> = {}): Promise<T> {
+  get<T>(
+    path: string,
+    query: Record<string, string | number | boolean | undefined> = {},
+    scope: ApiScope = 'edge',
+  ): Promise<T> {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) if (v !== undefined) qs.set(k, String(v));
     const q = qs.toString();
-    return this.request<T>('GET', `${path}${q ? `?${q}` : ''}`);
+    return this.request<T>('GET', `${path}${q ? `?${q}` : ''}`, undefined, undefined, scope);
   }
 
   /** A mutation: always with an Idempotency-Key, so a retried request has no second effect. */
@@ -86,11 +102,18 @@ export class ApiClient {
     path: string,
     body: unknown,
     idempotencyKey: string,
+    scope: ApiScope = 'edge',
   ): Promise<T> {
-    return this.request<T>(method, path, body, idempotencyKey);
+    return this.request<T>(method, path, body, idempotencyKey, scope);
   }
 
-  private async request<T>(method: string, path: string, body?: unknown, key?: string): Promise<T> {
+  private async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    key?: string,
+    scope: ApiScope = 'edge',
+  ): Promise<T> {
     if (!this.target.token)
       throw new CliError(
         EXIT.auth,
@@ -98,7 +121,7 @@ export class ApiClient {
         'pass --token or set SLUICE_TOKEN (`make run` prints a dev token)',
         { code: 'no_token', message: 'no API token' },
       );
-    const url = `${this.base}${path}`;
+    const url = `${scope === 'edge' ? this.base : this.projectBase}${path}`;
     const headers: Record<string, string> = { authorization: `Bearer ${this.target.token}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (key !== undefined) headers['idempotency-key'] = key;

@@ -79,6 +79,15 @@ export function summarizeEvent(type: string, data: unknown): string {
       return `failure count reset (was ${String(d.previous_failures)})`;
     case 'LineageDeleted':
       return `deleted: ${String(d.reason)}`;
+    case 'LineageAuthoritySet':
+      return `now ${String(d.authority)} (was ${String(d.previous)})`;
+    case 'CloudRowsWritten':
+      return `${rows(d).length} cloud rows written as cloud_version ${String(d.cloud_version)}`;
+    case 'StateWriteConflictDetected': {
+      const conflicts = Array.isArray(d.conflicts) ? (d.conflicts as Data[]) : [];
+      const seqs = conflicts.map((c) => String(c.commit_seq)).join(', ');
+      return `${conflicts.length} device change(s) lost to the cloud row (commit_seq ${seqs}); ${String(d.reissued)} key(s) sent again`;
+    }
     default:
       return JSON.stringify(d);
   }

@@ -288,6 +288,34 @@ export function registerOperatorCommands(program: Command, io: Io): void {
     }),
   );
 
+  apiCommand(
+    lineages,
+    'authority <lineage> <mode>',
+    'who wins when device and cloud both change a key: cloud_authoritative (the cloud may write rows back, and wins) or device_authoritative (the default)',
+    true,
+  ).action(
+    run(io, async (ctx, [id = '', mode = '']) => {
+      const lineage = uuidArg('LINEAGE')(id);
+      if (mode !== 'cloud_authoritative' && mode !== 'device_authoritative')
+        throw new CliError(
+          EXIT.usage,
+          `mode must be cloud_authoritative or device_authoritative, got ${JSON.stringify(mode)}`,
+        );
+      const r = await ctx.client.mutate<CommandBody>(
+        'POST',
+        `/lineages/${lineage}/authority`,
+        { mode },
+        ctx.key(),
+      );
+      if (ctx.json) return ctx.io.out(json(r));
+      await ctx.io.out(
+        r.events.length
+          ? `lineage ${lineage} is now ${mode}${mode === 'cloud_authoritative' ? '; write rows back with `sluice rows write`' : ''}\n`
+          : `lineage ${lineage} was already ${mode}\n`,
+      );
+    }),
+  );
+
   apiCommand(lineages, 'delete <lineage>', 'end a lineage; a later batch of its table starts a new one', true)
     .option('--reason <text>', 'recorded in the LineageDeleted event')
     .option('--yes', 'confirm: deleting cannot be undone')
@@ -614,6 +642,91 @@ export function registerOperatorCommands(program: Command, io: Io): void {
       }),
     );
 
+  apiCommand(
+    rows,
+    'write <lineage>',
+    'write rows back to the device’s table (a cloud_authoritative lineage): upsert by key, sent as a signed state_write',
+    true,
+  )
+    .option('--row <json>', 'one row, {"pk":{…},"values":{…}} (repeatable)', collect)
+    .option('--rows <file>', 'a JSON array of rows ({pk, values}); - reads stdin')
+    .option('--device <device>', 'device id or name that owns the lineage (default: looked up)')
+    .action(
+      run(io, async (ctx, [id = ''], o: { row?: string[]; rows?: string; device?: string }) => {
+        const lineage = uuidArg('LINEAGE')(id);
+        const parsed: unknown[] = [];
+        for (const r of o.row ?? []) parsed.push(parseJsonArg('--row', r));
+        if (o.rows) {
+          const all = parseJsonArg('--rows', readInput('--rows', o.rows));
+          if (!Array.isArray(all))
+            throw new CliError(EXIT.usage, '--rows must hold a JSON array of {pk, values}');
+          parsed.push(...(all as unknown[]));
+        }
+        if (parsed.length === 0)
+          throw new CliError(
+            EXIT.usage,
+            'nothing to write',
+            'give --row \'{"pk":{"id":1},"values":{"mode":"cool"}}\' or --rows FILE',
+          );
+        const device = o.device ?? (await ctx.client.get<LineageDetail>(`/lineages/${lineage}`)).device_id;
+        type WriteBody = { cloud_version: number; control_id: string; rows: { pk: unknown }[] };
+        const r = await ctx.client.mutate<WriteBody>(
+          'POST',
+          `/devices/${encodeURIComponent(device)}/edge/state-tables/${lineage}/rows`,
+          { rows: parsed },
+          ctx.key(),
+          'project',
+        );
+        if (ctx.json) return ctx.io.out(json(r));
+        await ctx.io.out(
+          `wrote ${r.rows.length} row(s) as cloud_version ${r.cloud_version}; state_write ${r.control_id} is on its way to the device ` +
+            `(sluice rows cloud ${lineage} shows when it has applied them)\n`,
+        );
+      }),
+    );
+
+  apiCommand(
+    rows,
+    'cloud <lineage>',
+    'the cloud’s rows of a write-back lineage: version, and whether the device applied them',
+  )
+    .option('--device <device>', 'device id or name that owns the lineage (default: looked up)')
+    .option('--page <n>', 'page number', positiveInt('--page'))
+    .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
+    .action(
+      run(io, async (ctx, [id = ''], o: { device?: string; page?: number; limit?: number }) => {
+        const lineage = uuidArg('LINEAGE')(id);
+        const device = o.device ?? (await ctx.client.get<LineageDetail>(`/lineages/${lineage}`)).device_id;
+        type CloudRow = {
+          pk: unknown;
+          values: unknown;
+          cloud_version: number;
+          status: string;
+          device_version: number | null;
+          conflicts: number;
+          written_at: string;
+        };
+        const p = await ctx.client.get<Page<CloudRow> & { authority: string; last_cloud_version: number }>(
+          `/devices/${encodeURIComponent(device)}/edge/state-tables/${lineage}/rows`,
+          { page: o.page, limit: o.limit },
+          'project',
+        );
+        if (ctx.json) return ctx.io.out(json(p));
+        const cols: Column<CloudRow>[] = [
+          { header: 'KEY', get: (r) => r.pk, max: 32 },
+          { header: 'VALUES', get: (r) => r.values, max: 60 },
+          { header: 'VERSION', get: (r) => r.cloud_version, right: true },
+          { header: 'STATUS', get: (r) => r.status },
+          { header: 'DEVICE_VERSION', get: (r) => r.device_version ?? '-', right: true },
+          { header: 'CONFLICTS', get: (r) => r.conflicts, right: true },
+          { header: 'WRITTEN', get: (r) => ago(r.written_at) },
+        ];
+        await ctx.io.out(`lineage ${lineage}: ${p.authority}, last cloud_version ${p.last_cloud_version}\n`);
+        await ctx.io.out(table(p.items, cols));
+        await ctx.io.out(`${p.items.length} of ${p.total} cloud rows\n`);
+      }),
+    );
+
   // ------------------------------------------------------------------ audit
   const audit = program.command('audit').description('the event history of a lineage');
   apiCommand(
@@ -744,6 +857,22 @@ export function registerOperatorCommands(program: Command, io: Io): void {
     );
 }
 
+function readInput(what: string, path: string): string {
+  try {
+    return readFileSync(path === '-' ? 0 : path, 'utf8');
+  } catch (err) {
+    throw new CliError(EXIT.usage, `cannot read ${what} ${path}: ${(err as Error).message}`);
+  }
+}
+
+function parseJsonArg(what: string, text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new CliError(EXIT.usage, `${what} is not JSON: ${(err as Error).message}`);
+  }
+}
+
 export function readActions(path: string): string {
   try {
     return readFileSync(path === '-' ? 0 : path, 'utf8');
@@ -827,6 +956,12 @@ function renderLineage(l: LineageDetail): string {
     ['registry', l.registry_state ? `${l.registry_state} ${l.registry_id ?? ''}` : null],
     ['materialization errors', l.materialization_errors],
     ['last error', l.last_error],
+    [
+      'authority',
+      l.write_back.authority === 'cloud_authoritative'
+        ? `cloud_authoritative (last cloud_version ${l.write_back.last_cloud_version}; sluice rows cloud ${l.lineage_id})`
+        : l.write_back.authority,
+    ],
     ...(l.deleted_reason ? ([['deleted', l.deleted_reason]] as const) : []),
     ['updated', ago(l.updated_at)],
   ]);

@@ -291,13 +291,25 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         if (!(lane instanceof RowsLane)) return 'not a rows table';
         const schema = readTableSchema(db, c.source_table);
         if (!schema || schema.pk.length === 0) return 'table has no key';
-        const versions = applyStateWrite(db, schema, c.rows ?? [], state.cloudVersionLookup(c.source_table));
-        state.setCloudVersions(c.source_table, versions);
-        log.info(
-          { event: 'state_write', table: c.source_table, rows: versions.length, control_id: c.control_id },
-          `applied ${versions.length} cloud row(s) to ${c.source_table} (not re-captured)`,
+        const { applied, stale } = applyStateWrite(db, schema, c.rows ?? [], (pk) =>
+          state.cloudVersion(c.source_table, pk),
         );
-        return `applied ${versions.length}`;
+        state.setCloudVersions(c.source_table, applied);
+        // The confirmations were journaled on the agent's own connection, which data_version
+        // does not report: read the counters again on the next tick.
+        dataVersion = -1;
+        log.info(
+          {
+            event: 'state_write',
+            table: c.source_table,
+            rows: applied.length,
+            stale,
+            control_id: c.control_id,
+          },
+          `applied ${applied.length} cloud row(s) to ${c.source_table}; they go back as confirmations ` +
+            `carrying their cloud_version${stale > 0 ? ` (${stale} older than what this device holds: skipped)` : ''}`,
+        );
+        return `applied ${applied.length}`;
       }
       case 'url_grant':
         log.warn(

@@ -1,3 +1,4 @@
+import { cloudRowsProjection } from './cloud_rows/projection';
 import { controlsProjection } from './controls/projection';
 import { lineagesProjection } from './lineages/projection';
 import { mirrorProjection } from './mirror/projection';
@@ -19,6 +20,7 @@ export function createProjections(deps: { commands?: CommandSender; log?: Log } 
     mirrorProjection(deps),
     telemetryProjection(deps),
     registryProjection(),
+    cloudRowsProjection(),
   ];
 }
 
@@ -31,4 +33,5 @@ export const PROJECTION_NAMES = [
   'mirror',
   'telemetry',
   'registry',
+  'cloud_rows',
 ] as const;

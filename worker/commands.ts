@@ -1,7 +1,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { uuidv7 } from 'uuidv7';
 import { z } from 'zod';
-import type { LineageCommand } from '../domain/lineage/decide';
+import { type LineageCommand, MAX_WRITE_ROWS } from '../domain/lineage/decide';
 import type { CommandSender } from '../projections/runner/types';
 import { DEFAULT_POLICY, type Policy } from '../domain/policy/policy';
 import type { RowChange } from '../domain/protocol/contracts';
@@ -17,6 +17,19 @@ const columnAction = z.object({
   mirror_column_name: z.string().min(1).max(63).optional(),
   data_point: z.string().min(1).max(200).optional(),
 });
+
+/** Column values as the wire carries them (docs/wire-values.md); `__proto__` never names a column. */
+const wireValue = z.union([
+  z.null(),
+  z.number().finite(),
+  z.string(),
+  z.boolean(),
+  z.object({ $blob: z.string().base64() }).strict(),
+  z.object({ $int: z.string().regex(/^-?\d{1,40}$/) }).strict(),
+]);
+const wireRecord = z
+  .record(z.string().min(1).max(255), wireValue)
+  .refine((o) => !Object.hasOwn(o, '__proto__'), 'a column may not be named __proto__');
 
 const scoped = {
   project_id: id.optional(),
@@ -54,6 +67,17 @@ export const COMMAND_SCHEMAS = {
   }),
   'control.delivered': z.object({ ...scoped, control_id: id }),
   'control.ack': z.object({ ...scoped, control_id: id }),
+  'lineage.authority': z.object({
+    ...scoped,
+    authority: z.enum(['cloud_authoritative', 'device_authoritative']),
+  }),
+  'lineage.write-rows': z.object({
+    ...scoped,
+    rows: z
+      .array(z.object({ pk: wireRecord, values: wireRecord }).strict())
+      .min(1)
+      .max(MAX_WRITE_ROWS),
+  }),
 } as const;
 export type CommandVerb = keyof typeof COMMAND_SCHEMAS;
 export const COMMAND_VERBS = Object.keys(COMMAND_SCHEMAS) as CommandVerb[];
@@ -110,6 +134,11 @@ const CONVERTERS: { [V in CommandVerb]: (i: Inputs[V], c: Ctx) => LineageCommand
   'control.ack': (i, c) => ({
     type: 'AcknowledgeControl',
     data: { control_id: i.control_id, acknowledged_at: c.now },
+  }),
+  'lineage.authority': (i) => ({ type: 'SetLineageAuthority', data: { authority: i.authority } }),
+  'lineage.write-rows': (i, c) => ({
+    type: 'WriteCloudRows',
+    data: { rows: i.rows, new_control_id: c.new_control_id, now: c.now },
   }),
 };
 

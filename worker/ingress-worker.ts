@@ -129,6 +129,7 @@ export class IngressWorker {
         new_review_id: uuidv7(),
         new_control_id: uuidv7(),
         new_replay_id: uuidv7(),
+        new_write_control_id: uuidv7(),
         now: new Date().toISOString(),
         policy,
         fleet_id: device.fleet_id,
@@ -145,6 +146,8 @@ export class IngressWorker {
         for (const e of result.events) {
           if (e.type === 'RowsStaged') metrics?.rows.inc({ disposition: 'staged' }, e.data.rows.length);
           if (e.type === 'RowsAccepted') metrics?.rows.inc({ disposition: 'accepted' }, e.data.rows.length);
+          if (e.type === 'StateWriteConflictDetected')
+            metrics?.rows.inc({ disposition: 'conflict' }, e.data.conflicts.length);
           if (e.type === 'LineagePaused') metrics?.pauses.inc({ reason: e.data.reason });
         }
         if (key && view) await this.enroll(lineageId, device.device_id, key, view, result.state);

@@ -104,6 +104,7 @@ export class ControlDispatcher {
       server_watermark: e.data.server_watermark,
       reason: e.data.reason,
       issued_at: e.data.issued_at,
+      ...(e.data.rows ? { rows: e.data.rows.map((r) => ({ ...r })) } : {}),
     };
     const route: ControlRoute = {
       lineage_id: lineageId,

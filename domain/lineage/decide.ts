@@ -5,8 +5,16 @@ import type { RegistryView } from '../registry/decide';
 import { assertNever } from '../shared/decider';
 import { DomainError } from '../shared/errors';
 import { classifySchema } from './classify';
-import type { ColumnAction, ColumnBinding, LineageEvent, PauseReason, StagingReason } from './events';
+import type {
+  ColumnAction,
+  ColumnBinding,
+  LineageAuthority,
+  LineageEvent,
+  PauseReason,
+  StagingReason,
+} from './events';
 import { type ActiveLineage, type LineageState, evolve, failureKey, inRanges } from './state';
+import { type WriteCloudRowsData, cloudWins, decideAuthority, decideWrite } from './write-back';
 
 type Identity = Readonly<{ project_id: string; device_id: string; device_name: string; topic_slug?: string }>;
 
@@ -27,6 +35,8 @@ export type LineageCommand =
           registry?: RegistryView;
           /** The device's fleet as the device registry has it now (undefined: not known). */
           fleet_id?: string | null;
+          /** Id of the state_write that re-sends cloud rows after a conflict (without it none is sent). */
+          new_write_control_id?: string;
         };
     }>
   | Readonly<{
@@ -73,7 +83,9 @@ export type LineageCommand =
   | Readonly<{ type: 'AcknowledgeControl'; data: { control_id: string; acknowledged_at: string } }>
   | Readonly<{ type: 'DeleteLineage'; data: { reason: string } }>
   | Readonly<{ type: 'ApplyRegistryApproval'; data: RegistryApproval & { replay_id: string } }>
-  | Readonly<{ type: 'AssignFleet'; data: { fleet_id: string | null } }>;
+  | Readonly<{ type: 'AssignFleet'; data: { fleet_id: string | null } }>
+  | Readonly<{ type: 'SetLineageAuthority'; data: { authority: LineageAuthority } }>
+  | Readonly<{ type: 'WriteCloudRows'; data: WriteCloudRowsData }>;
 
 /** An approved registry entry, as a lineage takes it. */
 export type RegistryApproval = Readonly<{
@@ -86,6 +98,7 @@ export type RegistryApproval = Readonly<{
 }>;
 
 export type LineageCommandType = LineageCommand['type'];
+export { MAX_PENDING_STATE_WRITES, MAX_WRITE_ROWS } from './write-back';
 
 /** Gate reasons that hold rows in staging; volume backpressure alone drains staging instead. */
 const GATING: readonly PauseReason[] = ['schema_review', 'deferred_columns', 'circuit_breaker'];
@@ -411,12 +424,15 @@ function decideRowBatch(
     events,
     governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id, cmd.policy, cmd.registry),
   );
+  const { rows, events: conflicting } = cloudWins(s, batch, fresh, cmd.new_write_control_id, cmd.now);
+  s = push(s, events, conflicting);
+  if (rows.length === 0) return events;
   const reason = stagingReason(s, batch.schema_hash);
   const common = {
     batch_id: batch.batch_id,
     journal_epoch: batch.journal_epoch,
     schema_hash: batch.schema_hash,
-    rows: fresh,
+    rows,
     duplicates_skipped: duplicates,
   };
   return intake(s, events, cmd, reason, (r) => ({ type: 'RowsStaged', data: { ...common, reason: r } }), {
@@ -759,6 +775,10 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
       return decideRegistryApproval(state, command.data);
     case 'AssignFleet':
       return fleetEvents(requireLineage(state), command.data.fleet_id);
+    case 'SetLineageAuthority':
+      return decideAuthority(requireLineage(state), command.data.authority);
+    case 'WriteCloudRows':
+      return decideWrite(requireLineage(state), command.data);
     default:
       return assertNever(command, 'lineage command');
   }

@@ -126,6 +126,8 @@ export type LineageEvent =
         server_watermark: number;
         reason: string;
         issued_at: string;
+        /** state_write only: the cloud rows to apply, each with its key's current cloud_version. */
+        rows?: readonly CloudRowWrite[];
       };
     }>
   | Readonly<{
@@ -168,7 +170,50 @@ export type LineageEvent =
         bindings: readonly ColumnBinding[];
       };
     }>
-  | Readonly<{ type: 'LineageFleetAssigned'; data: { fleet_id: string | null } }>;
+  | Readonly<{ type: 'LineageFleetAssigned'; data: { fleet_id: string | null } }>
+  | Readonly<{
+      /** Who wins when the device and the cloud both change a key (docs/write-back.md). */
+      type: 'LineageAuthoritySet';
+      data: { authority: LineageAuthority; previous: LineageAuthority };
+    }>
+  | Readonly<{
+      /** An operator's write-back: `values` as written (merged into the key's cloud row). */
+      type: 'CloudRowsWritten';
+      data: { cloud_version: number; rows: readonly CloudRowWrite[] };
+    }>
+  | Readonly<{
+      /**
+       * Device changes of keys the cloud wrote since the device last saw them (lkcv below the
+       * key's cloud_version) on a cloud_authoritative lineage: taken in (deduped), not
+       * materialized; the cloud row stands.
+       */
+      type: 'StateWriteConflictDetected';
+      data: {
+        batch_id: string;
+        journal_epoch: string;
+        conflicts: readonly StateWriteConflict[];
+        /** Keys whose current cloud row was sent again (a state_write in the same decision). */
+        reissued: number;
+      };
+    }>;
+
+export type LineageAuthority = 'device_authoritative' | 'cloud_authoritative';
+
+/** One row of a cloud write-back, as the state_write control carries it (SPEC §2). */
+export type CloudRowWrite = Readonly<{
+  pk: Readonly<Record<string, WireValue>>;
+  values: Readonly<Record<string, WireValue>>;
+  cloud_version: number;
+}>;
+
+export type StateWriteConflict = Readonly<{
+  pk: Readonly<Record<string, WireValue>>;
+  commit_seq: number;
+  op: RowChange['op'];
+  /** The device's last known cloud version of the key (0 when the batch row carried none). */
+  lkcv: number;
+  cloud_version: number;
+}>;
 
 export type LineageEventType = LineageEvent['type'];
 

@@ -1,7 +1,15 @@
-import type { ControlKind, RowChange } from '../protocol/contracts';
+import type { ControlKind, RowChange, WireValue } from '../protocol/contracts';
 import type { SchemaColumns } from '../protocol/fingerprint';
+import { canonicalJson } from '../shared/canonical';
 import { assertNever } from '../shared/decider';
-import type { Classification, ColumnBinding, LineageEvent, LineageKind, PauseReason } from './events';
+import type {
+  Classification,
+  ColumnBinding,
+  LineageAuthority,
+  LineageEvent,
+  LineageKind,
+  PauseReason,
+} from './events';
 
 /** Closed ranges [from, to] of commit_seqs already accepted, sorted and merged. */
 export type SeqRanges = readonly (readonly [number, number])[];
@@ -58,7 +66,38 @@ export type ActiveLineage = Readonly<{
   /** The registry entry whose approval the lineage materializes under (a coalesced table), if any. */
   coalesced: Readonly<{ registry_id: string; scope: 'project' | 'fleet'; scope_id: string }> | null;
   fleet_id: string | null;
+  /** Cloud write-back (docs/write-back.md); absent until the first authority change or write. */
+  write_back?: WriteBackState;
 }>;
+
+/** The cloud's row of one key: every value written to it so far, and its current version. */
+export type CloudRow = Readonly<{
+  pk: Readonly<Record<string, WireValue>>;
+  values: Readonly<Record<string, WireValue>>;
+  cloud_version: number;
+  /** The last state_write control that carried this key's current version. */
+  control_id: string | null;
+}>;
+
+export type WriteBackState = Readonly<{
+  authority: LineageAuthority;
+  /** Versions are numbered per lineage, one per write, so they are monotonic per key too. */
+  last_cloud_version: number;
+  /** By cloudKey(pk). */
+  rows: Readonly<Record<string, CloudRow>>;
+}>;
+
+/** How cloud rows are keyed: the canonical JSON of the wire pk, as the agent keys cloud_versions. */
+export const cloudKey = (pk: Readonly<Record<string, WireValue>>): string => canonicalJson(pk);
+
+export const authorityOf = (s: ActiveLineage): LineageAuthority =>
+  s.write_back?.authority ?? 'device_authoritative';
+
+const NO_WRITE_BACK: WriteBackState = {
+  authority: 'device_authoritative',
+  last_cloud_version: 0,
+  rows: {},
+};
 
 export type ControlState = Readonly<{
   control_id: string;
@@ -251,6 +290,9 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
             : event.data.control_kind === 'resume_lineage'
               ? false
               : s.device_paused,
+        ...(event.data.control_kind === 'state_write' && event.data.rows && s.write_back
+          ? { write_back: carriedBy(s.write_back, event.data.control_id, event.data.rows) }
+          : {}),
         controls: [
           ...s.controls.filter((c) => !c.acknowledged).slice(-31),
           {
@@ -313,6 +355,33 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
     }
     case 'LineageFleetAssigned':
       return { ...s, fleet_id: event.data.fleet_id };
+    case 'LineageAuthoritySet':
+      return { ...s, write_back: { ...(s.write_back ?? NO_WRITE_BACK), authority: event.data.authority } };
+    case 'CloudRowsWritten': {
+      const wb = s.write_back ?? NO_WRITE_BACK;
+      const rows = { ...wb.rows };
+      for (const r of event.data.rows) {
+        const key = cloudKey(r.pk);
+        const prev = Object.hasOwn(rows, key) ? rows[key] : undefined;
+        rows[key] = {
+          pk: r.pk,
+          values: { ...prev?.values, ...r.values },
+          cloud_version: r.cloud_version,
+          control_id: prev?.control_id ?? null,
+        };
+      }
+      return {
+        ...s,
+        write_back: {
+          ...wb,
+          last_cloud_version: Math.max(wb.last_cloud_version, event.data.cloud_version),
+          rows,
+        },
+      };
+    }
+    case 'StateWriteConflictDetected':
+      // Taken in like accepted rows (a retried batch is deduped), never materialized.
+      return takeIn(s, event.data.journal_epoch, event.data.conflicts);
     default:
       return assertNever(event, 'lineage event');
   }
@@ -329,7 +398,25 @@ export function rowsBytes(rows: readonly unknown[]): number {
   return n;
 }
 
-function takeIn(s: ActiveLineage, epoch: string, rows: readonly RowChange[]): ActiveLineage {
+function carriedBy(
+  wb: WriteBackState,
+  controlId: string,
+  carried: readonly Readonly<{ pk: Readonly<Record<string, WireValue>> }>[],
+): WriteBackState {
+  const rows = { ...wb.rows };
+  for (const r of carried) {
+    const key = cloudKey(r.pk);
+    const row = Object.hasOwn(rows, key) ? rows[key] : undefined;
+    if (row) rows[key] = { ...row, control_id: controlId };
+  }
+  return { ...wb, rows };
+}
+
+function takeIn(
+  s: ActiveLineage,
+  epoch: string,
+  rows: readonly Pick<RowChange, 'commit_seq'>[],
+): ActiveLineage {
   const seqs = rows.map((r) => r.commit_seq);
   const max = Math.max(0, ...seqs);
   const newEpoch = s.last_epoch !== epoch && !Object.hasOwn(s.accepted, epoch);

@@ -10,6 +10,10 @@ export const DOMAIN_ERROR_CODES = {
   duplicate_batch_seq: 422,
   stale_batch_seq: 422,
   invalid_command: 400,
+  invalid_rows: 422,
+  not_cloud_authoritative: 409,
+  schema_not_approved: 409,
+  write_back_backlog: 409,
 } as const;
 export type DomainErrorCode = keyof typeof DOMAIN_ERROR_CODES;
 

@@ -27,8 +27,9 @@ export const APPLYING = '__sluice_applying';
  *   written before a DDL change is still read with the columns it was written with.
  * - `__sluice_journal`: the captured changes, keyed (tid, seq). `data` is a JSON array of the row's
  *   values in column order (the key values only, for a delete).
- * - `__sluice_applying`: non-empty only inside the agent's own transaction that applies a
- *   cloud state_write; the triggers skip capture while it is.
+ * - `__sluice_applying`: the triggers skip capture while it is non-empty, for writes of the agent
+ *   that must not be journaled. A cloud state_write is not one of them: it is journaled on
+ *   purpose, as the device's confirmation (control/state-write.ts).
  */
 export const INFRA_DDL = [
   `CREATE TABLE IF NOT EXISTS ${SEQ} (tid INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL DEFAULT 0, epoch TEXT NOT NULL, sv INTEGER)`,

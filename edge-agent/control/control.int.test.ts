@@ -131,13 +131,21 @@ describe.each(brokers)('downlinks over %s', (_name, start) => {
     }
   });
 
-  it('state_write applies rows without re-capturing them; later batches carry lkcv; redelivery re-ACKs only', async () => {
+  it('state_write applies rows and confirms them with lkcv; a change made before it keeps the older version', async () => {
     let c: Ctx | undefined;
     try {
       c = await setup(broker.url, 'dev-sw');
       const { app, cloud, agent, root } = c;
+      const rowsOf = (id: number) => cloud.rowBatches.flatMap((b) => b.rows).filter((r) => r.pk.id === id);
       app.prepare("INSERT INTO device_state (id, mode, setpoint) VALUES (1, 'idle', 18)").run();
       await waitFor(() => cloud.distinctCount('device_state') === 1);
+
+      // A device change journaled (the table is paused, so it is not sent) before the write.
+      const pause = control('pause_lineage', 'device_state', { server_watermark: 1 });
+      await cloud.sendControl(root, pause);
+      await waitFor(() => agent.stats().tables.device_state?.paused === true, { message: 'paused' });
+      app.prepare('UPDATE device_state SET setpoint = 50 WHERE id = 1').run();
+
       const sw = control('state_write', 'device_state', {
         rows: [
           { pk: { id: 1 }, values: { mode: 'cloud', setpoint: 21.5 }, cloud_version: 7 },
@@ -145,28 +153,69 @@ describe.each(brokers)('downlinks over %s', (_name, start) => {
         ],
       });
       await cloud.sendControl(root, sw);
-      await waitFor(() => cloud.acks.includes(sw.control_id) && agent.stats().controls.applied === 1);
+      await waitFor(() => cloud.acks.includes(sw.control_id) && agent.stats().controls.applied === 2);
       expect(app.prepare('SELECT mode, setpoint FROM device_state WHERE id = 1').get()).toEqual({
         mode: 'cloud',
         setpoint: 21.5,
       });
       expect(app.prepare('SELECT mode FROM device_state WHERE id = 42').pluck().get()).toBe('fresh');
-      expect(journalRows(app, 'device_state')).toBe(0);
+      // The device's own change, then one confirmation per applied key.
+      expect(journalRows(app, 'device_state')).toBe(3);
 
+      await cloud.sendControl(root, control('resume_lineage', 'device_state', { server_watermark: 1 }));
+      await waitFor(() => cloud.distinctCount('device_state') === 4, { message: 'drained after resume' });
+      const [before, confirmation] = rowsOf(1).slice(1);
+      expect(before).toMatchObject({ commit_seq: 2, op: 'update', row: { setpoint: 50 } });
+      expect(before).not.toHaveProperty('lkcv'); // made before the cloud's write: no version yet
+      expect(confirmation).toMatchObject({
+        commit_seq: 3,
+        op: 'update',
+        lkcv: 7,
+        row: { id: 1, mode: 'cloud', setpoint: 21.5 },
+      });
+      expect(rowsOf(42)).toEqual([
+        expect.objectContaining({
+          commit_seq: 4,
+          op: 'insert',
+          lkcv: 3,
+          row: expect.objectContaining({ mode: 'fresh' }),
+        }),
+      ]);
+
+      // A change after the write carries its version.
       app.prepare('UPDATE device_state SET setpoint = 99 WHERE id = 1').run();
-      await waitFor(() => cloud.distinctCount('device_state') === 2, {
+      await waitFor(() => cloud.distinctCount('device_state') === 5, {
         message: 'device change after write-back',
       });
-      const last = cloud.rowBatches.at(-1)!.rows.at(-1)!;
-      expect(last).toMatchObject({ op: 'update', pk: { id: 1 }, lkcv: 7 });
-      expect(cloud.rowBatches.flatMap((b) => b.rows).some((r) => r.pk.id === 42)).toBe(false);
+      expect(rowsOf(1).at(-1)).toMatchObject({ commit_seq: 5, op: 'update', lkcv: 7 });
 
-      await cloud.sendControl(root, sw); // redelivered
+      // Redelivered: ACKed again, applied once.
+      await cloud.sendControl(root, sw);
       await waitFor(() => cloud.acks.filter((id) => id === sw.control_id).length === 2, {
         message: 're-ACK',
       });
-      expect(agent.stats().controls.applied).toBe(1);
-      expect(app.prepare('SELECT setpoint FROM device_state WHERE id = 1').pluck().get()).toBe(99);
+      expect(agent.stats().controls.applied).toBe(3); // pause, write, resume
+      // An older version of a key arriving late is skipped: the device never goes back.
+      const older = control('state_write', 'device_state', {
+        rows: [{ pk: { id: 1 }, values: { mode: 'older' }, cloud_version: 6 }],
+      });
+      await cloud.sendControl(root, older);
+      await waitFor(() => agent.stats().controls.applied === 4, { message: 'older write handled' });
+      expect(app.prepare('SELECT mode, setpoint FROM device_state WHERE id = 1').get()).toEqual({
+        mode: 'cloud',
+        setpoint: 99,
+      });
+      await agent.flushNow();
+      expect(cloud.distinctCount('device_state')).toBe(5);
+      // A newer one while the table flows: its confirmation goes out with the next flush.
+      await cloud.sendControl(
+        root,
+        control('state_write', 'device_state', {
+          rows: [{ pk: { id: 42 }, values: { mode: 'newer' }, cloud_version: 8 }],
+        }),
+      );
+      await waitFor(() => cloud.distinctCount('device_state') === 6, { message: 'confirmation of v8' });
+      expect(rowsOf(42).at(-1)).toMatchObject({ commit_seq: 6, lkcv: 8, row: { mode: 'newer' } });
     } finally {
       await teardown(c);
     }

@@ -14,8 +14,8 @@ export type RowBatchInput = Readonly<{
   schemaOf: (sv: number) => SchemaVersion;
   /** Whether the batch carries schema_columns for this hash (first batch of a table, or after drift). */
   withSchemaFor: (hash: string) => boolean;
-  /** The last cloud_version the cloud wrote for a key (canonical JSON of the wire pk), if any. */
-  lkcvOf?: (pkCanonical: string) => number | undefined;
+  /** The cloud_version a change of a key (canonical JSON of the wire pk) was made under, if any. */
+  lkcvOf?: (pkCanonical: string, commitSeq: number) => number | undefined;
   maxRows: number;
   maxBytes: number;
 }>;
@@ -97,7 +97,7 @@ export function buildRowBatch(input: RowBatchInput): RowBatchResult {
     if (rows.length >= input.maxRows) break;
 
     const change = decodeEntry(entry, sv);
-    const lkcv = input.lkcvOf?.(canonicalJson(change.pk));
+    const lkcv = input.lkcvOf?.(canonicalJson(change.pk), change.commit_seq);
     const json = JSON.stringify(lkcv === undefined ? change : { ...change, lkcv });
     const size = utf8(json) + (rows.length > 0 ? 1 : 0);
     if (envelopeBytes + size > input.maxBytes) {

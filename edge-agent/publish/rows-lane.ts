@@ -74,7 +74,7 @@ export class RowsLane extends Lane {
             entries,
             schemaOf: (sv) => this.r.journal.schemaVersion(sv),
             withSchemaFor: () => rec.withSchema,
-            lkcvOf: this.r.state.cloudVersionLookup(this.table),
+            lkcvOf: this.r.state.cloudVersionLookup(this.table, this.epoch),
             maxRows: entries.length,
             maxBytes: MAX_PAYLOAD_BYTES,
           }).batch
@@ -143,7 +143,7 @@ export class RowsLane extends Lane {
       entries,
       schemaOf: (sv) => this.r.journal.schemaVersion(sv),
       withSchemaFor: (hash) => hash !== this.announcedHash || this.epoch !== this.announcedEpoch,
-      lkcvOf: this.r.state.cloudVersionLookup(this.table),
+      lkcvOf: this.r.state.cloudVersionLookup(this.table, this.epoch),
       maxRows: this.r.maxRows,
       maxBytes: this.r.maxBytes,
     });

@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS control_order (
   table_name TEXT PRIMARY KEY, issued_at TEXT NOT NULL, control_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cloud_versions (
   table_name TEXT NOT NULL, pk TEXT NOT NULL, cloud_version INTEGER NOT NULL,
+  prev_version INTEGER, from_seq INTEGER, epoch TEXT,
   PRIMARY KEY (table_name, pk)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gaps (
   id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, epoch TEXT NOT NULL, first_seq INTEGER NOT NULL,
@@ -160,6 +161,19 @@ export class StateStore {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(DDL);
+    // state.db files written before cloud_versions knew where in the journal a write landed.
+    const cv = new Set(
+      (
+        this.db.prepare('SELECT name FROM pragma_table_info(?)').all('cloud_versions') as { name: string }[]
+      ).map((c) => c.name),
+    );
+    for (const [col, type] of [
+      ['prev_version', 'INTEGER'],
+      ['from_seq', 'INTEGER'],
+      ['epoch', 'TEXT'],
+    ] as const) {
+      if (!cv.has(col)) this.db.exec(`ALTER TABLE cloud_versions ADD COLUMN ${col} ${type}`);
+    }
     this.now = () => now().toISOString();
   }
 
@@ -393,21 +407,64 @@ export class StateStore {
 
   // ---- cloud versions (state_write) ----
 
-  setCloudVersions(table: string, entries: readonly { pk: string; cloudVersion: number }[]): void {
+  /**
+   * Record the versions a state_write applied. A higher version moves the key on (the old one is
+   * kept as `prev_version`, for changes journaled before the write); the same version again (a
+   * write sent again after a conflict) leaves the record as it was.
+   */
+  setCloudVersions(
+    table: string,
+    entries: readonly { pk: string; cloudVersion: number; fromSeq: number; epoch: string | null }[],
+  ): void {
     const up = this.db.prepare(
-      `INSERT INTO cloud_versions (table_name, pk, cloud_version) VALUES (?, ?, ?)
-       ON CONFLICT (table_name, pk) DO UPDATE SET cloud_version = excluded.cloud_version`,
+      `INSERT INTO cloud_versions (table_name, pk, cloud_version, prev_version, from_seq, epoch)
+       VALUES (?, ?, ?, NULL, ?, ?)
+       ON CONFLICT (table_name, pk) DO UPDATE SET prev_version = cloud_versions.cloud_version,
+         cloud_version = excluded.cloud_version, from_seq = excluded.from_seq, epoch = excluded.epoch
+       WHERE excluded.cloud_version > cloud_versions.cloud_version`,
     );
-    this.db.transaction(() => entries.forEach((e) => up.run(table, e.pk, e.cloudVersion)))();
+    this.db.transaction(() =>
+      entries.forEach((e) => up.run(table, e.pk, e.cloudVersion, e.fromSeq, e.epoch)),
+    )();
   }
 
-  cloudVersionLookup(table: string): ((pk: string) => number | undefined) | undefined {
+  /** The cloud version the agent holds for a key (canonical JSON of the wire pk), if any. */
+  cloudVersion(table: string, pk: string): number | undefined {
+    return this.db
+      .prepare('SELECT cloud_version FROM cloud_versions WHERE table_name = ? AND pk = ?')
+      .pluck()
+      .get(table, pk) as number | undefined;
+  }
+
+  /**
+   * `lkcv` of a journaled change: the cloud version the key had when the change was made. A
+   * change journaled at or before the write that brought the current version (same epoch,
+   * commit_seq ≤ from_seq) was made under the previous one; reporting the current one would let
+   * a stale device value pass for a change made after the cloud's write.
+   */
+  cloudVersionLookup(
+    table: string,
+    epoch: string,
+  ): ((pk: string, commitSeq: number) => number | undefined) | undefined {
     const any = this.db.prepare('SELECT 1 FROM cloud_versions WHERE table_name = ? LIMIT 1').get(table);
     if (!any) return undefined;
-    const stmt = this.db
-      .prepare('SELECT cloud_version FROM cloud_versions WHERE table_name = ? AND pk = ?')
-      .pluck();
-    return (pk) => stmt.get(table, pk) as number | undefined;
+    const stmt = this.db.prepare(
+      'SELECT cloud_version, prev_version, from_seq, epoch FROM cloud_versions WHERE table_name = ? AND pk = ?',
+    );
+    return (pk, commitSeq) => {
+      const r = stmt.get(table, pk) as
+        | {
+            cloud_version: number;
+            prev_version: number | null;
+            from_seq: number | null;
+            epoch: string | null;
+          }
+        | undefined;
+      if (!r) return undefined;
+      if (r.from_seq !== null && r.epoch === epoch && commitSeq <= r.from_seq)
+        return r.prev_version ?? undefined;
+      return r.cloud_version;
+    };
   }
 
   // ---- gaps (retention) ----

@@ -30,6 +30,7 @@ const HANDLES = [
   'RegistryReviewAwaited',
   'SchemaApprovedByRegistry',
   'LineageFleetAssigned',
+  'StateWriteConflictDetected',
 ] as const satisfies readonly LineageEvent['type'][];
 type Handled = StoredEvent<Extract<LineageEvent, { type: (typeof HANDLES)[number] }>>;
 
@@ -290,6 +291,19 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
       );
       return;
     }
+    case 'StateWriteConflictDetected':
+      // Taken in by the domain (deduped, the watermark moves) though never materialized.
+      await patch(
+        tx,
+        id,
+        takeIn(
+          l,
+          event.data.journal_epoch,
+          event.data.conflicts.map((c) => c.commit_seq),
+        ),
+        at,
+      );
+      return;
     case 'TelemetryStaged':
     case 'TelemetryAccepted': {
       const n = event.data.rows.length;

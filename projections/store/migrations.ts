@@ -4,6 +4,7 @@
  * created by their projections. Add a new migration for every change; never edit a shipped one.
  */
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
+import { cloudRowsMigration } from '../cloud_rows/migration';
 import type { ReadStore } from './open';
 
 type Db = Kysely<unknown>;
@@ -544,6 +545,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0002_staged_counts': stagedCounts,
   '0003_mirror_reports': mirrorReports,
   '0004_registry_coalescing': registryCoalescing,
+  '0007_cloud_rows': cloudRowsMigration,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

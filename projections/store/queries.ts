@@ -195,6 +195,8 @@ export type LineageDetail = LineageSummary &
     reviews: ReviewView[];
     open_review: ReviewView | null;
     materialization: MaterializationView;
+    /** Cloud write-back (docs/write-back.md): who wins, and the last cloud_version written. */
+    write_back: { authority: string; last_cloud_version: number };
   }>;
 
 async function reviewViews(db: Db, rows: ReadStoreDB['edge_schema_reviews'][]): Promise<ReviewView[]> {
@@ -356,6 +358,19 @@ export async function getLineage(
     open_review:
       [...reviewList].reverse().find((r) => r.status === 'queued' || r.status === 'in_review') ?? null,
     materialization,
+    write_back: await writeBackOf(db, lineageId),
+  };
+}
+
+async function writeBackOf(db: Db, lineageId: string): Promise<LineageDetail['write_back']> {
+  const w = await db
+    .selectFrom('edge_cloud_lineages')
+    .select(['authority', 'last_cloud_version'])
+    .where('lineage_id', '=', lineageId)
+    .executeTakeFirst();
+  return {
+    authority: w?.authority ?? 'device_authoritative',
+    last_cloud_version: Number(w?.last_cloud_version ?? 0),
   };
 }
 

@@ -9,6 +9,7 @@
  * reproduces them), JSON is text, booleans are integers 0/1, counters are bigint.
  */
 import type { Insertable, Selectable } from 'kysely';
+import type { CloudRowsTables } from '../cloud_rows/schema';
 
 export type LineageStatus = 'active' | 'paused' | 'deleted';
 export type ReplayState = 'none' | 'pending' | 'completed';
@@ -347,7 +348,8 @@ export type ReadStoreDB = RunnerTables &
   MirrorTables &
   TelemetryTables &
   RegistryTables &
-  CoalescedMirrorTables;
+  CoalescedMirrorTables &
+  CloudRowsTables;
 
 export type LineageRow = Selectable<EdgeTableLineagesTable>;
 export type NewLineageRow = Insertable<EdgeTableLineagesTable>;

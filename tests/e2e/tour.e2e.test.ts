@@ -274,5 +274,37 @@ describe('the 5-minute tour', () => {
       },
       { message: 'the metrics of the tour' },
     );
+
+    // 7. A row written back to the device: cloud_authoritative, then a write of a new key.
+    const authority = await postJson(`${cloud.base}/lineages/${L}/authority`, {
+      mode: 'cloud_authoritative',
+    });
+    expect(authority.status).toBe(200);
+    const D = (await getJson<{ device_id: string }>(`${cloud.base}/lineages/${L}`)).body.device_id;
+    const W = `${cloud.base.replace(/\/edge$/, '')}/devices/${D}/edge/state-tables/${L}/rows`;
+    const write = await postJson<{ cloud_version: number }>(W, {
+      rows: [{ pk: { id: 50 }, values: { mode: 'eco', setpoint: 21 } }],
+    });
+    expect(write).toMatchObject({ status: 200, body: { cloud_version: 1 } });
+    const landed = await waitFor(
+      async () => {
+        const row = await mirrorRow(L, 50);
+        return row?.row.hvac_mode === 'eco' ? row : undefined;
+      },
+      { timeoutMs: 30_000, message: `the written row in the mirror (${logs()})` },
+    );
+    expect(landed.row).toMatchObject({ id: 50, hvac_mode: 'eco', setpoint: 21 });
+    expect(db.prepare('SELECT mode, setpoint FROM device_state WHERE id = 50').get()).toEqual({
+      mode: 'eco',
+      setpoint: 21,
+    });
+    const cloudRow = await waitFor(
+      async () => {
+        const r = await getJson<Page<{ pk: { id: number }; status: string; values: unknown }>>(W);
+        return r.body.items.find((i) => i.pk.id === 50 && i.status === 'applied');
+      },
+      { message: 'the cloud row applied' },
+    );
+    expect(cloudRow.values).toEqual({ mode: 'eco', setpoint: 21 });
   });
 });
