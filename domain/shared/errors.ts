@@ -10,6 +10,11 @@ export const DOMAIN_ERROR_CODES = {
   duplicate_batch_seq: 422,
   stale_batch_seq: 422,
   invalid_command: 400,
+  unknown_upload: 422,
+  invalid_upload: 422,
+  upload_mismatch: 422,
+  upload_chunk_out_of_order: 422,
+  upload_content_invalid: 422,
 } as const;
 export type DomainErrorCode = keyof typeof DOMAIN_ERROR_CODES;
 
