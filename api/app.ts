@@ -24,6 +24,7 @@ import { IdempotencyStore } from './idempotency';
 import { registerReadStoreGauges } from './metrics';
 import { type EventReader, registerAuditRoutes } from './routes/audit';
 import { type PolicyStore, registerEdgeRoutes } from './routes/edge';
+import { type UploadDeps, registerUploadRoutes } from './routes/uploads';
 
 export type { ReadinessCheck } from './health';
 export type { EventReader } from './routes/audit';
@@ -38,6 +39,8 @@ export type AppDeps = Readonly<{
   log?: Logger;
   readiness?: ReadinessCheck;
   policies?: PolicyStore;
+  /** The upload endpoint of the secondary flow (absent: no upload route). */
+  uploads?: UploadDeps;
 }>;
 
 declare module 'fastify' {
@@ -142,6 +145,7 @@ async function build(deps: AppDeps) {
     },
     { prefix: API_PREFIX },
   );
+  if (deps.uploads) await registerUploadRoutes(app as unknown as FastifyInstance, deps.uploads);
   await app.ready();
   return app;
 }

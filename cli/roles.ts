@@ -27,6 +27,8 @@ import { type Projector, type ReadStore, migrate, openReadStore, startProjector 
 import { CommandService, projectorCommands, serveCommands } from '../worker/commands';
 import { LineageCommandHandler } from '../worker/handler';
 import { IngressWorker } from '../worker/ingress-worker';
+import { openUploadStore } from '../infra/uploads/store';
+import { uploadSecret, uploadUrl } from '../infra/uploads/token';
 
 export const ROLES = ['bridge', 'worker', 'projector', 'api'] as const;
 export type Role = (typeof ROLES)[number];
@@ -118,9 +120,27 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
   const handler = new LineageCommandHandler(eventStore, undefined, undefined, metrics, snapshots);
   const registry = await Registry.open(nc, { replicas: env.SLUICE_STREAM_REPLICAS });
   const commands = new CommandService(handler, registry);
+  // The secondary upload flow: objects in a JetStream object store, URLs signed with one secret.
+  const signingKey = loadSigningKey(env);
+  const uploadKey = uploadSecret({
+    ...(env.SLUICE_UPLOAD_SECRET !== undefined ? { secret: env.SLUICE_UPLOAD_SECRET } : {}),
+    ...(signingKey ? { signingKey } : {}),
+  });
+  const uploads =
+    roles.includes('worker') || roles.includes('api')
+      ? await openUploadStore(nc, { replicas: env.SLUICE_STREAM_REPLICAS })
+      : undefined;
+  const uploadBase = env.SLUICE_UPLOAD_BASE_URL ?? `http://${env.SLUICE_API_HOST}:${env.SLUICE_API_PORT}`;
 
   if (roles.includes('worker')) {
-    const worker = new IngressWorker({ nc, handler, registry, log, metrics });
+    const worker = new IngressWorker({
+      nc,
+      handler,
+      registry,
+      log,
+      metrics,
+      ...(uploads ? { uploads } : {}),
+    });
     await worker.start();
     const sub = serveCommands(nc, commands, log);
     stops.push(async () => {
@@ -160,7 +180,6 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       metrics,
     });
     await bridge.start();
-    const signingKey = loadSigningKey(env);
     if (!signingKey)
       log.warn(
         'no SLUICE_CONTROL_SIGNING_KEY: controls go out unsigned, and agents that verify signatures will drop them',
@@ -177,6 +196,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
           : undefined;
       },
       ...(signingKey ? { signingKey } : {}),
+      ...(uploadKey ? { uploadUrl: (claims) => uploadUrl(uploadBase, claims, uploadKey) } : {}),
       log,
     });
     await dispatcher.start();
@@ -224,6 +244,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       tokens,
       metrics,
       log,
+      ...(uploads && uploadKey ? { uploads: { store: uploads, secret: uploadKey, log } } : {}),
       readiness: readinessCheck({
         natsConnected: () => isNatsConnected(nc),
         store,

@@ -6,6 +6,8 @@ import {
   type Receipt,
   type RowBatch,
   type TelemetryBatch,
+  type UploadFinalize,
+  type UploadRequest,
 } from '../../domain/protocol/contracts';
 import { parseUplinkTopic, uplinkId, validateUplink } from '../../domain/protocol/uplink';
 import { type IngressMessage, type RejectionRecord, encodeJson } from '../../infra/nats/ingress';
@@ -150,6 +152,17 @@ export class UplinkBridge {
       `${device_key}:${uplinkId(kind, validated.value)}`,
     );
     o.metrics?.uplinks.inc({ kind });
+    if (kind === 'request' && (validated.value as UploadRequest).request_kind === 'finalize') {
+      // The object is stored and its finalize durable: the device may let the journal range go.
+      const f = validated.value as UploadFinalize;
+      this.publishReceipt(`${topic_slug}/${device_name}/${RECEIPT_TOPIC}`, {
+        format_version: 1,
+        batch_id: f.upload_id,
+        source_table: f.source_table,
+        journal_epoch: f.journal_epoch,
+        last_commit_seq: f.last_commit_seq,
+      });
+    }
     if (kind === 'rows' || kind === 'telemetry') {
       this.sendReceipt(
         `${topic_slug}/${device_name}/${RECEIPT_TOPIC}`,
@@ -179,6 +192,10 @@ export class UplinkBridge {
             source_table: batch.source_table,
             batch_seq: (batch as TelemetryBatch).batch_seq,
           };
+    this.publishReceipt(topic, receipt);
+  }
+
+  private publishReceipt(topic: string, receipt: Receipt): void {
     this.client?.publish(topic, JSON.stringify(receipt), { qos: 1 }, (err) => {
       // The batch is durable; a lost receipt only makes the device re-send, and dedupe absorbs that.
       if (err) this.opts.log.warn({ err: err.message, topic }, 'receipt not sent');

@@ -566,7 +566,10 @@ function decideRequestUpload(
   const events = register(state, d, r.source_table, 'rows');
   const s = requireLineage(apply(state, events));
   if (s.kind !== 'rows') {
-    throw new DomainError('invalid_upload', `${r.source_table} is a telemetry lineage; uploads carry row changes`);
+    throw new DomainError(
+      'invalid_upload',
+      `${r.source_table} is a telemetry lineage; uploads carry row changes`,
+    );
   }
   const u = findUpload(s, r.upload_id);
   if (u) {
@@ -626,7 +629,10 @@ function decideUploadChunk(
   const u = requireUpload(s, d.upload_id);
   if (u.status !== 'granted' || d.chunk < u.chunks) return []; // taken before (a resumed finalize)
   if (d.chunk > u.chunks) {
-    throw new DomainError('upload_chunk_out_of_order', `chunk ${d.chunk} of ${u.upload_id}; expected ${u.chunks}`);
+    throw new DomainError(
+      'upload_chunk_out_of_order',
+      `chunk ${d.chunk} of ${u.upload_id}; expected ${u.chunks}`,
+    );
   }
   for (const r of d.rows) {
     if (r.commit_seq < u.first_commit_seq || r.commit_seq > u.last_commit_seq) {

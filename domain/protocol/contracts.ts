@@ -431,7 +431,11 @@ export function validateUploadRequest(raw: unknown): Validated<UploadRequest> {
       `${r.row_count} rows cannot lie in commit_seq ${r.first_commit_seq}..${r.last_commit_seq}`,
     );
   }
-  if (r.request_kind === 'url_request' && r.schema_columns && r.schema_columns.table_name !== r.source_table) {
+  if (
+    r.request_kind === 'url_request' &&
+    r.schema_columns &&
+    r.schema_columns.table_name !== r.source_table
+  ) {
     return reject('invalid_payload', 'schema_columns.table_name differs from source_table');
   }
   return { ok: true, value: r };
