@@ -56,15 +56,12 @@ export async function registerUploadRoutes(app: FastifyInstance, deps: UploadDep
             return refuse(409, 'upload_exists', 'an object with this upload id exists for another device');
           }
           // A repeated PUT whose first answer was lost: the object is already whole.
-          return reply
-            .header('connection', 'close')
-            .status(200)
-            .send({
-              upload_id: claims.upload_id,
-              size: existing.size,
-              digest: existing.digest,
-              already_stored: true,
-            });
+          return reply.header('connection', 'close').status(200).send({
+            upload_id: claims.upload_id,
+            size: existing.size,
+            digest: existing.digest,
+            already_stored: true,
+          });
         }
         const metadata: UploadObjectMeta = {
           device_key: claims.device_key,
