@@ -10,8 +10,12 @@ import type { Journal } from '../capture/journal';
 import type { StateStore, UploadRecord } from '../state/state-db';
 import { decodeEntry } from './row-batch';
 
-/** url_requests sent without a grant before the agent gives up and sends the rows as batches. */
+/**
+ * Without a grant after this many url_requests and this long, the agent gives up on the upload
+ * and sends the rows as ordinary batches (a cloud without an upload store never grants).
+ */
 export const MAX_UPLOAD_REQUESTS = 3;
+export const GRANT_WAIT_MS = 60_000;
 const PAGE_ROWS = 1000;
 const PUT_RETRY_MS = 5_000;
 
@@ -46,6 +50,7 @@ export class UploadJob {
   private lastSentAt = 0;
   private putting = false;
   private retryAt = 0;
+  private firstRequestAt = 0;
   outcome: UploadOutcome | null = null;
 
   constructor(
@@ -70,7 +75,8 @@ export class UploadJob {
     switch (this.rec.status) {
       case 'requesting': {
         if (!due || !this.d.connected()) return;
-        if (this.rec.requests >= MAX_UPLOAD_REQUESTS) {
+        if (this.firstRequestAt === 0) this.firstRequestAt = now;
+        if (this.rec.requests >= MAX_UPLOAD_REQUESTS && now - this.firstRequestAt >= GRANT_WAIT_MS) {
           this.abandon(
             `no url_grant came for ${this.rec.requests} url_requests; the rows go as ordinary batches instead`,
           );
@@ -105,6 +111,7 @@ export class UploadJob {
   private requestAgain(): void {
     this.save({ status: 'requesting', url: null, expiresAt: null, requests: 0 });
     this.lastSentAt = 0;
+    this.firstRequestAt = 0;
     this.d.wake();
   }
 
