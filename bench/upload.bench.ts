@@ -8,7 +8,7 @@
  */
 import Database from 'better-sqlite3';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNats } from '../tests/support/nats';
 import { tempDir } from '../tests/support/proc';
@@ -177,6 +177,7 @@ async function main(): Promise<void> {
   await agent.stop();
   await cloud.stop();
   await nats.stop();
+  rmSync(dir, { recursive: true, force: true });
 }
 
 main().catch((err: unknown) => {
