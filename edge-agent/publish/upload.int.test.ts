@@ -181,4 +181,79 @@ describe('agent upload client', () => {
     expect(agent.stats().tables.items?.upload).toBeUndefined();
     expect(up.puts).toHaveLength(1);
   });
+
+  it('after a retention gap, uploads what the journal kept plus a resync snapshot of the current rows', async () => {
+    const dir = tempDir('upload-gap');
+    const gapApp = createAppDb(
+      join(dir, 'app.db'),
+      'CREATE TABLE readings (id INTEGER PRIMARY KEY, v TEXT);',
+    );
+    const gapRoot = 'acme/up-gap';
+    await cloud.subscribeAsync([`${gapRoot}/sync/ingest/request`, `${gapRoot}/sync/ingest/ack`], { qos: 1 });
+    const { config } = writeTestConfig({
+      dir,
+      serverUrl: nats.mqttUrl,
+      deviceId: 'up-gap',
+      sourceDb: join(dir, 'app.db'),
+      extraReplication: 'local_retention_bytes: 200KiB\ndelivery: puback',
+      security: [
+        'security:',
+        '  signed_control:',
+        '    enabled: true',
+        `    public_key: ${JSON.stringify(keys.publicKey.export({ type: 'spki', format: 'pem' }).toString())}`,
+      ].join('\n'),
+    });
+    const gapAgent = await startAgent(config, { logger: silentLogger() });
+    const send = (c: Record<string, unknown>) =>
+      cloud.publishAsync(`${gapRoot}/sync/ingest/control`, JSON.stringify(signControl(c, keys.privateKey)), {
+        qos: 1,
+      });
+    const ctl = (kind: string) => ({
+      control_id: uuidv7(),
+      control_kind: kind,
+      source_table: 'readings',
+      server_watermark: 0,
+      issued_at: new Date().toISOString(),
+    });
+    try {
+      await waitFor(() => gapAgent.stats().connected && gapAgent.stats().tables.readings, {
+        message: 'agent up',
+      });
+      await send(ctl('pause_lineage'));
+      await waitFor(() => gapAgent.stats().tables.readings?.paused, { message: 'paused' });
+      const ins = gapApp.prepare('INSERT INTO readings (id, v) VALUES (?, ?)');
+      gapApp.transaction(() => {
+        for (let i = 1; i <= 5000; i++) ins.run(i, 'x'.repeat(100)); // ~650 KiB of journal
+      })();
+      await waitFor(() => gapAgent.stats().dropped_rows > 0, { message: 'retention enforced' });
+      const kept = gapAgent.stats().tables.readings!.pending_rows;
+      const epoch = gapAgent.stats().tables.readings!.journal_epoch!;
+      expect(kept).toBeLessThan(5000);
+
+      await send(ctl('resume_lineage'));
+      const req = await waitFor(
+        () => requests.find((r) => r.request_kind === 'url_request' && r.journal_epoch === epoch),
+        { message: 'a url_request after the gap' },
+      );
+      // The kept changes (commit_seq 1..kept of the new epoch), then every current row again.
+      expect(req).toMatchObject({
+        first_commit_seq: 1,
+        last_commit_seq: kept + 5000,
+        row_count: kept + 5000,
+      });
+      const puts = up.puts.length;
+      await send({
+        ...ctl('url_grant'),
+        upload_id: req.upload_id,
+        presigned_url: `${httpBase}/core/api/v1/uploads/${req.upload_id}?token=t`,
+        presigned_url_expires_at: new Date(Date.now() + 15 * 60_000).toISOString(),
+      });
+      const put = await waitFor(() => up.puts[puts], { timeoutMs: 30_000, message: 'the PUT after the gap' });
+      expect(put.lines).toBe(kept + 5000);
+      expect(put.seqs.at(-1)).toBe(kept + 5000);
+    } finally {
+      await gapAgent.stop();
+      gapApp.close();
+    }
+  });
 });
