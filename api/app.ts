@@ -27,6 +27,7 @@ import { type EventReader, registerAuditRoutes } from './routes/audit';
 import { type PolicyStore, registerEdgeRoutes } from './routes/edge';
 import { registerRegistryRoutes } from './routes/registry';
 import { registerWriteBackRoutes } from './routes/write-back';
+import { type UploadDeps, registerUploadRoutes } from './routes/uploads';
 
 export type { ReadinessCheck } from './health';
 export type { EventReader } from './routes/audit';
@@ -43,6 +44,8 @@ export type AppDeps = Readonly<{
   policies?: PolicyStore;
   /** Registry reviews, consolidation and fleets (coalescing). */
   registry?: RegistryCommandService;
+  /** The upload endpoint of the secondary flow (absent: no upload route). */
+  uploads?: UploadDeps;
 }>;
 
 declare module 'fastify' {
@@ -149,6 +152,7 @@ async function build(deps: AppDeps) {
     },
     { prefix: API_PREFIX },
   );
+  if (deps.uploads) await registerUploadRoutes(app as unknown as FastifyInstance, deps.uploads);
   await app.ready();
   return app;
 }

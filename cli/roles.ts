@@ -31,6 +31,8 @@ import { RegistryEventStore } from '../infra/nats/registry-events';
 import { REGISTRY_VERBS, RegistryCommandService, type RegistryVerb } from '../worker/registry-commands';
 import { RegistryFollower } from '../worker/registry-follower';
 import { RegistryCommandHandler } from '../worker/registry-handler';
+import { openUploadStore } from '../infra/uploads/store';
+import { uploadSecret, uploadUrl } from '../infra/uploads/token';
 
 export const ROLES = ['bridge', 'worker', 'projector', 'api'] as const;
 export type Role = (typeof ROLES)[number];
@@ -127,8 +129,29 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
   const registryCommands = new RegistryCommandService(registries, handler, registry);
   const fleetOf = topicFleets(env);
 
+  // The secondary upload flow: objects in a JetStream object store, URLs signed with one secret.
+  const signingKey = loadSigningKey(env);
+  const uploadKey = uploadSecret({
+    ...(env.SLUICE_UPLOAD_SECRET !== undefined ? { secret: env.SLUICE_UPLOAD_SECRET } : {}),
+    ...(signingKey ? { signingKey } : {}),
+  });
+  const uploads =
+    roles.includes('worker') || roles.includes('api')
+      ? await openUploadStore(nc, { replicas: env.SLUICE_STREAM_REPLICAS })
+      : undefined;
+  const uploadBase = env.SLUICE_UPLOAD_BASE_URL ?? `http://${env.SLUICE_API_HOST}:${env.SLUICE_API_PORT}`;
+
   if (roles.includes('worker')) {
-    const worker = new IngressWorker({ nc, handler, registry, registries, fleetOf, log, metrics });
+    const worker = new IngressWorker({
+      nc,
+      handler,
+      registry,
+      registries,
+      fleetOf,
+      log,
+      metrics,
+      ...(uploads ? { uploads } : {}),
+    });
     await worker.start();
     const follower = new RegistryFollower({ nc, lineages: handler, registries, log });
     await follower.start();
@@ -177,7 +200,6 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       metrics,
     });
     await bridge.start();
-    const signingKey = loadSigningKey(env);
     if (!signingKey)
       log.warn(
         'no SLUICE_CONTROL_SIGNING_KEY: controls go out unsigned, and agents that verify signatures will drop them',
@@ -194,6 +216,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
           : undefined;
       },
       ...(signingKey ? { signingKey } : {}),
+      ...(uploadKey ? { uploadUrl: (claims) => uploadUrl(uploadBase, claims, uploadKey) } : {}),
       log,
     });
     await dispatcher.start();
@@ -242,6 +265,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       tokens,
       metrics,
       log,
+      ...(uploads && uploadKey ? { uploads: { store: uploads, secret: uploadKey, log } } : {}),
       readiness: readinessCheck({
         natsConnected: () => isNatsConnected(nc),
         store,

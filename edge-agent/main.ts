@@ -13,7 +13,13 @@ import {
   UPLINK_TOPICS,
 } from '../domain/protocol/contracts';
 import type { AgentConfig } from './config/load';
-import { ensureInfra, reconcile, type ReconcileResult, type Strategy } from './capture/install';
+import {
+  ensureInfra,
+  journalSnapshot,
+  reconcile,
+  type ReconcileResult,
+  type Strategy,
+} from './capture/install';
 import { Journal } from './capture/journal';
 import { Retention } from './capture/retention';
 import { readTableSchema } from './capture/schema';
@@ -42,6 +48,8 @@ export type TableStats = Readonly<{
   pending_rows: number;
   journal_epoch?: string;
   confirmed_seq?: number;
+  /** An upload of the secondary flow in progress. */
+  upload?: Readonly<{ upload_id: string; status: string; rows: number }>;
 }>;
 
 export type AgentStats = Readonly<
@@ -132,6 +140,17 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   });
   const maxRows = Math.min(rep.maxBatchRows, MAX_BATCH_ROWS);
   const maxBytes = Math.min(rep.maxBatchBytes, MAX_PAYLOAD_BYTES);
+  // The upload flow follows a URL the cloud sends: only a signed, verified url_grant is obeyed,
+  // so without signed controls the agent sends everything as batches.
+  const uploadsEnabled = config.security.signedControl.enabled;
+  const uploadDeps = uploadsEnabled
+    ? {
+        uploads: {
+          requestTopic: `${root}/${UPLINK_TOPICS.request}`,
+          resync: (tid: number) => journalSnapshot(db, tid)?.seq,
+        },
+      }
+    : {};
 
   const retention = new Retention({
     journal,
@@ -200,12 +219,20 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       if (!lane) {
         lane = new RowsLane(
           reg.name,
-          { ...laneDeps(UPLINK_TOPICS.rows), journal, state, newId, maxRows, maxBytes },
+          { ...laneDeps(UPLINK_TOPICS.rows), journal, state, newId, maxRows, maxBytes, ...uploadDeps },
           reg,
         );
         lanes.set(reg.name, lane);
         lane.cleanup();
       } else lane.counterSeq = Math.max(lane.counterSeq, reg.seq);
+    }
+    // A first-run snapshot larger than one batch goes through the upload flow.
+    for (const [t, n] of Object.entries(res.snapshotted)) {
+      const lane = lanes.get(t);
+      const reg = res.registry.find((r) => r.name === t);
+      if (n > 0 && reg && lane instanceof RowsLane) {
+        lane.markForUpload({ epoch: reg.epoch, throughSeq: reg.seq, reason: 'snapshot' });
+      }
     }
   }
 
@@ -311,12 +338,29 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         );
         return `applied ${applied.length}`;
       }
-      case 'url_grant':
-        log.warn(
-          { event: 'control_unsupported', kind: c.control_kind, control_id: c.control_id },
-          'url_grant (secondary upload flow) is not supported by this agent; ACKed and ignored',
+      case 'url_grant': {
+        if (!uploadsEnabled) {
+          log.warn(
+            { event: 'upload_grant_refused', control_id: c.control_id, table: c.source_table },
+            'url_grant refused: the upload flow needs security.signed_control (an unverified URL could send ' +
+              'the rows anywhere); the rows go as ordinary batches',
+          );
+          return 'refused: signed controls are off';
+        }
+        if (!(lane instanceof RowsLane)) return 'not a rows table';
+        const outcome = lane.onGrant(c);
+        log.info(
+          {
+            event: 'url_grant',
+            control_id: c.control_id,
+            table: c.source_table,
+            upload_id: c.upload_id,
+            outcome,
+          },
+          `url_grant for ${c.source_table}: ${outcome}`,
         );
-        return 'unsupported';
+        return outcome;
+      }
       default: {
         const never: never = c.control_kind;
         return `unknown ${String(never)}`;
@@ -474,6 +518,15 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
           inflight: l.inflight.length,
           pending_rows: l.pendingRows(),
           ...(l instanceof RowsLane ? { journal_epoch: l.epoch, confirmed_seq: l.confirmedSeq } : {}),
+          ...(l instanceof RowsLane && l.upload
+            ? {
+                upload: {
+                  upload_id: l.upload.uploadId,
+                  status: l.upload.rec.status,
+                  rows: l.upload.rec.rowCount,
+                },
+              }
+            : {}),
         };
       }
       return {

@@ -14,6 +14,8 @@ import type { LineageState } from '../domain/lineage/state';
 import type { LineageCommandHandler } from './handler';
 import { applyApproval } from './registry-follower';
 import type { RegistryCommandHandler } from './registry-handler';
+import { UploadIngest } from './uploads';
+import type { ObjectStore } from '@nats-io/obj';
 
 export const WORKER_CONSUMER = 'sluice-worker';
 
@@ -28,6 +30,8 @@ export type IngressWorkerOptions = {
   log: Logger;
   metrics?: Metrics;
   ackWaitMs?: number;
+  /** The upload object store; without it url_request and finalize are refused. */
+  uploads?: ObjectStore;
 };
 
 /**
@@ -37,8 +41,13 @@ export type IngressWorkerOptions = {
  */
 export class IngressWorker {
   private readonly consumer: DurableConsumer;
+  private readonly uploads: UploadIngest;
 
   constructor(private readonly opts: IngressWorkerOptions) {
+    this.uploads = new UploadIngest({
+      ...opts,
+      recordRejection: (msg, code, message) => this.recordRejection(msg, code, message),
+    });
     this.consumer = new DurableConsumer({
       nc: opts.nc,
       stream: STREAMS.ingress,
@@ -59,8 +68,9 @@ export class IngressWorker {
     return this.consumer.start();
   }
 
-  stop(): Promise<void> {
-    return this.consumer.stop();
+  async stop(): Promise<void> {
+    await this.consumer.stop();
+    await this.uploads.stop();
   }
 
   private async process(m: JsMsg): Promise<void> {
@@ -70,6 +80,12 @@ export class IngressWorker {
     } catch {
       this.opts.log.error({ seq: m.seq }, 'undecodable ingress message dropped (term)');
       m.term();
+      return;
+    }
+    if (msg.kind === 'request') {
+      // A finalize may take minutes (a whole object, chunk by chunk): it runs beside the loop and
+      // acks its message itself once every chunk is appended.
+      this.uploads.handle(msg, m);
       return;
     }
     try {

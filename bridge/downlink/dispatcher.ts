@@ -10,6 +10,7 @@ import { STREAMS } from '../../infra/nats/names';
 import type { ControlRoute, Registry } from '../../infra/nats/registry';
 import type { Logger } from '../../infra/log';
 import type { CommandService } from '../../worker/commands';
+import type { UploadClaims } from '../../infra/uploads/token';
 
 export const DISPATCHER_CONSUMER = 'sluice-dispatcher';
 
@@ -22,6 +23,8 @@ export type DispatcherOptions = {
   /** Where a lineage's device listens: `{slug}/{device}`, from the lineage's registration. */
   deviceRootOf: (lineageId: string) => Promise<string | undefined>;
   signingKey?: KeyObject;
+  /** The presigned URL of an upload (absent: url_grant controls cannot be sent). */
+  uploadUrl?: (claims: UploadClaims) => string;
   log: Logger;
   firstRetryMs?: number;
   maxRetryMs?: number;
@@ -74,7 +77,7 @@ export class ControlDispatcher {
   private async handle(m: JsMsg): Promise<void> {
     try {
       const commit = decodeCommit(m.data);
-      for (const e of commit.events) await this.onEvent(commit.lineage_id, e);
+      for (const e of commit.events) await this.onEvent(commit.lineage_id, e, commit.events);
       m.ack();
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message, seq: m.seq }, 'control dispatch failed; will retry');
@@ -82,7 +85,11 @@ export class ControlDispatcher {
     }
   }
 
-  private async onEvent(lineageId: string, e: StoredEvent<LineageEvent>): Promise<void> {
+  private async onEvent(
+    lineageId: string,
+    e: StoredEvent<LineageEvent>,
+    decision: readonly StoredEvent<LineageEvent>[] = [],
+  ): Promise<void> {
     if (e.type === 'ControlAcknowledged') {
       await this.opts.registry.deleteControl(e.data.control_id);
       return;
@@ -106,6 +113,11 @@ export class ControlDispatcher {
       issued_at: e.data.issued_at,
       ...(e.data.rows ? { rows: e.data.rows.map((r) => ({ ...r })) } : {}),
     };
+    if (control.control_kind === 'url_grant') {
+      const grant = this.uploadGrant(lineageId, root, e.data.control_id, e.data.source_table, decision);
+      if (!grant) return;
+      Object.assign(control, grant);
+    }
     const route: ControlRoute = {
       lineage_id: lineageId,
       topic: `${root}/${CONTROL_TOPIC}`,
@@ -116,6 +128,46 @@ export class ControlDispatcher {
     // Durable first: the route is what turns the device's ACK into an event on this lineage.
     await this.opts.registry.putControl(route);
     await this.deliver(route);
+  }
+
+  /** The presigned URL fields of a url_grant, from the UploadGranted of the same decision. */
+  private uploadGrant(
+    lineageId: string,
+    root: string,
+    controlId: string,
+    table: string,
+    decision: readonly StoredEvent<LineageEvent>[],
+  ): Pick<Control, 'presigned_url' | 'presigned_url_expires_at' | 'upload_id'> | undefined {
+    const g = decision.find(
+      (x): x is Extract<StoredEvent<LineageEvent>, { type: 'UploadGranted' }> =>
+        x.type === 'UploadGranted' && x.data.control_id === controlId,
+    );
+    if (!g || !this.opts.uploadUrl) {
+      this.opts.log.error(
+        { lineage: lineageId, control: controlId },
+        g
+          ? 'no upload URL secret configured (SLUICE_UPLOAD_SECRET or SLUICE_CONTROL_SIGNING_KEY): url_grant not sent; the device falls back to batches'
+          : 'url_grant without its UploadGranted; not sent',
+      );
+      return undefined;
+    }
+    const d = g.data;
+    return {
+      upload_id: d.upload_id,
+      presigned_url: this.opts.uploadUrl({
+        v: 1,
+        device_key: root,
+        lineage_id: lineageId,
+        source_table: table,
+        upload_id: d.upload_id,
+        journal_epoch: d.journal_epoch,
+        first_commit_seq: d.first_commit_seq,
+        last_commit_seq: d.last_commit_seq,
+        row_count: d.row_count,
+        expires_at: d.expires_at,
+      }),
+      presigned_url_expires_at: d.expires_at,
+    };
   }
 
   private async deliver(route: ControlRoute): Promise<void> {
@@ -162,6 +214,12 @@ export class ControlDispatcher {
     try {
       for (const route of await this.opts.registry.pendingControls()) {
         if (route.next_attempt_at > this.now || route.attempts === 0) continue;
+        const exp = route.control.presigned_url_expires_at;
+        if (exp !== undefined && Date.parse(exp) <= this.now) {
+          // An expired grant is of no use to the device: it asks again and gets a new one.
+          await this.opts.registry.deleteControl(route.control.control_id);
+          continue;
+        }
         await this.deliver(route);
       }
     } catch (err) {

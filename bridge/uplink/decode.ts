@@ -3,6 +3,8 @@ import {
   type Receipt,
   type RowBatch,
   type TelemetryBatch,
+  type UploadFinalize,
+  type UploadRequest,
 } from '../../domain/protocol/contracts';
 import { parseUplinkTopic, uplinkId, validateUplink } from '../../domain/protocol/uplink';
 import type { IngressMessage, RejectionRecord } from '../../infra/nats/ingress';
@@ -16,7 +18,7 @@ export type DecodedUplink =
       /** `edge.ingress.<kind>.<device token>` and its dedupe id `<device_key>:<id>`. */
       subject: string;
       msgID: string;
-      /** Sent to the device once the append is acknowledged (row and telemetry batches). */
+      /** Sent to the device once the append is acknowledged (row and telemetry batches, upload finalizes). */
       receipt?: Readonly<{ topic: string; body: Receipt }>;
     }>
   | Readonly<{ ok: false; record: RejectionRecord; subject: string }>;
@@ -82,7 +84,10 @@ export function decodeUplink(
       ? { topic: receiptTopic, body: rowReceipt(validated.value as RowBatch) }
       : kind === 'telemetry'
         ? { topic: receiptTopic, body: telemetryReceipt(validated.value as TelemetryBatch) }
-        : undefined;
+        : kind === 'request' && (validated.value as UploadRequest).request_kind === 'finalize'
+          ? // The object is stored and its finalize durable: the device may let the journal range go.
+            { topic: receiptTopic, body: finalizeReceipt(validated.value as UploadFinalize) }
+          : undefined;
   return {
     ok: true,
     message,
@@ -98,6 +103,14 @@ const rowReceipt = (b: RowBatch): Receipt => ({
   source_table: b.source_table,
   journal_epoch: b.journal_epoch,
   last_commit_seq: b.last_commit_seq,
+});
+
+const finalizeReceipt = (f: UploadFinalize): Receipt => ({
+  format_version: 1,
+  batch_id: f.upload_id,
+  source_table: f.source_table,
+  journal_epoch: f.journal_epoch,
+  last_commit_seq: f.last_commit_seq,
 });
 
 const telemetryReceipt = (b: TelemetryBatch): Receipt => ({

@@ -195,7 +195,33 @@ export type LineageEvent =
         /** Keys whose current cloud row was sent again (a state_write in the same decision). */
         reissued: number;
       };
-    }>;
+    }>
+  | Readonly<{
+      /** A url_grant for an upload of one journal range; the control goes out in the same decision. */
+      type: 'UploadGranted';
+      data: {
+        upload_id: string;
+        request_id: string;
+        control_id: string;
+        journal_epoch: string;
+        schema_hash: string;
+        schema_columns: SchemaColumns | null;
+        first_commit_seq: number;
+        last_commit_seq: number;
+        row_count: number;
+        expires_at: string;
+      };
+    }>
+  | Readonly<{
+      /** One chunk of an uploaded object taken in (its rows are in the RowsStaged/RowsAccepted before it). */
+      type: 'UploadChunkAppended';
+      data: { upload_id: string; chunk: number; rows: number; duplicates_skipped: number };
+    }>
+  | Readonly<{
+      type: 'UploadCompleted';
+      data: { upload_id: string; chunks: number; rows: number; duplicates_skipped: number };
+    }>
+  | Readonly<{ type: 'UploadFailed'; data: { upload_id: string; code: string; message: string } }>;
 
 export type LineageAuthority = 'device_authoritative' | 'cloud_authoritative';
 

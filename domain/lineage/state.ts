@@ -68,6 +68,25 @@ export type ActiveLineage = Readonly<{
   fleet_id: string | null;
   /** Cloud write-back (docs/write-back.md); absent until the first authority change or write. */
   write_back?: WriteBackState;
+  /** Uploads of the secondary flow, newest last (absent in states folded before uploads existed). */
+  uploads?: readonly UploadState[];
+}>;
+
+export type UploadState = Readonly<{
+  upload_id: string;
+  journal_epoch: string;
+  schema_hash: string;
+  schema_columns: SchemaColumns | null;
+  first_commit_seq: number;
+  last_commit_seq: number;
+  row_count: number;
+  control_id: string;
+  expires_at: string;
+  status: 'granted' | 'completed' | 'failed';
+  /** Chunks appended so far: a resumed finalize skips these. */
+  chunks: number;
+  rows: number;
+  duplicates: number;
 }>;
 
 /** The cloud's row of one key: every value written to it so far, and its current version. */
@@ -382,6 +401,38 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
     case 'StateWriteConflictDetected':
       // Taken in like accepted rows (a retried batch is deduped), never materialized.
       return takeIn(s, event.data.journal_epoch, event.data.conflicts);
+    case 'UploadGranted': {
+      const d = event.data;
+      const prev = findUpload(s, d.upload_id);
+      const next: UploadState = {
+        upload_id: d.upload_id,
+        journal_epoch: d.journal_epoch,
+        schema_hash: d.schema_hash,
+        schema_columns: d.schema_columns,
+        first_commit_seq: d.first_commit_seq,
+        last_commit_seq: d.last_commit_seq,
+        row_count: d.row_count,
+        control_id: d.control_id,
+        expires_at: d.expires_at,
+        status: 'granted',
+        chunks: prev?.chunks ?? 0,
+        rows: prev?.rows ?? 0,
+        duplicates: prev?.duplicates ?? 0,
+      };
+      const others = (s.uploads ?? []).filter((u) => u.upload_id !== d.upload_id);
+      // Finished uploads are only kept for a while (a late finalize of one is a no-op).
+      return { ...s, uploads: [...others.slice(-(MAX_UPLOADS - 1)), next] };
+    }
+    case 'UploadChunkAppended':
+      return patchUpload(s, event.data.upload_id, (u) => ({
+        chunks: Math.max(u.chunks, event.data.chunk + 1),
+        rows: u.rows + event.data.rows,
+        duplicates: u.duplicates + event.data.duplicates_skipped,
+      }));
+    case 'UploadCompleted':
+      return patchUpload(s, event.data.upload_id, () => ({ status: 'completed' }));
+    case 'UploadFailed':
+      return patchUpload(s, event.data.upload_id, () => ({ status: 'failed' }));
     default:
       return assertNever(event, 'lineage event');
   }
@@ -439,5 +490,22 @@ function takeInBatch(s: ActiveLineage, seq: number, batchId: string): ActiveLine
     ...s,
     last_batch_seq: Math.max(s.last_batch_seq, seq),
     recent_batches: [...s.recent_batches, [seq, batchId] as const].slice(-RECENT_BATCHES),
+  };
+}
+
+const MAX_UPLOADS = 16;
+
+export const findUpload = (s: ActiveLineage, uploadId: string): UploadState | undefined =>
+  (s.uploads ?? []).find((u) => u.upload_id === uploadId);
+
+function patchUpload(
+  s: ActiveLineage,
+  uploadId: string,
+  patch: (u: UploadState) => Partial<UploadState>,
+): ActiveLineage {
+  if (!s.uploads) return s;
+  return {
+    ...s,
+    uploads: s.uploads.map((u) => (u.upload_id === uploadId ? { ...u, ...patch(u) } : u)),
   };
 }

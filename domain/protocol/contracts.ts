@@ -154,6 +154,8 @@ export const controlSchema = z.object({
   presigned_url_expires_at: z.string().optional(),
   /** The device the control is for (`{topic_slug}/{device_name}`), covered by the signature. */
   root_topic: z.string().optional(),
+  /** url_grant: the upload the presigned URL is for. */
+  upload_id: z.string().optional(),
   signature: z.string().optional(),
 });
 export type Control = z.infer<typeof controlSchema>;
@@ -370,5 +372,80 @@ export function validateSchemaObserve(raw: unknown): Validated<SchemaObserve> {
     return reject('invalid_source_table', 'source_table is invalid');
   if (!SHA256_HEX.test(parsed.data.schema_hash))
     return reject('invalid_schema_hash', 'schema_hash must be 64 hex');
+  return { ok: true, value: parsed.data };
+}
+
+// ---- Secondary upload flow (SPEC §2: url_request / finalize on sync/ingest/request) ----
+
+/** Largest upload the cloud takes, compressed or not (the decompressed JSONL is capped too). */
+export const MAX_UPLOAD_BYTES = 1024 ** 3;
+/** How long a url_grant's presigned URL stays valid. */
+export const UPLOAD_GRANT_TTL_MS = 15 * 60_000;
+
+const uploadRequestCommon = {
+  format_version: z.literal(1),
+  request_id: z.string(),
+  upload_id: z.string(),
+  source_table: z.string(),
+  journal_epoch: z.string(),
+  schema_hash: z.string(),
+  first_commit_seq: seq,
+  last_commit_seq: seq,
+  row_count: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+};
+
+/** The device asks for an upload URL for one journal range of one table (one epoch, one schema). */
+export const urlRequestSchema = z.object({
+  ...uploadRequestCommon,
+  request_kind: z.literal('url_request'),
+  schema_columns: schemaColumnsSchema.optional(),
+});
+export type UrlRequest = z.infer<typeof urlRequestSchema>;
+
+/** The device says the object behind its url_grant is uploaded: the cloud may take the rows in. */
+export const finalizeSchema = z.object({ ...uploadRequestCommon, request_kind: z.literal('finalize') });
+export type UploadFinalize = z.infer<typeof finalizeSchema>;
+
+export type UploadRequest = UrlRequest | UploadFinalize;
+
+export function validateUploadRequest(raw: unknown): Validated<UploadRequest> {
+  const env = envelopeChecks(raw);
+  if (env) return { ok: false, rejection: env };
+  const obj = raw as Record<string, unknown>;
+  if (obj.request_kind !== 'url_request' && obj.request_kind !== 'finalize') {
+    return reject('invalid_payload', 'request_kind must be url_request or finalize');
+  }
+  if (!isUuidV7(obj.upload_id)) return reject('invalid_batch_id', 'upload_id must be a UUIDv7');
+  if (!isUuidV7(obj.request_id)) return reject('invalid_batch_id', 'request_id must be a UUIDv7');
+  if (!isValidSourceTable(obj.source_table)) {
+    return reject('invalid_source_table', 'source_table is empty, too long, or reserved');
+  }
+  if (!isUuidV7(obj.journal_epoch)) return reject('invalid_journal_epoch', 'journal_epoch must be a UUIDv7');
+  if (typeof obj.schema_hash !== 'string' || !SHA256_HEX.test(obj.schema_hash)) {
+    return reject('invalid_schema_hash', 'schema_hash must be 64 lowercase hex characters');
+  }
+  const parsed = (obj.request_kind === 'url_request' ? urlRequestSchema : finalizeSchema).safeParse(raw);
+  if (!parsed.success) return { ok: false, rejection: shapeRejection(parsed.error) };
+  const r = parsed.data;
+  if (r.first_commit_seq > r.last_commit_seq || r.row_count > r.last_commit_seq - r.first_commit_seq + 1) {
+    return reject(
+      'commit_seq_range_mismatch',
+      `${r.row_count} rows cannot lie in commit_seq ${r.first_commit_seq}..${r.last_commit_seq}`,
+    );
+  }
+  if (
+    r.request_kind === 'url_request' &&
+    r.schema_columns &&
+    r.schema_columns.table_name !== r.source_table
+  ) {
+    return reject('invalid_payload', 'schema_columns.table_name differs from source_table');
+  }
+  return { ok: true, value: r };
+}
+
+/** One line of an upload's JSONL: a row change exactly as in a row batch. */
+export function validateUploadLine(raw: unknown): Validated<RowChange> {
+  const parsed = rowChange.safeParse(raw);
+  if (!parsed.success) return { ok: false, rejection: shapeRejection(parsed.error) };
   return { ok: true, value: parsed.data };
 }

@@ -1,5 +1,4 @@
 import {
-  type Rejection,
   type UplinkKind,
   type Validated,
   UPLINK_TOPICS,
@@ -8,6 +7,7 @@ import {
   validateRowBatch,
   validateSchemaObserve,
   validateTelemetryBatch,
+  validateUploadRequest,
 } from './contracts';
 
 export type UplinkTopic = Readonly<{ topic_slug: string; device_name: string; kind: UplinkKind }>;
@@ -60,19 +60,8 @@ export function validateUplink(kind: UplinkKind, bytes: Uint8Array | string): Va
       return validateControlAck(json.value);
     case 'schema':
       return validateSchemaObserve(json.value);
-    case 'request': {
-      const v = json.value;
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-        return {
-          ok: false,
-          rejection: {
-            code: 'invalid_payload',
-            message: 'request must be a JSON object',
-          } satisfies Rejection,
-        };
-      }
-      return { ok: true, value: v };
-    }
+    case 'request':
+      return validateUploadRequest(json.value);
   }
 }
 

@@ -14,6 +14,11 @@ export const DOMAIN_ERROR_CODES = {
   not_cloud_authoritative: 409,
   schema_not_approved: 409,
   write_back_backlog: 409,
+  unknown_upload: 422,
+  invalid_upload: 422,
+  upload_mismatch: 422,
+  upload_chunk_out_of_order: 422,
+  upload_content_invalid: 422,
 } as const;
 export type DomainErrorCode = keyof typeof DOMAIN_ERROR_CODES;
 

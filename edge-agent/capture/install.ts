@@ -158,3 +158,34 @@ export function reconcile(db: Database.Database, opts: ReconcileOptions): Reconc
   const registry = run.immediate();
   return { registry, skipped, registered, installed, snapshotted };
 }
+
+/**
+ * Journal every current row of a captured table as an insert at the end of its journal, under
+ * its current schema version, in one IMMEDIATE transaction (the same statement as
+ * snapshot_on_first_run). Used after a retention gap, so the cloud converges on the rows as they
+ * are now. Returns the rows journaled and the table's counter after them, or undefined when the
+ * table is not captured any more.
+ */
+export function journalSnapshot(
+  db: Database.Database,
+  tid: number,
+): { rows: number; seq: number } | undefined {
+  return db
+    .transaction(() => {
+      const reg = db.prepare(`SELECT name, sv FROM ${SEQ} WHERE tid = ?`).get(tid) as
+        { name: string; sv: number | null } | undefined;
+      if (!reg || reg.sv === null) return undefined;
+      const info = db.prepare(`SELECT info FROM ${SCHEMA} WHERE sv = ?`).pluck().get(reg.sv) as
+        string | undefined;
+      const schema = readTableSchema(db, reg.name);
+      if (!info || !schema) return undefined;
+      const recorded = JSON.parse(info) as SchemaInfo;
+      // Only under the schema the triggers capture with: after drift, the next reconcile comes first.
+      if (recorded.columns.join('\u0000') !== schema.columns.join('\u0000')) return undefined;
+      const rows = db.prepare(snapshotSql(tid, reg.sv, schema)).run().changes;
+      db.prepare(`UPDATE ${SEQ} SET seq = seq + ? WHERE tid = ?`).run(rows, tid);
+      const seq = db.prepare(`SELECT seq FROM ${SEQ} WHERE tid = ?`).pluck().get(tid) as number;
+      return { rows, seq };
+    })
+    .immediate();
+}

@@ -59,6 +59,33 @@ export class Journal {
     return v;
   }
 
+  /**
+   * The part of [first, last] an upload can carry: from the first entry, up to where the schema
+   * version changes (an upload, like a batch, names one schema_hash). With its size.
+   */
+  uploadPlan(
+    tid: number,
+    first: number,
+    last: number,
+  ): { firstSeq: number; lastSeq: number; rows: number; bytes: number; sv: number } | undefined {
+    const head = this.db
+      .prepare(`SELECT seq, sv FROM ${JOURNAL} WHERE tid = ? AND seq BETWEEN ? AND ? ORDER BY seq LIMIT 1`)
+      .get(tid, first, last) as { seq: number; sv: number } | undefined;
+    if (!head) return undefined;
+    const cut = this.db
+      .prepare(`SELECT min(seq) FROM ${JOURNAL} WHERE tid = ? AND seq > ? AND seq <= ? AND sv != ?`)
+      .pluck()
+      .get(tid, head.seq, last, head.sv) as number | null;
+    const end = cut === null ? last : cut - 1;
+    const size = this.db
+      .prepare(
+        `SELECT count(*) AS rows, max(seq) AS last, sum(length(data)) + 64 * count(*) AS bytes
+         FROM ${JOURNAL} WHERE tid = ? AND seq BETWEEN ? AND ?`,
+      )
+      .get(tid, head.seq, end) as { rows: number; last: number; bytes: number };
+    return { firstSeq: head.seq, lastSeq: size.last, rows: size.rows, bytes: size.bytes, sv: head.sv };
+  }
+
   /** Remove confirmed entries. Only ever called with a seq the cloud has confirmed. */
   deleteThrough(tid: number, seq: number): number {
     return this.deleteStmt.run(tid, seq).changes;

@@ -1,8 +1,11 @@
 import { MAX_PAYLOAD_BYTES, type Receipt } from '../../domain/protocol/contracts';
 import type { Journal } from '../capture/journal';
 import type { StateStore } from '../state/state-db';
+import type { Control } from '../../domain/protocol/contracts';
+import type { UploadMark } from '../state/state-db';
 import { type Inflight, Lane, type LaneDeps } from './lane';
 import { buildRowBatch } from './row-batch';
+import { type PutFn, UploadJob } from './upload';
 
 type RowsInflight = Inflight & { firstSeq: number; lastSeq: number };
 
@@ -13,6 +16,13 @@ export type RowsLaneDeps = LaneDeps &
     newId: () => string;
     maxRows: number;
     maxBytes: number;
+    /** The secondary upload flow (only with signed controls: a url_grant must be verifiable). */
+    uploads?: Readonly<{
+      requestTopic: string;
+      /** Journal a resync snapshot of the table (after a gap); its counter after it. */
+      resync: (tid: number) => number | undefined;
+      put?: PutFn;
+    }>;
   }>;
 
 /**
@@ -38,6 +48,8 @@ export class RowsLane extends Lane {
   private announcedEpoch: string | null;
   private avgRowBytes = 200;
   private cleanupThrough = 0;
+  /** The upload in progress: while it is open, no batch of this table goes out. */
+  upload: UploadJob | null = null;
 
   constructor(
     table: string,
@@ -58,6 +70,158 @@ export class RowsLane extends Lane {
     this.announcedHash = st.announcedHash;
     this.announcedEpoch = st.announcedEpoch;
     this.restore();
+    this.restoreUpload();
+  }
+
+  private restoreUpload(): void {
+    const rec = this.r.state.upload(this.table);
+    if (!rec) return;
+    if (rec.epoch !== this.epoch || rec.lastSeq <= this.confirmedSeq || !this.r.uploads) {
+      this.r.state.deleteUpload(rec.uploadId);
+      return;
+    }
+    this.upload = this.newJob(rec);
+    this.sentSeq = Math.max(this.sentSeq, rec.lastSeq);
+    this.r.log.info(
+      { event: 'restore_upload', table: this.table, upload_id: rec.uploadId, status: rec.status },
+      'an unfinished upload continues where it was',
+    );
+  }
+
+  private newJob(rec: ConstructorParameters<typeof UploadJob>[0]): UploadJob {
+    const u = this.r.uploads!;
+    const lkcvOf = this.r.state.cloudVersionLookup(this.table, rec.epoch);
+    return new UploadJob(rec, {
+      journal: this.r.journal,
+      state: this.r.state,
+      tid: () => this.tid,
+      log: this.r.log,
+      now: this.r.now,
+      newId: this.r.newId,
+      connected: this.r.sender.connected,
+      publish: this.r.sender.publish,
+      requestTopic: u.requestTopic,
+      receiptTimeoutMs: this.r.receiptTimeoutMs,
+      wake: this.r.wake,
+      ...(lkcvOf ? { lkcvOf } : {}),
+      ...(u.put ? { put: u.put } : {}),
+    });
+  }
+
+  /** Rows from `seq` on go through the upload flow (a large snapshot, or what follows a gap). */
+  markForUpload(mark: Omit<UploadMark, 'table'>): void {
+    if (!this.r.uploads) return;
+    this.r.state.setUploadMark({ ...mark, table: this.table });
+  }
+
+  /** Start an upload when a mark asks for one and the range is more than one batch. */
+  private maybeStartUpload(): boolean {
+    const u = this.r.uploads;
+    if (!u || this.inflight.length > 0) return false;
+    const mark = this.r.state.uploadMark(this.table);
+    if (!mark) return false;
+    if (mark.epoch !== this.epoch) {
+      this.r.state.clearUploadMark(this.table);
+      return false;
+    }
+    if (mark.throughSeq === null) {
+      const seq = u.resync(this.tid);
+      if (seq === undefined) {
+        this.r.state.clearUploadMark(this.table);
+        return false;
+      }
+      this.r.log.warn(
+        { event: 'resync_snapshot', table: this.table, journal_epoch: this.epoch, through_seq: seq },
+        `after the retention gap, every current row of ${this.table} was journaled again (resync snapshot); ` +
+          'it goes to the cloud through the upload flow with what the journal kept',
+      );
+      mark.throughSeq = seq;
+      this.r.state.setUploadMark(mark);
+      this.counterSeq = Math.max(this.counterSeq, seq);
+    }
+    const first = this.sentSeq + 1;
+    const last = Math.min(mark.throughSeq, this.counterSeq);
+    const plan = first <= last ? this.r.journal.uploadPlan(this.tid, first, last) : undefined;
+    if (!plan || (plan.rows <= this.r.maxRows && plan.bytes <= this.r.maxBytes)) {
+      // One batch or less: the ordinary path is the cheaper one.
+      this.r.state.clearUploadMark(this.table);
+      return false;
+    }
+    const rec = {
+      uploadId: this.r.newId(),
+      table: this.table,
+      epoch: this.epoch,
+      firstSeq: plan.firstSeq,
+      lastSeq: plan.lastSeq,
+      rowCount: plan.rows,
+      schemaHash: this.r.journal.schemaVersion(plan.sv).hash,
+      sv: plan.sv,
+      reason: mark.reason,
+      status: 'requesting' as const,
+      url: null,
+      expiresAt: null,
+      requests: 0,
+      finalizeId: this.r.newId(),
+    };
+    this.r.state.saveUpload(rec);
+    this.upload = this.newJob(rec);
+    this.sentSeq = plan.lastSeq;
+    this.r.log.info(
+      {
+        event: 'upload_started',
+        table: this.table,
+        upload_id: rec.uploadId,
+        reason: rec.reason,
+        rows: rec.rowCount,
+        bytes: plan.bytes,
+        first_commit_seq: rec.firstSeq,
+        last_commit_seq: rec.lastSeq,
+      },
+      `${rec.rowCount} rows of ${this.table} go through the upload flow (${rec.reason})`,
+    );
+    this.upload.step();
+    return true;
+  }
+
+  /** A finished upload: confirmed (the cursor moves past it) or abandoned (back to batches). */
+  private settleUpload(): void {
+    const job = this.upload;
+    if (!job?.outcome) return;
+    this.upload = null;
+    this.r.state.deleteUpload(job.uploadId);
+    const mark = this.r.state.uploadMark(this.table);
+    if (job.outcome === 'confirmed') {
+      this.announcedHash = job.rec.schemaHash;
+      this.announcedEpoch = job.rec.epoch;
+      this.advanceTo(job.rec.lastSeq, []);
+      this.r.counters.confirmedBatches++;
+      this.r.counters.confirmedRows += job.rec.rowCount;
+      this.r.log.info(
+        {
+          event: 'confirm',
+          table: this.table,
+          batch_id: job.uploadId,
+          first_commit_seq: job.rec.firstSeq,
+          last_commit_seq: job.rec.lastSeq,
+          via: 'upload',
+        },
+        'upload confirmed',
+      );
+      if (mark && (mark.throughSeq ?? 0) <= this.confirmedSeq) this.r.state.clearUploadMark(this.table);
+    } else {
+      this.r.state.clearUploadMark(this.table);
+      this.sentSeq = this.confirmedSeq;
+      this.draining = true;
+    }
+    this.r.wake();
+  }
+
+  /** A verified url_grant for this table. */
+  onGrant(c: Control): string {
+    if (!this.upload) return 'no upload open for this table';
+    const outcome = this.upload.onGrant(c);
+    this.settleUpload();
+    return outcome;
   }
 
   /** Rebuild the in-flight window from state.db: same batch ids, same journal ranges. */
@@ -113,7 +277,15 @@ export class RowsLane extends Lane {
   }
 
   pump(): void {
+    if (this.upload) {
+      // An open upload goes on while paused: its rows are journaled already, and its finalize
+      // is what lets the journal range go.
+      this.upload.step();
+      this.settleUpload();
+      if (this.upload) return;
+    }
     if (this.paused) return;
+    if (this.maybeStartUpload()) return;
     while (!this.windowFull()) {
       const unsent = this.unsentRows();
       if (unsent === 0) {
@@ -207,6 +379,10 @@ export class RowsLane extends Lane {
   }
 
   onReceipt(r: Receipt): boolean {
+    if (this.upload && r.batch_id === this.upload.uploadId) {
+      if (r.journal_epoch === this.epoch && this.upload.onReceipt()) this.settleUpload();
+      return true;
+    }
     const b = this.inflight.find((x) => x.batchId === r.batch_id);
     if (!b) return false;
     if (r.journal_epoch !== undefined && r.journal_epoch !== this.epoch) {
@@ -363,6 +539,13 @@ export class RowsLane extends Lane {
 
   /** After a retention drop renumbered the journal into a new epoch. */
   restartEpoch(epoch: string, counterSeq: number): void {
+    if (this.upload) {
+      this.r.state.deleteUpload(this.upload.uploadId);
+      this.upload = null;
+    }
+    // What follows a gap goes through the upload flow, with a resync snapshot of the table
+    // journaled when it resumes (see docs/upload.md).
+    this.markForUpload({ epoch, throughSeq: null, reason: 'gap' });
     this.r.state.dropInflight(this.inflight.map((b) => b.batchId));
     this.inflight.length = 0;
     this.epoch = epoch;

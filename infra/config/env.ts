@@ -33,6 +33,10 @@ export const envSchema = z.object({
   SLUICE_TOPIC_FLEETS: z.string().optional(),
   SLUICE_CONTROL_SIGNING_KEY: z.string().optional(),
   SLUICE_CONTROL_SIGNING_KEY_FILE: z.string().optional(),
+  /** HMAC key of upload URLs (≥ 32 bytes); derived from the control signing key when unset. */
+  SLUICE_UPLOAD_SECRET: z.string().optional(),
+  /** Base URL devices reach the API's upload endpoint at (default http://SLUICE_API_HOST:SLUICE_API_PORT). */
+  SLUICE_UPLOAD_BASE_URL: z.string().url().optional(),
   SLUICE_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   SLUICE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   SLUICE_LOG_PRETTY: bool,
