@@ -65,13 +65,13 @@ describe('JSON layer (parseJsonPayload)', () => {
   it(
     'takes any bytes without throwing, and refuses with a JSON code',
     () => {
-      check(fc.uint8Array({ maxLength: 512 }), 0.4, (b) => {
+      check(fc.uint8Array({ maxLength: 512 }), 0.5, (b) => {
         const r = parseJsonPayload(b);
         if (!r.ok)
           expect(['invalid_json', 'invalid_payload', 'invalid_number_encoding']).toContain(r.rejection.code);
       });
     },
-    timeoutFor(0.4),
+    timeoutFor(0.5),
   );
 
   it(
