@@ -65,13 +65,13 @@ describe('JSON layer (parseJsonPayload)', () => {
   it(
     'takes any bytes without throwing, and refuses with a JSON code',
     () => {
-      check(fc.uint8Array({ maxLength: 512 }), 0.4, (b) => {
+      check(fc.uint8Array({ maxLength: 512 }), 0.5, (b) => {
         const r = parseJsonPayload(b);
         if (!r.ok)
           expect(['invalid_json', 'invalid_payload', 'invalid_number_encoding']).toContain(r.rejection.code);
       });
     },
-    timeoutFor(0.4),
+    timeoutFor(0.5),
   );
 
   it(
@@ -119,7 +119,6 @@ describe('row batches', () => {
       check(validRowBatch, 0.25, (b) => {
         const r = validateUplink('rows', bytes(b));
         expect(r).toEqual({ ok: true, value: roundTrip(b) });
-        expect(validateRowBatch(deepFreeze(roundTrip(b))).ok).toBe(true);
       });
     },
     timeoutFor(0.25),
@@ -224,11 +223,12 @@ describe('row batches', () => {
   it(
     'name the one thing wrong in an otherwise valid batch',
     () => {
-      check(mutants, 0.35, (m) => {
-        expectCode(validateRowBatch(deepFreeze(m.input)), m.code);
-        // Through the bytes path as well (undefined fields vanish in JSON, as they would on the wire).
-        const wire = JSON.stringify(m.input);
-        if (wire !== undefined) expectCode(validateUplink('rows', wire), m.code);
+      check(fc.tuple(mutants, fc.boolean()), 0.35, ([m, viaBytes]) => {
+        // Half through the bytes path (undefined fields vanish in JSON, as they would on the wire).
+        const r = viaBytes
+          ? validateUplink('rows', JSON.stringify(m.input))
+          : validateRowBatch(deepFreeze(m.input));
+        expectCode(r, m.code);
       });
     },
     timeoutFor(0.35),
@@ -252,7 +252,6 @@ describe('row batches', () => {
           for (const row of v.rows)
             expect(row.op === 'delete' ? row.row === null : row.row !== null).toBe(true);
         }
-        expectKnown(validateUplink('rows', JSON.stringify(input) ?? ''));
       });
     },
     timeoutFor(0.38),
@@ -378,7 +377,6 @@ describe('control ACKs and schema observations', () => {
         expectKnown(r);
         if (ok) expect(r.ok).toBe(true);
         if (r.ok) expect(isUuidV7(r.value.control_id)).toBe(true);
-        expectKnown(validateUplink('ack', JSON.stringify(value) ?? ''));
       });
     },
     timeoutFor(1),

@@ -181,6 +181,45 @@ describe.each(brokers)('shipped %s config with per-device credentials', (name, s
     expect(late.got).toEqual([{ topic: 'acme/gw-02/sync/ingest/receipt', body: 'fresh' }]);
   });
 
+  it('lets no dotted or wildcard topic reach another device’s subjects', async () => {
+    const bridge = await connectAs('sluice-bridge');
+    for (const t of DEVICE_PUBLISH) await bridge.client.subscribeAsync(`+/+/${t}`, { qos: 0 });
+    const victim = await connectAs('acme/gw-02');
+    await victim.client.subscribeAsync('acme/gw-02/sync/ingest/control', { qos: 0 });
+    // On NATS `.` separates subject tokens: `acme.gw-02/…` must not become acme.gw-02's subject.
+    const tricks = [
+      'acme.gw-02/sync/rows/batch',
+      'acme/gw-02.sync.rows.batch',
+      'acme/gw-01/sync.ingest.control',
+      'acme/gw-02/sync/ingest/control.',
+      'acme/+/sync/rows/batch',
+      'acme/#',
+      'acme/gw-02/sync/ingest/*',
+      'acme/gw-02/sync/ingest/>',
+    ];
+    for (const topic of tricks) {
+      // A fresh connection each: a broker may close one that publishes such a topic.
+      const c = await client(broker.mqttUrl, 'acme/gw-01', pw['acme/gw-01'], `trick-${Math.random()}`);
+      const closed = new Promise<string>((resolve) => c.client.once('close', () => resolve('closed')));
+      const outcome = await Promise.race([
+        c.client.publishAsync(topic, `trick ${topic}`, { qos: 1 }).then(
+          () => 'puback',
+          () => 'refused',
+        ),
+        closed,
+      ]);
+      expect(['puback', 'refused', 'closed']).toContain(outcome);
+      await c.client.endAsync(true);
+    }
+    const sentinel = await connectAs('acme/gw-01');
+    await sentinel.client.publishAsync('acme/gw-01/sync/rows/batch', 'sentinel', { qos: 1 });
+    await bridge.client.publishAsync('acme/gw-02/sync/ingest/control', 'genuine', { qos: 1 });
+    await waitFor(() => bridge.got.some((m) => m.body === 'sentinel'), { message: 'sentinel' });
+    await waitFor(() => victim.got.some((m) => m.body === 'genuine'), { message: 'genuine' });
+    expect(bridge.got.filter((m) => m.body.startsWith('trick'))).toEqual([]);
+    expect(victim.got).toEqual([{ topic: 'acme/gw-02/sync/ingest/control', body: 'genuine' }]);
+  });
+
   it('delivers no other device’s controls or receipts, whatever a device subscribes to', async () => {
     const bridge = await connectAs('sluice-bridge');
     const attacker = await connectAs('acme/gw-01');
