@@ -136,7 +136,7 @@ async function killLoop(ctx: Ctx, targets: readonly Target[], kills: number): Pr
   for (const t of order) {
     await randomDelay(ctx);
     await killTarget(ctx, t);
-    ctx.note(`kill -9 ${t.role}${t.index ? `#${t.index}` : ''}`);
+    ctx.note(`kill -9 ${t.role}${t.index ? `#${t.index}` : ''} at ${new Date().toISOString().slice(11, 23)}`);
   }
 }
 
@@ -186,7 +186,9 @@ export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'kill-9-roles',
     what: 'kill -9 of the agent, bridge, worker, projector and API at random points',
-    cloud: { broker: 'nats', store: 'sqlite', layout: 'roles' },
+    // A killed worker's unacked batches come back after the ack wait (30 s by default; shorter
+    // here so a run settles quickly, the path is the same).
+    cloud: { broker: 'nats', store: 'sqlite', layout: 'roles', workerAckWaitMs: 5_000 },
     faults: async (ctx) => {
       const stop = pollApi(ctx.cloud);
       try {
@@ -289,7 +291,14 @@ export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'two-bridges-two-workers',
     what: 'two bridges and two workers at once, each killed -9 at random points',
-    cloud: { broker: 'nats', store: 'sqlite', layout: 'roles', bridges: 2, workers: 2 },
+    cloud: {
+      broker: 'nats',
+      store: 'sqlite',
+      layout: 'roles',
+      bridges: 2,
+      workers: 2,
+      workerAckWaitMs: 5_000,
+    },
     faults: async (ctx) => {
       const targets: Target[] = [
         { role: 'bridge', index: 0 },
