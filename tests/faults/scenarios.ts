@@ -46,8 +46,9 @@ export type Profile = Readonly<{
   maxFaultDelayMs: number;
   brokerRestarts: number;
   pgStopMs: number;
-  /** Transactions (8 changes each) written while the device is offline. */
+  /** Transactions (8 changes each) written while the device is offline, and how long it stays away. */
   offlineTransactions: number;
+  offlineMs: number;
   injectedBatches: number;
   /** Load before the first fault, ms. */
   warmupMs: number;
@@ -62,6 +63,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     brokerRestarts: 2,
     pgStopMs: 5_000,
     offlineTransactions: 1_500,
+    offlineMs: 1_000,
     injectedBatches: 40,
     warmupMs: 500,
     quiesceMs: 90_000,
@@ -73,6 +75,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     brokerRestarts: 5,
     pgStopMs: 30_000,
     offlineTransactions: 15_000,
+    offlineMs: 20_000,
     injectedBatches: 300,
     warmupMs: 2_000,
     quiesceMs: 240_000,
@@ -317,7 +320,8 @@ export const SCENARIOS: readonly Scenario[] = [
     faults: async (ctx) => {
       await ctx.device.agent!.kill();
       writeBurst(ctx.device.app, ctx.random, ctx.profile.offlineTransactions);
-      await randomDelay(ctx);
+      // Away for a while (the load keeps writing): past receipt timeouts, keepalives, ack waits.
+      await delay(ctx.profile.offlineMs);
       const mid = check(await observe(ctx.cloud, ctx.device, { final: false }));
       ctx.midChecks.push(mid);
       ctx.note(`offline: ${mid.pending} changes waiting in the journal`);
