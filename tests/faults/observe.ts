@@ -109,12 +109,27 @@ export async function quiesce(
       // A batch the device saw confirmed may still wait in the ingress work queue (a worker
       // killed before its ack: redelivered after the ack wait), behind later batches already
       // decided. Quiet means that queue is empty too.
-      const ingress = await (await jetstreamManager(cloud.nc)).streams.info(STREAMS.ingress);
-      if (ingress.state.messages > 0) return false;
+      if (!(await ingressEmpty(cloud))) return false;
       return projectionsCaughtUp(cloud.nc, cloud.store);
     },
     { timeoutMs, intervalMs: 250, message: 'every change delivered and folded' },
   );
+}
+
+/** Every uplink the bridge took in has been decided (the work queue keeps only unacked ones). */
+export async function ingressEmpty(cloud: Cloud): Promise<boolean> {
+  const ingress = await (await jetstreamManager(cloud.nc)).streams.info(STREAMS.ingress);
+  return ingress.state.messages === 0;
+}
+
+/** A check while the device cannot confirm anything: first let the cloud decide what it has. */
+export async function observeMidFault(cloud: Cloud, device: Device): Promise<Observation> {
+  await waitFor(() => ingressEmpty(cloud), {
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    message: 'ingress drained',
+  });
+  return observe(cloud, device, { final: false });
 }
 
 export function deviceQuiet(device: Device): () => number {

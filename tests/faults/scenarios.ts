@@ -31,6 +31,7 @@ import {
   type ExtraLineage,
   lineageIdOf,
   observe,
+  observeMidFault,
   quiesce,
   readRejections,
   loadEvents,
@@ -322,7 +323,7 @@ export const SCENARIOS: readonly Scenario[] = [
       writeBurst(ctx.device.app, ctx.random, ctx.profile.offlineTransactions);
       // Away for a while (the load keeps writing): past receipt timeouts, keepalives, ack waits.
       await delay(ctx.profile.offlineMs);
-      const mid = check(await observe(ctx.cloud, ctx.device, { final: false }));
+      const mid = check(await observeMidFault(ctx.cloud, ctx.device));
       ctx.midChecks.push(mid);
       ctx.note(`offline: ${mid.pending} changes waiting in the journal`);
       ctx.device.startAgent();
@@ -411,7 +412,7 @@ export const SCENARIOS: readonly Scenario[] = [
         },
       );
       ctx.note(`agent on a full disk: ${/"msg":"([^"]*)"/.exec(said)?.[1]?.slice(0, 120) ?? said}…`);
-      const mid = check(await observe(ctx.cloud, ctx.device, { final: false }));
+      const mid = check(await observeMidFault(ctx.cloud, ctx.device));
       ctx.midChecks.push(mid);
       if (agent.child.exitCode !== null)
         throw new Error(`the agent died on a full disk: ${agent.output().slice(-2000)}`);
