@@ -100,6 +100,11 @@ export type Scenario = Readonly<{
   what: string;
   cloud: CloudOptions;
   device?: (dir: string) => DeviceOptions;
+  /**
+   * Deadline for settling after the faults, when tighter than the profile's: a read side that
+   * stands still for half a minute after a restart is a defect too, not just slow.
+   */
+  settleMs?: number;
   /** Set up before the device starts (e.g. mount its state dir); returns the cleanup. */
   prepare?: (dir: string) => () => void;
   faults: (ctx: Ctx) => Promise<void>;
@@ -210,6 +215,8 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'nats-kill',
     what: 'nats-server (JetStream and the MQTT listener) killed -9 and restarted',
     cloud: { broker: 'nats', store: 'sqlite', layout: 'all' },
+    // Projections used to stand still ~40 s after each restart (consumers pulled with 30 s expiry).
+    settleMs: 30_000,
     faults: async (ctx) => {
       for (let i = 0; i < ctx.profile.brokerRestarts; i++) {
         await randomDelay(ctx);
@@ -474,7 +481,7 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
     );
     try {
       const tQuiet = Date.now();
-      await quiesce(cloud, lineages, profile.quiesceMs);
+      await quiesce(cloud, lineages, Math.min(profile.quiesceMs, s.settleMs ?? Infinity));
       phase('settled', tQuiet);
     } catch (err) {
       throw new Error(
