@@ -37,8 +37,9 @@ e2e: deps
 
 FAULT_SEEDS ?= 3
 faults: deps ## fault scenarios, long profile over FAULT_SEEDS seeds (a table; lost=0 duplicated=0), then the fuzz suites at 100k runs
-	npx tsx tests/faults/run.ts --seeds $(FAULT_SEEDS)
+	npx tsx tests/faults/run.ts --seeds $(FAULT_SEEDS) --summary .data/faults-summary.txt
 	SLUICE_FUZZ_RUNS=100000 npx jest --ci --passWithNoTests --testPathPattern 'fuzz\.unit\.test\.ts$$'
+	@tail -n 1 .data/faults-summary.txt
 
 clean:
 	rm -rf .data coverage $(JEST_RESULTS)

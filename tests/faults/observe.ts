@@ -5,9 +5,11 @@
  * pending journal, then the events, so a write confirmed in between is still seen as applied.
  */
 import { sql } from 'kysely';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { uuidv7 } from 'uuidv7';
 import type { LineageEvent } from '../../domain/lineage/events';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
+import { STREAMS } from '../../infra/nats/names';
 import { Registry } from '../../infra/nats/registry';
 import { listMirrorRows } from '../../projections/store/queries';
 import { domainState, projectionsCaughtUp } from '../support/readside';
@@ -104,10 +106,30 @@ export async function quiesce(
         }
         if (s.last_commit_seq < l.lastSeq() || s.staged_rows !== 0 || s.replaying_rows !== 0) return false;
       }
+      // A batch the device saw confirmed may still wait in the ingress work queue (a worker
+      // killed before its ack: redelivered after the ack wait), behind later batches already
+      // decided. Quiet means that queue is empty too.
+      if (!(await ingressEmpty(cloud))) return false;
       return projectionsCaughtUp(cloud.nc, cloud.store);
     },
     { timeoutMs, intervalMs: 250, message: 'every change delivered and folded' },
   );
+}
+
+/** Every uplink the bridge took in has been decided (the work queue keeps only unacked ones). */
+export async function ingressEmpty(cloud: Cloud): Promise<boolean> {
+  const ingress = await (await jetstreamManager(cloud.nc)).streams.info(STREAMS.ingress);
+  return ingress.state.messages === 0;
+}
+
+/** A check while the device cannot confirm anything: first let the cloud decide what it has. */
+export async function observeMidFault(cloud: Cloud, device: Device): Promise<Observation> {
+  await waitFor(() => ingressEmpty(cloud), {
+    timeoutMs: 60_000,
+    intervalMs: 100,
+    message: 'ingress drained',
+  });
+  return observe(cloud, device, { final: false });
 }
 
 export function deviceQuiet(device: Device): () => number {

@@ -3,9 +3,14 @@
  * write ended, and a closing line `faults: N scenarios, lost=0 duplicated=0`. Exit 1 when any
  * write was lost or doubled or any other promise broke (the violations are printed).
  *
- *   tsx tests/faults/run.ts [--seeds N] [--first-seed S] [--profile short|long] [--only a,b]
+ *   tsx tests/faults/run.ts [--seeds N] [--first-seed S] [--profile short|long] [--only a,b] [--summary FILE]
+ *
+ * `--summary FILE` also writes the table and closing line there (make faults prints the line
+ * again after the fuzz suites, so its output ends with it).
  */
 import { Command } from 'commander';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { finalLine, formatTable } from './report';
 import { PROFILES, runScenario, SCENARIOS, type ScenarioResult } from './scenarios';
 
@@ -16,8 +21,9 @@ async function main(): Promise<void> {
     .option('--first-seed <n>', 'first seed (then +1 each)', '1')
     .option('--profile <name>', 'short or long', 'long')
     .option('--only <names>', 'comma-separated scenario names')
+    .option('--summary <file>', 'also write the table and closing line to this file')
     .parse(process.argv)
-    .opts<{ seeds: string; firstSeed: string; profile: string; only?: string }>();
+    .opts<{ seeds: string; firstSeed: string; profile: string; only?: string; summary?: string }>();
   const profile = PROFILES[opts.profile as keyof typeof PROFILES];
   if (!profile) throw new Error(`unknown profile ${opts.profile}: short or long`);
   const only = opts.only?.split(',').filter(Boolean);
@@ -56,8 +62,14 @@ async function main(): Promise<void> {
   console.log(
     `\nprofile ${profile.name}, seeds ${opts.firstSeed}..${Number(opts.firstSeed) + Number(opts.seeds) - 1}\n`,
   );
-  console.log(formatTable(results));
-  console.log(finalLine(results));
+  const table = formatTable(results);
+  const line = finalLine(results);
+  console.log(table);
+  console.log(line);
+  if (opts.summary) {
+    mkdirSync(dirname(opts.summary), { recursive: true });
+    writeFileSync(opts.summary, `${table}\n${line}\n`);
+  }
   if (broken > 0) {
     console.error(`faults: ${broken} violation(s) or incomplete run(s); see above`);
     process.exitCode = 1;

@@ -31,6 +31,7 @@ import {
   type ExtraLineage,
   lineageIdOf,
   observe,
+  observeMidFault,
   quiesce,
   readRejections,
   loadEvents,
@@ -46,8 +47,9 @@ export type Profile = Readonly<{
   maxFaultDelayMs: number;
   brokerRestarts: number;
   pgStopMs: number;
-  /** Transactions (8 changes each) written while the device is offline. */
+  /** Transactions (8 changes each) written while the device is offline, and how long it stays away. */
   offlineTransactions: number;
+  offlineMs: number;
   injectedBatches: number;
   /** Load before the first fault, ms. */
   warmupMs: number;
@@ -62,6 +64,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     brokerRestarts: 2,
     pgStopMs: 5_000,
     offlineTransactions: 1_500,
+    offlineMs: 1_000,
     injectedBatches: 40,
     warmupMs: 500,
     quiesceMs: 90_000,
@@ -73,6 +76,7 @@ export const PROFILES: Record<Profile['name'], Profile> = {
     brokerRestarts: 5,
     pgStopMs: 30_000,
     offlineTransactions: 15_000,
+    offlineMs: 20_000,
     injectedBatches: 300,
     warmupMs: 2_000,
     quiesceMs: 240_000,
@@ -96,6 +100,11 @@ export type Scenario = Readonly<{
   what: string;
   cloud: CloudOptions;
   device?: (dir: string) => DeviceOptions;
+  /**
+   * Deadline for settling after the faults, when tighter than the profile's: a read side that
+   * stands still for half a minute after a restart is a defect too, not just slow.
+   */
+  settleMs?: number;
   /** Set up before the device starts (e.g. mount its state dir); returns the cleanup. */
   prepare?: (dir: string) => () => void;
   faults: (ctx: Ctx) => Promise<void>;
@@ -136,7 +145,7 @@ async function killLoop(ctx: Ctx, targets: readonly Target[], kills: number): Pr
   for (const t of order) {
     await randomDelay(ctx);
     await killTarget(ctx, t);
-    ctx.note(`kill -9 ${t.role}${t.index ? `#${t.index}` : ''}`);
+    ctx.note(`kill -9 ${t.role}${t.index ? `#${t.index}` : ''} at ${new Date().toISOString().slice(11, 23)}`);
   }
 }
 
@@ -186,7 +195,9 @@ export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'kill-9-roles',
     what: 'kill -9 of the agent, bridge, worker, projector and API at random points',
-    cloud: { broker: 'nats', store: 'sqlite', layout: 'roles' },
+    // A killed worker's unacked batches come back after the ack wait (30 s by default; shorter
+    // here so a run settles quickly, the path is the same).
+    cloud: { broker: 'nats', store: 'sqlite', layout: 'roles', workerAckWaitMs: 5_000 },
     faults: async (ctx) => {
       const stop = pollApi(ctx.cloud);
       try {
@@ -204,6 +215,8 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'nats-kill',
     what: 'nats-server (JetStream and the MQTT listener) killed -9 and restarted',
     cloud: { broker: 'nats', store: 'sqlite', layout: 'all' },
+    // Projections used to stand still ~40 s after each restart (consumers pulled with 30 s expiry).
+    settleMs: 30_000,
     faults: async (ctx) => {
       for (let i = 0; i < ctx.profile.brokerRestarts; i++) {
         await randomDelay(ctx);
@@ -289,7 +302,14 @@ export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'two-bridges-two-workers',
     what: 'two bridges and two workers at once, each killed -9 at random points',
-    cloud: { broker: 'nats', store: 'sqlite', layout: 'roles', bridges: 2, workers: 2 },
+    cloud: {
+      broker: 'nats',
+      store: 'sqlite',
+      layout: 'roles',
+      bridges: 2,
+      workers: 2,
+      workerAckWaitMs: 5_000,
+    },
     faults: async (ctx) => {
       const targets: Target[] = [
         { role: 'bridge', index: 0 },
@@ -308,8 +328,9 @@ export const SCENARIOS: readonly Scenario[] = [
     faults: async (ctx) => {
       await ctx.device.agent!.kill();
       writeBurst(ctx.device.app, ctx.random, ctx.profile.offlineTransactions);
-      await randomDelay(ctx);
-      const mid = check(await observe(ctx.cloud, ctx.device, { final: false }));
+      // Away for a while (the load keeps writing): past receipt timeouts, keepalives, ack waits.
+      await delay(ctx.profile.offlineMs);
+      const mid = check(await observeMidFault(ctx.cloud, ctx.device));
       ctx.midChecks.push(mid);
       ctx.note(`offline: ${mid.pending} changes waiting in the journal`);
       ctx.device.startAgent();
@@ -398,7 +419,7 @@ export const SCENARIOS: readonly Scenario[] = [
         },
       );
       ctx.note(`agent on a full disk: ${/"msg":"([^"]*)"/.exec(said)?.[1]?.slice(0, 120) ?? said}…`);
-      const mid = check(await observe(ctx.cloud, ctx.device, { final: false }));
+      const mid = check(await observeMidFault(ctx.cloud, ctx.device));
       ctx.midChecks.push(mid);
       if (agent.child.exitCode !== null)
         throw new Error(`the agent died on a full disk: ${agent.output().slice(-2000)}`);
@@ -460,7 +481,7 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
     );
     try {
       const tQuiet = Date.now();
-      await quiesce(cloud, lineages, profile.quiesceMs);
+      await quiesce(cloud, lineages, Math.min(profile.quiesceMs, s.settleMs ?? Infinity));
       phase('settled', tQuiet);
     } catch (err) {
       throw new Error(
