@@ -66,7 +66,7 @@ function parseArgs(argv: string[]): Args {
     profiles: profile === 'both' ? ['default', 'safe'] : [profile as Profile],
     ...(only ? { only: new Set(only.split(',')) } : {}),
     ...(cpuProf ? { cpuProf } : {}),
-    maxSeconds: Number(value('--max-seconds') ?? (quick ? 58 : 1500)),
+    maxSeconds: Number(value('--max-seconds') ?? (quick ? 150 : 1800)),
   };
 }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { type MosquittoServer, startMosquitto } from '../../tests/support/mosquitto';
 import { type NatsServer, startNats } from '../../tests/support/nats';
-import type { PeakRss} from './rss';
+import type { PeakRss } from './rss';
 import { childPids, type Tracked } from './rss';
 import type { Percentiles, Spread } from './stats';
 
@@ -34,6 +34,8 @@ export type StageResult = {
   latency_of?: string;
   rss_mb: Record<string, number>;
   note?: string;
+  /** Where rows queued while the stage ran (full system, drain). */
+  backlog?: unknown;
 };
 
 export type Sizes = Readonly<{
@@ -63,17 +65,17 @@ export const QUICK: Sizes = {
   keys: 5_000,
   captureRows1: 2_000,
   captureRows100: 20_000,
-  agentRows: 20_000,
+  agentRows: 10_000,
   naiveRows: 20_000,
-  fullRows: 8_000,
-  freshnessSeconds: 3,
+  fullRows: 6_000,
+  freshnessSeconds: 2,
   fleetDevices: 10,
-  fleetRows: 5_000,
+  fleetRows: 2_500,
   rebuildRows: 30_000,
-  drainRows: 15_000,
+  drainRows: 8_000,
   apiLineages: 1_000,
-  apiStaged: 50_000,
-  apiRequests: 30,
+  apiStaged: 20_000,
+  apiRequests: 20,
 };
 
 export const FULL: Sizes = {

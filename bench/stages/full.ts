@@ -12,6 +12,11 @@
 import type Database from 'better-sqlite3';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import pg from 'pg';
+import { STREAMS } from '../../infra/nats/names';
+import { WORKER_CONSUMER } from '../../worker/ingress-worker';
 import { freePort, type Managed, startProcess, tempDir } from '../../tests/support/proc';
 import { ROOT, TEST_PROJECT, TEST_TOKEN } from '../../tests/support/stack';
 import { waitFor } from '../../tests/support/wait';
@@ -27,22 +32,55 @@ const PROBE_BODY = 'probe';
 
 export type Cloud = {
   base: string;
+  readStoreUrl: string;
   tracked: Tracked[];
   stop: () => Promise<void>;
   output: () => string;
 };
 
-function nodeOptions(ctx: Ctx, who: string): Record<string, string> {
-  if (!ctx.cpuProfDir) return {};
-  const dir = join(ctx.cpuProfDir, `${ctx.profile}-${who}`);
-  mkdirSync(dir, { recursive: true });
-  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${dir}`.trim() };
+/**
+ * The command that runs a TypeScript entry point the way bin/sluice and bin/sluice-agent do
+ * (node with the tsx loader), with `--cpu-prof` into the profile directory when asked (Node does
+ * not take --cpu-prof from NODE_OPTIONS).
+ */
+function nodeCommand(ctx: Ctx, who: string, script: string, args: string[]): [string, string[]] {
+  const prof: string[] = [];
+  if (ctx.cpuProfDir) {
+    const dir = join(ctx.cpuProfDir, `${ctx.profile}-${who}`);
+    mkdirSync(dir, { recursive: true });
+    prof.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
+  }
+  return [
+    process.execPath,
+    [...prof, '--import', join(ROOT, 'node_modules/tsx/dist/loader.mjs'), join(ROOT, script), ...args],
+  ];
+}
+
+/** Wait for every process to print its ready line; fail at once if one exits. */
+async function waitReady(
+  procs: readonly { name: string; proc: Managed; ready: string }[],
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const dead = procs.find((p) => p.proc.child.exitCode !== null || p.proc.child.signalCode !== null);
+    if (dead) throw new Error(`${dead.name} exited before it was ready:\n${dead.proc.output().slice(-2000)}`);
+    if (procs.every((p) => p.proc.output().includes(p.ready))) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `not ready after ${timeoutMs} ms: ${procs
+          .filter((p) => !p.proc.output().includes(p.ready))
+          .map((p) => p.name)
+          .join(', ')}`,
+      );
+    await sleep(20);
+  }
 }
 
 /** `sluice bridge`, `worker`, `projector`, `api`: one process each, on the profile's servers. */
 export async function startCloud(ctx: Ctx, readStoreUrl: string): Promise<Cloud> {
   const port = await freePort();
-  const env = (role: string) => ({
+  const env = {
     ...process.env,
     SLUICE_NATS_URL: ctx.nats.url,
     SLUICE_MQTT_URL: ctx.nats.mqttUrl,
@@ -59,8 +97,7 @@ export async function startCloud(ctx: Ctx, readStoreUrl: string): Promise<Cloud>
       },
     ]),
     SLUICE_LOG_LEVEL: 'info',
-    ...nodeOptions(ctx, role),
-  });
+  };
   const roles = ['bridge', 'worker', 'projector', 'api'] as const;
   const ready = {
     bridge: 'bridge connected',
@@ -69,15 +106,14 @@ export async function startCloud(ctx: Ctx, readStoreUrl: string): Promise<Cloud>
     api: 'listening',
   };
   const procs: Record<string, Managed> = {};
-  for (const r of roles) procs[r] = startProcess(join(ROOT, 'bin', 'sluice'), [r], { env: env(r) });
+  for (const r of roles) {
+    const [cmd, args] = nodeCommand(ctx, r, 'cli/sluice.ts', [r]);
+    procs[r] = startProcess(cmd, args, { env });
+  }
   const output = () => roles.map((r) => `${r}: ${procs[r]!.output().slice(-1500)}`).join('\n');
-  await waitFor(
-    () => {
-      for (const r of roles)
-        if (procs[r]!.child.exitCode !== null) throw new Error(`sluice ${r} exited:\n${output()}`);
-      return roles.every((r) => procs[r]!.output().includes(ready[r]));
-    },
-    { timeoutMs: 90_000, intervalMs: 50, message: 'the sluice roles to start' },
+  await waitReady(
+    roles.map((r) => ({ name: `sluice ${r}`, proc: procs[r]!, ready: ready[r] })),
+    90_000,
   );
   const apiUrl = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${apiUrl}/healthz`).catch(() => undefined))?.ok, {
@@ -86,6 +122,7 @@ export async function startCloud(ctx: Ctx, readStoreUrl: string): Promise<Cloud>
   });
   return {
     base: `${apiUrl}/core/api/v1/projects/${TEST_PROJECT}/edge`,
+    readStoreUrl,
     tracked: roles.map((r) => ({ name: `sluice ${r}`, pids: () => [procs[r]!.child.pid!] })),
     output,
     // In order: stop taking uplinks first, the API last.
@@ -178,27 +215,12 @@ export function agentsFor(ctx: Ctx, devices: readonly Device[]): Agents {
   const one = devices.length === 1;
   return {
     start: async () => {
-      const env = { ...process.env, SLUICE_LOG_LEVEL: 'info', ...nodeOptions(ctx, one ? 'agent' : 'fleet') };
-      proc = one
-        ? startProcess(join(ROOT, 'bin', 'sluice-agent'), ['run', '--config', files[0]!], { env })
-        : startProcess(
-            process.execPath,
-            [
-              '--import',
-              join(ROOT, 'node_modules/tsx/dist/loader.mjs'),
-              join(ROOT, 'bench/fleet.ts'),
-              ...files,
-            ],
-            { env },
-          );
-      const p = proc;
-      await waitFor(
-        () => {
-          if (p.child.exitCode !== null) throw new Error(`agent exited: ${p.output().slice(-2000)}`);
-          return one ? p.output().includes('mqtt_connected') : p.output().includes('fleet ready');
-        },
-        { timeoutMs: 60_000, intervalMs: 5, message: 'the agents to connect' },
-      );
+      const env = { ...process.env, SLUICE_LOG_LEVEL: 'info' };
+      const [cmd, args] = one
+        ? nodeCommand(ctx, 'agent', 'edge-agent/cli.ts', ['run', '--config', files[0]!])
+        : nodeCommand(ctx, 'fleet', 'bench/fleet.ts', files);
+      proc = startProcess(cmd, args, { env });
+      await waitReady([{ name: 'agent', proc, ready: one ? 'mqtt_connected' : 'fleet ready' }], 60_000);
     },
     stop: async () => {
       await proc?.stop();
@@ -280,7 +302,79 @@ async function waitUntilVisible(
   }
 }
 
-export type FullSystem = { results: StageResult[] };
+export type Backlog = { journal_rows: number; ingress_msgs: number; projection_lag_msgs: number };
+
+/**
+ * Where the queue is while the pipeline runs: rows still in the devices' journals (agent), uplinks
+ * in the ingress stream not yet decided (worker), and lineage events the slowest projection has not
+ * applied (projector). The stage with the standing queue is the one that limits.
+ */
+export async function backlogSampler(ctx: Ctx, cloud: Cloud, devices: readonly Device[]) {
+  const nc = await connect({ servers: ctx.nats.url });
+  const jsm = await jetstreamManager(nc);
+  const db = new pg.Client({ connectionString: cloud.readStoreUrl });
+  await db.connect();
+  const peak: Backlog = { journal_rows: 0, ingress_msgs: 0, projection_lag_msgs: 0 };
+  const sum: Backlog = { journal_rows: 0, ingress_msgs: 0, projection_lag_msgs: 0 };
+  let samples = 0;
+  const lagBy: Record<string, number> = {};
+  let on = false;
+  let loop: Promise<void> | undefined;
+  const sample = async () => {
+    const journal = devices.reduce(
+      (n, d) => n + (d.db.prepare('SELECT count(*) AS n FROM __sluice_journal').get() as { n: number }).n,
+      0,
+    );
+    const c = await jsm.consumers.info(STREAMS.ingress, WORKER_CONSUMER);
+    const last = (await jsm.streams.info(STREAMS.lineage)).state.last_seq;
+    // Projections of the lineage stream (rejections follows its own stream).
+    const cp = await db.query<{ name: string; position: string }>(
+      "SELECT name, position FROM projection_checkpoints WHERE name <> 'rejections'",
+    );
+    for (const r of cp.rows) lagBy[r.name] = (lagBy[r.name] ?? 0) + Math.max(0, last - Number(r.position));
+    const now: Backlog = {
+      journal_rows: journal,
+      ingress_msgs: c.num_pending + c.num_ack_pending,
+      projection_lag_msgs: Math.max(0, ...cp.rows.map((r) => last - Number(r.position))),
+    };
+    samples++;
+    for (const k of Object.keys(now) as (keyof Backlog)[]) {
+      peak[k] = Math.max(peak[k], now[k]);
+      sum[k] += now[k];
+    }
+  };
+  return {
+    start: () => {
+      on = true;
+      loop = (async () => {
+        while (on) {
+          await sample().catch(() => undefined);
+          await sleep(100);
+        }
+      })();
+    },
+    stop: async (): Promise<{
+      peak: Backlog;
+      mean: Backlog;
+      mean_lag_by_projection: Record<string, number>;
+    }> => {
+      on = false;
+      await loop;
+      await db.end();
+      await nc.close();
+      const mean = Object.fromEntries(
+        Object.entries(sum).map(([k, v]) => [k, Math.round(v / Math.max(1, samples))]),
+      ) as Backlog;
+      const byProjection = Object.fromEntries(
+        Object.entries(lagBy).map(([k, v]) => [k, Math.round(v / Math.max(1, samples))]),
+      );
+      return { peak, mean, mean_lag_by_projection: byProjection };
+    },
+  };
+}
+
+export const describeBacklog = (b: { mean: Backlog }): string =>
+  `mean queue: journal ${b.mean.journal_rows} rows, ingress ${b.mean.ingress_msgs} msgs, projection lag ${b.mean.projection_lag_msgs} msgs`;
 
 /**
  * Sustained rows/s (the devices' rows written flat out, until the API shows all of them), then
@@ -303,6 +397,8 @@ export async function fullSystem(
   probe.add(agents.tracked);
   await approveAll(cloud, devices);
 
+  const backlog = await backlogSampler(ctx, cloud, devices);
+  backlog.start();
   const sustained = await measure(
     ctx,
     {
@@ -323,6 +419,9 @@ export async function fullSystem(
     },
     { extraRss: [] },
   );
+  const queued = await backlog.stop();
+  sustained.backlog = queued;
+  sustained.note += `; ${describeBacklog(queued)}`;
 
   // Freshness at half the sustained rate: every tick each device commits its share with a new
   // probe marker; the poller records commit → first seen for every marker it sees.
@@ -355,6 +454,8 @@ export async function fullSystem(
       await sleep(2);
     }
   })();
+  const freshBacklog = await backlogSampler(ctx, cloud, devices);
+  freshBacklog.start();
   const fresh0 = performance.now();
   const writer = devices.map((d, i) => {
     const rows = items(
@@ -382,6 +483,7 @@ export async function fullSystem(
   const freshS = (performance.now() - fresh0) / 1000;
   writing = false;
   await Promise.race([poller, sleep(60_000)]);
+  const freshQueued = await freshBacklog.stop();
   const freshness: StageResult = {
     group: 'full',
     stage: deviceCount === 1 ? 'full.freshness' : 'full.freshness.fleet',
@@ -394,7 +496,8 @@ export async function fullSystem(
     latency_ms: percentiles(lat),
     latency_of: 'commit → visible in the API',
     rss_mb: {},
-    note: `target ${Math.round(rate)} rows/s, a transaction every ${tickMs} ms per device, API polled${deviceCount > 1 ? ' 8 lineages at a time' : ' back to back'}`,
+    backlog: freshQueued,
+    note: `${describeBacklog(freshQueued)}; target ${Math.round(rate)} rows/s, a transaction every ${tickMs} ms per device, API polled${deviceCount > 1 ? ' 8 lineages at a time' : ' back to back'}`,
   };
   ctx.log(
     `  ${freshness.label}: p50 ${freshness.latency_ms!.p50.toFixed(0)} ms, p99 ${freshness.latency_ms!.p99.toFixed(0)} ms at ${Math.round(written / freshS)} rows/s`,
@@ -417,6 +520,7 @@ export async function drain(
   agents: Agents,
 ): Promise<StageResult> {
   const rows = ctx.sizes.drainRows;
+  let backlog: Awaited<ReturnType<Awaited<ReturnType<typeof backlogSampler>>['stop']>> | undefined;
   const result = await measure(
     ctx,
     {
@@ -430,14 +534,22 @@ export async function drain(
       await agents.stop();
       device.write(items(rows, size, ctx.sizes.keys, 5000 + run, 1), 100);
       const marker = device.mark();
+      const sampler = await backlogSampler(ctx, cloud, [device]);
       await agents.start();
       const t0 = process.hrtime.bigint();
+      sampler.start();
       await waitUntilVisible(cloud, [device], [marker], 600_000);
-      return { rows, seconds: seconds(t0) };
+      const s = seconds(t0);
+      backlog = await sampler.stop();
+      return { rows, seconds: s };
     },
     { extraRss: [...cloud.tracked, agents.tracked] },
   );
   await agents.stop();
   device.db.close();
+  if (backlog) {
+    result.backlog = backlog;
+    result.note += `; last run's ${describeBacklog(backlog)}`;
+  }
   return result;
 }

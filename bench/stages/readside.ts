@@ -11,14 +11,16 @@ import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { ensureStreams } from '../../infra/nats/streams';
 import { listMirrorRows, migrate, openReadStore, type Projector, startProjector } from '../../projections';
 import { bindAll, TestLineage } from '../../projections/test-support/lineage';
-import type { Ctx, StageResult } from '../lib/context';
+import { type Ctx, natsTracked, type StageResult, startNatsFor } from '../lib/context';
 import { changes, items, ITEMS_SCHEMA, rowsPerBatch } from '../lib/data';
 import { measure, type Run, seconds } from '../lib/measure';
 
 const PROJECT = '0190a000-0000-7000-8000-0000000000be';
 
 export async function rebuild(ctx: Ctx, size: number): Promise<StageResult> {
-  const nc = await connect({ servers: ctx.nats.url });
+  // A nats-server of its own: the lineage stream then holds only this stage's events.
+  const nats = await startNatsFor(ctx.profile);
+  const nc = await connect({ servers: nats.url });
   const store = openReadStore({ kind: 'postgres', url: await ctx.createDatabase(`rebuild_${size}`) });
   let projector: Projector | undefined;
   try {
@@ -79,10 +81,12 @@ export async function rebuild(ctx: Ctx, size: number): Promise<StageResult> {
         await check();
         return { rows: all.length, seconds: s };
       },
+      { extraRss: [natsTracked(nats)] },
     );
   } finally {
     await projector?.stop();
     await store.close();
     await nc.close();
+    await nats.stop();
   }
 }
