@@ -33,6 +33,8 @@ export type StageResult = {
   latency_ms?: Percentiles;
   latency_of?: string;
   rss_mb: Record<string, number>;
+  /** CPU seconds per process over the whole stage (all runs). */
+  cpu_s?: Record<string, number>;
   note?: string;
   /** Where rows queued while the stage ran (full system, drain). */
   backlog?: unknown;

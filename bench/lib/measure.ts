@@ -36,6 +36,7 @@ export async function measure(
     rows_per_s: spread(rates),
     ...(lat.length ? { latency_ms: percentiles(lat) } : {}),
     rss_mb: probe.end(),
+    cpu_s: probe.cpu(),
   };
   ctx.log(
     `  ${result.label}${base.row_bytes ? ` ${base.row_bytes} B` : ''}: ${Math.round(result.rows_per_s!.median).toLocaleString('en-US')} rows/s`,

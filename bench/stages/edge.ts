@@ -138,10 +138,11 @@ export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
     await nc.close();
   }
   const rss = probe.end();
+  const cpu = probe.cpu(); // bridge and worker runs together, in this process
   const summarize = (stage: string, label: string, runs: Run[], note: string) =>
     measure(ctx, { group: 'ingest', stage, label, row_bytes: size, note }, (i) => Promise.resolve(runs[i]!), {
       runs: runs.length,
-    }).then((r) => ({ ...r, rss_mb: rss }));
+    }).then((r) => ({ ...r, rss_mb: rss, cpu_s: cpu }));
   return [
     await summarize(
       'ingest.bridge',

@@ -392,9 +392,7 @@ export async function fullSystem(
   const total = deviceCount === 1 ? ctx.sizes.fullRows : ctx.sizes.fleetRows;
   const perDevice = Math.floor(total / deviceCount);
   const label = deviceCount === 1 ? '1 device' : `${deviceCount} devices`;
-  const probe = ctx.rss.begin([...cloud.tracked, agents.tracked]);
   await agents.start();
-  probe.add(agents.tracked);
   await approveAll(cloud, devices);
 
   const backlog = await backlogSampler(ctx, cloud, devices);
@@ -417,7 +415,7 @@ export async function fullSystem(
       await waitUntilVisible(cloud, devices, markers, 600_000);
       return { rows: perDevice * deviceCount, seconds: seconds(t0) };
     },
-    { extraRss: [] },
+    { extraRss: [...cloud.tracked, agents.tracked] },
   );
   const queued = await backlog.stop();
   sustained.backlog = queued;
@@ -454,6 +452,7 @@ export async function fullSystem(
       await sleep(2);
     }
   })();
+  const freshProbe = ctx.rss.begin([...cloud.tracked, agents.tracked]);
   const freshBacklog = await backlogSampler(ctx, cloud, devices);
   freshBacklog.start();
   const fresh0 = performance.now();
@@ -502,9 +501,8 @@ export async function fullSystem(
   ctx.log(
     `  ${freshness.label}: p50 ${freshness.latency_ms!.p50.toFixed(0)} ms, p99 ${freshness.latency_ms!.p99.toFixed(0)} ms at ${Math.round(written / freshS)} rows/s`,
   );
-  const rss = probe.end();
-  sustained.rss_mb = rss;
-  freshness.rss_mb = rss;
+  freshness.rss_mb = freshProbe.end();
+  freshness.cpu_s = freshProbe.cpu();
   if (deviceCount === 1) return { results: [sustained, freshness], device: devices[0]!, agents };
   await agents.stop();
   for (const d of devices) d.db.close();

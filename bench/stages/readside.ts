@@ -17,7 +17,8 @@ import { measure, type Run, seconds } from '../lib/measure';
 
 const PROJECT = '0190a000-0000-7000-8000-0000000000be';
 
-export async function rebuild(ctx: Ctx, size: number): Promise<StageResult> {
+/** `perEvent` rows per event: batch-sized by default; small events show the per-event cost. */
+export async function rebuild(ctx: Ctx, size: number, perEvent?: number): Promise<StageResult> {
   // A nats-server of its own: the lineage stream then holds only this stage's events.
   const nats = await startNatsFor(ctx.profile);
   const nc = await connect({ servers: nats.url });
@@ -41,10 +42,14 @@ export async function rebuild(ctx: Ctx, size: number): Promise<StageResult> {
     );
     await l.append(l.claimed(review));
     await l.append(l.approved(review, ITEMS_SCHEMA, bindAll(ITEMS_SCHEMA)), l.resumed('schema_review'));
-    const rows = items(ctx.sizes.rebuildRows, size, ctx.sizes.keys);
+    const rows = items(
+      perEvent ? Math.round(ctx.sizes.rebuildRows / 10) : ctx.sizes.rebuildRows,
+      size,
+      ctx.sizes.keys,
+    );
     const all = changes(rows);
     const keys = new Set(rows.map((r) => r.id)).size;
-    const per = rowsPerBatch(size);
+    const per = perEvent ?? rowsPerBatch(size);
     const epoch = uuidv7();
     const t = process.hrtime.bigint();
     for (let i = 0; i < all.length; i += per) await l.append(l.accepted(epoch, all.slice(i, i + per)));
@@ -64,8 +69,10 @@ export async function rebuild(ctx: Ctx, size: number): Promise<StageResult> {
       ctx,
       {
         group: 'rebuild',
-        stage: 'rebuild',
-        label: 'mirror rebuild from events → PostgreSQL',
+        stage: perEvent ? 'rebuild.small' : 'rebuild',
+        label: perEvent
+          ? `mirror rebuild, ${perEvent}-row events`
+          : 'mirror rebuild from events → PostgreSQL',
         row_bytes: size,
         note: `${all.length} row changes in ${Math.ceil(all.length / per)} events, ${keys} keys; run 1 folds into an empty store, then rebuild('mirror')`,
       },
