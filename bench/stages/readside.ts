@@ -43,7 +43,7 @@ export async function rebuild(ctx: Ctx, size: number, perEvent?: number): Promis
     await l.append(l.claimed(review));
     await l.append(l.approved(review, ITEMS_SCHEMA, bindAll(ITEMS_SCHEMA)), l.resumed('schema_review'));
     const rows = items(
-      perEvent ? Math.round(ctx.sizes.rebuildRows / 10) : ctx.sizes.rebuildRows,
+      perEvent ? Math.round(ctx.sizes.rebuildRows / 20) : ctx.sizes.rebuildRows,
       size,
       ctx.sizes.keys,
     );
