@@ -23,8 +23,9 @@ import { tempDir } from '../../tests/support/proc';
 import { waitFor } from '../../tests/support/wait';
 import { LineageCommandHandler } from '../../worker/handler';
 import { IngressWorker, WORKER_CONSUMER } from '../../worker/ingress-worker';
-import type { Ctx, StageResult } from '../lib/context';
+import { type Ctx, natsTracked, type StageResult, startNatsFor } from '../lib/context';
 import { items, wireBatches } from '../lib/data';
+import { onCleanup } from '../lib/cleanup';
 import { measure, type Run, seconds, sleep, windowed } from '../lib/measure';
 import { appWriter, openAppDb } from './raw';
 
@@ -75,7 +76,10 @@ export async function agentPublish(
 
 /** The bridge and the worker alone, in this process, on the profile's nats-server. */
 export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
-  const nc = await connect({ servers: ctx.nats.url });
+  // A nats-server of its own: the lineages it creates must not be in the full system's streams.
+  const nats = await startNatsFor(ctx.profile);
+  const forget = onCleanup(() => nats.stop());
+  const nc = await connect({ servers: nats.url });
   const jsm = await jetstreamManager(nc);
   await ensureStreams(jsm);
   const registry = await Registry.open(nc);
@@ -83,7 +87,7 @@ export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
   const rows = items(ctx.sizes.rawRows, size, ctx.sizes.keys);
   const bridgeRuns: Run[] = [];
   const workerRuns: Run[] = [];
-  const probe = ctx.rss.begin();
+  const probe = ctx.rss.begin([natsTracked(nats)]);
   try {
     for (let run = 0; run < ctx.sizes.runs; run++) {
       // Ten devices, each its own lineage, so the worker's per-lineage work is realistic.
@@ -97,7 +101,7 @@ export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
       const metrics = createMetrics();
       const bridge = new UplinkBridge({
         nc,
-        mqttUrl: ctx.nats.mqttUrl,
+        mqttUrl: nats.mqttUrl,
         clientId: `bench-bridge-${uuidv7().slice(-8)}`,
         projectOf: () => '0190a000-0000-7000-8000-0000000000be',
         log: silentCloudLogger(),
@@ -105,7 +109,7 @@ export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
       });
       await bridge.start();
       const before = (await jsm.streams.info(STREAMS.ingress)).state.messages;
-      const device = await mqtt.connectAsync(ctx.nats.mqttUrl, {
+      const device = await mqtt.connectAsync(nats.mqttUrl, {
         clientId: `bench-dev-${uuidv7().slice(-8)}`,
         protocolVersion: 4,
       });
@@ -139,6 +143,8 @@ export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
   }
   const rss = probe.end();
   const cpu = probe.cpu(); // bridge and worker runs together, in this process
+  await nats.stop();
+  forget();
   const summarize = (stage: string, label: string, runs: Run[], note: string) =>
     measure(ctx, { group: 'ingest', stage, label, row_bytes: size, note }, (i) => Promise.resolve(runs[i]!), {
       runs: runs.length,

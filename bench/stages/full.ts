@@ -23,6 +23,7 @@ import { waitFor } from '../../tests/support/wait';
 import type { Ctx, StageResult } from '../lib/context';
 import { type Item, items } from '../lib/data';
 import { measure, type Run, seconds, sleep } from '../lib/measure';
+import { onCleanup } from '../lib/cleanup';
 import type { Tracked } from '../lib/rss';
 import { percentiles, spread } from '../lib/stats';
 import { appWriter, openAppDb } from './raw';
@@ -109,6 +110,8 @@ export async function startCloud(ctx: Ctx, readStoreUrl: string): Promise<Cloud>
   for (const r of roles) {
     const [cmd, args] = nodeCommand(ctx, r, 'cli/sluice.ts', [r]);
     procs[r] = startProcess(cmd, args, { env });
+    const p = procs[r];
+    onCleanup(() => p.stop());
   }
   const output = () => roles.map((r) => `${r}: ${procs[r]!.output().slice(-1500)}`).join('\n');
   await waitReady(
@@ -212,6 +215,7 @@ export function agentsFor(ctx: Ctx, devices: readonly Device[]): Agents {
     return f;
   });
   let proc: Managed | undefined;
+  let forget: (() => void) | undefined;
   const one = devices.length === 1;
   return {
     start: async () => {
@@ -220,10 +224,13 @@ export function agentsFor(ctx: Ctx, devices: readonly Device[]): Agents {
         ? nodeCommand(ctx, 'agent', 'edge-agent/cli.ts', ['run', '--config', files[0]!])
         : nodeCommand(ctx, 'fleet', 'bench/fleet.ts', files);
       proc = startProcess(cmd, args, { env });
+      const p = proc;
+      forget = onCleanup(() => p.stop());
       await waitReady([{ name: 'agent', proc, ready: one ? 'mqtt_connected' : 'fleet ready' }], 60_000);
     },
     stop: async () => {
       await proc?.stop();
+      forget?.();
     },
     tracked: {
       name: one ? 'sluice-agent' : `agents (${devices.length} in one process)`,
@@ -393,120 +400,126 @@ export async function fullSystem(
   const perDevice = Math.floor(total / deviceCount);
   const label = deviceCount === 1 ? '1 device' : `${deviceCount} devices`;
   await agents.start();
-  await approveAll(cloud, devices);
+  try {
+    await approveAll(cloud, devices);
 
-  const backlog = await backlogSampler(ctx, cloud, devices);
-  backlog.start();
-  const sustained = await measure(
-    ctx,
-    {
-      group: 'full',
-      stage: deviceCount === 1 ? 'full.sustained' : 'full.sustained.fleet',
-      label: `full system, ${label}: commit → visible`,
-      row_bytes: size,
-      note: `${perDevice * deviceCount} rows (100/tx) then the probe; PostgreSQL read store; agent flush 100 ms`,
-    },
-    async (run): Promise<Run> => {
-      const markers: number[] = [];
-      const t0 = process.hrtime.bigint();
-      for (const [i, d] of devices.entries())
-        d.write(items(perDevice, size, ctx.sizes.keys, 1000 + run * 97 + i, 1), 100);
-      for (const d of devices) markers.push(d.mark());
-      await waitUntilVisible(cloud, devices, markers, 600_000);
-      return { rows: perDevice * deviceCount, seconds: seconds(t0) };
-    },
-    { extraRss: [...cloud.tracked, agents.tracked] },
-  );
-  const queued = await backlog.stop();
-  sustained.backlog = queued;
-  sustained.note += `; ${describeBacklog(queued)}`;
-
-  // Freshness at half the sustained rate: every tick each device commits its share with a new
-  // probe marker; the poller records commit → first seen for every marker it sees.
-  const rate = sustained.rows_per_s!.median / 2;
-  const tickMs = deviceCount === 1 ? 20 : 100;
-  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000 / deviceCount));
-  const committedAt = devices.map(() => new Map<number, number>());
-  const seen = devices.map(() => 0);
-  const lat: number[] = [];
-  let writing = true;
-  let written = 0;
-  const poller = (async () => {
-    let cursor = 0;
-    while (writing || seen.some((s, i) => s < Math.max(0, ...committedAt[i]!.keys()))) {
-      const batch =
-        devices.length === 1
-          ? [0]
-          : Array.from({ length: Math.min(8, devices.length) }, () => cursor++ % devices.length);
-      await Promise.all(
-        batch.map(async (i) => {
-          const m = await devices[i]!.visible(cloud.base);
-          const now = performance.now();
-          if (m > seen[i]!) {
-            const at = committedAt[i]!.get(m);
-            if (at !== undefined) lat.push(now - at);
-            seen[i] = m;
-          }
-        }),
-      );
-      await sleep(2);
-    }
-  })();
-  const freshProbe = ctx.rss.begin([...cloud.tracked, agents.tracked]);
-  const freshBacklog = await backlogSampler(ctx, cloud, devices);
-  freshBacklog.start();
-  const fresh0 = performance.now();
-  const writer = devices.map((d, i) => {
-    const rows = items(
-      perTick * Math.ceil((ctx.sizes.freshnessSeconds * 1000) / tickMs) + 1,
-      size,
-      ctx.sizes.keys,
-      7000 + i,
-      1,
+    const backlog = await backlogSampler(ctx, cloud, devices);
+    backlog.start();
+    const sustained = await measure(
+      ctx,
+      {
+        group: 'full',
+        stage: deviceCount === 1 ? 'full.sustained' : 'full.sustained.fleet',
+        label: `full system, ${label}: commit → visible`,
+        row_bytes: size,
+        note: `${perDevice * deviceCount} rows (100/tx) then the probe; PostgreSQL read store; agent flush 100 ms`,
+      },
+      async (run): Promise<Run> => {
+        const markers: number[] = [];
+        const t0 = process.hrtime.bigint();
+        for (const [i, d] of devices.entries())
+          d.write(items(perDevice, size, ctx.sizes.keys, 1000 + run * 97 + i, 1), 100);
+        for (const d of devices) markers.push(d.mark());
+        await waitUntilVisible(cloud, devices, markers, 600_000);
+        return { rows: perDevice * deviceCount, seconds: seconds(t0) };
+      },
+      { extraRss: [...cloud.tracked, agents.tracked] },
     );
-    let off = 0;
-    return () => {
-      const part = rows.slice(off, (off += perTick));
-      d.db.transaction(() => {
-        d.write(part, part.length);
-        committedAt[i]!.set(d.mark(), performance.now());
-      })();
-      written += part.length;
+    const queued = await backlog.stop();
+    sustained.backlog = queued;
+    sustained.note += `; ${describeBacklog(queued)}`;
+
+    // Freshness at half the sustained rate: every tick each device commits its share with a new
+    // probe marker; the poller records commit → first seen for every marker it sees.
+    const rate = sustained.rows_per_s!.median / 2;
+    const tickMs = deviceCount === 1 ? 20 : 100;
+    const perTick = Math.max(1, Math.round((rate * tickMs) / 1000 / deviceCount));
+    const committedAt = devices.map(() => new Map<number, number>());
+    const seen = devices.map(() => 0);
+    const lat: number[] = [];
+    let writing = true;
+    let written = 0;
+    const poller = (async () => {
+      let cursor = 0;
+      while (writing || seen.some((s, i) => s < Math.max(0, ...committedAt[i]!.keys()))) {
+        const batch =
+          devices.length === 1
+            ? [0]
+            : Array.from({ length: Math.min(8, devices.length) }, () => cursor++ % devices.length);
+        await Promise.all(
+          batch.map(async (i) => {
+            const m = await devices[i]!.visible(cloud.base);
+            const now = performance.now();
+            if (m > seen[i]!) {
+              const at = committedAt[i]!.get(m);
+              if (at !== undefined) lat.push(now - at);
+              seen[i] = m;
+            }
+          }),
+        );
+        await sleep(2);
+      }
+    })();
+    const freshProbe = ctx.rss.begin([...cloud.tracked, agents.tracked]);
+    const freshBacklog = await backlogSampler(ctx, cloud, devices);
+    freshBacklog.start();
+    const fresh0 = performance.now();
+    const writer = devices.map((d, i) => {
+      const rows = items(
+        perTick * Math.ceil((ctx.sizes.freshnessSeconds * 1000) / tickMs) + 1,
+        size,
+        ctx.sizes.keys,
+        7000 + i,
+        1,
+      );
+      let off = 0;
+      return () => {
+        const part = rows.slice(off, (off += perTick));
+        d.db.transaction(() => {
+          d.write(part, part.length);
+          committedAt[i]!.set(d.mark(), performance.now());
+        })();
+        written += part.length;
+      };
+    });
+    for (let tick = 0; performance.now() - fresh0 < ctx.sizes.freshnessSeconds * 1000; tick++) {
+      const due = fresh0 + tick * tickMs;
+      if (due > performance.now()) await sleep(due - performance.now());
+      for (const w of writer) w();
+    }
+    const freshS = (performance.now() - fresh0) / 1000;
+    writing = false;
+    await Promise.race([poller, sleep(60_000)]);
+    const freshQueued = await freshBacklog.stop();
+    const freshness: StageResult = {
+      group: 'full',
+      stage: deviceCount === 1 ? 'full.freshness' : 'full.freshness.fleet',
+      label: `full system, ${label}: freshness at 50 %`,
+      profile: ctx.profile,
+      row_bytes: size,
+      rows_per_run: written,
+      runs: [Math.round(written / freshS)],
+      rows_per_s: spread([written / freshS]),
+      latency_ms: percentiles(lat),
+      latency_of: 'commit → visible in the API',
+      rss_mb: {},
+      backlog: freshQueued,
+      note: `${describeBacklog(freshQueued)}; target ${Math.round(rate)} rows/s, a transaction every ${tickMs} ms per device, API polled${deviceCount > 1 ? ' 8 lineages at a time' : ' back to back'}`,
     };
-  });
-  for (let tick = 0; performance.now() - fresh0 < ctx.sizes.freshnessSeconds * 1000; tick++) {
-    const due = fresh0 + tick * tickMs;
-    if (due > performance.now()) await sleep(due - performance.now());
-    for (const w of writer) w();
+    ctx.log(
+      `  ${freshness.label}: p50 ${freshness.latency_ms!.p50.toFixed(0)} ms, p99 ${freshness.latency_ms!.p99.toFixed(0)} ms at ${Math.round(written / freshS)} rows/s`,
+    );
+    freshness.rss_mb = freshProbe.end();
+    freshness.cpu_s = freshProbe.cpu();
+    if (deviceCount === 1) return { results: [sustained, freshness], device: devices[0]!, agents };
+    await agents.stop();
+    for (const d of devices) d.db.close();
+    return { results: [sustained, freshness] };
+  } catch (err) {
+    await agents.stop();
+    for (const d of devices) d.db.close();
+    throw err;
   }
-  const freshS = (performance.now() - fresh0) / 1000;
-  writing = false;
-  await Promise.race([poller, sleep(60_000)]);
-  const freshQueued = await freshBacklog.stop();
-  const freshness: StageResult = {
-    group: 'full',
-    stage: deviceCount === 1 ? 'full.freshness' : 'full.freshness.fleet',
-    label: `full system, ${label}: freshness at 50 %`,
-    profile: ctx.profile,
-    row_bytes: size,
-    rows_per_run: written,
-    runs: [Math.round(written / freshS)],
-    rows_per_s: spread([written / freshS]),
-    latency_ms: percentiles(lat),
-    latency_of: 'commit → visible in the API',
-    rss_mb: {},
-    backlog: freshQueued,
-    note: `${describeBacklog(freshQueued)}; target ${Math.round(rate)} rows/s, a transaction every ${tickMs} ms per device, API polled${deviceCount > 1 ? ' 8 lineages at a time' : ' back to back'}`,
-  };
-  ctx.log(
-    `  ${freshness.label}: p50 ${freshness.latency_ms!.p50.toFixed(0)} ms, p99 ${freshness.latency_ms!.p99.toFixed(0)} ms at ${Math.round(written / freshS)} rows/s`,
-  );
-  freshness.rss_mb = freshProbe.end();
-  freshness.cpu_s = freshProbe.cpu();
-  if (deviceCount === 1) return { results: [sustained, freshness], device: devices[0]!, agents };
-  await agents.stop();
-  for (const d of devices) d.db.close();
-  return { results: [sustained, freshness] };
 }
 
 /** A device offline while its application wrote a large journal, then back: drain rows/s. */
