@@ -41,5 +41,19 @@ faults: deps ## fault scenarios, long profile over FAULT_SEEDS seeds (a table; l
 	SLUICE_FUZZ_RUNS=100000 npx jest --ci --passWithNoTests --testPathPattern 'fuzz\.unit\.test\.ts$$'
 	@tail -n 1 .data/faults-summary.txt
 
+# Benchmarks: the pipeline and its raw baselines in one run (bench/run.ts); see docs/performance.md.
+BENCH_OUT ?= .data/bench/latest.json
+BENCH_QUICK_OUT ?= .data/bench/quick.json
+BENCH_ARGS ?=
+TSX := node --import ./node_modules/tsx/dist/loader.mjs
+
+bench: deps ## full benchmark, both durability profiles (a few minutes); table, ratios, JSON in $(BENCH_OUT)
+	@mkdir -p $(dir $(BENCH_OUT))
+	$(TSX) bench/run.ts --out $(BENCH_OUT) $(BENCH_ARGS)
+
+bench-quick: deps ## the same stages, small (under a minute on an idle 2-core machine)
+	@mkdir -p $(dir $(BENCH_QUICK_OUT))
+	$(TSX) bench/run.ts --quick --out $(BENCH_QUICK_OUT) $(BENCH_ARGS)
+
 clean:
 	rm -rf .data coverage $(JEST_RESULTS)

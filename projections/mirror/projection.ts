@@ -16,7 +16,7 @@ import {
   resendPendingReplays,
   sendCompleteReplay,
 } from '../store/replays';
-import type { MaterializedLineageTable } from '../store/schema';
+import type { EdgeMirrorTablesTable, MaterializedLineageTable } from '../store/schema';
 import { MaterializationError } from '../store/values';
 import { planTable } from './columns';
 import {
@@ -72,6 +72,27 @@ const toOp = (journal_epoch: string, epoch_ordinal: number, r: RowChange): Mirro
   row: r.row,
   pk_hash: pkHash(r.pk),
 });
+
+/**
+ * What the RowsAccepted path looks up for every event (the lineage's mirror row, its current
+ * table, the ordinal of the journal epoch), kept for the rest of one transaction: a projector
+ * batch applies many events in one. Only RowsAccepted reads and fills it; any other event, and a
+ * recorded failure, drop it, so it always holds what a fresh read in the transaction would return.
+ */
+type Lookups = {
+  lineages: Map<string, MaterializedLineageTable>;
+  tables: Map<string, EdgeMirrorTablesTable>;
+  epochs: Map<string, number>;
+};
+const lookupsOf = new WeakMap<Tx, Lookups>();
+function lookups(tx: Tx): Lookups {
+  let l = lookupsOf.get(tx);
+  if (!l) {
+    l = { lineages: new Map(), tables: new Map(), epochs: new Map() };
+    lookupsOf.set(tx, l);
+  }
+  return l;
+}
 
 const noTable = (l: MaterializedLineageTable) =>
   new MaterializationError(
@@ -194,9 +215,13 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
     l: MaterializedLineageTable,
     ops: MirrorOp[],
     tally: FailureTally,
+    cache?: Lookups,
   ) {
     const coalesced = await coalescedTarget(tx, l);
-    const table = coalesced ? undefined : await currentTable(tx, l.lineage_id);
+    const table = coalesced
+      ? undefined
+      : (cache?.tables.get(l.lineage_id) ?? (await currentTable(tx, l.lineage_id)));
+    if (table && cache) cache.tables.set(l.lineage_id, table);
     if (!coalesced && !table) {
       const err = noTable(l);
       for (const op of ops) tally.note(err, op);
@@ -312,8 +337,11 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
         .execute();
       return;
     }
-    const l = await mirrorLineage(tx, ctx.lineage_id);
+    if (event.type !== 'RowsAccepted') lookupsOf.delete(tx);
+    const cache = event.type === 'RowsAccepted' ? lookups(tx) : undefined;
+    const l = cache?.lineages.get(ctx.lineage_id) ?? (await mirrorLineage(tx, ctx.lineage_id));
     if (!l) return;
+    cache?.lineages.set(ctx.lineage_id, l);
     switch (event.type) {
       case 'SchemaReviewApproved':
         await provision(tx, ctx, l, event.data);
@@ -327,15 +355,20 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
       case 'RowsAccepted': {
         const tally = new FailureTally();
         const epoch = event.data.journal_epoch;
-        const ordinal = await epochOrdinal(tx, l.lineage_id, epoch);
+        const epochKey = `${l.lineage_id}\u0000${epoch}`;
+        const ordinal = cache!.epochs.get(epochKey) ?? (await epochOrdinal(tx, l.lineage_id, epoch));
+        cache!.epochs.set(epochKey, ordinal);
         await writeRows(
           tx,
           ctx,
           l,
           event.data.rows.map((r) => toOp(epoch, ordinal, r)),
           tally,
+          cache,
         );
         await recordFailure(tx, ctx, l, 'RowsAccepted', tally, fail);
+        // A failure updates the lineage's mirror row (its counters): read it afresh next time.
+        if (tally.first !== undefined) lookupsOf.delete(tx);
         return;
       }
       case 'MaterializationFailed':

@@ -52,8 +52,40 @@ function decodeRejection(data: Uint8Array): UplinkRejected {
   };
 }
 
+/**
+ * Every projection of a process consumes the same stream messages, each on its own consumer:
+ * without this, a lineage message (up to a whole row batch of JSON) is parsed once per projection.
+ * Decoded messages are shared, read-only, for as long as they are among the most recent; a hit
+ * needs the same stream, sequence and bytes (a recreated stream reuses sequences).
+ */
+const DECODED_MAX_BYTES = 32 * 1024 * 1024;
+const decoded = new Map<string, { data: Uint8Array; message: DecodedMessage }>();
+let decodedBytes = 0;
+
 /** Turn a stream message into the events it holds. Throws on a message that is not valid JSON. */
 export function decodeMessage(stream: StreamName, seq: number, data: Uint8Array): DecodedMessage {
+  const key = `${stream}:${seq}`;
+  const hit = decoded.get(key);
+  if (hit && Buffer.compare(hit.data, data) === 0) return hit.message;
+  const message = decodeOnce(stream, seq, data);
+  if (data.byteLength <= DECODED_MAX_BYTES / 8) {
+    if (hit) {
+      decoded.delete(key);
+      decodedBytes -= hit.data.byteLength;
+    }
+    // A copy: the client may reuse the memory behind `data`.
+    decoded.set(key, { data: data.slice(), message });
+    decodedBytes += data.byteLength;
+    for (const [k, v] of decoded) {
+      if (decodedBytes <= DECODED_MAX_BYTES) break;
+      decoded.delete(k);
+      decodedBytes -= v.data.byteLength;
+    }
+  }
+  return message;
+}
+
+function decodeOnce(stream: StreamName, seq: number, data: Uint8Array): DecodedMessage {
   if (stream === 'SLUICE_REJECTIONS') {
     return { seq, size: data.byteLength, lineage_id: '', events: [decodeRejection(data)] };
   }

@@ -11,6 +11,8 @@ export type MosquittoServer = {
   kill: () => Promise<void>;
   restart: () => Promise<void>;
   output: () => string;
+  /** The running broker's process id (benchmarks read its memory from /proc). */
+  pid: () => number | undefined;
 };
 
 const MOSQUITTO_BIN =
@@ -42,6 +44,7 @@ export async function startMosquitto(
     port,
     dir,
     output: () => proc?.output() ?? '',
+    pid: () => proc?.child.pid,
     start: async () => {
       proc = startProcess(MOSQUITTO_BIN, ['-c', configFile]);
       await waitPort(port, 'mosquitto');

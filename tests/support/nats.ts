@@ -15,6 +15,8 @@ export type NatsServer = {
   start: () => Promise<void>;
   stop: () => Promise<void>;
   output: () => string;
+  /** The running server's process id (benchmarks read its memory from /proc). */
+  pid: () => number | undefined;
 };
 
 const NATS_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
@@ -48,6 +50,7 @@ export async function startNats(
     storeDir,
     configFile,
     output: () => proc?.output() ?? '',
+    pid: () => proc?.child.pid,
     start: async () => {
       proc = startProcess(NATS_BIN, ['-c', configFile]);
       await waitPort(port, 'nats-server');

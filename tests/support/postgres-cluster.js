@@ -30,7 +30,8 @@ function freePort() {
   });
 }
 
-async function startCluster() {
+// `fsync: true` (benchmarks of durability) keeps PostgreSQL's own default; tests run without it.
+async function startCluster({ fsync = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-pg-'));
   chmodSync(dir, 0o777);
   const dataDir = join(dir, 'data');
@@ -50,7 +51,7 @@ async function startCluster() {
     join(dir, 'pg.log'),
     '-w',
     '-o',
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300`,
+    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${fsync ? 'on' : 'off'} -c max_connections=300`,
     'start',
   ]);
   const stop = () => {

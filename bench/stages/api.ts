@@ -1,42 +1,34 @@
 /**
- * HTTP API read latency (not a test):
- *   node --import ./node_modules/tsx/dist/loader.mjs bench/api.bench.ts [--quick] [--sqlite-only]
- * Seeds the read store directly (bulk inserts into the projection tables): 10,000 lineages with a
- * schema version and a review each, and 1,000,000 staged rows in one lineage (--quick: 1,000 and
- * 100,000). Then times, through the real Fastify app (`inject`, no socket), the lineage list, a
- * lineage's detail and staged-rows pages from the first to the deepest, on SQLite and on
- * PostgreSQL (a temporary cluster, as the test harness starts it). Prints p50/p99 per request.
+ * API read latency: the read store is seeded directly (bulk inserts into the projection tables):
+ * lineages with a schema version and a review each, and the staged rows of one lineage. Then the
+ * lineage list, a lineage's detail and staged-rows pages from the first to the deepest are timed
+ * through the real Fastify app (`inject`, no socket), on SQLite and on PostgreSQL.
  */
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { uuidv7 } from 'uuidv7';
-import { buildApp } from '../api/app';
-import { MANAGE, READ, TokenBook } from '../api/auth/tokens';
-import { createMetrics } from '../infra/metrics';
-import { type ReadStore, migrate, openReadStore } from '../projections';
-import { tempDir } from '../tests/support/proc';
-import type { CommandService } from '../worker/commands';
+import { buildApp } from '../../api/app';
+import { MANAGE, READ, TokenBook } from '../../api/auth/tokens';
+import { createMetrics } from '../../infra/metrics';
+import { type ReadStore, migrate, openReadStore } from '../../projections';
+import { tempDir } from '../../tests/support/proc';
+import type { CommandService } from '../../worker/commands';
+import type { Ctx, StageResult } from '../lib/context';
+import { percentiles } from '../lib/stats';
 
-type Cluster = { url: string; stop: () => void };
-const { startCluster } = createRequire(__filename)('../tests/support/postgres-cluster.js') as {
-  startCluster: () => Promise<Cluster>;
-};
-
-const quick = process.argv.includes('--quick');
-const sqliteOnly = process.argv.includes('--sqlite-only');
-const LINEAGES = quick ? 1_000 : 10_000;
-const STAGED = quick ? 100_000 : 1_000_000;
-const RUNS = quick ? 60 : 200;
-const WARMUP = quick ? 10 : 30;
 const PROJECT = '0190a000-0000-7000-8000-0000000be0c1';
 const TOKEN = 'bench-token-0123456789abcdef';
 const LIMIT = 50;
 
 type Seeded = { detail: string; deep: string };
 
-async function seed(store: ReadStore, kind: 'sqlite' | 'postgres'): Promise<Seeded> {
+async function seed(
+  store: ReadStore,
+  kind: 'sqlite' | 'postgres',
+  LINEAGES: number,
+  STAGED: number,
+): Promise<Seeded> {
   const db = store.db;
   const at = '2026-04-28T09:00:00.000Z';
   const hash = 'a'.repeat(64);
@@ -163,13 +155,13 @@ async function seed(store: ReadStore, kind: 'sqlite' | 'postgres'): Promise<Seed
   return { detail: ids[Math.floor(ids.length / 2)]!, deep };
 }
 
-type Row = { store: string; request: string; p50: number; p99: number; n: number };
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-async function time(app: FastifyInstance, url: string, check: (body: unknown) => boolean): Promise<number[]> {
+async function time(
+  app: FastifyInstance,
+  url: string,
+  check: (body: unknown) => boolean,
+  RUNS: number,
+): Promise<number[]> {
+  const WARMUP = Math.max(5, Math.round(RUNS / 6));
   const out: number[] = [];
   for (let i = 0; i < WARMUP + RUNS; i++) {
     const t0 = process.hrtime.bigint();
@@ -179,15 +171,17 @@ async function time(app: FastifyInstance, url: string, check: (body: unknown) =>
       throw new Error(`GET ${url}: ${r.statusCode} ${r.body.slice(0, 300)}`);
     if (i >= WARMUP) out.push(ms);
   }
-  return out.sort((a, b) => a - b);
+  return out;
 }
 
-async function bench(name: 'sqlite' | 'postgres', store: ReadStore): Promise<Row[]> {
+async function bench(ctx: Ctx, name: 'sqlite' | 'postgres', store: ReadStore): Promise<StageResult[]> {
+  const { apiLineages: LINEAGES, apiStaged: STAGED, apiRequests: RUNS } = ctx.sizes;
+  const probe = ctx.rss.begin();
   await migrate(store);
   const t0 = Date.now();
-  const { detail, deep } = await seed(store, name);
-  console.error(
-    `${name}: seeded ${LINEAGES} lineages and ${STAGED} staged rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  const { detail, deep } = await seed(store, name, LINEAGES, STAGED);
+  ctx.log(
+    `  ${name}: seeded ${LINEAGES} lineages and ${STAGED} staged rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
   );
   const app = await buildApp({
     store,
@@ -241,44 +235,40 @@ async function bench(name: 'sqlite' | 'postgres', store: ReadStore): Promise<Row
       (b) => (b as P).items.length === LIMIT,
     ],
   ];
-  const rows: Row[] = [];
+  const out: StageResult[] = [];
   for (const [request, url, check] of requests) {
-    const ms = await time(app, url, check);
-    rows.push({ store: name, request, p50: percentile(ms, 50), p99: percentile(ms, 99), n: ms.length });
+    const ms = await time(app, url, check, RUNS);
+    out.push({
+      group: 'api',
+      stage: `api.${name}.${request.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`,
+      label: `API ${name}: ${request}`,
+      profile: ctx.profile,
+      latency_ms: percentiles(ms),
+      latency_of: 'request (inject, no socket)',
+      rss_mb: {},
+      note: `${LINEAGES} lineages, ${STAGED} staged rows in one lineage, page size ${LIMIT}`,
+    });
   }
   await app.close();
-  return rows;
+  const rss = probe.end();
+  for (const r of out) r.rss_mb = rss;
+  ctx.log(`  API ${name}: ${out.map((r) => r.latency_ms!.p50.toFixed(1)).join(' / ')} ms (p50 per request)`);
+  return out;
 }
 
-async function main(): Promise<void> {
-  const rows: Row[] = [];
+export async function apiReads(ctx: Ctx): Promise<StageResult[]> {
+  const out: StageResult[] = [];
   const sqlite = openReadStore({ kind: 'sqlite', path: join(tempDir('api-bench'), 'read.db') });
   try {
-    rows.push(...(await bench('sqlite', sqlite)));
+    out.push(...(await bench(ctx, 'sqlite', sqlite)));
   } finally {
     await sqlite.close();
   }
-  if (!sqliteOnly) {
-    const cluster = await startCluster();
-    const pg = openReadStore({ kind: 'postgres', url: cluster.url, poolSize: 10 });
-    try {
-      rows.push(...(await bench('postgres', pg)));
-    } finally {
-      await pg.close();
-      cluster.stop();
-    }
+  const pgStore = openReadStore({ kind: 'postgres', url: await ctx.createDatabase('api'), poolSize: 10 });
+  try {
+    out.push(...(await bench(ctx, 'postgres', pgStore)));
+  } finally {
+    await pgStore.close();
   }
-  const fmt = (ms: number) => ms.toFixed(2).padStart(8);
-  console.log(
-    `\nAPI read latency, ${LINEAGES.toLocaleString('en-US')} lineages, ${STAGED.toLocaleString('en-US')} staged rows in one lineage, page size ${LIMIT}, ${RUNS} runs each (ms)\n`,
-  );
-  const w = Math.max(...rows.map((r) => r.request.length));
-  console.log(`${'store'.padEnd(9)}${'request'.padEnd(w + 2)}${'p50'.padStart(8)}${'p99'.padStart(8)}`);
-  for (const r of rows)
-    console.log(`${r.store.padEnd(9)}${r.request.padEnd(w + 2)}${fmt(r.p50)}${fmt(r.p99)}`);
+  return out;
 }
-
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});

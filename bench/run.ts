@@ -1,0 +1,272 @@
+/**
+ * The benchmark suite: the whole pipeline and the raw components it stands on, side by side, in
+ * one run on the same machine and data. Prints a table and the ratios; `--out FILE` writes JSON.
+ *
+ *   node --import ./node_modules/tsx/dist/loader.mjs bench/run.ts [--quick] [--out FILE]
+ *     [--profile default|safe|both] [--only GROUP,…] [--cpu-prof DIR] [--max-seconds N]
+ *
+ * Groups: raw, edge, ingest, naive, full, drain, rebuild, api. Everything runs on private
+ * servers on loopback ports (tests/support), which are removed at the end. The run stops by
+ * itself: each stage is bounded, and a watchdog ends the run at --max-seconds.
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { cleanupAll, onCleanup } from './lib/cleanup';
+import {
+  type Ctx,
+  databaseFactory,
+  FULL,
+  natsTracked,
+  type Profile,
+  QUICK,
+  removeCluster,
+  startNatsFor,
+  startShared,
+  type StageResult,
+} from './lib/context';
+import { PeakRss } from './lib/rss';
+import { ratio } from './lib/stats';
+import { renderTable } from './lib/table';
+import { apiReads } from './stages/api';
+import { agentPublish, ingest } from './stages/edge';
+import { drain, fullSystem, startCloud } from './stages/full';
+import { naive } from './stages/naive';
+import { rawJetStream, rawMqtt, rawPostgres, sqliteWrites } from './stages/raw';
+import { rebuild } from './stages/readside';
+
+type Args = {
+  quick: boolean;
+  out?: string;
+  profiles: Profile[];
+  only?: Set<string>;
+  cpuProf?: string;
+  maxSeconds: number;
+};
+
+function parseArgs(argv: string[]): Args {
+  const value = (flag: string) => {
+    const i = argv.indexOf(flag);
+    if (i < 0) return undefined;
+    const v = argv[i + 1];
+    if (!v || v.startsWith('--')) throw new Error(`${flag} needs a value`);
+    return v;
+  };
+  const known = new Set(['--quick', '--out', '--profile', '--only', '--cpu-prof', '--max-seconds']);
+  for (const a of argv) if (a.startsWith('--') && !known.has(a)) throw new Error(`unknown option ${a}`);
+  const quick = argv.includes('--quick');
+  const profile = value('--profile') ?? (quick ? 'default' : 'both');
+  if (!['default', 'safe', 'both'].includes(profile))
+    throw new Error(`--profile is default, safe or both, not ${profile}`);
+  const only = value('--only');
+  const out = value('--out');
+  const cpuProf = value('--cpu-prof');
+  return {
+    quick,
+    ...(out ? { out } : {}),
+    profiles: profile === 'both' ? ['default', 'safe'] : [profile as Profile],
+    ...(only ? { only: new Set(only.split(',')) } : {}),
+    ...(cpuProf ? { cpuProf } : {}),
+    maxSeconds: Number(value('--max-seconds') ?? (quick ? 150 : 1800)),
+  };
+}
+
+const REFERENCE_SIZE = 256;
+
+function ratios(results: readonly StageResult[]) {
+  const rate = (stage: string, profile: Profile = 'default', size = REFERENCE_SIZE) =>
+    results.find((r) => r.stage === stage && r.profile === profile && (r.row_bytes ?? size) === size)
+      ?.rows_per_s?.median;
+  const full = rate('full.sustained');
+  const rawPg = rate('raw.postgres');
+  const rawJs = rate('raw.jetstream');
+  const rawMin = rawPg === undefined || rawJs === undefined ? undefined : Math.min(rawPg, rawJs);
+  return {
+    row_bytes: REFERENCE_SIZE,
+    'full/naive': ratio(full, rate('naive')),
+    'full/raw': ratio(full, rawMin),
+    capture: ratio(rate('edge.capture.tx1'), rate('raw.sqlite.tx1')),
+    capture_100_per_tx: ratio(rate('edge.capture.tx100'), rate('raw.sqlite.tx100')),
+    rebuild: ratio(rate('rebuild'), rawPg),
+    'safe/default': ratio(rate('full.sustained', 'safe'), full),
+    'fleet/single': ratio(rate('full.sustained.fleet'), full),
+  };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const sizes = args.quick ? QUICK : FULL;
+  // Stages stop starting new runs past this; the watchdog ends everything a little later.
+  const deadline = started + args.maxSeconds * 1000 * 0.85;
+  const watchdog = setTimeout(() => {
+    console.error(`bench: stopped at the ${args.maxSeconds} s limit; partial results are not written`);
+    void cleanupAll(3_000).finally(() => process.exit(2));
+  }, args.maxSeconds * 1000);
+  watchdog.unref();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.on(sig, () => void cleanupAll(3_000).finally(() => process.exit(130)));
+
+  const log = (m: string) =>
+    console.error(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${m}`);
+  const want = (g: string) => !args.only || args.only.has(g);
+  log(
+    `bench${args.quick ? ' --quick' : ''}: profiles ${args.profiles.join(', ')}; load average ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} on ${cpus().length} cores`,
+  );
+  const shared = await startShared();
+  onCleanup(() => removeCluster(shared.pg));
+  onCleanup(() => shared.mosq.stop());
+  const createDatabase = databaseFactory(shared.pg.url);
+  const results: StageResult[] = [];
+  const failures: { stage: string; profile: Profile; error: string }[] = [];
+  const attempt = async (stage: string, profile: Profile, f: () => Promise<StageResult | StageResult[]>) => {
+    try {
+      const r = await f();
+      results.push(...(Array.isArray(r) ? r : [r]));
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      failures.push({ stage, profile, error });
+      log(`  FAILED ${stage} (${profile}): ${error.slice(0, 2000)}`);
+    }
+  };
+
+  for (const profile of args.profiles) {
+    const nats = await startNatsFor(profile);
+    const stopNats = onCleanup(() => nats.stop());
+    const ctx: Ctx = {
+      profile,
+      quick: args.quick,
+      sizes,
+      nats,
+      mosq: shared.mosq,
+      pgAdminUrl: shared.pg.url,
+      rss: new PeakRss([natsTracked(nats), ...shared.tracked]),
+      sqliteSync: profile === 'safe' ? 'FULL' : 'NORMAL',
+      cpuProfDir: args.cpuProf,
+      log,
+      createDatabase,
+      deadline,
+    };
+    // The safe profile measures the reference row size only: it shows what fsync costs.
+    const rowSizes = profile === 'safe' ? [REFERENCE_SIZE] : sizes.rowSizes;
+    log(`profile ${profile}: row sizes ${rowSizes.join(', ')} B`);
+    for (const size of rowSizes) {
+      if (want('raw')) {
+        await attempt('raw.postgres', profile, () => rawPostgres(ctx, size));
+        await attempt('raw.jetstream', profile, () => rawJetStream(ctx, size));
+        await attempt('raw.mqtt.nats', profile, () => rawMqtt(ctx, 'nats', size));
+        await attempt('raw.mqtt.mosquitto', profile, () => rawMqtt(ctx, 'mosquitto', size));
+        for (const perTx of [1, 100])
+          await attempt(`raw.sqlite.tx${perTx}`, profile, () => sqliteWrites(ctx, size, perTx, false));
+      }
+      if (want('edge')) {
+        for (const perTx of [1, 100])
+          await attempt(`edge.capture.tx${perTx}`, profile, () => sqliteWrites(ctx, size, perTx, true));
+        await attempt('edge.agent.nats', profile, () => agentPublish(ctx, 'nats', size));
+        if (size === REFERENCE_SIZE)
+          await attempt('edge.agent.mosquitto', profile, () => agentPublish(ctx, 'mosquitto', size));
+      }
+      if (want('ingest') && size === REFERENCE_SIZE)
+        await attempt('ingest', profile, () => ingest(ctx, size));
+      if (want('naive')) await attempt('naive', profile, () => naive(ctx, size));
+    }
+    if (want('full') || want('drain')) {
+      try {
+        const cloud = await startCloud(ctx, await createDatabase(`read_${profile}`));
+        const stopCloud = onCleanup(() => cloud.stop());
+        log(`  sluice roles up (bridge, worker, projector, api)`);
+        for (const size of rowSizes) {
+          if (!want('full') && size !== REFERENCE_SIZE) continue;
+          let single: Awaited<ReturnType<typeof fullSystem>> | undefined;
+          await attempt('full.sustained', profile, async () => {
+            single = await fullSystem(ctx, cloud, size, 1);
+            return want('full') ? single.results : [];
+          });
+          if (size === REFERENCE_SIZE && want('drain') && single?.device && single.agents) {
+            const { device, agents } = single;
+            await attempt('drain', profile, () => drain(ctx, cloud, size, device, agents));
+          } else await single?.agents?.stop();
+          if (size === REFERENCE_SIZE && want('full'))
+            await attempt(
+              'full.sustained.fleet',
+              profile,
+              async () => (await fullSystem(ctx, cloud, size, sizes.fleetDevices)).results,
+            );
+        }
+        await cloud.stop();
+        stopCloud();
+      } catch (err) {
+        failures.push({ stage: 'full', profile, error: (err as Error).message });
+        log(`  FAILED full (${profile}): ${(err as Error).message.slice(0, 2000)}`);
+      }
+    }
+    // Rebuild reads events and writes PostgreSQL, whose settings are the same in both profiles.
+    if (profile === args.profiles[0]) {
+      if (want('rebuild')) {
+        await attempt('rebuild', profile, () => rebuild(ctx, REFERENCE_SIZE));
+        // Many devices send small batches: the per-event cost of the projection decides there.
+        await attempt('rebuild.small', profile, () => rebuild(ctx, REFERENCE_SIZE, 25));
+      }
+      if (want('api')) await attempt('api', profile, () => apiReads(ctx));
+    }
+    await nats.stop();
+    stopNats();
+  }
+
+  const r = ratios(results);
+  const elapsed = (Date.now() - started) / 1000;
+  console.log('');
+  console.log(renderTable(results));
+  console.log('');
+  console.log(
+    `ratios at ${REFERENCE_SIZE} B: ` +
+      Object.entries(r)
+        .filter(([k]) => k !== 'row_bytes')
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', '),
+  );
+  if (failures.length)
+    console.log(`failed stages: ${failures.map((f) => `${f.stage} (${f.profile})`).join(', ')}`);
+  console.log(
+    `elapsed ${elapsed.toFixed(1)} s, load average ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
+  if (args.out) {
+    writeFileSync(
+      args.out,
+      JSON.stringify(
+        {
+          started_at: new Date(started).toISOString(),
+          elapsed_s: Math.round(elapsed * 10) / 10,
+          quick: args.quick,
+          profiles: args.profiles,
+          machine: {
+            cpus: cpus().length,
+            model: cpus()[0]?.model,
+            loadavg_end: loadavg(),
+            node: process.version,
+          },
+          sizes,
+          ratios: r,
+          results,
+          failures,
+        },
+        null,
+        2,
+      ),
+    );
+  }
+  console.log(
+    `ratios: full/naive=${r['full/naive']} full/raw=${r['full/raw']} capture=${r.capture} rebuild=${r.rebuild}`,
+  );
+  await cleanupAll();
+  process.exit(failures.length ? 1 : 0);
+}
+
+main().catch(async (err: unknown) => {
+  console.error(err);
+  await cleanupAll(3_000);
+  process.exit(1);
+});
