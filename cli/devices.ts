@@ -24,9 +24,11 @@ type StoreOpts = { store: string; out?: string; json?: boolean };
  * (docs/security.md). The store holds hashes only; a password is printed once, when issued.
  */
 export function registerDeviceCommands(program: Command, io: Io): void {
-  const creds = program
-    .command('devices')
-    .description('device credentials for the brokers (docs/security.md)')
+  // `devices` may exist already (fleets, cli/registry.ts): credentials join it.
+  const devices =
+    program.commands.find((c) => c.name() === 'devices') ??
+    program.command('devices').description('devices: fleets and broker credentials');
+  const creds = devices
     .command('credentials')
     .description('issue, revoke and render per-device broker credentials');
   const storeOption = (c: Command) =>

@@ -395,7 +395,9 @@ export function registerRegistryCommands(program: Command, io: Io): void {
   );
 
   // ------------------------------------------------------------------ devices
-  const devices = program.command('devices').description('devices and their fleets');
+  const devices =
+    program.commands.find((c) => c.name() === 'devices') ??
+    program.command('devices').description('devices: fleets and broker credentials');
   paged(
     apiCommand(devices, 'ls', 'devices that sent batches, with their fleet').option(
       '--fleet <id>',
