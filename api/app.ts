@@ -18,7 +18,7 @@ import type { Logger } from '../infra/log';
 import type { Metrics } from '../infra/metrics';
 import type { CommandService } from '../worker/commands';
 import type { RegistryCommandService } from '../worker/registry-commands';
-import { type TokenBook, type TokenGrant } from './auth/tokens';
+import { MANAGE, type TokenBook, type TokenGrant } from './auth/tokens';
 import { ApiError, fromDomain } from './errors';
 import type { ReadinessCheck } from './health';
 import { IdempotencyStore } from './idempotency';
@@ -145,6 +145,12 @@ async function build(deps: AppDeps) {
   await app.register(
     async (scope) => {
       scope.addHook('onRequest', async (req) => authenticate(req, deps.tokens));
+      // Permission before body validation: a read token learns nothing from a mutation's 400s.
+      scope.addHook('preValidation', async (req) => {
+        if (req.method !== 'GET' && req.method !== 'HEAD' && !req.grant?.permissions.includes(MANAGE)) {
+          throw new ApiError(403, 'forbidden', `this token cannot change anything; it needs ${MANAGE}`);
+        }
+      });
       await registerEdgeRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
       await registerAuditRoutes(scope.withTypeProvider<ZodTypeProvider>(), deps);
       await registerRegistryRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });

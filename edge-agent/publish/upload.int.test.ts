@@ -118,6 +118,7 @@ describe('agent upload client', () => {
       reason: `upload ${first.upload_id}`,
       issued_at: new Date().toISOString(),
       upload_id: first.upload_id,
+      root_topic: root,
       presigned_url: `${httpBase}/core/api/v1/uploads/${first.upload_id}?token=t`,
       presigned_url_expires_at: new Date(Date.now() + 15 * 60_000).toISOString(),
       ...extra,
@@ -214,6 +215,7 @@ describe('agent upload client', () => {
       source_table: 'readings',
       server_watermark: 0,
       issued_at: new Date().toISOString(),
+      root_topic: gapRoot,
     });
     try {
       await waitFor(() => gapAgent.stats().connected && gapAgent.stats().tables.readings, {
