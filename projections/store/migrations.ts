@@ -545,7 +545,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0002_staged_counts': stagedCounts,
   '0003_mirror_reports': mirrorReports,
   '0004_registry_coalescing': registryCoalescing,
-  '0007_cloud_rows': cloudRowsMigration,
+  '0005_cloud_rows': cloudRowsMigration,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

@@ -2,6 +2,8 @@ import { DIALECTS, openTestStore, type TestStore } from '../test-support/stores'
 import { migrate } from './migrations';
 
 const TABLES = [
+  'edge_cloud_lineages',
+  'edge_cloud_rows',
   'edge_column_bindings',
   'edge_control_lineages',
   'edge_export_segments',
@@ -49,6 +51,7 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
       '0002_staged_counts',
       '0003_mirror_reports',
       '0004_registry_coalescing',
+      '0005_cloud_rows',
     ]);
     const tables = await t.store.dialect.listTables(t.store.db);
     expect(tables.filter((n) => !n.startsWith('kysely_'))).toEqual(TABLES);
