@@ -8,13 +8,14 @@ import { STREAMS, subjects } from '../infra/nats/names';
 import type { Registry } from '../infra/nats/registry';
 import type { Logger } from '../infra/log';
 import type { Metrics } from '../infra/metrics';
+import type { Policy } from '../domain/policy/policy';
 import type { RegistryView } from '../domain/registry/decide';
 import { type RegistryKey, coalescingScope, registryId } from '../domain/registry/events';
 import type { LineageState } from '../domain/lineage/state';
 import type { LineageCommandHandler } from './handler';
 import { applyApproval } from './registry-follower';
 import type { RegistryCommandHandler } from './registry-handler';
-import { UploadIngest } from './uploads';
+import { type RegistryGate, UploadIngest } from './uploads';
 import type { ObjectStore } from '@nats-io/obj';
 
 export const WORKER_CONSUMER = 'sluice-worker';
@@ -47,6 +48,14 @@ export class IngressWorker {
     this.uploads = new UploadIngest({
       ...opts,
       recordRejection: (msg, code, message) => this.recordRejection(msg, code, message),
+      ...(opts.registries
+        ? {
+            coalescing: {
+              gate: (...a) => this.registryGate(...a),
+              settle: (gate, lineageId, deviceId, state) => this.settleGate(gate, lineageId, deviceId, state),
+            },
+          }
+        : {}),
     });
     this.consumer = new DurableConsumer({
       nc: opts.nc,
@@ -127,15 +136,19 @@ export class IngressWorker {
     const policy = await registry.policy(msg.project_id);
     const decisionId = `${msg.device_key}:${msg.payload.batch_id}`;
     let { lineageId } = await registry.resolveLineage(device.device_id, table, uuidv7());
-    const scope =
-      msg.kind === 'rows' && this.opts.registries
-        ? coalescingScope(policy.schema_coalescing_mode, msg.project_id, device.fleet_id)
-        : null;
-    const key: RegistryKey | null = scope
-      ? { project_id: msg.project_id, ...scope, source_table: table, schema_hash: msg.payload.schema_hash }
-      : null;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const view = key ? await this.registryView(lineageId, key) : undefined;
+      const gate =
+        msg.kind === 'rows'
+          ? await this.registryGate(
+              msg.project_id,
+              device.fleet_id,
+              lineageId,
+              table,
+              msg.payload.schema_hash,
+              policy,
+            )
+          : undefined;
+      const view = gate?.view;
       const common = {
         project_id: msg.project_id,
         device_id: device.device_id,
@@ -166,8 +179,7 @@ export class IngressWorker {
             metrics?.rows.inc({ disposition: 'conflict' }, e.data.conflicts.length);
           if (e.type === 'LineagePaused') metrics?.pauses.inc({ reason: e.data.reason });
         }
-        if (key && view) await this.enroll(lineageId, device.device_id, key, view, result.state);
-        else if (key) await this.adoptOwnApproval(lineageId, key, result.state);
+        if (gate) await this.settleGate(gate, lineageId, device.device_id, result.state);
         return;
       } catch (err) {
         if (isDomainError(err) && err.code === 'lineage_deleted') {
@@ -179,6 +191,43 @@ export class IngressWorker {
       }
     }
     throw new Error(`could not settle the lineage of ${msg.device_key} ${table}`);
+  }
+
+  /**
+   * Coalescing on: the registry key of a rows decision of this lineage, and the entry's view
+   * unless the lineage approved this hash already (nothing to ask). Batches and uploaded chunks
+   * go through the same gate.
+   */
+  private async registryGate(
+    projectId: string,
+    fleetId: string | null,
+    lineageId: string,
+    table: string,
+    schemaHash: string,
+    policy: Policy,
+  ): Promise<RegistryGate | undefined> {
+    if (!this.opts.registries) return undefined;
+    const scope = coalescingScope(policy.schema_coalescing_mode, projectId, fleetId);
+    if (!scope) return undefined;
+    const key: RegistryKey = {
+      project_id: projectId,
+      ...scope,
+      source_table: table,
+      schema_hash: schemaHash,
+    };
+    const view = await this.registryView(lineageId, key);
+    return view ? { key, view } : { key };
+  }
+
+  /** After the lineage's own decision is durable: enrol with the entry, or offer it its approval. */
+  private async settleGate(
+    gate: RegistryGate,
+    lineageId: string,
+    deviceId: string,
+    state: LineageState,
+  ): Promise<void> {
+    if (gate.view) await this.enroll(lineageId, deviceId, gate.key, gate.view, state);
+    else await this.adoptOwnApproval(lineageId, gate.key, state);
   }
 
   /** The registry entry's view, unless the lineage approved this hash already (nothing to ask). */

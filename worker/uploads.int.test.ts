@@ -17,6 +17,8 @@ import { startNats, type NatsServer } from '../tests/support/nats';
 import { waitFor } from '../tests/support/wait';
 import { type CommandMeta, type CommandResult, LineageCommandHandler } from './handler';
 import { IngressWorker, WORKER_CONSUMER } from './ingress-worker';
+import { RegistryCommandHandler } from './registry-handler';
+import { RegistryEventStore } from '../infra/nats/registry-events';
 
 const PROJECT = '0190a000-0000-7000-8000-000000000001';
 const schema = {
@@ -54,6 +56,89 @@ afterAll(async () => {
   await nats?.stop();
 });
 
+/** A device's url_request, the object as the upload endpoint stores it, then its finalize. */
+async function uploadOf(
+  registry: Registry,
+  events: JetStreamEventStore,
+  opts: { project: string; device: string; rows: number },
+): Promise<{ lineageId: string; uploadId: string }> {
+  const deviceKey = `acme/${opts.device}`;
+  const epoch = uuidv7();
+  const uploadId = uuidv7();
+  const common = {
+    format_version: 1,
+    upload_id: uploadId,
+    source_table: 'device_state',
+    journal_epoch: epoch,
+    schema_hash: schemaHash(schema),
+    first_commit_seq: 1,
+    last_commit_seq: opts.rows,
+    row_count: opts.rows,
+  };
+  const ingress = (payload: Record<string, unknown>) => ({
+    kind: 'request',
+    payload,
+    project_id: opts.project,
+    topic_slug: 'acme',
+    device_name: opts.device,
+    device_key: deviceKey,
+    received_at: new Date().toISOString(),
+  });
+  const js = jetstream(nc);
+  await js.publish(
+    subjects.ingress('request', deviceKey),
+    encodeJson(
+      ingress({ ...common, request_kind: 'url_request', request_id: uuidv7(), schema_columns: schema }),
+    ),
+  );
+  const lineageId = (
+    await registry.resolveLineage(
+      (await registry.resolveDevice(opts.project, 'acme', opts.device, uuidv7())).device_id,
+      'device_state',
+      uuidv7(),
+    )
+  ).lineageId;
+  await waitFor(
+    async () => (await events.load(lineageId, 0)).events.some((e) => e.type === 'UploadGranted'),
+    { message: 'the grant' },
+  );
+  const lines = Array.from({ length: opts.rows }, (_, i) =>
+    JSON.stringify({
+      commit_seq: i + 1,
+      op: 'insert',
+      pk: { id: i + 1 },
+      row: { id: i + 1, mode: `m${i}`.padEnd(60, '.') },
+    }),
+  ).join('\n');
+  await store.putBlob(
+    {
+      name: uploadId,
+      metadata: {
+        device_key: deviceKey,
+        lineage_id: lineageId,
+        source_table: 'device_state',
+        journal_epoch: epoch,
+        row_count: String(opts.rows),
+      },
+    },
+    compress(Buffer.from(lines)),
+  );
+  await js.publish(
+    subjects.ingress('request', deviceKey),
+    encodeJson(ingress({ ...common, request_kind: 'finalize', request_id: uuidv7() })),
+  );
+  return { lineageId, uploadId };
+}
+
+const completed = (events: JetStreamEventStore, lineageId: string) =>
+  waitFor(
+    async () => {
+      const evs = (await events.load(lineageId, 0)).events as LineageEvent[];
+      return evs.some((e) => e.type === 'UploadCompleted') ? evs : undefined;
+    },
+    { timeoutMs: 60_000, message: 'UploadCompleted' },
+  );
+
 it('a finalize interrupted mid-way resumes from the next chunk: every row once, then acked', async () => {
   const events = await JetStreamEventStore.create(nc);
   const handler = new FailingOnce(events);
@@ -68,84 +153,12 @@ it('a finalize interrupted mid-way resumes from the next chunk: every row once, 
   });
   await worker.start();
   try {
-    const deviceKey = 'acme/gw-resume';
-    const epoch = uuidv7();
-    const uploadId = uuidv7();
-    const common = {
-      format_version: 1,
-      upload_id: uploadId,
-      source_table: 'device_state',
-      journal_epoch: epoch,
-      schema_hash: schemaHash(schema),
-      first_commit_seq: 1,
-      last_commit_seq: ROWS,
-      row_count: ROWS,
-    };
-    const ingress = (payload: Record<string, unknown>) => ({
-      kind: 'request',
-      payload,
-      project_id: PROJECT,
-      topic_slug: 'acme',
-      device_name: 'gw-resume',
-      device_key: deviceKey,
-      received_at: new Date().toISOString(),
+    const { lineageId, uploadId } = await uploadOf(registry, events, {
+      project: PROJECT,
+      device: 'gw-resume',
+      rows: ROWS,
     });
-    const js = jetstream(nc);
-    const requestId = uuidv7();
-    await js.publish(
-      subjects.ingress('request', deviceKey),
-      encodeJson(
-        ingress({ ...common, request_kind: 'url_request', request_id: requestId, schema_columns: schema }),
-      ),
-    );
-    const lineageId = (
-      await registry.resolveLineage(
-        (await registry.resolveDevice(PROJECT, 'acme', 'gw-resume', uuidv7())).device_id,
-        'device_state',
-        uuidv7(),
-      )
-    ).lineageId;
-    await waitFor(
-      async () => (await events.load(lineageId, 0)).events.some((e) => e.type === 'UploadGranted'),
-      {
-        message: 'the grant',
-      },
-    );
-
-    // The object as the upload endpoint stores it (zstd JSONL, with the grant's identity).
-    const lines = Array.from({ length: ROWS }, (_, i) =>
-      JSON.stringify({
-        commit_seq: i + 1,
-        op: 'insert',
-        pk: { id: i + 1 },
-        row: { id: i + 1, mode: `m${i}`.padEnd(60, '.') },
-      }),
-    ).join('\n');
-    await store.putBlob(
-      {
-        name: uploadId,
-        metadata: {
-          device_key: deviceKey,
-          lineage_id: lineageId,
-          source_table: 'device_state',
-          journal_epoch: epoch,
-          row_count: String(ROWS),
-        },
-      },
-      compress(Buffer.from(lines)),
-    );
-    await js.publish(
-      subjects.ingress('request', deviceKey),
-      encodeJson(ingress({ ...common, request_kind: 'finalize', request_id: uuidv7() })),
-    );
-
-    const all = await waitFor(
-      async () => {
-        const evs = (await events.load(lineageId, 0)).events as LineageEvent[];
-        return evs.some((e) => e.type === 'UploadCompleted') ? evs : undefined;
-      },
-      { timeoutMs: 60_000, message: 'UploadCompleted after the interruption' },
-    );
+    const all = await completed(events, lineageId);
     expect(handler.failAt).toBeUndefined(); // the interruption did happen
     const seqs = all.flatMap((e) =>
       e.type === 'RowsStaged' || e.type === 'RowsAccepted' ? e.data.rows.map((r) => r.commit_seq) : [],
@@ -174,6 +187,36 @@ it('a finalize interrupted mid-way resumes from the next chunk: every row once, 
       },
       { message: 'the object deleted' },
     );
+  } finally {
+    await worker.stop();
+  }
+});
+
+it('under registry coalescing, uploaded rows wait for the registry review like batch rows', async () => {
+  const events = await JetStreamEventStore.create(nc);
+  const handler = new LineageCommandHandler(events);
+  const registry = await Registry.open(nc);
+  const project = uuidv7();
+  await registry.setPolicy(project, { schema_coalescing_mode: 'project' });
+  const registries = new RegistryCommandHandler(await RegistryEventStore.create(nc));
+  const worker = new IngressWorker({
+    nc,
+    handler,
+    registry,
+    registries,
+    log: silentLogger(),
+    uploads: store,
+  });
+  await worker.start();
+  try {
+    const { lineageId } = await uploadOf(registry, events, { project, device: 'gw-fleet', rows: 500 });
+    const all = await completed(events, lineageId);
+    const types = all.map((e) => e.type);
+    expect(types).toContain('RegistryReviewAwaited');
+    expect(types).not.toContain('SchemaReviewQueued');
+    expect(types).not.toContain('RowsAccepted');
+    const staged = all.flatMap((e) => (e.type === 'RowsStaged' ? e.data.rows : []));
+    expect(staged).toHaveLength(500);
   } finally {
     await worker.stop();
   }

@@ -10,7 +10,10 @@ import {
   type UploadFinalize,
   type UrlRequest,
 } from '../domain/protocol/contracts';
-import { type UploadState, findUpload } from '../domain/lineage/state';
+import { type LineageState, type UploadState, findUpload } from '../domain/lineage/state';
+import type { Policy } from '../domain/policy/policy';
+import type { RegistryView } from '../domain/registry/decide';
+import type { RegistryKey } from '../domain/registry/events';
 import { DomainError, isDomainError } from '../domain/shared/errors';
 import type { IngressMessage } from '../infra/nats/ingress';
 import type { Registry } from '../infra/nats/registry';
@@ -35,7 +38,23 @@ export type UploadIngestOptions = Readonly<{
   uploads?: ObjectStore;
   now?: () => Date;
   recordRejection: (msg: IngressMessage, code: string, message: string) => Promise<void>;
+  /** Coalescing: uploaded rows are governed by the registry like batch rows (worker/ingress-worker.ts). */
+  coalescing?: Coalescing;
 }>;
+
+/** The registry side of a rows decision: the view to decide under, then the enrolment after it. */
+export type Coalescing = Readonly<{
+  gate(
+    projectId: string,
+    fleetId: string | null,
+    lineageId: string,
+    table: string,
+    schemaHash: string,
+    policy: Policy,
+  ): Promise<RegistryGate | undefined>;
+  settle(gate: RegistryGate, lineageId: string, deviceId: string, state: LineageState): Promise<void>;
+}>;
+export type RegistryGate = Readonly<{ key: RegistryKey; view?: RegistryView }>;
 
 /**
  * url_request and finalize of the secondary upload flow. A url_request becomes a grant (the
@@ -144,7 +163,7 @@ export class UploadIngest {
     m: JsMsg,
     store: ObjectStore,
   ): Promise<void> {
-    const { lineageId, state } = await this.lineageOf(msg, f.source_table, false);
+    const { device, lineageId, state } = await this.lineageOf(msg, f.source_table, false);
     if (state.status !== 'registered') return;
     const u = findUpload(state, f.upload_id);
     if (!u)
@@ -192,7 +211,8 @@ export class UploadIngest {
       buf = [];
       bytes = 0;
       // Chunks are cut the same way on every read, so a resumed finalize skips exactly those taken.
-      if (chunk >= u.chunks) await this.appendChunk(msg, lineageId, u, chunk, rows, policy);
+      if (chunk >= u.chunks)
+        await this.appendChunk(msg, lineageId, device, f.source_table, u, chunk, rows, policy);
       chunk++;
       m.working();
     };
@@ -238,11 +258,21 @@ export class UploadIngest {
   private async appendChunk(
     msg: RequestMessage,
     lineageId: string,
+    device: Readonly<{ device_id: string; fleet_id: string | null }>,
+    table: string,
     u: UploadState,
     chunk: number,
     rows: RowChange[],
     policy: Awaited<ReturnType<Registry['policy']>>,
   ): Promise<void> {
+    const gate = await this.opts.coalescing?.gate(
+      msg.project_id,
+      device.fleet_id,
+      lineageId,
+      table,
+      u.schema_hash,
+      policy,
+    );
     const result = await this.opts.handler.execute(
       lineageId,
       {
@@ -256,10 +286,12 @@ export class UploadIngest {
           new_control_id: uuidv7(),
           new_replay_id: uuidv7(),
           now: this.now().toISOString(),
+          ...(gate?.view ? { registry: gate.view } : {}),
         },
       },
       { decision_id: `${msg.device_key}:upload:${u.upload_id}:${chunk}` },
     );
+    if (gate) await this.opts.coalescing!.settle(gate, lineageId, device.device_id, result.state);
     const metrics = this.opts.metrics;
     for (const e of result.events) {
       if (e.type === 'RowsStaged') metrics?.rows.inc({ disposition: 'staged' }, e.data.rows.length);

@@ -100,6 +100,8 @@ export type LineageCommand =
         rows: readonly RowChange[];
         new_review_id: string;
         policy: Policy;
+        /** Coalescing on: the registry entry of (scope, table, hash), as for a row batch. */
+        registry?: RegistryView;
       };
     }>
   | Readonly<{ type: 'CompleteUpload'; data: { upload_id: string; chunks: number; rows_read: number } }>
@@ -795,7 +797,7 @@ function decideUploadChunk(
     const governed = push(
       s,
       events,
-      governSchema(s, u.schema_hash, u.schema_columns ?? undefined, d.new_review_id, d.policy),
+      governSchema(s, u.schema_hash, u.schema_columns ?? undefined, d.new_review_id, d.policy, d.registry),
     );
     const common = {
       batch_id: u.upload_id,
