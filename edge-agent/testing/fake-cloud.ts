@@ -105,6 +105,11 @@ export class FakeCloud {
     this.client.publish(topic, JSON.stringify(body), { qos: 1 });
   }
 
+  /** Any bytes on any topic, at QoS 1 (hostile-input tests). */
+  async publishRaw(topic: string, payload: string | Buffer): Promise<void> {
+    await this.client.publishAsync(topic, payload, { qos: 1 });
+  }
+
   async sendControl(root: string, control: unknown): Promise<void> {
     await this.client.publishAsync(`${root}/${CONTROL_TOPIC}`, JSON.stringify(control), { qos: 1 });
   }

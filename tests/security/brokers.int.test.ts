@@ -220,6 +220,93 @@ describe.each(brokers)('shipped %s config with per-device credentials', (name, s
     expect(victim.got).toEqual([{ topic: 'acme/gw-02/sync/ingest/control', body: 'genuine' }]);
   });
 
+  it('publishes no last will under another root or on a control topic', async () => {
+    const bridge = await connectAs('sluice-bridge');
+    for (const t of DEVICE_PUBLISH) await bridge.client.subscribeAsync(`+/+/${t}`, { qos: 0 });
+    const victim = await connectAs('acme/gw-02');
+    await victim.client.subscribeAsync(['acme/gw-02/sync/ingest/control', 'acme/gw-02/sync/ingest/receipt'], {
+      qos: 0,
+    });
+    const wills = [
+      'acme/gw-02/sync/ingest/control',
+      'acme/gw-02/sync/ingest/receipt',
+      'acme/gw-02/sync/rows/batch',
+      'acme/gw-01/sync/ingest/control',
+    ];
+    for (const topic of wills) {
+      const c = await mqtt
+        .connectAsync(broker.mqttUrl, {
+          clientId: `will-${Math.random()}`,
+          protocolVersion: 4,
+          reconnectPeriod: 0,
+          username: 'acme/gw-01',
+          password: pw['acme/gw-01'],
+          will: { topic, payload: Buffer.from(`will ${topic}`), qos: 1, retain: false },
+        })
+        .catch(() => undefined); // a broker may refuse the CONNECT outright
+      if (c) {
+        const gone = new Promise((resolve) => c.stream.once('close', resolve));
+        c.stream.destroy(); // an abrupt end: the broker sends the will, if it would
+        await gone;
+        c.end(true);
+      }
+    }
+    // Its own will on its own uplink topic is delivered: wills work (and the forged ones, sent at
+    // earlier disconnects, would have arrived by now).
+    const own = await mqtt.connectAsync(broker.mqttUrl, {
+      clientId: `will-own-${Math.random()}`,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      username: 'acme/gw-01',
+      password: pw['acme/gw-01'],
+      will: { topic: 'acme/gw-01/sync/rows/batch', payload: Buffer.from('own will'), qos: 1, retain: false },
+    });
+    own.stream.destroy();
+    await waitFor(() => bridge.got.some((m) => m.body === 'own will'), { message: 'own will delivered' });
+    await bridge.client.publishAsync('acme/gw-02/sync/ingest/control', 'genuine', { qos: 1 });
+    await waitFor(() => victim.got.some((m) => m.body === 'genuine'), { message: 'genuine' });
+    expect(bridge.got).toEqual([{ topic: 'acme/gw-01/sync/rows/batch', body: 'own will' }]);
+    expect(victim.got).toEqual([{ topic: 'acme/gw-02/sync/ingest/control', body: 'genuine' }]);
+  });
+
+  it('gives no device another device’s session by taking its client id', async () => {
+    const bridge = await connectAs('sluice-bridge');
+    // The victim's persistent session holds a QoS 1 subscription to its controls.
+    const victimId = `sluice-agent-gw-02-${Math.random().toString(16).slice(2, 8)}`;
+    const victim = await mqtt.connectAsync(broker.mqttUrl, {
+      clientId: victimId,
+      protocolVersion: 4,
+      clean: false,
+      reconnectPeriod: 0,
+      username: 'acme/gw-02',
+      password: pw['acme/gw-02'],
+    });
+    await victim.subscribeAsync('acme/gw-02/sync/ingest/control', { qos: 1 });
+    await victim.endAsync();
+    await bridge.client.publishAsync('acme/gw-02/sync/ingest/control', 'queued while offline', { qos: 1 });
+    // The attacker connects under the victim's client id with its own credentials.
+    const got: string[] = [];
+    const attacker = await mqtt
+      .connectAsync(broker.mqttUrl, {
+        clientId: victimId,
+        protocolVersion: 4,
+        clean: false,
+        reconnectPeriod: 0,
+        username: 'acme/gw-01',
+        password: pw['acme/gw-01'],
+      })
+      .catch(() => undefined); // refusing the CONNECT is fine too
+    if (attacker) {
+      attacker.on('message', (_t, p) => got.push(p.toString()));
+      await bridge.client.publishAsync('acme/gw-02/sync/ingest/control', 'sent to the session', { qos: 1 });
+      await attacker.subscribeAsync('acme/gw-01/sync/ingest/control', { qos: 1 });
+      await bridge.client.publishAsync('acme/gw-01/sync/ingest/control', 'sentinel', { qos: 1 });
+      await waitFor(() => got.includes('sentinel'), { message: 'sentinel' });
+      await attacker.endAsync(true);
+    }
+    expect(got.filter((b) => b !== 'sentinel')).toEqual([]);
+  });
+
   it('delivers no other device’s controls or receipts, whatever a device subscribes to', async () => {
     const bridge = await connectAs('sluice-bridge');
     const attacker = await connectAs('acme/gw-01');

@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
+import fc from 'fast-check';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { uuidv7 } from 'uuidv7';
@@ -11,6 +12,8 @@ import type { AgentConfig } from '../../edge-agent/config/load';
 import { startNats, type NatsServer } from '../support/nats';
 import { tempDir } from '../support/proc';
 import { waitFor } from '../support/wait';
+import { FUZZ_RUNS, hostileJson } from '../support/fuzz';
+import { verifyControl } from '../../edge-agent/control/signature';
 
 /**
  * Replay protection of the agent (docs/security.md): seen ids persisted in state.db, per-table
@@ -182,6 +185,64 @@ describe('replayed and late controls', () => {
         c!.app.prepare('SELECT mode FROM device_state WHERE id = ?').pluck().get(id);
       expect(mode(1)).toBe('v5');
       expect(mode(2)).toBe('new'); // a key it had not seen is still written
+    } finally {
+      await c?.agent.stop();
+      await c?.cloud.close();
+      c?.app.close();
+    }
+  });
+
+  it('survives generated hostile controls and receipts: nothing acted on, nothing confirmed, still obeying', async () => {
+    let c: Ctx | undefined;
+    try {
+      c = await setup('dev-hostile-downlinks');
+      c.cloud.receipts = false; // the journal stays unconfirmed: a forged receipt would show
+      const ins = c.app.prepare("INSERT INTO device_state (mode) VALUES ('m')");
+      for (let i = 0; i < 5; i++) ins.run();
+      await waitFor(() => c!.cloud.distinctCount('device_state') === 5, { message: 'rows sent' });
+      const root = c.root;
+      const genuine = signed(root, 'pause_lineage', 'device_state', 1_000, { server_watermark: 5 });
+      const n = Math.min(FUZZ_RUNS, 300);
+      const mutated = fc
+        .tuple(fc.constantFrom(...Object.keys(genuine)), hostileJson)
+        .map(([k, v]) => ({ ...genuine, [k]: v }))
+        .filter((m) => !verifyControl(m, cloudKey.publicKey));
+      const controls = fc.sample(
+        fc.oneof(
+          mutated.map((m) => JSON.stringify(m)),
+          hostileJson.map((v) => JSON.stringify(v) ?? ''),
+          fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString('latin1')),
+        ),
+        n,
+      );
+      const receipts = fc.sample(
+        fc.oneof(
+          fc
+            .record({
+              format_version: fc.constant(1),
+              batch_id: fc.uuid({ version: 7 }),
+              source_table: fc.constantFrom('device_state', 'order_events', 'nope'),
+              last_commit_seq: fc.nat(),
+              journal_epoch: fc.uuid({ version: 7 }),
+            })
+            .map((r) => JSON.stringify(r)),
+          hostileJson.map((v) => JSON.stringify(v) ?? ''),
+        ),
+        n,
+      );
+      for (let i = 0; i < n; i++) {
+        await c.cloud.publishRaw(`${root}/sync/ingest/control`, controls[i]!);
+        await c.cloud.publishRaw(`${root}/sync/ingest/receipt`, receipts[i]!);
+      }
+      await barrier(c);
+      expect(c.agent.stats().connected).toBe(true);
+      expect(c.cloud.acks).toHaveLength(1); // the barrier only
+      expect(c.agent.stats().controls).toMatchObject({ received: n + 1, rejected: n, applied: 1 });
+      expect(paused(c)).toBe(false);
+      expect(c.agent.stats().tables.device_state?.confirmed_seq).toBe(0);
+      // And it still obeys the cloud.
+      await c.cloud.sendControl(root, genuine);
+      await waitFor(() => paused(c!), { message: 'genuine pause obeyed' });
     } finally {
       await c?.agent.stop();
       await c?.cloud.close();

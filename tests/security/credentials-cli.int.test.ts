@@ -2,7 +2,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../../cli/program';
 import type { Io } from '../../cli/output';
+import mqtt from 'mqtt';
+import { connect } from '@nats-io/transport-node';
+import { emptyStore } from '../../infra/security/credentials';
 import { tempDir } from '../support/proc';
+import { startSecureMosquitto, startSecureNats } from '../support/secure-brokers';
 
 function capture(): Io & { stdout: () => string; stderr: () => string } {
   let out = '';
@@ -63,5 +67,27 @@ describe('sluice devices credentials', () => {
     expect(
       (await runCli(['devices', 'credentials', 'revoke', 'acme/gw-01', '--store', store], capture())).code,
     ).toBe(3);
+  });
+
+  it('keeps both brokers closed to anonymous clients before any credential is issued', async () => {
+    const nats = await startSecureNats(emptyStore());
+    const mosq = await startSecureMosquitto(emptyStore());
+    try {
+      await expect(connect({ servers: nats.natsUrl, maxReconnectAttempts: 0 })).rejects.toThrow(
+        /authorization/i,
+      );
+      for (const url of [nats.mqttUrl, mosq.mqttUrl]) {
+        await expect(
+          mqtt.connectAsync(url, {
+            clientId: `anon-${Math.random()}`,
+            protocolVersion: 4,
+            reconnectPeriod: 0,
+          }),
+        ).rejects.toThrow(/authori[sz]ed/i);
+      }
+    } finally {
+      await nats.stop();
+      await mosq.stop();
+    }
   });
 });

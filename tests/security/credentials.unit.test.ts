@@ -42,6 +42,7 @@ describe('device roots for broker credentials', () => {
       'acme/gw\u2028',
       'acme/' + 'x'.repeat(65),
       'sluice-bridge',
+      'sluice-nobody',
     ];
     for (const root of hostile) expect([root, checkDeviceRoot(root).ok]).toEqual([root, false]);
     expect(() => issueDevice(emptyStore(), 'acme/*', { bcryptCost: 4 })).toThrow(
