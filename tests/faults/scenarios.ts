@@ -105,6 +105,8 @@ export type Scenario = Readonly<{
    * stands still for half a minute after a restart is a defect too, not just slow.
    */
   settleMs?: number;
+  /** What the scenario must show beyond the invariants: refused writes, writes pending mid-fault. */
+  shows?: Readonly<{ rejected?: boolean; pendingMidFault?: boolean }>;
   /** Set up before the device starts (e.g. mount its state dir); returns the cleanup. */
   prepare?: (dir: string) => () => void;
   faults: (ctx: Ctx) => Promise<void>;
@@ -322,6 +324,7 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'device-offline-large-journal',
+    shows: { pendingMidFault: true },
     what: 'the device offline while its application writes a large journal, then back',
     cloud: { broker: 'nats', store: 'sqlite', layout: 'all' },
     device: () => ({ maxBatchRows: 4096 }),
@@ -339,6 +342,7 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'duplicate-reorder',
+    shows: { rejected: true },
     what: 'duplicate and re-ordered deliveries inside and outside the dedupe window, refused batches',
     cloud: { broker: 'nats', store: 'sqlite', layout: 'all' },
     device: () => ({ receiptTimeout: '1s' }),
