@@ -36,7 +36,8 @@ describe('faults (short profile)', () => {
       expect(r.verdict.duplicated).toBe(0);
       // The load really ran through the faults and the checker saw its writes.
       expect(r.verdict.writes).toBeGreaterThan(100);
-      expect(r.verdict.applied).toBe(r.verdict.writes - r.verdict.rejected - r.verdict.pending);
+      if (scenario.shows?.rejected) expect(r.verdict.rejected).toBeGreaterThan(0);
+      if (scenario.shows?.pendingMidFault) expect(r.midChecks.map((m) => m.pending > 1000)).toEqual([true]);
     },
     240_000,
   );

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { STREAMS } from '../../infra/nats/names';
 import { tempDir } from '../support/proc';
+import { TEST_TOKEN } from '../support/stack';
 import { delay, domainState } from '../support/readside';
 import { waitFor } from '../support/wait';
 import { check, type Verdict } from './checker';
@@ -105,6 +106,12 @@ export type Scenario = Readonly<{
    * stands still for half a minute after a restart is a defect too, not just slow.
    */
   settleMs?: number;
+  /** Runs once the cloud is up, before the device starts (e.g. a project policy). */
+  beforeDevice?: (cloud: Cloud) => Promise<void>;
+  /** The scenario approves the device's reviews itself (otherwise they are approved at once). */
+  approvesItself?: boolean;
+  /** What the scenario must show beyond the invariants: refused writes, writes pending mid-fault. */
+  shows?: Readonly<{ rejected?: boolean; pendingMidFault?: boolean }>;
   /** Set up before the device starts (e.g. mount its state dir); returns the cleanup. */
   prepare?: (dir: string) => () => void;
   faults: (ctx: Ctx) => Promise<void>;
@@ -155,7 +162,7 @@ function pollApi(cloud: Cloud): () => void {
   void (async () => {
     while (on) {
       await fetch(`${cloud.apiBase}/lineages`, {
-        headers: { authorization: 'Bearer sluice-e2e-token-0123456789' },
+        headers: { authorization: `Bearer ${TEST_TOKEN}` },
       })
         .then((r) => r.arrayBuffer())
         .catch(() => undefined);
@@ -322,6 +329,7 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'device-offline-large-journal',
+    shows: { pendingMidFault: true },
     what: 'the device offline while its application writes a large journal, then back',
     cloud: { broker: 'nats', store: 'sqlite', layout: 'all' },
     device: () => ({ maxBatchRows: 4096 }),
@@ -339,6 +347,7 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'duplicate-reorder',
+    shows: { rejected: true },
     what: 'duplicate and re-ordered deliveries inside and outside the dedupe window, refused batches',
     cloud: { broker: 'nats', store: 'sqlite', layout: 'all' },
     device: () => ({ receiptTimeout: '1s' }),
@@ -387,6 +396,53 @@ export const SCENARIOS: readonly Scenario[] = [
       } finally {
         await inj.close();
       }
+    },
+  },
+  {
+    name: 'backpressure-controls',
+    what: 'a 300-row backlog cap: pause_lineage and resume_lineage controls, the agent killed -9 while paused and while it drains',
+    cloud: { broker: 'nats', store: 'sqlite', layout: 'all' },
+    beforeDevice: async (cloud) => {
+      const r = await fetch(`${cloud.apiBase}/policy`, {
+        method: 'PATCH',
+        headers: {
+          authorization: `Bearer ${TEST_TOKEN}`,
+          'content-type': 'application/json',
+          'idempotency-key': 'faults-policy',
+        },
+        body: JSON.stringify({ max_pending_rows_per_lineage: 300 }),
+      });
+      if (r.status !== 200) throw new Error(`PATCH /policy: ${r.status} ${await r.text()}`);
+    },
+    approvesItself: true,
+    faults: async (ctx) => {
+      const { cloud, device } = ctx;
+      const stock = await lineageIdOf(cloud, device.name, 'stock');
+      const controlOf = async (kind: string, acked: boolean) =>
+        waitFor(
+          async () => {
+            const events = await loadEvents(cloud, stock);
+            const issued = events.find((e) => e.type === 'ControlIssued' && e.data.control_kind === kind);
+            if (issued?.type !== 'ControlIssued') return undefined;
+            const id = issued.data.control_id;
+            return !acked || events.some((e) => e.type === 'ControlAcknowledged' && e.data.control_id === id);
+          },
+          { timeoutMs: 60_000, intervalMs: 200, message: `${kind}${acked ? ' acknowledged' : ''} on stock` },
+        );
+      // The backlog grows past the cap while the schema waits for review: the device is paused.
+      await controlOf('pause_lineage', false);
+      await randomDelay(ctx);
+      await device.killAndRestart();
+      ctx.note('pause_lineage issued; kill -9 agent');
+      await controlOf('pause_lineage', true);
+      await randomDelay(ctx);
+      await approveDeviceTables(cloud, device);
+      ctx.note('approved');
+      await randomDelay(ctx);
+      await device.killAndRestart();
+      ctx.note('kill -9 agent while it drains');
+      await controlOf('resume_lineage', true);
+      ctx.note('resume_lineage acknowledged');
     },
   },
   {
@@ -449,14 +505,17 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
   let writer: ReturnType<typeof startLoad> | undefined;
   try {
     cloud = await Cloud.start(s.cloud);
+    await s.beforeDevice?.(cloud);
     device = Device.start(`dev-${s.name}-${seed}`, cloud.mqttUrl, s.device?.(stateDir) ?? {});
     await device.waitStarted();
     const phase = (what: string, since: number) => notes.push(`${what} ${Date.now() - since} ms`);
     phase('started', t0);
     writer = startLoad(device.app, rng(seed));
     const tApprove = Date.now();
-    await approveDeviceTables(cloud, device);
-    phase('approved', tApprove);
+    if (!s.approvesItself) {
+      await approveDeviceTables(cloud, device);
+      phase('approved', tApprove);
+    }
     await delay(profile.warmupMs);
     const tFaults = Date.now();
     const ctx: Ctx = {
