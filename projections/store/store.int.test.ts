@@ -2,6 +2,8 @@ import { DIALECTS, openTestStore, type TestStore } from '../test-support/stores'
 import { migrate } from './migrations';
 
 const TABLES = [
+  'edge_cloud_lineages',
+  'edge_cloud_rows',
   'edge_column_bindings',
   'edge_control_lineages',
   'edge_export_segments',
@@ -39,7 +41,12 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
   });
 
   it('migrates an empty database to the full schema, then is a no-op', async () => {
-    expect(await migrate(t.store)).toEqual(['0001_read_stores', '0002_staged_counts', '0003_mirror_reports']);
+    expect(await migrate(t.store)).toEqual([
+      '0001_read_stores',
+      '0002_staged_counts',
+      '0003_mirror_reports',
+      '0007_cloud_rows',
+    ]);
     const tables = await t.store.dialect.listTables(t.store.db);
     expect(tables.filter((n) => !n.startsWith('kysely_'))).toEqual(TABLES);
     expect(await migrate(t.store)).toEqual([]);
