@@ -33,6 +33,9 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
   let projector: Projector;
   let handler: LineageCommandHandler;
   let service: CommandService;
+  /** The versions of the suite's two writes (the write's time in ms). */
+  let v1 = 0;
+  let v2 = 0;
   const lineageId = uuidv7();
   const otherLineage = uuidv7();
   const deviceId = uuidv7();
@@ -261,12 +264,13 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     };
     const first = await post(rowsUrl(), body, 'write-1');
     expect(first.statusCode).toBe(200);
+    v1 = first.json().cloud_version as number;
+    expect(v1).toBeGreaterThanOrEqual(Date.parse('2026-01-01T00:00:00Z')); // the write's time in ms
     expect(first.json()).toMatchObject({
       lineage_id: lineageId,
-      cloud_version: 1,
       rows: [
-        { pk: { id: 1 }, cloud_version: 1 },
-        { pk: { id: 7 }, cloud_version: 1 },
+        { pk: { id: 1 }, cloud_version: v1 },
+        { pk: { id: 7 }, cloud_version: v1 },
       ],
       events: [{ type: 'CloudRowsWritten' }, { type: 'ControlIssued' }],
     });
@@ -281,7 +285,8 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
       { rows: [{ pk: { id: 1 }, values: { mode: 'colder' } }] },
       'write-2',
     );
-    expect(byId.json()).toMatchObject({ cloud_version: 2 });
+    v2 = byId.json().cloud_version as number;
+    expect(v2).toBeGreaterThan(v1);
     expect(await eventTypes(before)).toEqual([
       'CloudRowsWritten',
       'ControlIssued',
@@ -301,17 +306,23 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     const cloudRows = (await get(rowsUrl(), READER)).json();
     expect(cloudRows).toMatchObject({
       authority: 'cloud_authoritative',
-      last_cloud_version: 2,
+      last_cloud_version: v2,
       total: 2,
       items: [
         {
           pk: { id: 1 },
           values: { mode: 'colder' },
-          cloud_version: 2,
+          cloud_version: v2,
           status: 'pending',
           control_id: byId.json().control_id,
         },
-        { pk: { id: 7 }, values: { mode: 'new' }, cloud_version: 1, status: 'pending', device_version: null },
+        {
+          pk: { id: 7 },
+          values: { mode: 'new' },
+          cloud_version: v1,
+          status: 'pending',
+          device_version: null,
+        },
       ],
     });
   });
@@ -335,8 +346,8 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
       [{ id: 2, mode: 'm2' }, 2],
     ]);
     await ingest([
-      { commit_seq: 4, op: 'update', pk: { id: 1 }, row: { id: 1, mode: 'colder' }, lkcv: 2 },
-      { commit_seq: 5, op: 'insert', pk: { id: 7 }, row: { id: 7, mode: 'new' }, lkcv: 1 },
+      { commit_seq: 4, op: 'update', pk: { id: 1 }, row: { id: 1, mode: 'colder' }, lkcv: v2 },
+      { commit_seq: 5, op: 'insert', pk: { id: 7 }, row: { id: 7, mode: 'new' }, lkcv: v1 },
     ]);
     expect(await eventTypes(before)).toEqual(['StateWriteConflictDetected', 'RowsAccepted']);
     await projector.waitForCaughtUp();
@@ -347,13 +358,13 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     }[];
     const conflict = audit.find((e) => e.type === 'StateWriteConflictDetected');
     expect(conflict?.data).toMatchObject({
-      conflicts: [{ pk: { id: 1 }, commit_seq: 3, lkcv: 0, cloud_version: 2 }],
+      conflicts: [{ pk: { id: 1 }, commit_seq: 3, lkcv: 0, cloud_version: v2 }],
       reissued: 0, // the state_write carrying version 2 is still unacknowledged
     });
     const cloudRows = (await get(rowsUrl())).json().items as Record<string, unknown>[];
     expect(cloudRows).toMatchObject([
-      { pk: { id: 1 }, status: 'applied', device_version: 2, conflicts: 1 },
-      { pk: { id: 7 }, status: 'applied', device_version: 1, conflicts: 0 },
+      { pk: { id: 1 }, status: 'applied', device_version: v2, conflicts: 1 },
+      { pk: { id: 7 }, status: 'applied', device_version: v1, conflicts: 0 },
     ]);
     expect(await mirrorRows()).toEqual([
       [{ id: 1, mode: 'colder' }, 4],

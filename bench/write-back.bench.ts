@@ -95,7 +95,9 @@ const cloudOwned = s;
 const deviceOwned = decideAll(s, [
   { type: 'SetLineageAuthority', data: { authority: 'device_authoritative' } },
 ]);
-const batch = ingest(rows(2, BATCH, (i) => (i % 2 === 0 ? 0 : 10_000)));
+// Even rows were made before the device saw the write (lkcv 0), odd ones after it.
+const seen = Date.parse('2100-01-01T00:00:00Z');
+const batch = ingest(rows(2, BATCH, (i) => (i % 2 === 0 ? 0 : seen)));
 
 function time(state: LineageState): number {
   const t0 = process.hrtime.bigint();

@@ -100,7 +100,7 @@ export type CloudRow = Readonly<{
 
 export type WriteBackState = Readonly<{
   authority: LineageAuthority;
-  /** Versions are numbered per lineage, one per write, so they are monotonic per key too. */
+  /** One version per write, increasing per lineage (so per key too); see decideWrite. */
   last_cloud_version: number;
   /** By cloudKey(pk). */
   rows: Readonly<Record<string, CloudRow>>;

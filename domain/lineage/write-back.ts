@@ -215,7 +215,10 @@ export function decideWrite(s: ActiveLineage, d: WriteCloudRowsData): LineageEve
     if (seen.has(k)) throw bad(i, 'the same pk appears twice in this write');
     seen.add(k);
   });
-  const version = (s.write_back?.last_cloud_version ?? 0) + 1;
+  // The write's time in milliseconds, or one above the last version if the clock has not moved
+  // on: monotonic per lineage, and a lineage that replaces a deleted one of the same table still
+  // writes above every version the device holds from the old one (it skips lower ones).
+  const version = Math.max((s.write_back?.last_cloud_version ?? 0) + 1, Date.parse(d.now) || 0);
   const written: CloudRowWrite[] = d.rows.map((r) => ({
     pk: r.pk,
     values: r.values,

@@ -15,6 +15,8 @@ const W1 = '0190a000-0000-7000-8000-0000000000d1';
 const W2 = '0190a000-0000-7000-8000-0000000000d2';
 const RE = '0190a000-0000-7000-8000-0000000000d9';
 const NOW = '2026-11-22T00:00:00.000Z';
+/** Versions are the write's time in ms (or one above the last): the first write here is V. */
+const V = Date.parse(NOW);
 const DEVICE = { project_id: 'p', device_id: 'd', device_name: 'gw-1' };
 const MINT = {
   new_control_id: '0190a000-0000-7000-8000-0000000000c1',
@@ -138,7 +140,7 @@ describe('write-back: writes', () => {
       .then([
         {
           type: 'CloudRowsWritten',
-          data: { cloud_version: 1, rows: [{ pk: { id: 1 }, values: { mode: 'cool' }, cloud_version: 1 }] },
+          data: { cloud_version: V, rows: [{ pk: { id: 1 }, values: { mode: 'cool' }, cloud_version: V }] },
         },
         {
           type: 'ControlIssued',
@@ -147,9 +149,9 @@ describe('write-back: writes', () => {
             control_kind: 'state_write',
             source_table: 'device_state',
             server_watermark: 2,
-            reason: 'cloud write-back v1: 1 row(s)',
+            reason: `cloud write-back v${V}: 1 row(s)`,
             issued_at: NOW,
-            rows: [{ pk: { id: 1 }, values: { mode: 'cool' }, cloud_version: 1 }],
+            rows: [{ pk: { id: 1 }, values: { mode: 'cool' }, cloud_version: V }],
           },
         },
       ]);
@@ -169,17 +171,36 @@ describe('write-back: writes', () => {
         ),
       )
       .thenMatch([
-        { type: 'CloudRowsWritten', data: { cloud_version: 2 } },
+        { type: 'CloudRowsWritten', data: { cloud_version: V + 1 } },
         {
           type: 'ControlIssued',
           data: {
             control_id: W2,
             rows: [
-              { pk: { id: 1 }, values: { mode: 'cool', setpoint: 21.5 }, cloud_version: 2 },
-              { pk: { id: 9 }, values: {}, cloud_version: 2 },
+              { pk: { id: 1 }, values: { mode: 'cool', setpoint: 21.5 }, cloud_version: V + 1 },
+              { pk: { id: 9 }, values: {}, cloud_version: V + 1 },
             ],
           },
         },
+      ]);
+  });
+
+  it("versions are the write's time in ms, and always above the last one even if the clock went back", () => {
+    const at = (now: string, control: string) =>
+      ({
+        type: 'WriteCloudRows',
+        data: { rows: [{ pk: { id: 1 }, values: {} }], new_control_id: control, now },
+      }) as LineageCommand;
+    const h = cloudWritten(); // version V
+    const earlier = spec.given(h).when(at('2026-11-21T23:00:00.000Z', W2)).events();
+    expect(earlier[0]).toMatchObject({ type: 'CloudRowsWritten', data: { cloud_version: V + 1 } });
+    const h2 = [...h, ...earlier];
+    spec
+      .given(h2)
+      .when(at('2026-11-22T00:00:01.000Z', RE))
+      .thenMatch([
+        { type: 'CloudRowsWritten', data: { cloud_version: V + 1000 } },
+        { type: 'ControlIssued' },
       ]);
   });
 
@@ -259,7 +280,7 @@ describe('write-back: the conflict rule (cloud wins on a cloud_authoritative lin
           data: {
             batch_id: b.batch_id,
             journal_epoch: EPOCH,
-            conflicts: [{ pk: { id: 1 }, commit_seq: 3, op: 'update', lkcv: 0, cloud_version: 1 }],
+            conflicts: [{ pk: { id: 1 }, commit_seq: 3, op: 'update', lkcv: 0, cloud_version: V }],
             reissued: 1,
           },
         },
@@ -273,7 +294,7 @@ describe('write-back: the conflict rule (cloud wins on a cloud_authoritative lin
             reason:
               'write-back conflict: 1 key(s) changed on the device before it applied the cloud row; the cloud row stands',
             issued_at: NOW,
-            rows: [{ pk: { id: 1 }, values: { mode: 'cool' }, cloud_version: 1 }],
+            rows: [{ pk: { id: 1 }, values: { mode: 'cool' }, cloud_version: V }],
           },
         },
         {
@@ -292,8 +313,8 @@ describe('write-back: the conflict rule (cloud wins on a cloud_authoritative lin
   it('a change with lkcv equal to the cloud_version (the device applied the write) materializes', () => {
     spec
       .given(cloudWritten())
-      .when(ingest(batch([change(3, 1, 'cool', 1)])))
-      .thenMatch([{ type: 'RowsAccepted', data: { rows: [{ commit_seq: 3, lkcv: 1 }] } }]);
+      .when(ingest(batch([change(3, 1, 'cool', V)])))
+      .thenMatch([{ type: 'RowsAccepted', data: { rows: [{ commit_seq: 3, lkcv: V }] } }]);
   });
 
   it('a key the cloud never wrote materializes without lkcv', () => {
@@ -310,7 +331,7 @@ describe('write-back: the conflict rule (cloud wins on a cloud_authoritative lin
       .thenMatch([
         {
           type: 'StateWriteConflictDetected',
-          data: { conflicts: [{ commit_seq: 3, lkcv: 0, cloud_version: 1 }], reissued: 0 },
+          data: { conflicts: [{ commit_seq: 3, lkcv: 0, cloud_version: V }], reissued: 0 },
         },
       ]);
   });
@@ -320,10 +341,10 @@ describe('write-back: the conflict rule (cloud wins on a cloud_authoritative lin
     const acked = [...h, ...spec.given(h).when(ack(W1)).events()];
     spec
       .given(acked)
-      .when(ingest(batch([change(3, 1, 'device-stale'), change(4, 1, 'cool', 1)])))
+      .when(ingest(batch([change(3, 1, 'device-stale'), change(4, 1, 'cool', V)])))
       .thenMatch([
         { type: 'StateWriteConflictDetected', data: { reissued: 0 } },
-        { type: 'RowsAccepted', data: { rows: [{ commit_seq: 4, lkcv: 1 }] } },
+        { type: 'RowsAccepted', data: { rows: [{ commit_seq: 4, lkcv: V }] } },
       ]);
   });
 
@@ -353,7 +374,7 @@ describe('write-back: the conflict rule (cloud wins on a cloud_authoritative lin
       .thenMatch([
         {
           type: 'StateWriteConflictDetected',
-          data: { conflicts: [{ op: 'delete', commit_seq: 3, lkcv: 0, cloud_version: 1 }] },
+          data: { conflicts: [{ op: 'delete', commit_seq: 3, lkcv: 0, cloud_version: V }] },
         },
       ]);
   });

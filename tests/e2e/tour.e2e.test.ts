@@ -285,7 +285,8 @@ describe('the 5-minute tour', () => {
     const write = await postJson<{ cloud_version: number }>(W, {
       rows: [{ pk: { id: 50 }, values: { mode: 'eco', setpoint: 21 } }],
     });
-    expect(write).toMatchObject({ status: 200, body: { cloud_version: 1 } });
+    expect(write.status).toBe(200);
+    expect(write.body.cloud_version).toBeGreaterThan(0);
     const landed = await waitFor(
       async () => {
         const row = await mirrorRow(L, 50);

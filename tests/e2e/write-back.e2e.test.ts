@@ -51,6 +51,7 @@ describe('write-back end to end', () => {
         launch: () => AgentProcess;
         audit: () => Promise<AuditItem[]>;
         mirrorEqualsDevice: () => Promise<unknown>;
+        v1: number;
       }
     | undefined;
 
@@ -150,7 +151,8 @@ describe('write-back end to end', () => {
     ]);
     expect(written.code).toBe(0);
     const write = { body: JSON.parse(written.stdout) as { cloud_version: number; control_id: string } };
-    expect(write.body.cloud_version).toBe(1);
+    const v1 = write.body.cloud_version; // the write's time in ms
+    expect(v1).toBeGreaterThan(Date.parse('2026-01-01T00:00:00Z'));
 
     // 2. The device's SQLite rows change, and the agent ACKs the signed control.
     const deviceRow = (id: number) =>
@@ -194,13 +196,13 @@ describe('write-back end to end', () => {
       expect.objectContaining({
         op: 'update',
         pk: { id: 2 },
-        lkcv: 1,
+        lkcv: v1,
         row: { id: 2, mode: 'cloud-cool', setpoint: 19.5 },
       }),
       expect.objectContaining({
         op: 'insert',
         pk: { id: 10 },
-        lkcv: 1,
+        lkcv: v1,
         row: { id: 10, mode: 'cloud-new', setpoint: null },
       }),
     ]);
@@ -223,14 +225,14 @@ describe('write-back end to end', () => {
       { timeoutMs: 30_000, message: 'cloud rows applied' },
     );
     expect(cloudRows).toMatchObject([
-      { pk: { id: 10 }, cloud_version: 1, status: 'applied' },
-      { pk: { id: 2 }, cloud_version: 1, status: 'applied' },
+      { pk: { id: 10 }, cloud_version: v1, status: 'applied' },
+      { pk: { id: 2 }, cloud_version: v1, status: 'applied' },
     ]);
 
     const shown = await cli(['rows', 'cloud', lineage_id]);
     expect(shown.code).toBe(0);
-    expect(shown.stdout).toMatch(/cloud_authoritative, last cloud_version 1/);
-    expect(shown.stdout).toMatch(/\{"id":2\}.*cloud-cool.*\s1\s+applied\s+1\s+0/);
+    expect(shown.stdout).toContain(`cloud_authoritative, last cloud_version ${v1}`);
+    expect(shown.stdout).toMatch(new RegExp(`\\{"id":2\\}.*cloud-cool.*\\s${v1}\\s+applied\\s+${v1}\\s+0`));
 
     // 5. A device change after the write carries the version it saw and flows on.
     app.prepare('UPDATE device_state SET setpoint = 22 WHERE id = 2').run();
@@ -244,7 +246,7 @@ describe('write-back end to end', () => {
       .filter((e) => e.type === 'RowsAccepted')
       .flatMap((e) => e.data.rows as BatchRow[])
       .at(-1);
-    expect(last).toMatchObject({ pk: { id: 2 }, lkcv: 1, row: { setpoint: 22 } });
+    expect(last).toMatchObject({ pk: { id: 2 }, lkcv: v1, row: { setpoint: 22 } });
     expect(trail.map((e) => e.type)).not.toContain('StateWriteConflictDetected');
     expect(trail.map((e) => e.type)).toEqual(
       expect.arrayContaining([
@@ -255,28 +257,30 @@ describe('write-back end to end', () => {
       ]),
     );
     console.log(`[write-back] write → device → lkcv → mirror round trip done in ${Date.now() - t0} ms`);
-    shared = { lineage_id, rowsUrl, launch, audit, mirrorEqualsDevice };
+    shared = { lineage_id, rowsUrl, launch, audit, mirrorEqualsDevice, v1 };
   });
 
   it('a change the device made before it received a write loses to the cloud row, visibly', async () => {
-    const { lineage_id, rowsUrl, launch, audit, mirrorEqualsDevice } = shared!;
+    const { lineage_id, rowsUrl, launch, audit, mirrorEqualsDevice, v1 } = shared!;
     // The device is offline: its application changes key 2, and the operator writes key 2.
     await shutdown(agent);
     app!.prepare("UPDATE device_state SET mode = 'device-offline' WHERE id = 2").run();
     const write = await postJson<{ cloud_version: number }>(rowsUrl, {
       rows: [{ pk: { id: 2 }, values: { mode: 'cloud-wins' } }],
     });
-    expect(write).toMatchObject({ status: 200, body: { cloud_version: 2 } });
+    expect(write.status).toBe(200);
+    const v2 = write.body.cloud_version;
+    expect(v2).toBeGreaterThan(v1);
 
-    // Back online: the journaled change goes out with the version it was made under (1), the
-    // write is applied and confirmed with 2.
+    // Back online: the journaled change goes out with the version it was made under (v1), the
+    // write is applied and confirmed with v2.
     agent = launch();
     const conflict = await waitFor(
       async () => (await audit()).find((e) => e.type === 'StateWriteConflictDetected'),
       { timeoutMs: 30_000, message: 'the conflict recorded' },
     );
     expect(conflict.data).toMatchObject({
-      conflicts: [{ pk: { id: 2 }, op: 'update', lkcv: 1, cloud_version: 2 }],
+      conflicts: [{ pk: { id: 2 }, op: 'update', lkcv: v1, cloud_version: v2 }],
     });
     await waitFor(
       () => app!.prepare('SELECT mode FROM device_state WHERE id = 2').pluck().get() === 'cloud-wins',
