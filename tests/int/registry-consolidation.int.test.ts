@@ -315,6 +315,8 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
       { message: 'fleet filter' },
     );
     expect(inFleet[0]!.lineage_id).toBe(bl.lineage_id);
+    const fleetReviews = await get<{ items: { lineage_id: string }[] }>(`/schema-reviews?fleet_id=${FLEET}`);
+    expect(fleetReviews.items.map((r) => r.lineage_id)).toEqual([bl.lineage_id]);
     const devices = await cliJsonOk<{ items: { device_name: string; fleet_id: string | null }[] }>(cli, [
       'devices',
       'ls',
