@@ -79,6 +79,20 @@ describe('registry decider', () => {
       .then([{ type: 'RegistryLineageEnrolled', data: { lineage_id: L2, device_id: 'dev-c2' } }]);
   });
 
+  it('an approved entry takes no enrollment: the lineage applies the approval itself', () => {
+    registry
+      .given([
+        ...first,
+        claimed,
+        {
+          type: 'RegistryReviewApproved',
+          data: { review_id: REVIEW, action_version: 3, bindings: BINDINGS },
+        },
+      ])
+      .when(enroll(L2, REVIEW2))
+      .then([]);
+  });
+
   it('enrolling twice changes nothing', () => {
     registry.given(first).when(enroll(L1)).then([]);
   });
