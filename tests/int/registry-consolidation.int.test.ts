@@ -330,6 +330,18 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
       { timeout: 10_000 },
     );
     expect(bad.json()).toMatchObject({ ok: false, error: { code: 'invalid_command' } });
+    const openapi = (await (await fetch(`${api}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    const prefix = '/core/api/v1/projects/{project_id}/edge';
+    for (const path of [
+      '/registry',
+      '/registry-reviews',
+      '/registry-reviews/{review_id}',
+      '/registry-reviews/{review_id}/abandon',
+      '/coalesced-mirrors',
+      '/devices/{device}/fleet',
+    ]) {
+      expect(Object.keys(openapi.paths)).toContain(`${prefix}${path}`);
+    }
   }, 90_000);
 });
 
