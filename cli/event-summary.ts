@@ -88,6 +88,12 @@ export function summarizeEvent(type: string, data: unknown): string {
       const seqs = conflicts.map((c) => String(c.commit_seq)).join(', ');
       return `${conflicts.length} device change(s) lost to the cloud row (commit_seq ${seqs}); ${String(d.reissued)} key(s) sent again`;
     }
+    case 'RegistryReviewAwaited':
+      return `schema ${short(d.schema_hash, 12)} waits for registry entry ${short(d.registry_id, 12)} (${String(d.scope)} ${String(d.scope_id)})`;
+    case 'SchemaApprovedByRegistry':
+      return `approved by registry entry ${short(d.registry_id, 12)}${d.review_id ? ` (review ${String(d.review_id)})` : ''}, coalesced in ${String(d.scope)} ${String(d.scope_id)}: ${bindings(d)}`;
+    case 'LineageFleetAssigned':
+      return d.fleet_id ? `device in fleet ${String(d.fleet_id)}` : 'device in no fleet';
     default:
       return JSON.stringify(d);
   }

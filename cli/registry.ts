@@ -34,7 +34,8 @@ const entryCols: Column<RegistryEntryView>[] = [
   { header: 'TABLE', get: (e) => e.source_table, max: 24 },
   { header: 'HASH', get: (e) => e.schema_hash.slice(0, 12) },
   { header: 'STATUS', get: (e) => e.status },
-  { header: 'LINEAGES', get: (e) => e.enrolled_lineages, right: true },
+  { header: 'WAITED', get: (e) => e.enrolled_lineages, right: true },
+  { header: 'COALESCED', get: (e) => e.coalesced_lineages, right: true },
   { header: 'REVIEW', get: (e) => e.review_id, max: 36 },
 ];
 

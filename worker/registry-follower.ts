@@ -13,9 +13,9 @@ import type { RegistryCommandHandler } from './registry-handler';
 export const REGISTRY_FOLLOWER = 'sluice-registry-follower';
 
 /**
- * Carries a registry entry's approval to its lineages: every lineage enrolled when the approval
- * lands, and every lineage enrolled after it. A message is acked only once each of its lineages
- * has the approval appended, so a worker that dies half-way leaves the rest for the redelivery
+ * Carries a registry entry's approval to every lineage enrolled in it. A message is acked only
+ * once each of its lineages has the approval appended, so a worker that dies half-way leaves the
+ * rest for the redelivery
  * (the lineage decider ignores an approval it already took).
  */
 export class RegistryFollower {
@@ -74,20 +74,22 @@ export class RegistryFollower {
     }
   }
 
+  /**
+   * Only approvals fan out. A lineage enrolls only while the entry is undecided (an approved entry
+   * takes no enrollment; the enrolling worker applies the approval itself), so every lineage that
+   * waits is in `lineages` when the approval message is handled.
+   */
   private async follow(commit: RegistryCommit): Promise<void> {
     const approval = commit.events.find(
       (e) => e.type === 'RegistryReviewApproved' || e.type === 'RegistryApprovalAdopted',
     );
-    const enrolled = commit.events.flatMap((e) => (e.type === 'RegistryLineageEnrolled' ? [e] : []));
-    if (!approval && enrolled.length === 0) return;
+    if (!approval) return;
     const { state } = await this.opts.registries.load(commit.registry_id);
     if (state.status !== 'registered' || state.decision?.kind !== 'approved') return;
-    const targets = approval ? state.lineages : enrolled.map((e) => e.data.lineage_id);
-    const cause = approval ?? enrolled[0]!;
-    for (const lineageId of targets) {
+    for (const lineageId of state.lineages) {
       await applyApproval(this.opts.lineages, state, lineageId, {
-        causation_id: cause.id,
-        ...(cause.metadata.actor ? { actor: cause.metadata.actor } : {}),
+        causation_id: approval.id,
+        ...(approval.metadata.actor ? { actor: approval.metadata.actor } : {}),
       });
     }
   }

@@ -335,12 +335,14 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
           ...paging,
           status: z.enum(['queued', 'in_review', 'approved', 'rejected']).optional(),
           lineage_id: z.string().uuid().optional(),
+          fleet_id: z.string().uuid().optional(),
         }),
       },
     },
     async (req) =>
       listReviews(db, {
         project_id: req.params.project_id,
+        ...(req.query.fleet_id ? { fleet_id: req.query.fleet_id } : {}),
         ...(req.query.status ? { status: req.query.status } : {}),
         ...(req.query.lineage_id ? { lineage_id: req.query.lineage_id } : {}),
         ...(req.query.page ? { page: req.query.page } : {}),

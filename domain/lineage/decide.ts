@@ -176,6 +176,24 @@ function governSchema(
     registryApproval(s, events, approvalOf(fromRegistry, hash), null);
     return events;
   }
+  if (
+    known &&
+    !registry &&
+    (s.awaiting ?? {})[hash] !== undefined &&
+    !s.reviews.some((r) => r.schema_hash === hash && (r.status === 'queued' || r.status === 'in_review'))
+  ) {
+    // It waited for a registry entry, and the project stopped coalescing: a review of its own now.
+    events.push({
+      type: 'SchemaReviewQueued',
+      data: {
+        review_id: reviewId,
+        schema_hash: hash,
+        classification: s.classifications[hash] ?? 'ambiguous',
+        action_version: 1,
+      },
+    });
+    return events;
+  }
   if (!known || (columns && !s.schemas[hash])) {
     const incoming = columns ?? s.schemas[hash] ?? null;
     const classification =

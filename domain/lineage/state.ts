@@ -161,6 +161,12 @@ export function inRanges(ranges: SeqRanges, seq: number): boolean {
   return false;
 }
 
+function withoutKey<T>(record: Readonly<Record<string, T>>, key: string): Record<string, T> {
+  const out = { ...record };
+  delete out[key];
+  return out;
+}
+
 const withoutReason = (reasons: readonly PauseReason[], r: PauseReason) => reasons.filter((x) => x !== r);
 
 function updateReview(s: ActiveLineage, id: string, patch: Partial<ReviewState>): ActiveLineage {
@@ -239,6 +245,7 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
           status: 'approved',
           action_version: event.data.action_version,
         }),
+        awaiting: withoutKey(s.awaiting ?? {}, event.data.schema_hash),
         approved_hash: event.data.schema_hash,
         bindings: event.data.bindings,
         // A review of the lineage's own materializes device-scoped again.
@@ -358,11 +365,9 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
     case 'RegistryReviewAwaited':
       return { ...s, awaiting: { ...s.awaiting, [event.data.schema_hash]: event.data.registry_id } };
     case 'SchemaApprovedByRegistry': {
-      const awaiting = { ...s.awaiting };
-      delete awaiting[event.data.schema_hash];
       return {
         ...s,
-        awaiting,
+        awaiting: withoutKey(s.awaiting ?? {}, event.data.schema_hash),
         approved_hash: event.data.schema_hash,
         bindings: event.data.bindings,
         coalesced: {

@@ -107,6 +107,8 @@ function mustBe(r: RegistryReview, status: RegistryReview['status'], what: strin
 function enroll(state: RegistryState, d: Extract<RegistryCommand, { type: 'EnrollLineage' }>['data']) {
   const events = register(state, d);
   const s = requireEntry(apply(state, events));
+  // Approved already: nothing to wait for; the caller applies the approval to the lineage itself.
+  if (s.decision?.kind === 'approved') return events;
   events.push(...schemaEvents(s, d.schema_columns));
   if (!s.lineages.includes(d.lineage_id)) {
     events.push({
@@ -133,13 +135,8 @@ function adopt(state: RegistryState, d: Extract<RegistryCommand, { type: 'AdoptA
   const events = register(state, d);
   const s = requireEntry(apply(state, events));
   events.push(...schemaEvents(s, d.schema_columns));
-  if (s.decision?.kind === 'approved') {
-    // Already decided: the lineage joins; the fan-out moves it onto the entry's approval.
-    if (!s.lineages.includes(d.lineage_id)) {
-      events.push({ type: 'RegistryLineageEnrolled', data: { lineage_id: d.lineage_id, device_id: '' } });
-    }
-    return events;
-  }
+  // Approved already: the caller moves the lineage onto the entry's approval.
+  if (s.decision?.kind === 'approved') return events;
   if (s.decision?.kind === 'rejected') return events; // a person said no to this hash in scope
   const open = openReview(s);
   if (open) {

@@ -79,6 +79,20 @@ describe('registry decider', () => {
       .then([{ type: 'RegistryLineageEnrolled', data: { lineage_id: L2, device_id: 'dev-c2' } }]);
   });
 
+  it('an approved entry takes no enrollment: the lineage applies the approval itself', () => {
+    registry
+      .given([
+        ...first,
+        claimed,
+        {
+          type: 'RegistryReviewApproved',
+          data: { review_id: REVIEW, action_version: 3, bindings: BINDINGS },
+        },
+      ])
+      .when(enroll(L2, REVIEW2))
+      .then([]);
+  });
+
   it('enrolling twice changes nothing', () => {
     registry.given(first).when(enroll(L1)).then([]);
   });
@@ -322,6 +336,48 @@ describe('a lineage under a registry entry', () => {
         { type: 'LineageResumed', data: { reason: 'schema_review' } },
         { type: 'StagedRowsReleased' },
         { type: 'RowsAccepted' },
+      ]);
+  });
+
+  it('a waiting lineage whose project stopped coalescing gets a review of its own', () => {
+    const waiting = lineage
+      .given([])
+      .when(ingest([1], 'open'))
+      .events() as LineageEvent[];
+    const plain: LineageCommand = {
+      type: 'IngestRowBatch',
+      data: {
+        ...DEVICE,
+        ...MINT,
+        batch: batch([2]),
+        new_lineage_id: LID,
+        new_review_id: REVIEW2,
+        policy: DEFAULT_POLICY,
+      },
+    };
+    const queued = lineage.given(waiting).when(plain).events() as LineageEvent[];
+    expect(queued).toMatchObject([
+      {
+        type: 'SchemaReviewQueued',
+        data: { review_id: REVIEW2, schema_hash: H, classification: 'ambiguous' },
+      },
+      { type: 'RowsStaged', data: { reason: 'schema_review' } },
+    ]);
+    // Approving it resumes the lineage and releases every staged row, the waiting ones included.
+    const claimed = lineage
+      .given([...waiting, ...queued])
+      .when({ type: 'ClaimReview', data: { review_id: REVIEW2, action_version: 1 } })
+      .events() as LineageEvent[];
+    lineage
+      .given([...waiting, ...queued, ...claimed])
+      .when({
+        type: 'ApproveReview',
+        data: { review_id: REVIEW2, action_version: 2, replay_id: MINT.new_replay_id },
+      })
+      .thenMatch([
+        { type: 'SchemaReviewApproved' },
+        { type: 'LineageResumed', data: { reason: 'schema_review' } },
+        { type: 'StagedRowsReleased' },
       ]);
   });
 

@@ -70,6 +70,15 @@ export class Registry {
     const key = `${token(projectId)}.${token(name)}`;
     const cached = this.devices.get(key);
     if (cached && now - cached.at < 5_000) return cached.record;
+    if (cached) {
+      // Known: refresh it (an operator may have moved it to another fleet).
+      const e = await this.deviceKv.get(key);
+      if (e && e.operation === 'PUT') {
+        const fresh = dec<DeviceRecord>(e.value);
+        this.devices.set(key, { record: fresh, at: now });
+        return fresh;
+      }
+    }
     const record: DeviceRecord = {
       device_id: newId,
       device_name: name,

@@ -612,7 +612,7 @@ export async function listMirrorRows(
 // ------------------------------------------------------------------ reviews
 
 export type ListReviewsQuery = PageQuery &
-  Readonly<{ project_id: string; status?: ReviewView['status']; lineage_id?: string }>;
+  Readonly<{ project_id: string; status?: ReviewView['status']; lineage_id?: string; fleet_id?: string }>;
 
 export async function listReviews(db: Db, q: ListReviewsQuery): Promise<Page<ReviewView>> {
   const { page, limit, offset } = paging(q);
@@ -620,7 +620,18 @@ export async function listReviews(db: Db, q: ListReviewsQuery): Promise<Page<Rev
     .selectFrom('edge_schema_reviews')
     .where('project_id', '=', q.project_id)
     .$if(q.status !== undefined, (b) => b.where('status', '=', q.status!))
-    .$if(q.lineage_id !== undefined, (b) => b.where('lineage_id', '=', q.lineage_id!));
+    .$if(q.lineage_id !== undefined, (b) => b.where('lineage_id', '=', q.lineage_id!))
+    .$if(q.fleet_id !== undefined, (b) =>
+      b.where(
+        'lineage_id',
+        'in',
+        db
+          .selectFrom('edge_table_lineages')
+          .select('lineage_id')
+          .where('project_id', '=', q.project_id)
+          .where('fleet_id', '=', q.fleet_id!),
+      ),
+    );
   const [rows, count] = await Promise.all([
     base.selectAll().orderBy('created_at').orderBy('review_id').limit(limit).offset(offset).execute(),
     base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),

@@ -25,6 +25,8 @@ export type RegistryEntryView = Readonly<{
   adopted_from: string | null;
   reason: string | null;
   enrolled_lineages: number;
+  /** Lineages materializing under the entry now (read from the lineages projection). */
+  coalesced_lineages: number;
   schema_columns: unknown;
   bindings: unknown;
   created_at: string;
@@ -53,10 +55,24 @@ export async function listRegistry(db: Db, q: RegistryQuery): Promise<Page<Regis
     base.selectAll().orderBy('created_at').orderBy('registry_id').limit(limit).offset(offset).execute(),
     base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
   ]);
+  const ids = rows.map((r) => r.registry_id);
+  const counts = ids.length
+    ? await db
+        .selectFrom('edge_table_lineages')
+        .select(['registry_id', (eb) => eb.fn.countAll<number>().as('n')])
+        .where('project_id', '=', q.project_id)
+        .where('registry_state', '=', 'coalesced')
+        .where('status', '!=', 'deleted')
+        .where('registry_id', 'in', ids)
+        .groupBy('registry_id')
+        .execute()
+    : [];
+  const coalesced = new Map(counts.map((c) => [c.registry_id, Number(c.n)]));
   return {
     items: rows.map((r) => ({
       ...r,
       enrolled_lineages: Number(r.enrolled_lineages),
+      coalesced_lineages: coalesced.get(r.registry_id) ?? 0,
       schema_columns: json(r.schema_columns),
       bindings: json(r.bindings),
     })),

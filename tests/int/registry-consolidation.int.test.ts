@@ -55,7 +55,7 @@ async function sendBatch(
     capture_strategy: 'sqlite_row_batch_v1',
     batch_id: uuidv7(),
     journal_epoch: epoch,
-    source_table: 'device_state',
+    source_table: s.table_name,
     schema_hash: schemaHash(s),
     schema_columns: s,
     first_commit_seq: Math.min(...seqs),
@@ -73,6 +73,15 @@ async function sendBatch(
     await c.endAsync();
   }
 }
+
+const hostile: SchemaColumns = {
+  table_name: 'x"; DROP TABLE edge_table_lineages; --',
+  columns: [
+    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
+    { name: 'device_id', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
+    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
+  ],
+};
 
 type Lineage = {
   lineage_id: string;
@@ -315,6 +324,8 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
       { message: 'fleet filter' },
     );
     expect(inFleet[0]!.lineage_id).toBe(bl.lineage_id);
+    const fleetReviews = await get<{ items: { lineage_id: string }[] }>(`/schema-reviews?fleet_id=${FLEET}`);
+    expect(fleetReviews.items.map((r) => r.lineage_id)).toEqual([bl.lineage_id]);
     const devices = await cliJsonOk<{ items: { device_name: string; fleet_id: string | null }[] }>(cli, [
       'devices',
       'ls',
@@ -328,6 +339,45 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
       { timeout: 10_000 },
     );
     expect(bad.json()).toMatchObject({ ok: false, error: { code: 'invalid_command' } });
+    // A hostile table name, and a column named like a system column, in the coalesced table.
+    const h = `${t}-h`;
+    await sendBatch(nats.mqttUrl, h, [1, 2], hostile);
+    const hr = await waitFor(
+      async () => {
+        const r = await get<{ items: { review_id: string; source_table: string }[] }>(
+          '/registry-reviews?status=queued',
+        );
+        return r.items.find((x) => x.source_table === hostile.table_name);
+      },
+      { message: 'registry review of the hostile table' },
+    );
+    expect((await cli(['registry', 'approve', hr.review_id, '--claim'])).code).toBe(0);
+    const hl = await waitFor(
+      async () => (await lineages()).find((l) => l.device_name === h && l.materialized_rows === 2),
+      { message: 'hostile table materialized' },
+    );
+    const hrows = await get<{ table: string; items: { row: Record<string, unknown> }[] }>(
+      `/lineages/${hl.lineage_id}/mirror-rows`,
+    );
+    expect(hrows.table).toMatch(/^edge_mirror_p[0-9a-f]{8}_x___drop_table_[a-z_]+_[0-9a-f]{8}$/);
+    expect(hrows.table.length).toBeLessThanOrEqual(63);
+    expect(hrows.items.map((i) => i.row)).toEqual(
+      [1, 2].map((q) => ({ id: q, device_id: null, mode: `${h}-${q}` })),
+    );
+    expect((await lineages()).length).toBeGreaterThanOrEqual(4);
+
+    const openapi = (await (await fetch(`${api}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    const prefix = '/core/api/v1/projects/{project_id}/edge';
+    for (const path of [
+      '/registry',
+      '/registry-reviews',
+      '/registry-reviews/{review_id}',
+      '/registry-reviews/{review_id}/abandon',
+      '/coalesced-mirrors',
+      '/devices/{device}/fleet',
+    ]) {
+      expect(Object.keys(openapi.paths)).toContain(`${prefix}${path}`);
+    }
   }, 90_000);
 });
 

@@ -353,10 +353,12 @@ describe.each(DIALECTS)('a fleet of devices coalesced on the %s read store', (di
     expect(second.registry_id).not.toBe(review.registry_id);
     const oddLineage = (await lineages()).find((l) => l.device_name === odd)!;
     expect(oddLineage).toMatchObject({ status: 'paused', staged_rows: 3, registry_id: second.registry_id });
-    const entries = await get<{ items: { status: string; enrolled_lineages: number }[] }>('/registry');
-    expect(entries.items.map((e) => [e.status, e.enrolled_lineages])).toEqual([
-      ['approved', FLEET_SIZE],
-      ['pending', 1],
+    const entries = await get<{
+      items: { status: string; enrolled_lineages: number; coalesced_lineages: number }[];
+    }>('/registry');
+    expect(entries.items.map((e) => [e.status, e.enrolled_lineages, e.coalesced_lineages])).toEqual([
+      ['approved', FLEET_SIZE, FLEET_SIZE + 1],
+      ['pending', 1, 0],
     ]);
 
     // Both read sides are projections: rebuilt from the events, they come back the same.
