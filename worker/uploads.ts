@@ -243,23 +243,29 @@ export class UploadIngest {
     rows: RowChange[],
     policy: Awaited<ReturnType<Registry['policy']>>,
   ): Promise<void> {
-    const result = await this.opts.handler.execute(
-      lineageId,
-      {
-        type: 'IngestUploadChunk',
-        data: {
-          upload_id: u.upload_id,
-          chunk,
-          rows,
-          policy,
-          new_review_id: uuidv7(),
-          new_control_id: uuidv7(),
-          new_replay_id: uuidv7(),
-          now: this.now().toISOString(),
-        },
+    const command = {
+      type: 'IngestUploadChunk' as const,
+      data: {
+        upload_id: u.upload_id,
+        chunk,
+        rows,
+        policy,
+        new_review_id: uuidv7(),
+        new_control_id: uuidv7(),
+        new_replay_id: uuidv7(),
+        now: this.now().toISOString(),
       },
-      { decision_id: `${msg.device_key}:upload:${u.upload_id}:${chunk}` },
-    );
+    };
+    const meta = { decision_id: `${msg.device_key}:upload:${u.upload_id}:${chunk}` };
+    let result;
+    try {
+      result = await this.opts.handler.execute(lineageId, command, meta);
+    } catch (err) {
+      if (!isDomainError(err) || err.code !== 'upload_chunk_out_of_order') throw err;
+      // Decided on a state another decision had overtaken: read the lineage again and retry once.
+      await this.opts.handler.load(lineageId, true);
+      result = await this.opts.handler.execute(lineageId, command, meta);
+    }
     const metrics = this.opts.metrics;
     for (const e of result.events) {
       if (e.type === 'RowsStaged') metrics?.rows.inc({ disposition: 'staged' }, e.data.rows.length);

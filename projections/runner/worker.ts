@@ -338,9 +338,13 @@ export class ProjectionWorker {
       opt_start_seq: this.position + 1,
       deliver_policy: DeliverPolicy.StartSequence,
     });
-    const messages = await consumer.consume({ max_messages: Math.max(100, limits.maxMessages * 2) });
+    // Bounded in bytes as well as messages: a run of large decisions (upload chunks, full batches)
+    // must not pull hundreds of MiB ahead of the store.
+    const messages = await consumer.consume({
+      max_messages: Math.max(100, limits.maxMessages * 2),
+    });
     this.messages = messages;
-    const buffer = new BoundedBuffer<DecodedMessage>(limits.maxMessages * 2);
+    const buffer = new BoundedBuffer<DecodedMessage>(limits.maxMessages * 2, limits.maxBytes * 2);
     this.buffer = buffer;
     if (this.stopping) buffer.close();
     const reader = (async () => {
