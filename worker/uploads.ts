@@ -46,6 +46,7 @@ export type UploadIngestOptions = Readonly<{
  */
 export class UploadIngest {
   private readonly active = new Map<string, Promise<void>>();
+  private stopping = false;
 
   constructor(private readonly opts: UploadIngestOptions) {}
 
@@ -59,7 +60,9 @@ export class UploadIngest {
     this.active.set(key, run);
   }
 
+  /** A finalize in progress stops at its next chunk; its message comes back to a worker later. */
   async stop(): Promise<void> {
+    this.stopping = true;
     await Promise.allSettled([...this.active.values()]);
   }
 
@@ -191,6 +194,7 @@ export class UploadIngest {
       const rows = buf;
       buf = [];
       bytes = 0;
+      if (this.stopping) throw new Error('worker stopping; the finalize resumes from its next chunk later');
       // Chunks are cut the same way on every read, so a resumed finalize skips exactly those taken.
       if (chunk >= u.chunks) await this.appendChunk(msg, lineageId, u, chunk, rows, policy);
       chunk++;
