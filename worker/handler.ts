@@ -80,6 +80,10 @@ export class LineageCommandHandler {
       version: tail.version,
       sinceSnapshot: base.sinceSnapshot + tail.events.length,
     };
+    // A decision of this handler may have landed (and been cached) while the tail was read: an
+    // older fold must not replace it, or the next decision starts from a stale state.
+    const latest = this.cache.get(lineageId);
+    if (latest && latest.version > next.version) return latest;
     this.cache.set(lineageId, next);
     return next;
   }

@@ -65,6 +65,7 @@ export type RegistryGate = Readonly<{ key: RegistryKey; view?: RegistryView }>;
  */
 export class UploadIngest {
   private readonly active = new Map<string, Promise<void>>();
+  private stopping = false;
 
   constructor(private readonly opts: UploadIngestOptions) {}
 
@@ -78,7 +79,9 @@ export class UploadIngest {
     this.active.set(key, run);
   }
 
+  /** A finalize in progress stops at its next chunk; its message comes back to a worker later. */
   async stop(): Promise<void> {
+    this.stopping = true;
     await Promise.allSettled([...this.active.values()]);
   }
 
@@ -210,6 +213,7 @@ export class UploadIngest {
       const rows = buf;
       buf = [];
       bytes = 0;
+      if (this.stopping) throw new Error('worker stopping; the finalize resumes from its next chunk later');
       // Chunks are cut the same way on every read, so a resumed finalize skips exactly those taken.
       if (chunk >= u.chunks)
         await this.appendChunk(msg, lineageId, device, f.source_table, u, chunk, rows, policy);
@@ -273,24 +277,30 @@ export class UploadIngest {
       u.schema_hash,
       policy,
     );
-    const result = await this.opts.handler.execute(
-      lineageId,
-      {
-        type: 'IngestUploadChunk',
-        data: {
-          upload_id: u.upload_id,
-          chunk,
-          rows,
-          policy,
-          new_review_id: uuidv7(),
-          new_control_id: uuidv7(),
-          new_replay_id: uuidv7(),
-          now: this.now().toISOString(),
-          ...(gate?.view ? { registry: gate.view } : {}),
-        },
+    const command = {
+      type: 'IngestUploadChunk' as const,
+      data: {
+        upload_id: u.upload_id,
+        chunk,
+        rows,
+        policy,
+        new_review_id: uuidv7(),
+        new_control_id: uuidv7(),
+        new_replay_id: uuidv7(),
+        now: this.now().toISOString(),
+        ...(gate?.view ? { registry: gate.view } : {}),
       },
-      { decision_id: `${msg.device_key}:upload:${u.upload_id}:${chunk}` },
-    );
+    };
+    const meta = { decision_id: `${msg.device_key}:upload:${u.upload_id}:${chunk}` };
+    let result;
+    try {
+      result = await this.opts.handler.execute(lineageId, command, meta);
+    } catch (err) {
+      if (!isDomainError(err) || err.code !== 'upload_chunk_out_of_order') throw err;
+      // Decided on a state another decision had overtaken: read the lineage again and retry once.
+      await this.opts.handler.load(lineageId, true);
+      result = await this.opts.handler.execute(lineageId, command, meta);
+    }
     if (gate) await this.opts.coalescing!.settle(gate, lineageId, device.device_id, result.state);
     const metrics = this.opts.metrics;
     for (const e of result.events) {

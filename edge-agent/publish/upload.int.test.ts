@@ -166,6 +166,18 @@ describe('agent upload client', () => {
     // Journal rows stay until the finalize's receipt; then the cursor moves past the upload.
     const journaled = () => app.prepare('SELECT count(*) FROM __sluice_journal').pluck().get() as number;
     expect(journaled()).toBe(6000);
+
+    // A restart before the receipt picks the upload up at its step: the same finalize again, no new PUT.
+    await agent.stop();
+    const finalizes = () => requests.filter((r) => r.request_kind === 'finalize');
+    const seen = finalizes().length;
+    agent = await startAgent(config, { logger: silentLogger() });
+    await waitFor(() => finalizes().length > seen, { message: 'the finalize re-sent after the restart' });
+    expect(new Set(finalizes().map((r) => r.request_id))).toEqual(new Set([fin.request_id]));
+    expect(agent.stats().tables.items?.upload).toMatchObject({
+      upload_id: first.upload_id,
+      status: 'finalizing',
+    });
     await cloud.publishAsync(
       `${root}/sync/ingest/receipt`,
       JSON.stringify({

@@ -4,11 +4,16 @@
  */
 export class BoundedBuffer<T extends { readonly size: number }> {
   private items: T[] = [];
+  private bytes = 0;
   private closed = false;
   private takers: (() => void)[] = [];
   private pushers: (() => void)[] = [];
 
-  constructor(private readonly capacity: number) {}
+  /** Full at `capacity` items, or at `capacityBytes` (large messages must not fill memory). */
+  constructor(
+    private readonly capacity: number,
+    private readonly capacityBytes = Number.POSITIVE_INFINITY,
+  ) {}
 
   private static wake(waiters: (() => void)[]): void {
     for (const w of waiters.splice(0)) w();
@@ -16,11 +21,15 @@ export class BoundedBuffer<T extends { readonly size: number }> {
 
   /** Resolves false when the buffer was closed (the item is dropped; it will be read again). */
   async push(item: T): Promise<boolean> {
-    while (!this.closed && this.items.length >= this.capacity) {
+    while (
+      !this.closed &&
+      (this.items.length >= this.capacity || (this.items.length > 0 && this.bytes >= this.capacityBytes))
+    ) {
       await new Promise<void>((r) => this.pushers.push(r));
     }
     if (this.closed) return false;
     this.items.push(item);
+    this.bytes += item.size;
     BoundedBuffer.wake(this.takers);
     return true;
   }
@@ -43,6 +52,7 @@ export class BoundedBuffer<T extends { readonly size: number }> {
       n++;
     }
     const out = this.items.splice(0, n);
+    this.bytes -= bytes;
     BoundedBuffer.wake(this.pushers);
     return out;
   }

@@ -342,13 +342,14 @@ export class ProjectionWorker {
     });
     // Short pulls: after a nats-server restart the ordered consumer is rebuilt once two idle
     // heartbeats (half of `expires` each) go missing; with the default 30 s the read side stood
-    // still for ~40 s after every restart.
+    // still for ~40 s after every restart. The buffer is bounded in bytes as well as messages: a
+    // run of large decisions (upload chunks, full batches) must not pull far ahead of the store.
     const messages = await consumer.consume({
       max_messages: Math.max(100, limits.maxMessages * 2),
       expires: PULL_EXPIRES_MS,
     });
     this.messages = messages;
-    const buffer = new BoundedBuffer<DecodedMessage>(limits.maxMessages * 2);
+    const buffer = new BoundedBuffer<DecodedMessage>(limits.maxMessages * 2, limits.maxBytes * 2);
     this.buffer = buffer;
     if (this.stopping) buffer.close();
     const reader = (async () => {
