@@ -12,6 +12,8 @@ import type { AnyProjection, ApplyContext, Log } from './types';
 
 export type BatchLimits = Readonly<{ maxMessages: number; maxBytes: number }>;
 export const DEFAULT_LIMITS: BatchLimits = { maxMessages: 500, maxBytes: 4 * 1024 * 1024 };
+/** Bytes one pull request may bring (above nats-server's largest max_payload, 64 MiB is its client limit). */
+const PULL_MAX_BYTES = 16 * 1024 * 1024;
 
 /** `idle`: known but not run by this projector (its status comes from the stored checkpoint). */
 export type WorkerState =
@@ -338,7 +340,10 @@ export class ProjectionWorker {
       opt_start_seq: this.position + 1,
       deliver_policy: DeliverPolicy.StartSequence,
     });
-    const messages = await consumer.consume({ max_messages: Math.max(100, limits.maxMessages * 2) });
+    // Bounded in bytes, not messages: pulling 1,000 messages of a few hundred KiB each (a rebuild of large
+    // row batches) overran the server's per-client pending limit, and the consumer stalled. The
+    // bound stays above the largest message NATS accepts (max_payload), or that one would never come.
+    const messages = await consumer.consume({ max_bytes: PULL_MAX_BYTES });
     this.messages = messages;
     const buffer = new BoundedBuffer<DecodedMessage>(limits.maxMessages * 2);
     this.buffer = buffer;
