@@ -16,6 +16,7 @@ import {
   type Ctx,
   databaseFactory,
   FULL,
+  natsSyncAlwaysSupported,
   natsTracked,
   type Profile,
   QUICK,
@@ -98,8 +99,10 @@ async function main(): Promise<void> {
   const sizes = args.quick ? QUICK : FULL;
   // Stages stop starting new runs past this; the watchdog ends everything a little later.
   const deadline = started + args.maxSeconds * 1000 * 0.85;
+  let onLimit = () => undefined as void;
   const watchdog = setTimeout(() => {
-    console.error(`bench: stopped at the ${args.maxSeconds} s limit; partial results are not written`);
+    console.error(`bench: stopped at the ${args.maxSeconds} s limit; writing what was measured`);
+    onLimit();
     void cleanupAll(3_000).finally(() => process.exit(2));
   }, args.maxSeconds * 1000);
   watchdog.unref();
@@ -120,6 +123,59 @@ async function main(): Promise<void> {
   const createDatabase = databaseFactory(shared.pg.url);
   const results: StageResult[] = [];
   const failures: { stage: string; profile: Profile; error: string }[] = [];
+  /** Print the table and ratios and write the JSON: at the end, or with what there is at the limit. */
+  const finish = (partial: boolean) => {
+    const r = ratios(results);
+    const elapsed = (Date.now() - started) / 1000;
+    console.log('');
+    console.log(renderTable(results));
+    console.log('');
+    console.log(
+      `ratios at ${REFERENCE_SIZE} B: ` +
+        Object.entries(r)
+          .filter(([k]) => k !== 'row_bytes')
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', '),
+    );
+    if (failures.length)
+      console.log(`failed stages: ${failures.map((f) => `${f.stage} (${f.profile})`).join(', ')}`);
+    console.log(
+      `elapsed ${elapsed.toFixed(1)} s, load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
+    if (args.out) {
+      writeFileSync(
+        args.out,
+        JSON.stringify(
+          {
+            started_at: new Date(started).toISOString(),
+            elapsed_s: Math.round(elapsed * 10) / 10,
+            quick: args.quick,
+            partial,
+            profiles: args.profiles,
+            jetstream_sync_always: natsSyncAlwaysSupported(),
+            machine: {
+              cpus: cpus().length,
+              model: cpus()[0]?.model,
+              loadavg_end: loadavg(),
+              node: process.version,
+            },
+            sizes,
+            ratios: r,
+            results,
+            failures,
+          },
+          null,
+          2,
+        ),
+      );
+    }
+    console.log(
+      `ratios: full/naive=${r['full/naive']} full/raw=${r['full/raw']} capture=${r.capture} rebuild=${r.rebuild}`,
+    );
+  };
+  onLimit = () => finish(true);
   const attempt = async (stage: string, profile: Profile, f: () => Promise<StageResult | StageResult[]>) => {
     try {
       const r = await f();
@@ -132,7 +188,18 @@ async function main(): Promise<void> {
   };
 
   for (const profile of args.profiles) {
-    const nats = await startNatsFor(profile);
+    // A free port can be taken by another process before the server binds it: try again.
+    let nats: Awaited<ReturnType<typeof startNatsFor>> | undefined;
+    for (let attempt = 0; !nats && attempt < 3; attempt++) {
+      nats = await startNatsFor(profile).catch((err: unknown) => {
+        log(`  nats-server for ${profile} did not start (${(err as Error).message}); trying again`);
+        return undefined;
+      });
+    }
+    if (!nats) {
+      failures.push({ stage: 'nats-server', profile, error: 'nats-server did not start' });
+      continue;
+    }
     const stopNats = onCleanup(() => nats.stop());
     const ctx: Ctx = {
       profile,
@@ -151,6 +218,10 @@ async function main(): Promise<void> {
     // The safe profile measures the reference row size only: it shows what fsync costs.
     const rowSizes = profile === 'safe' ? [REFERENCE_SIZE] : sizes.rowSizes;
     log(`profile ${profile}: row sizes ${rowSizes.join(', ')} B`);
+    if (profile === 'safe' && !natsSyncAlwaysSupported())
+      log(
+        '  this nats-server has no `sync_interval` (before 2.10): JetStream keeps its default flush in the safe profile',
+      );
     for (const size of rowSizes) {
       if (want('raw')) {
         await attempt('raw.postgres', profile, () => rawPostgres(ctx, size));
@@ -214,53 +285,7 @@ async function main(): Promise<void> {
     stopNats();
   }
 
-  const r = ratios(results);
-  const elapsed = (Date.now() - started) / 1000;
-  console.log('');
-  console.log(renderTable(results));
-  console.log('');
-  console.log(
-    `ratios at ${REFERENCE_SIZE} B: ` +
-      Object.entries(r)
-        .filter(([k]) => k !== 'row_bytes')
-        .map(([k, v]) => `${k} ${v}`)
-        .join(', '),
-  );
-  if (failures.length)
-    console.log(`failed stages: ${failures.map((f) => `${f.stage} (${f.profile})`).join(', ')}`);
-  console.log(
-    `elapsed ${elapsed.toFixed(1)} s, load average ${loadavg()
-      .map((x) => x.toFixed(2))
-      .join(' ')}`,
-  );
-  if (args.out) {
-    writeFileSync(
-      args.out,
-      JSON.stringify(
-        {
-          started_at: new Date(started).toISOString(),
-          elapsed_s: Math.round(elapsed * 10) / 10,
-          quick: args.quick,
-          profiles: args.profiles,
-          machine: {
-            cpus: cpus().length,
-            model: cpus()[0]?.model,
-            loadavg_end: loadavg(),
-            node: process.version,
-          },
-          sizes,
-          ratios: r,
-          results,
-          failures,
-        },
-        null,
-        2,
-      ),
-    );
-  }
-  console.log(
-    `ratios: full/naive=${r['full/naive']} full/raw=${r['full/raw']} capture=${r.capture} rebuild=${r.rebuild}`,
-  );
+  finish(false);
   await cleanupAll();
   process.exit(failures.length ? 1 : 0);
 }

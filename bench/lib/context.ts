@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -126,9 +127,16 @@ export type Ctx = Readonly<{
   deadline: number;
 }>;
 
+/** nats-server ≥ 2.10 knows `jetstream { sync_interval: always }`; older ones refuse the config. */
+export function natsSyncAlwaysSupported(): boolean {
+  const r = spawnSync(process.env.NATS_SERVER_BIN ?? 'nats-server', ['--version'], { encoding: 'utf8' });
+  const m = /v(\d+)\.(\d+)/.exec(r.stdout ?? '');
+  return !!m && (Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 10));
+}
+
 /** The servers a profile runs on: its own nats-server; Mosquitto and PostgreSQL are shared. */
 export async function startNatsFor(profile: Profile): Promise<NatsServer> {
-  return startNats({ syncAlways: profile === 'safe' });
+  return startNats({ syncAlways: profile === 'safe' && natsSyncAlwaysSupported() });
 }
 
 export async function startShared(): Promise<{ mosq: MosquittoServer; pg: Cluster; tracked: Tracked[] }> {

@@ -13,6 +13,7 @@ import { listMirrorRows, migrate, openReadStore, type Projector, startProjector 
 import { bindAll, TestLineage } from '../../projections/test-support/lineage';
 import { type Ctx, natsTracked, type StageResult, startNatsFor } from '../lib/context';
 import { changes, items, ITEMS_SCHEMA, rowsPerBatch } from '../lib/data';
+import { onCleanup } from '../lib/cleanup';
 import { measure, type Run, seconds } from '../lib/measure';
 
 const PROJECT = '0190a000-0000-7000-8000-0000000000be';
@@ -21,6 +22,7 @@ const PROJECT = '0190a000-0000-7000-8000-0000000000be';
 export async function rebuild(ctx: Ctx, size: number, perEvent?: number): Promise<StageResult> {
   // A nats-server of its own: the lineage stream then holds only this stage's events.
   const nats = await startNatsFor(ctx.profile);
+  const forget = onCleanup(() => nats.stop());
   const nc = await connect({ servers: nats.url });
   const store = openReadStore({ kind: 'postgres', url: await ctx.createDatabase(`rebuild_${size}`) });
   let projector: Projector | undefined;
@@ -95,5 +97,6 @@ export async function rebuild(ctx: Ctx, size: number, perEvent?: number): Promis
     await store.close();
     await nc.close();
     await nats.stop();
+    forget();
   }
 }

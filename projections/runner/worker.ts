@@ -12,6 +12,8 @@ import type { AnyProjection, ApplyContext, Log } from './types';
 
 export type BatchLimits = Readonly<{ maxMessages: number; maxBytes: number }>;
 export const DEFAULT_LIMITS: BatchLimits = { maxMessages: 500, maxBytes: 4 * 1024 * 1024 };
+/** Bytes one pull request may bring (above nats-server's largest max_payload, 64 MiB is its client limit). */
+const PULL_MAX_BYTES = 16 * 1024 * 1024;
 
 /** How long one pull waits on the server; see `consume`. */
 const PULL_EXPIRES_MS = 5_000;
@@ -340,14 +342,13 @@ export class ProjectionWorker {
       opt_start_seq: this.position + 1,
       deliver_policy: DeliverPolicy.StartSequence,
     });
-    // Short pulls: after a nats-server restart the ordered consumer is rebuilt once two idle
-    // heartbeats (half of `expires` each) go missing; with the default 30 s the read side stood
-    // still for ~40 s after every restart. The buffer is bounded in bytes as well as messages: a
-    // run of large decisions (upload chunks, full batches) must not pull far ahead of the store.
-    const messages = await consumer.consume({
-      max_messages: Math.max(100, limits.maxMessages * 2),
-      expires: PULL_EXPIRES_MS,
-    });
+    // Bounded in bytes, not messages: pulling 1,000 messages of a few hundred KiB each (a rebuild
+    // of large row batches) overran the server's per-client pending limit, and the consumer
+    // stalled. The bound stays above the largest message NATS accepts (max_payload), or that one
+    // would never come. Short pulls: after a nats-server restart the ordered consumer is rebuilt
+    // once two idle heartbeats (half of `expires` each) go missing; with the default 30 s the read
+    // side stood still for ~40 s after every restart. The local buffer is bounded in bytes too.
+    const messages = await consumer.consume({ max_bytes: PULL_MAX_BYTES, expires: PULL_EXPIRES_MS });
     this.messages = messages;
     const buffer = new BoundedBuffer<DecodedMessage>(limits.maxMessages * 2, limits.maxBytes * 2);
     this.buffer = buffer;
