@@ -134,7 +134,8 @@ async function main(): Promise<void> {
       `ratios at ${REFERENCE_SIZE} B: ` +
         Object.entries(r)
           .filter(([k]) => k !== 'row_bytes')
-          .map(([k, v]) => `${k} ${v}`)
+          // A ratio whose stages did not run (the safe profile in --quick) is not measured, not NaN.
+          .map(([k, v]) => `${k} ${Number.isNaN(v) ? 'not measured' : v}`)
           .join(', '),
     );
     if (failures.length)
