@@ -27,6 +27,15 @@ import type { RegistryCommandService } from '../../worker/registry-commands';
 import { MANAGE } from '../auth/tokens';
 import { ApiError, fromDomain, notFound } from '../errors';
 import { IdempotencyStore } from '../idempotency';
+import {
+  error,
+  idemHeaders,
+  lineageParams,
+  paging,
+  projectParams,
+  reviewBody,
+  reviewParams,
+} from './schemas';
 
 type App = FastifyInstance<
   RawServerDefault,
@@ -49,30 +58,6 @@ type Deps = Readonly<{
   registry?: RegistryCommandService;
 }>;
 
-const projectParams = z.object({ project_id: z.string().uuid() });
-const lineageParams = projectParams.extend({ lineage_id: z.string().uuid() });
-const reviewParams = projectParams.extend({ review_id: z.string().uuid() });
-const paging = {
-  page: z.coerce.number().int().min(1).max(1_000_000).optional(),
-  limit: z.coerce.number().int().min(1).max(500).optional(),
-};
-const idemHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200) }).passthrough();
-const columnAction = z.object({
-  column: z.string().min(1),
-  action: z.enum(['mirror', 'map', 'ignore', 'defer', 'auto_create_and_map']),
-  mirror_column_name: z.string().min(1).max(63).optional(),
-  data_point: z.string().min(1).max(200).optional(),
-});
-const reviewBody = z.object({
-  action_version: z.number().int().positive(),
-  column_actions: z.array(columnAction).max(2000).optional(),
-  reason: z.string().max(2000).optional(),
-});
-const error = z.object({
-  code: z.string(),
-  message: z.string(),
-  details: z.record(z.string(), z.unknown()).optional(),
-});
 const commandResult = z.object({
   lineage_id: z.string(),
   version: z.number(),

@@ -25,6 +25,7 @@ import type { RegistryCommandService } from '../../worker/registry-commands';
 import { ApiError, notFound } from '../errors';
 import type { IdempotencyStore } from '../idempotency';
 import { idempotent } from './edge';
+import { error, idemHeaders, paging, projectParams, reviewBody, reviewParams } from './schemas';
 
 type App = FastifyInstance<
   RawServerDefault,
@@ -41,29 +42,6 @@ type Deps = Readonly<{
   policies?: { policy(projectId: string): Promise<Policy> };
 }>;
 
-const projectParams = z.object({ project_id: z.string().uuid() });
-const reviewParams = projectParams.extend({ review_id: z.string().uuid() });
-const paging = {
-  page: z.coerce.number().int().min(1).max(1_000_000).optional(),
-  limit: z.coerce.number().int().min(1).max(500).optional(),
-};
-const idemHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200) }).passthrough();
-const columnAction = z.object({
-  column: z.string().min(1),
-  action: z.enum(['mirror', 'map', 'ignore', 'defer', 'auto_create_and_map']),
-  mirror_column_name: z.string().min(1).max(63).optional(),
-  data_point: z.string().min(1).max(200).optional(),
-});
-const reviewBody = z.object({
-  action_version: z.number().int().positive(),
-  column_actions: z.array(columnAction).max(2000).optional(),
-  reason: z.string().max(2000).optional(),
-});
-const error = z.object({
-  code: z.string(),
-  message: z.string(),
-  details: z.record(z.string(), z.unknown()).optional(),
-});
 const registryResult = z.object({
   registry_id: z.string(),
   version: z.number(),

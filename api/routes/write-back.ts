@@ -15,6 +15,7 @@ import type { CommandService } from '../../worker/commands';
 import { ApiError } from '../errors';
 import type { IdempotencyStore } from '../idempotency';
 import { idempotent } from './edge';
+import { error, idemHeaders } from './schemas';
 
 type App = FastifyInstance<
   RawServerDefault,
@@ -47,12 +48,6 @@ const writeBody = z.object({
     .max(MAX_WRITE_ROWS),
 });
 const authorityBody = z.object({ mode: z.enum(['cloud_authoritative', 'device_authoritative']) });
-const idemHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200) }).passthrough();
-const error = z.object({
-  code: z.string(),
-  message: z.string(),
-  details: z.record(z.string(), z.unknown()).optional(),
-});
 const events = z.array(z.object({ id: z.string(), type: z.string() }));
 
 /** The lineage, if it belongs to the project and is not deleted; `device` must be its id or name. */
