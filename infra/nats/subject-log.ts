@@ -1,0 +1,113 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  JetStreamApiError,
+} from '@nats-io/jetstream';
+import { ConcurrencyError } from '../../domain/shared/ports';
+
+const WRONG_LAST_SEQUENCE = 10071;
+
+/** One stored decision of an aggregate: its stream sequence (the version after it), time and events. */
+export type SubjectCommit<E> = Readonly<{ seq: number; time: string; events: readonly E[] }>;
+
+export type SubjectLogOptions<E> = Readonly<{
+  stream: string;
+  /** The aggregate's own subject (ids only: no device or table name reaches a subject). */
+  subjectOf: (id: string) => string;
+  /** The message body of one decision, `{<aggregate>_id, events}`. */
+  encode: (id: string, events: readonly E[]) => Uint8Array;
+  decode: (data: Uint8Array) => Readonly<{ events: readonly E[] }>;
+  /** What to call the aggregate in an error message. */
+  what: string;
+}>;
+
+/**
+ * An event-sourced aggregate per subject of one JetStream stream: one message per decision, the
+ * subject's last sequence as the version for optimistic concurrency, msg-id dedupe of retried
+ * appends. Lineages and registry entries are both stored this way; the JetStream error codes are
+ * mapped here and nowhere else.
+ */
+export class SubjectLog<E> {
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly o: SubjectLogOptions<E>,
+  ) {}
+
+  async lastVersion(id: string): Promise<{ seq: number; msgId: string | undefined }> {
+    const m = await this.jsm.streams.getMessage(this.o.stream, { last_by_subj: this.o.subjectOf(id) });
+    if (!m) return { seq: 0, msgId: undefined };
+    return { seq: m.seq, msgId: m.header?.get('Nats-Msg-Id') || undefined };
+  }
+
+  /** The commits after `fromVersion`, in order; at most `limit` of them (all when omitted). */
+  async readCommits(
+    id: string,
+    opts: { fromVersion?: number; limit?: number } = {},
+  ): Promise<SubjectCommit<E>[]> {
+    const fromVersion = opts.fromVersion ?? 0;
+    const limit = opts.limit ?? Number.POSITIVE_INFINITY;
+    const head = await this.lastVersion(id);
+    if (head.seq <= fromVersion || limit <= 0) return [];
+    // An ephemeral pull consumer filtered to this subject (single filter_subject: nats-server 2.9).
+    const info = await this.jsm.consumers.add(this.o.stream, {
+      filter_subject: this.o.subjectOf(id),
+      ack_policy: AckPolicy.None,
+      mem_storage: true,
+      inactive_threshold: 30_000_000_000,
+      ...(fromVersion > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromVersion + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
+    });
+    const consumer = await this.js.consumers.get(this.o.stream, info.name);
+    const commits: SubjectCommit<E>[] = [];
+    let version = fromVersion;
+    try {
+      while (version < head.seq && commits.length < limit) {
+        const batch = await consumer.fetch({
+          max_messages: Math.min(512, limit - commits.length),
+          expires: 5_000,
+        });
+        let got = 0;
+        for await (const m of batch) {
+          got++;
+          commits.push({ seq: m.seq, time: m.time.toISOString(), events: this.o.decode(m.data).events });
+          version = m.seq;
+          if (version >= head.seq) break;
+        }
+        if (got === 0) throw new Error(`${this.o.what} store: could not read ${id} up to ${head.seq}`);
+      }
+    } finally {
+      await this.jsm.consumers.delete(this.o.stream, info.name).catch(() => undefined);
+    }
+    return commits;
+  }
+
+  async append(
+    id: string,
+    events: readonly E[],
+    expectedVersion: number,
+    decisionId: string,
+  ): Promise<{ version: number; duplicate: boolean }> {
+    // JetStream dedupes msg-ids across the whole stream; a decision id is unique per aggregate only.
+    const msgID = `${id}:${decisionId}`;
+    try {
+      const ack = await this.js.publish(this.o.subjectOf(id), this.o.encode(id, events), {
+        msgID,
+        expect: { lastSubjectSequence: expectedVersion },
+      });
+      return { version: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
+        // The server checks the expected sequence before msg-id dedupe: a retry of an append
+        // whose ack was lost lands here. If the head is our own decision, it is already durable.
+        const head = await this.lastVersion(id);
+        if (head.msgId === msgID) return { version: head.seq, duplicate: true };
+        throw new ConcurrencyError(id, expectedVersion);
+      }
+      throw err;
+    }
+  }
+}
