@@ -46,6 +46,21 @@ export type CommandMeta = Readonly<{
   project_id?: string;
 }>;
 
+/** Every event of one decision gets its id, one time and the decision's causation metadata. */
+export function stamp<E extends object>(
+  events: readonly E[],
+  meta: CommandMeta,
+  now: Date,
+): (E & { id: string; occurred_at: string; metadata: EventMetadata })[] {
+  const at = now.toISOString();
+  const metadata: EventMetadata = {
+    causation_id: meta.causation_id ?? meta.decision_id,
+    correlation_id: meta.correlation_id ?? meta.decision_id,
+    ...(meta.actor ? { actor: meta.actor } : {}),
+  };
+  return events.map((e) => ({ ...e, id: uuidv7(), occurred_at: at, metadata }));
+}
+
 export type CommandResult = Readonly<{
   lineage_id: string;
   events: readonly StoredEvent<LineageEvent>[];
@@ -113,15 +128,7 @@ export class LineageCommandHandler {
       }
       const events = decide(command, state);
       if (events.length === 0) return { lineage_id: lineageId, events: [], version: current.version, state };
-      const at = this.clock().toISOString();
-      const metadata: EventMetadata = {
-        causation_id: meta.causation_id ?? meta.decision_id,
-        correlation_id: meta.correlation_id ?? meta.decision_id,
-        ...(meta.actor ? { actor: meta.actor } : {}),
-      };
-      const stored = events.map(
-        (e) => ({ ...e, id: uuidv7(), occurred_at: at, metadata }) as StoredEvent<LineageEvent>,
-      );
+      const stored = stamp(events, meta, this.clock()) as StoredEvent<LineageEvent>[];
       try {
         const r = await this.store.append(lineageId, stored, current.version, meta.decision_id);
         if (r.duplicate) {

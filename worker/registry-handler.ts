@@ -1,5 +1,3 @@
-import { uuidv7 } from 'uuidv7';
-import type { EventMetadata } from '../domain/lineage/events';
 import {
   type RegistryCommand,
   type RegistryView,
@@ -11,7 +9,7 @@ import { type RegistryState, evolveRegistry, initialRegistryState } from '../dom
 import { DomainError } from '../domain/shared/errors';
 import { isConcurrencyError } from '../domain/shared/ports';
 import type { RegistryEventStore, StoredRegistryEvent } from '../infra/nats/registry-events';
-import type { CommandMeta } from './handler';
+import { type CommandMeta, stamp } from './handler';
 
 type Cached = { state: RegistryState; version: number };
 
@@ -66,15 +64,7 @@ export class RegistryCommandHandler {
       }
       const events = decideRegistry(command, state);
       if (events.length === 0) return { registry_id: id, events: [], version: current.version, state };
-      const at = this.clock().toISOString();
-      const metadata: EventMetadata = {
-        causation_id: meta.causation_id ?? meta.decision_id,
-        correlation_id: meta.correlation_id ?? meta.decision_id,
-        ...(meta.actor ? { actor: meta.actor } : {}),
-      };
-      const stored = events.map(
-        (e) => ({ ...e, id: uuidv7(), occurred_at: at, metadata }) as StoredRegistryEvent,
-      );
+      const stored = stamp(events, meta, this.clock()) as StoredRegistryEvent[];
       try {
         const r = await this.store.append(id, stored, current.version, meta.decision_id);
         if (r.duplicate) {
