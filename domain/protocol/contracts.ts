@@ -218,12 +218,15 @@ export const MAX_JSON_DEPTH = 32;
 
 /**
  * Walk a parsed payload without recursion (a hostile 100k-deep array must not blow the stack):
- * too deep, non-finite numbers (1e999 parses to Infinity) and `__proto__` keys are refused.
+ * too deep, non-finite numbers (1e999 parses to Infinity) and `__proto__` keys are refused. The
+ * walk is depth-first in document order, so a payload with several problems is always refused
+ * for the first one in the text.
  */
 function inspectJson(root: unknown): Rejection | undefined {
-  const stack: [unknown, number][] = [[root, 1]];
+  const stack: [value: unknown, depth: number, key: string | undefined][] = [[root, 1, undefined]];
   while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
+    const [v, depth, key] = stack.pop()!;
+    if (key === '__proto__') return { code: 'invalid_payload', message: 'payload holds a "__proto__" key' };
     if (typeof v === 'number' && !Number.isFinite(v)) {
       return { code: 'invalid_number_encoding', message: 'payload holds a number that is not finite' };
     }
@@ -231,13 +234,15 @@ function inspectJson(root: unknown): Rejection | undefined {
     if (depth > MAX_JSON_DEPTH) {
       return { code: 'invalid_payload', message: `payload is nested deeper than ${MAX_JSON_DEPTH} levels` };
     }
+    // Children go on the stack last first, so they come off in document order.
     if (Array.isArray(v)) {
-      for (const item of v) stack.push([item, depth + 1]);
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], depth + 1, undefined]);
       continue;
     }
-    for (const key of Object.keys(v)) {
-      if (key === '__proto__') return { code: 'invalid_payload', message: 'payload holds a "__proto__" key' };
-      stack.push([(v as Record<string, unknown>)[key], depth + 1]);
+    const keys = Object.keys(v);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const k = keys[i]!;
+      stack.push([(v as Record<string, unknown>)[k], depth + 1, k]);
     }
   }
   return undefined;

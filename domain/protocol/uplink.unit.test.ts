@@ -1,3 +1,4 @@
+import { parseJsonPayload } from './contracts';
 import { parseUplinkTopic, validateUplink } from './uplink';
 
 const id = '0190a000-0000-7000-8000-000000000001';
@@ -129,5 +130,19 @@ describe('uplink topics', () => {
     const r = parseUplinkTopic(topic);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.rejection.code).toBe('invalid_topic');
+  });
+});
+
+describe('a payload with several problems', () => {
+  // Found by the 100k-run fuzz: the walk used to visit siblings last first, so which code a
+  // payload got depended on the walk, not on the text.
+  it.each([
+    ['{"v":{"__proto__":false},"n":1e999}', 'invalid_payload'],
+    ['{"n":1e999,"v":{"__proto__":false}}', 'invalid_number_encoding'],
+    ['[1e999,{"__proto__":1}]', 'invalid_number_encoding'],
+    ['[{"__proto__":1},-1e999]', 'invalid_payload'],
+  ])('%s is refused for its first problem in the text: %s', (text, code) => {
+    const r = parseJsonPayload(text);
+    expect(r.ok ? 'accepted' : r.rejection.code).toBe(code);
   });
 });
