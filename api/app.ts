@@ -147,9 +147,7 @@ async function build(deps: AppDeps) {
       scope.addHook('onRequest', async (req) => authenticate(req, deps.tokens));
       // Permission before body validation: a read token learns nothing from a mutation's 400s.
       scope.addHook('preValidation', async (req) => {
-        if (req.method !== 'GET' && req.method !== 'HEAD' && !req.grant?.permissions.includes(MANAGE)) {
-          throw new ApiError(403, 'forbidden', `this token cannot change anything; it needs ${MANAGE}`);
-        }
+        if (req.method !== 'GET' && req.method !== 'HEAD') requireManage(req);
       });
       await registerEdgeRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
       await registerAuditRoutes(scope.withTypeProvider<ZodTypeProvider>(), deps);
@@ -161,6 +159,13 @@ async function build(deps: AppDeps) {
   if (deps.uploads) await registerUploadRoutes(app as unknown as FastifyInstance, deps.uploads);
   await app.ready();
   return app;
+}
+
+/** Every mutation needs PROJECT_CAN_MANAGE_DEVICES; a read token is refused before anything else. */
+function requireManage(req: FastifyRequest): void {
+  if (!req.grant?.permissions.includes(MANAGE)) {
+    throw new ApiError(403, 'forbidden', `this token cannot change anything; it needs ${MANAGE}`);
+  }
 }
 
 /** Every project route needs a bearer token for that project; another project's reads as "not found". */

@@ -24,7 +24,6 @@ import { isDomainError } from '../../domain/shared/errors';
 import { type Policy, policyPatchSchema } from '../../domain/policy/policy';
 import type { CommandService, CommandVerb } from '../../worker/commands';
 import type { RegistryCommandService } from '../../worker/registry-commands';
-import { MANAGE } from '../auth/tokens';
 import { ApiError, fromDomain, notFound } from '../errors';
 import { IdempotencyStore } from '../idempotency';
 import {
@@ -67,15 +66,10 @@ const commandResult = z.object({
 });
 const deleteBody = z.object({ reason: z.string().min(1).max(2000).optional() }).nullish();
 
-function requireManage(req: FastifyRequest): void {
-  if (!req.grant?.permissions.includes(MANAGE)) {
-    throw new ApiError(403, 'forbidden', `this token cannot change anything; it needs ${MANAGE}`);
-  }
-}
-
 /**
  * Run a mutation once per Idempotency-Key: a repeat with the same body returns the stored answer
- * (and has no second effect); the same key with another body is refused with 422.
+ * (and has no second effect); the same key with another body is refused with 422. The token's
+ * permission to mutate was checked before the body was validated (api/app.ts).
  */
 export async function idempotent(
   deps: Pick<Deps, 'idempotency'>,
@@ -83,7 +77,6 @@ export async function idempotent(
   projectId: string,
   run: (decisionKey: string) => Promise<{ status: number; body: unknown }>,
 ): Promise<{ status: number; body: unknown }> {
-  requireManage(req);
   const key = (req.headers['idempotency-key'] as string | undefined) ?? '';
   const hash = IdempotencyStore.requestHash(req.method, req.url.split('?')[0]!, req.body);
   const claim = await deps.idempotency.claim(projectId, key, hash);
