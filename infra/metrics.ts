@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { LineageEvent } from '../domain/lineage/events';
 
 /** The process's Prometheus metrics; every role registers into one registry served at /metrics. */
 export function createMetrics() {
@@ -61,3 +62,15 @@ export function createMetrics() {
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Rows and pauses of one lineage decision, whichever intake (batch or upload chunk) made it. */
+export function countDecision(metrics: Metrics | undefined, events: readonly LineageEvent[]): void {
+  if (!metrics) return;
+  for (const e of events) {
+    if (e.type === 'RowsStaged') metrics.rows.inc({ disposition: 'staged' }, e.data.rows.length);
+    if (e.type === 'RowsAccepted') metrics.rows.inc({ disposition: 'accepted' }, e.data.rows.length);
+    if (e.type === 'StateWriteConflictDetected')
+      metrics.rows.inc({ disposition: 'conflict' }, e.data.conflicts.length);
+    if (e.type === 'LineagePaused') metrics.pauses.inc({ reason: e.data.reason });
+  }
+}

@@ -7,7 +7,7 @@ import { DurableConsumer } from '../infra/nats/durable-consumer';
 import { STREAMS, subjects } from '../infra/nats/names';
 import type { Registry } from '../infra/nats/registry';
 import type { Logger } from '../infra/log';
-import type { Metrics } from '../infra/metrics';
+import { type Metrics, countDecision } from '../infra/metrics';
 import type { Policy } from '../domain/policy/policy';
 import type { RegistryView } from '../domain/registry/decide';
 import { type RegistryKey, coalescingScope, registryId } from '../domain/registry/events';
@@ -172,13 +172,7 @@ export class IngressWorker {
           : ({ type: 'IngestTelemetryBatch', data: { ...common, batch: msg.payload } } as const);
       try {
         const result = await handler.execute(lineageId, command, { decision_id: decisionId });
-        for (const e of result.events) {
-          if (e.type === 'RowsStaged') metrics?.rows.inc({ disposition: 'staged' }, e.data.rows.length);
-          if (e.type === 'RowsAccepted') metrics?.rows.inc({ disposition: 'accepted' }, e.data.rows.length);
-          if (e.type === 'StateWriteConflictDetected')
-            metrics?.rows.inc({ disposition: 'conflict' }, e.data.conflicts.length);
-          if (e.type === 'LineagePaused') metrics?.pauses.inc({ reason: e.data.reason });
-        }
+        countDecision(metrics, result.events);
         if (gate) await this.settleGate(gate, lineageId, device.device_id, result.state);
         return;
       } catch (err) {

@@ -20,7 +20,7 @@ import type { Registry } from '../infra/nats/registry';
 import { isUploadContentError, readUploadRows } from '../infra/uploads/jsonl';
 import type { UploadObjectMeta } from '../infra/uploads/store';
 import type { Logger } from '../infra/log';
-import type { Metrics } from '../infra/metrics';
+import { type Metrics, countDecision } from '../infra/metrics';
 import type { LineageCommandHandler } from './handler';
 
 /** Row JSON per chunk: a chunk's decision (its rows plus event envelopes) must fit one JetStream message. */
@@ -302,12 +302,7 @@ export class UploadIngest {
       result = await this.opts.handler.execute(lineageId, command, meta);
     }
     if (gate) await this.opts.coalescing!.settle(gate, lineageId, device.device_id, result.state);
-    const metrics = this.opts.metrics;
-    for (const e of result.events) {
-      if (e.type === 'RowsStaged') metrics?.rows.inc({ disposition: 'staged' }, e.data.rows.length);
-      if (e.type === 'RowsAccepted') metrics?.rows.inc({ disposition: 'accepted' }, e.data.rows.length);
-      if (e.type === 'LineagePaused') metrics?.pauses.inc({ reason: e.data.reason });
-    }
+    countDecision(this.opts.metrics, result.events);
   }
 
   private async fail(msg: RequestMessage, lineageId: string, u: UploadState, code: string, message: string) {
