@@ -48,6 +48,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([nats?.stop(), mosq?.stop()]);
 });
+// Run after each test, passed or failed: a client left reconnecting outlives the suite and
+// breaks whatever the jest worker runs next.
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
 
 describe.each([
   ['NATS MQTT listener', () => nats.mqttUrl],
@@ -85,12 +91,17 @@ describe.each([
       firstRetryMs: 150,
       scanIntervalMs: 50,
     });
+    cleanups.push(() => nc.close());
     await bridge.start();
+    cleanups.push(() => bridge.stop());
     await worker.start();
+    cleanups.push(() => worker.stop());
     await dispatcher.start();
+    cleanups.push(() => dispatcher.stop());
 
     const dev = `gw-${uuidv7().slice(-8)}`;
     const device = await mqtt.connectAsync(url(), { clientId: dev, clean: false, protocolVersion: 4 });
+    cleanups.push(() => device.endAsync(true));
     const controls: Record<string, unknown>[] = [];
     device.on('message', (topic, p) => {
       if (topic.endsWith('/sync/ingest/control')) controls.push(JSON.parse(p.toString()));
@@ -119,6 +130,7 @@ describe.each([
 
     const device2 = `gw-${uuidv7().slice(-8)}`;
     const other = await mqtt.connectAsync(url(), { clientId: device2, clean: true, protocolVersion: 4 });
+    cleanups.push(() => other.endAsync(true));
     // Another device cannot acknowledge it, nor can anyone ack an id never issued.
     await other.publishAsync(
       `acme/${device2}/sync/ingest/ack`,
@@ -172,12 +184,5 @@ describe.each([
       after.status === 'registered' &&
         after.controls.find((c) => c.control_id === control.control_id)?.deliveries,
     ).toBe(attempts);
-
-    await device.endAsync();
-    await other.endAsync();
-    await dispatcher.stop();
-    await worker.stop();
-    await bridge.stop();
-    await nc.close();
   });
 });
