@@ -8,7 +8,7 @@ run: ## the whole stack on embedded defaults, plus a demo device (Ctrl-C stops i
 	@bash infra/dev/run-stack.sh
 
 deps: ## npm packages and the Debian servers the suites start
-	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql
+	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql sqlite3 python3
 
 test: deps ## typecheck, lint, format check, then every suite against real servers
 	@rm -f $(JEST_RESULTS)

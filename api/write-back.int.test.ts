@@ -225,7 +225,7 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
     [
       'a malformed $int',
       400,
-      'invalid_command',
+      'invalid_request',
       { rows: [{ pk: { id: 1 }, values: { mode: { $int: 'x' } } }] },
     ],
   ])('refuses a write with %s (%i %s) and appends nothing', async (what, status, code, body) => {

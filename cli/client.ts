@@ -68,6 +68,16 @@ const HINTS: Record<string, string> = {
   schema_not_approved: 'approve the lineage’s schema review first (`sluice reviews ls --lineage ID`)',
   invalid_rows:
     'check the pk and column names against `sluice lineages show ID` (columns of the approved schema)',
+  reason_required: 'give the reason with --reason; it stays with the review for whoever reopens it',
+  schema_columns_missing:
+    'the device re-announces its schema with its next batch (the cloud asked it with a resync control); `sluice reviews show ID` lists the columns once they arrived',
+  batch_id_conflict:
+    'the device reused a batch_id for other content; nothing of it was taken in. Check the device’s state.db and journal',
+  verify_unavailable:
+    'only an active row lineage with an approved schema can be verified (`sluice lineages show ID`)',
+  resync_unavailable: 'only a row lineage can resync (`sluice lineages show ID`)',
+  unknown_verify_id:
+    'that verify was not requested for this lineage; start one with `sluice lineages verify ID`',
   write_back_backlog:
     'the device has not acknowledged earlier writes; see `sluice controls ls --lineage ID` and retry when it is back',
 };

@@ -29,6 +29,37 @@ type CommandBody = {
   version: number;
   events: { id: string; type: string }[];
   review?: { review_id: string; status: string; action_version: number };
+  verify_id?: string;
+};
+/** A review as `GET /schema-reviews/{id}` answers: with its diff and the bindings in force. */
+type ReviewDetail = ReviewView & {
+  diff?: {
+    against_hash: string | null;
+    added: string[];
+    removed: string[];
+    retyped: { column: string; from: string; to: string }[];
+    rekeyed: { column: string; from: number; to: number }[];
+  } | null;
+  current_bindings?: { column: string; action: string; target: string | null }[];
+};
+/** A verify run as `GET /lineages/{id}/verify` answers (docs/verify.md). */
+type VerifyView = {
+  lineage_id: string;
+  verify_id: string;
+  status: 'requested' | 'reported' | 'completed';
+  trigger: string;
+  columns: string[];
+  requested_at: string;
+  reported_at: string | null;
+  completed_at: string | null;
+  journal_epoch: string | null;
+  through_commit_seq: number | null;
+  outcome: 'equal' | 'divergent' | 'not_comparable' | null;
+  divergent_buckets: number[];
+  device_rows: number | null;
+  mirror_rows: number | null;
+  detail: string | null;
+  resync_id: string | null;
 };
 type AuditItem = {
   seq: number;
@@ -213,7 +244,9 @@ const schemaColumnsOf = (r: ReviewView): SchemaColumn[] | undefined => {
 
 export function registerOperatorCommands(program: Command, io: Io): void {
   // ------------------------------------------------------------------ lineages
-  const lineages = program.command('lineages').description('list, inspect, reset and delete lineages');
+  const lineages = program
+    .command('lineages')
+    .description('list, inspect, verify, resync, reset and delete lineages');
   apiCommand(lineages, 'ls', 'list lineages (one per device table)')
     .option('--device <device>', 'device id or name')
     .option('--fleet <id>', 'only devices of this fleet', uuidArg('--fleet'))
@@ -316,6 +349,104 @@ export function registerOperatorCommands(program: Command, io: Io): void {
     }),
   );
 
+  apiCommand(
+    lineages,
+    'verify <lineage>',
+    'prove the mirror equals the device table: the device digests its rows, the cloud compares (docs/verify.md)',
+    true,
+  )
+    .option('--wait', 'wait for the outcome (exit 4 when divergent or not comparable)')
+    .option(
+      '--timeout <s>',
+      'with --wait: give up after this many seconds (default 300)',
+      positiveInt('--timeout'),
+    )
+    .action(
+      run(io, async (ctx, [id = ''], o: { wait?: boolean; timeout?: number }) => {
+        const lineage = uuidArg('LINEAGE')(id);
+        const r = await ctx.client.mutate<CommandBody>(
+          'POST',
+          `/lineages/${lineage}/verify`,
+          undefined,
+          ctx.key(),
+        );
+        const verifyId = r.verify_id;
+        if (!o.wait || !verifyId) {
+          if (ctx.json) return ctx.io.out(json(r));
+          return ctx.io.out(
+            verifyId
+              ? `verify ${verifyId} of lineage ${lineage} requested; the device answers when it is online
+` +
+                  `follow it: sluice lineages verify ${lineage} --wait, or GET /lineages/${lineage}/verify
+`
+              : `no verify was requested for lineage ${lineage}
+`,
+          );
+        }
+        const deadline = Date.now() + (o.timeout ?? 300) * 1000;
+        let v: VerifyView | undefined;
+        for (;;) {
+          v = await ctx.client
+            .get<VerifyView>(`/lineages/${lineage}/verify`, { verify_id: verifyId })
+            .catch((err: unknown) => {
+              if (isCliError(err) && err.exitCode === EXIT.notFound) return undefined;
+              throw err;
+            });
+          if (v?.status === 'completed') break;
+          if (Date.now() > deadline)
+            throw new CliError(
+              EXIT.unexpected,
+              `verify ${verifyId} of lineage ${lineage} is still ${v?.status ?? 'requested'} after ${o.timeout ?? 300}s`,
+              'the device answers once it is online and has sent every change before its report; look again later with GET /lineages/ID/verify',
+            );
+          await new Promise((res) => setTimeout(res, 1000));
+        }
+        if (ctx.json) await ctx.io.out(json(v));
+        else await ctx.io.out(renderVerify(v));
+        if (v.outcome !== 'equal')
+          throw new CliError(
+            EXIT.conflict,
+            `verify ${verifyId}: ${v.outcome}`,
+            v.resync_id
+              ? `the divergent buckets are being sent again (resync ${v.resync_id}); verify again once it is done`
+              : 'see the detail above',
+          );
+      }),
+    );
+
+  apiCommand(
+    lineages,
+    'resync <lineage>',
+    'ask the device to send its table again (or some key buckets); rows it no longer holds leave the mirror',
+    true,
+  )
+    .option('--buckets <list>', 'only these key buckets (0-255, comma-separated)')
+    .action(
+      run(io, async (ctx, [id = ''], o: { buckets?: string }) => {
+        const lineage = uuidArg('LINEAGE')(id);
+        const buckets = o.buckets?.split(',').map((b) => {
+          const n = Number(b.trim());
+          if (!Number.isInteger(n) || n < 0 || n > 255)
+            throw new CliError(
+              EXIT.usage,
+              `--buckets must list whole numbers from 0 to 255, got ${JSON.stringify(b)}`,
+            );
+          return n;
+        });
+        const r = await ctx.client.mutate<CommandBody>(
+          'POST',
+          `/lineages/${lineage}/resync`,
+          buckets ? { buckets } : undefined,
+          ctx.key(),
+        );
+        if (ctx.json) return ctx.io.out(json(r));
+        await ctx.io.out(
+          `resync of lineage ${lineage} (${buckets ? `buckets ${buckets.join(',')}` : 'the whole table'}) requested: ${r.events.map((e) => e.type).join(', ')}
+`,
+        );
+      }),
+    );
+
   apiCommand(lineages, 'delete <lineage>', 'end a lineage; a later batch of its table starts a new one', true)
     .option('--reason <text>', 'recorded in the LineageDeleted event')
     .option('--yes', 'confirm: deleting cannot be undone')
@@ -342,7 +473,7 @@ export function registerOperatorCommands(program: Command, io: Io): void {
   // ------------------------------------------------------------------ reviews
   const reviews = program
     .command('reviews')
-    .description('schema reviews: list, inspect, claim, approve, reject');
+    .description('schema reviews: list, inspect, claim, approve, reject, reopen');
   apiCommand(reviews, 'ls', 'list schema reviews')
     .addOption(
       new Option('--status <status>', 'only this status').choices([
@@ -411,7 +542,7 @@ export function registerOperatorCommands(program: Command, io: Io): void {
   apiCommand(
     reviews,
     'approve <review>',
-    'approve a review; without column options every column is mirrored under its own name',
+    'approve a review; columns without an option keep their current binding (rename, ignore, …), new ones are mirrored under their own name',
     true,
   )
     .option(
@@ -502,8 +633,8 @@ export function registerOperatorCommands(program: Command, io: Io): void {
                     ? `${a.column}→${a.mirror_column_name}`
                     : `${a.column}:${a.action}`,
                 )
-                .join(', ')}; other columns mirrored under their own names`
-            : 'every column mirrored under its own name';
+                .join(', ')}; other columns keep their bindings, new ones are mirrored under their own names`
+            : 'columns keep their bindings, new ones are mirrored under their own names';
           await ctx.io.out(
             `${claim ? `claimed and ` : ''}approved review ${review.review_id} (lineage ${review.lineage_id}), action_version ${r.review?.action_version ?? '?'}: ${choices}\n` +
               `staged rows replay into the mirror in commit order; watch them: sluice rows mirror ${review.lineage_id}\n`,
@@ -551,6 +682,35 @@ export function registerOperatorCommands(program: Command, io: Io): void {
         if (ctx.json) return ctx.io.out(json(claim ? { ...r, claim } : r));
         await ctx.io.out(
           `rejected review ${review.review_id}: ${o.reason}\nlineage ${review.lineage_id} stays paused and keeps its staged rows\n`,
+        );
+      }),
+    );
+
+  apiCommand(reviews, 'reopen <review>', 'queue a rejected review again (rejected → queued)', true)
+    .option(
+      '--action-version <n>',
+      'the version to quote (default: the review’s current one)',
+      positiveInt('--action-version'),
+    )
+    .action(
+      run(io, async (ctx, [id = ''], o: { actionVersion?: number }) => {
+        const review = await getReview(ctx, id);
+        if (review.status !== 'rejected')
+          throw new CliError(
+            EXIT.conflict,
+            `review ${review.review_id} is ${review.status}; only a rejected review can be reopened`,
+          );
+        const r = await reviewCommand(
+          ctx,
+          review,
+          'reopen',
+          { action_version: o.actionVersion ?? review.action_version },
+          ctx.key(),
+        );
+        if (ctx.json) return ctx.io.out(json(r));
+        await ctx.io.out(
+          `reopened review ${review.review_id}: ${r.review?.status ?? 'queued'}, action_version ${r.review?.action_version ?? '?'}\n` +
+            `next: sluice reviews approve ${review.review_id} --claim\n`,
         );
       }),
     );
@@ -881,10 +1041,10 @@ export function readActions(path: string): string {
   }
 }
 
-async function getReview(ctx: Ctx, id: string): Promise<ReviewView> {
+async function getReview(ctx: Ctx, id: string): Promise<ReviewDetail> {
   const review = uuidArg('REVIEW')(id);
   try {
-    return await ctx.client.get<ReviewView>(`/schema-reviews/${review}`);
+    return await ctx.client.get<ReviewDetail>(`/schema-reviews/${review}`);
   } catch (err) {
     if (isCliError(err) && err.exitCode === EXIT.notFound)
       throw err.withHint('list reviews with `sluice reviews ls --status queued`; check --project');
@@ -899,7 +1059,7 @@ function assertOpen(review: ReviewView, verb: string): void {
       EXIT.conflict,
       `review ${review.review_id} is already ${review.status}${review.decided_by ? ` (by ${review.decided_by})` : ''}; nothing to ${verb}`,
       review.status === 'rejected'
-        ? 'a new schema from the device opens a new review'
+        ? `reopen it first: sluice reviews reopen ${review.review_id}`
         : `see the lineage: sluice lineages show ${review.lineage_id}`,
     );
 }
@@ -907,7 +1067,7 @@ function assertOpen(review: ReviewView, verb: string): void {
 async function reviewCommand(
   ctx: Ctx,
   review: ReviewView,
-  verb: 'claim' | 'approve' | 'reject',
+  verb: 'claim' | 'approve' | 'reject' | 'reopen',
   body: Record<string, unknown>,
   key: string,
 ): Promise<CommandBody> {
@@ -996,7 +1156,26 @@ function renderLineage(l: LineageDetail): string {
   return out;
 }
 
-function renderReview(r: ReviewView): string {
+function renderVerify(v: VerifyView): string {
+  let out = fields([
+    ['verify', v.verify_id],
+    ['lineage', v.lineage_id],
+    ['outcome', v.outcome ?? v.status],
+    ['trigger', v.trigger],
+    ['columns', v.columns.join(', ')],
+    ['position', v.journal_epoch ? `${v.journal_epoch} through commit_seq ${v.through_commit_seq}` : null],
+    ['device rows', v.device_rows],
+    ['mirror rows', v.mirror_rows],
+    ['divergent buckets', v.divergent_buckets.length ? v.divergent_buckets.join(', ') : null],
+    ['repair', v.resync_id ? `resync ${v.resync_id}` : null],
+    ['detail', v.detail],
+    ['requested', ago(v.requested_at)],
+  ]);
+  if (v.outcome === 'equal') out += '\nthe mirror equals the device table in the verified columns\n';
+  return out;
+}
+
+function renderReview(r: ReviewDetail): string {
   let out = fields([
     ['review', r.review_id],
     ['lineage', r.lineage_id],
@@ -1018,7 +1197,25 @@ function renderReview(r: ReviewView): string {
         { header: 'KEY', get: (c) => (c.pk_ordinal ? c.pk_ordinal : '') },
         { header: 'NOT NULL', get: (c) => (c.not_null ? 'yes' : '') },
       ])}`
-    : '\ncolumns: not sent by the device yet (they come with its next batch of a new schema)\n';
+    : '\ncolumns: not sent by the device yet (the cloud asked it to re-announce its schema; they come with its next batch)\n';
+  const d = r.diff;
+  if (d) {
+    const changes = [
+      ...d.added.map((c) => `+ ${c}`),
+      ...d.removed.map((c) => `- ${c}`),
+      ...d.retyped.map((c) => `~ ${c.column}: ${c.from} → ${c.to}`),
+      ...d.rekeyed.map((c) => `~ ${c.column}: key position ${c.from} → ${c.to}`),
+    ];
+    out += `\nagainst ${d.against_hash ? `the approved schema ${d.against_hash.slice(0, 12)}` : 'nothing approved yet'}: ${
+      changes.length ? `\n${changes.map((c) => `  ${c}`).join('\n')}\n` : 'no column changes\n'
+    }`;
+  }
+  if (r.current_bindings?.length)
+    out += `\ncurrent bindings (kept by an approval unless changed)\n${table(r.current_bindings, [
+      { header: 'COLUMN', get: (b) => b.column },
+      { header: 'ACTION', get: (b) => b.action },
+      { header: 'TARGET', get: (b) => b.target },
+    ])}`;
   if (r.status === 'queued')
     out += `\nnext: sluice reviews claim ${r.review_id}   (or approve with --claim)\n`;
   if (r.status === 'in_review')

@@ -31,6 +31,7 @@ import { RegistryEventStore } from '../infra/nats/registry-events';
 import { REGISTRY_VERBS, RegistryCommandService, type RegistryVerb } from '../worker/registry-commands';
 import { RegistryFollower } from '../worker/registry-follower';
 import { RegistryCommandHandler } from '../worker/registry-handler';
+import { VerifyScheduler } from '../worker/verify-scheduler';
 import { openUploadStore } from '../infra/uploads/store';
 import { uploadSecret, uploadUrl } from '../infra/uploads/token';
 
@@ -155,6 +156,13 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
     await worker.start();
     const follower = new RegistryFollower({ nc, lineages: handler, registries, log });
     await follower.start();
+    const verifies = new VerifyScheduler({
+      commands,
+      lineageIds: () => registry.allLineageIds(),
+      policy: (p) => registry.policy(p),
+      log,
+    });
+    verifies.start();
     const sub = serveCommands(nc, commands, log, {
       verbs: REGISTRY_VERBS,
       reply: (verb, input) =>
@@ -164,6 +172,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
     });
     stops.push(async () => {
       sub.unsubscribe();
+      await verifies.stop();
       await follower.stop();
       await worker.stop();
     });

@@ -5,9 +5,24 @@ import { type Managed, startProcess, tempDir } from '../tests/support/proc';
 import { waitFor } from '../tests/support/wait';
 import { checkContiguous, FakeCloud } from './testing/fake-cloud';
 import { createAppDb, writeTestConfig } from './testing/fixtures';
+import { journalBacklog, journalCounters } from './testing/mirror';
 
 const REPO = resolve(__dirname, '..');
 const KILLS = Number(process.env.SLUICE_CRASH_KILLS ?? 20);
+const SEED = Number(process.env.SLUICE_CRASH_SEED ?? 18);
+
+/** mulberry32: the kill points are random but reproducible (SLUICE_CRASH_SEED). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = seeded(SEED);
 
 function startAgentProcess(configPath: string): Managed {
   return startProcess('node', ['--import', 'tsx', 'edge-agent/cli.ts', 'run', '--config', configPath], {
@@ -81,18 +96,13 @@ describe('crash loop', () => {
           await waitFor(() => cloud.arrivals.length > 0, { timeoutMs: 20_000, message: 'first rows' });
         }
         // A random point: mid-publish, mid-receipt, mid-cleanup.
-        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 150)));
+        await new Promise((r) => setTimeout(r, Math.floor(random() * 150)));
         await agent.kill();
       }
       clearInterval(writer);
 
       agent = startAgentProcess(configPath);
-      const seq = () =>
-        app.prepare('SELECT name, seq, epoch FROM __sluice_seq ORDER BY name').all() as {
-          name: string;
-          seq: number;
-          epoch: string;
-        }[];
+      const seq = () => journalCounters(app);
       await waitFor(() => seq().every((t) => cloud.distinctCount(t.name) === t.seq), {
         timeoutMs: 30_000,
         message: 'every journaled change at the cloud',
@@ -108,12 +118,9 @@ describe('crash loop', () => {
       // Each row change the application made was journaled: inserts, updates and order lines.
       const total = seq().reduce((s, t) => s + t.seq, 0);
       expect(total).toBe(n + Math.floor(n / 3) + n);
-      await waitFor(
-        () => (app.prepare('SELECT count(*) FROM __sluice_journal').pluck().get() as number) === 0,
-        {
-          message: 'journal drained after the last run',
-        },
-      );
+      await waitFor(() => journalBacklog(app) === 0, {
+        message: 'journal drained after the last run',
+      });
       const state = new Database(join(dir, 'state.db'), { readonly: true });
       expect(state.prepare('SELECT count(*) FROM inflight').pluck().get()).toBe(0);
       state.close();

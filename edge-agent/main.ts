@@ -13,13 +13,7 @@ import {
   UPLINK_TOPICS,
 } from '../domain/protocol/contracts';
 import type { AgentConfig } from './config/load';
-import {
-  ensureInfra,
-  journalSnapshot,
-  reconcile,
-  type ReconcileResult,
-  type Strategy,
-} from './capture/install';
+import { ensureInfra, reconcile, type ReconcileResult, resyncTable, type Strategy } from './capture/install';
 import { Journal } from './capture/journal';
 import { Retention } from './capture/retention';
 import { readTableSchema } from './capture/schema';
@@ -99,6 +93,8 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   }
   ensureInfra(db);
   const journal = new Journal(db);
+  // A read that finds the schema changed reconciles first, in the same flow, then reads.
+  journal.onSchemaChanged = () => checkSchema(true);
 
   const strategyOf = (t: string): Strategy => rep.tableStrategies[t]?.strategy ?? 'rows';
   const counters: LaneCounters = {
@@ -147,7 +143,10 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     ? {
         uploads: {
           requestTopic: `${root}/${UPLINK_TOPICS.request}`,
-          resync: (tid: number) => journalSnapshot(db, tid)?.seq,
+          resync: (tid: number) => {
+            const done = resyncTable(db, tid, newId(), null);
+            return done && { through: done.sweepSeq - 1, sweepSeq: done.sweepSeq };
+          },
         },
       }
     : {};
@@ -191,6 +190,12 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     }
     for (const t of res.installed)
       log.info({ event: 'triggers_installed', table: t }, `capture triggers installed on ${t}`);
+    for (const [t, n] of Object.entries(res.converted)) {
+      log.info(
+        { event: 'journal_converted', table: t, entries: n },
+        `converted ${n} pending change(s) of ${t} from the old JSON journal into its change log (same commit_seq and epoch)`,
+      );
+    }
     for (const reg of res.registry) {
       const st = state.ensureTable(reg.name, 'rows');
       let lane = lanes.get(reg.name) as RowsLane | undefined;
@@ -219,19 +224,50 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       if (!lane) {
         lane = new RowsLane(
           reg.name,
-          { ...laneDeps(UPLINK_TOPICS.rows), journal, state, newId, maxRows, maxBytes, ...uploadDeps },
-          reg,
+          {
+            ...laneDeps(UPLINK_TOPICS.rows),
+            journal,
+            state,
+            newId,
+            maxRows,
+            maxBytes,
+            uploadsTopic: `${root}/${UPLINK_TOPICS.request}`,
+            ...uploadDeps,
+          },
+          { tid: reg.tid, epoch: reg.epoch, seq: journal.maxSeq(reg.tid) },
         );
         lanes.set(reg.name, lane);
         lane.cleanup();
-      } else lane.counterSeq = Math.max(lane.counterSeq, reg.seq);
+      } else lane.counterSeq = Math.max(lane.counterSeq, journal.maxSeq(reg.tid));
+      if (res.changed.includes(reg.name)) lane.resetAnnounced();
+    }
+    for (const r of res.resyncs) {
+      const lane = lanes.get(r.table);
+      log.warn(
+        {
+          event: 'resync',
+          table: r.table,
+          reason: r.reason,
+          resync_id: r.resyncId,
+          rows: r.rows,
+          first_commit_seq: r.firstSeq,
+          sweep_seq: r.sweepSeq,
+        },
+        `a schema change of ${r.table} (${r.reason}) changed rows without journaling them: every current row ` +
+          `(${r.rows}) was journaled again, followed by a sweep, so the cloud converges on the table as it is`,
+      );
+      if (lane instanceof RowsLane) {
+        lane.resetAnnounced();
+        if (r.rows > maxRows)
+          lane.markForUpload({ epoch: lane.epoch, throughSeq: r.sweepSeq - 1, reason: 'resync' });
+      }
     }
     // A first-run snapshot larger than one batch goes through the upload flow.
     for (const [t, n] of Object.entries(res.snapshotted)) {
       const lane = lanes.get(t);
       const reg = res.registry.find((r) => r.name === t);
       if (n > 0 && reg && lane instanceof RowsLane) {
-        lane.markForUpload({ epoch: reg.epoch, throughSeq: reg.seq, reason: 'snapshot' });
+        lane.markForUpload({ epoch: reg.epoch, throughSeq: journal.maxSeq(reg.tid), reason: 'snapshot' });
       }
     }
   }
@@ -241,10 +277,13 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   function checkSchema(force = false): void {
     const v = db.pragma('schema_version', { simple: true }) as number;
     if (!force && v === schemaVersion) return;
-    applyReconcile(
-      reconcile(db, { strategyOf, snapshotOnFirstRun: rep.snapshotOnFirstRun, newEpoch: newId }),
-    );
-    schemaVersion = db.pragma('schema_version', { simple: true }) as number;
+    const res = reconcile(db, { strategyOf, snapshotOnFirstRun: rep.snapshotOnFirstRun, newEpoch: newId });
+    // The version the reconcile saw at its end, inside its IMMEDIATE transaction: a DDL after it
+    // is seen by the next read.
+    schemaVersion = res.schemaVersion;
+    journal.setRegistry(res.registry, res.schemaVersion);
+    dataVersion = -1;
+    applyReconcile(res);
     for (const l of lanes.values()) if (l instanceof TelemetryLane) l.refreshSchema();
   }
   function refreshCounters(): void {
@@ -337,6 +376,38 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
             `carrying their cloud_version${stale > 0 ? ` (${stale} older than what this device holds: skipped)` : ''}`,
         );
         return `applied ${applied.length}`;
+      }
+      case 'resync': {
+        if (!(lane instanceof RowsLane)) return 'not a rows table';
+        checkSchema();
+        const done = resyncTable(db, lane.tid, c.resync_id ?? newId(), c.buckets ?? null);
+        if (!done) return 'table not registered';
+        // A new lineage may start from this resync: it must carry the schema.
+        lane.resetAnnounced();
+        if (done.rows > maxRows)
+          lane.markForUpload({ epoch: lane.epoch, throughSeq: done.sweepSeq - 1, reason: 'resync' });
+        dataVersion = -1;
+        log.info(
+          {
+            event: 'resync',
+            table: c.source_table,
+            reason: 'control',
+            control_id: c.control_id,
+            resync_id: done.resyncId,
+            buckets: c.buckets ?? null,
+            rows: done.rows,
+            sweep_seq: done.sweepSeq,
+          },
+          `resync of ${c.source_table} asked by the cloud: ${done.rows} current row(s) journaled again, then a sweep`,
+        );
+        return `resync: ${done.rows} rows, sweep at ${done.sweepSeq}`;
+      }
+      case 'verify': {
+        if (!(lane instanceof RowsLane)) return 'not a rows table';
+        if (!c.verify_id || !c.columns) return 'refused: verify without verify_id or columns';
+        checkSchema();
+        lane.requestVerify(c.verify_id, c.columns);
+        return 'verify queued: digested when every change of the table is in a batch';
       }
       case 'url_grant': {
         if (!uploadsEnabled) {

@@ -40,6 +40,18 @@ export function createMetrics() {
       help: 'Optimistic-concurrency conflicts retried',
       registers: [registry],
     }),
+    rowsRefused: new Counter({
+      name: 'sluice_rows_refused_total',
+      help: 'Changes a device could not encode (op refused), recorded and never materialized',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+    verifies: new Counter({
+      name: 'sluice_verify_total',
+      help: 'Verify runs completed, by outcome (equal, divergent, not_comparable)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     pauses: new Counter({
       name: 'sluice_lineage_pauses_total',
       help: 'Lineage pauses',
@@ -72,5 +84,16 @@ export function countDecision(metrics: Metrics | undefined, events: readonly Lin
     if (e.type === 'StateWriteConflictDetected')
       metrics.rows.inc({ disposition: 'conflict' }, e.data.conflicts.length);
     if (e.type === 'LineagePaused') metrics.pauses.inc({ reason: e.data.reason });
+  }
+}
+
+/** Refused changes and verify outcomes of one durable decision, whichever path made it. */
+export function countOutcomes(metrics: Metrics | undefined, events: readonly LineageEvent[]): void {
+  if (!metrics) return;
+  for (const e of events) {
+    if (e.type === 'RowsRefused') {
+      for (const r of e.data.rows) metrics.rowsRefused.inc({ code: r.refusal?.code ?? 'unknown' });
+    }
+    if (e.type === 'VerifyCompleted') metrics.verifies.inc({ outcome: e.data.outcome });
   }
 }

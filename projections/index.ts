@@ -12,6 +12,12 @@ export {
   type CaughtUpTarget,
 } from './runner/projector';
 export type { Progress, ProjectionStatus } from './runner/worker';
-export type { CommandSender, MaterializationFailure, Projection, Log } from './runner/types';
+export type {
+  CommandSender,
+  MaterializationFailure,
+  Projection,
+  Log,
+  VerifyOutcomeReport,
+} from './runner/types';
 export { createProjections, PROJECTION_NAMES } from './registry';
 export * from './store/registry-queries';

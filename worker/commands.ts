@@ -3,8 +3,9 @@ import { uuidv7 } from 'uuidv7';
 import { z } from 'zod';
 import { type LineageCommand, MAX_WRITE_ROWS } from '../domain/lineage/decide';
 import type { CommandSender } from '../projections/runner/types';
+import type { LineageState } from '../domain/lineage/state';
 import { DEFAULT_POLICY, type Policy } from '../domain/policy/policy';
-import type { RowChange } from '../domain/protocol/contracts';
+import { type RowChange, wireValueSchema } from '../domain/protocol/contracts';
 import { DomainError, isDomainError } from '../domain/shared/errors';
 import { subjects } from '../infra/nats/names';
 import type { Logger } from '../infra/log';
@@ -19,16 +20,8 @@ const columnAction = z.object({
 });
 
 /** Column values as the wire carries them (docs/wire-values.md); `__proto__` never names a column. */
-const wireValue = z.union([
-  z.null(),
-  z.number().finite(),
-  z.string(),
-  z.boolean(),
-  z.object({ $blob: z.string().base64() }).strict(),
-  z.object({ $int: z.string().regex(/^-?\d{1,40}$/) }).strict(),
-]);
 const wireRecord = z
-  .record(z.string().min(1).max(255), wireValue)
+  .record(z.string().min(1).max(255), wireValueSchema)
   .refine((o) => !Object.hasOwn(o, '__proto__'), 'a column may not be named __proto__');
 
 const scoped = {
@@ -53,7 +46,27 @@ export const COMMAND_SCHEMAS = {
     action_version: z.number().int().positive(),
     reason: z.string().max(2000).default(''),
   }),
+  'review.reopen': z.object({ ...scoped, review_id: id, action_version: z.number().int().positive() }),
   'lineage.delete': z.object({ ...scoped, reason: z.string().max(2000).default('deleted by operator') }),
+  'lineage.verify': z.object({
+    ...scoped,
+    trigger: z.enum(['operator', 'schedule']).default('operator'),
+    /** schedule: the project's verify_interval_minutes (no run while the last is younger). */
+    interval_minutes: z.number().int().positive().optional(),
+  }),
+  'lineage.complete-verify': z.object({
+    ...scoped,
+    verify_id: id,
+    outcome: z.enum(['equal', 'divergent', 'not_comparable']),
+    divergent_buckets: z.array(z.number().int().min(0).max(255)).max(256),
+    device_rows: z.number().int().nonnegative(),
+    mirror_rows: z.number().int().nonnegative(),
+    detail: z.string().max(2000).optional(),
+  }),
+  'lineage.resync': z.object({
+    ...scoped,
+    buckets: z.array(z.number().int().min(0).max(255)).min(1).max(256).nullable().default(null),
+  }),
   'lineage.reset-materialization': z.object({ ...scoped }),
   'lineage.complete-replay': z.object({ ...scoped, replay_id: id, rows: z.number().int().nonnegative() }),
   'lineage.report-failure': z.object({
@@ -88,7 +101,14 @@ export type CommandReply =
 
 type Inputs = { [V in CommandVerb]: z.infer<(typeof COMMAND_SCHEMAS)[V]> };
 
-type Ctx = Readonly<{ policy: Policy; now: string; new_control_id: string; new_replay_id: string }>;
+type Ctx = Readonly<{
+  policy: Policy;
+  now: string;
+  new_control_id: string;
+  new_replay_id: string;
+  /** Id of a verify or resync the command starts. */
+  new_run_id: string;
+}>;
 
 /** What each verb's input becomes as a lineage command; ids, time and policy come from `Ctx`. */
 const CONVERTERS: { [V in CommandVerb]: (i: Inputs[V], c: Ctx) => LineageCommand } = {
@@ -109,7 +129,39 @@ const CONVERTERS: { [V in CommandVerb]: (i: Inputs[V], c: Ctx) => LineageCommand
     type: 'RejectReview',
     data: { review_id: i.review_id, action_version: i.action_version, reason: i.reason },
   }),
+  'review.reopen': (i) => ({
+    type: 'ReopenReview',
+    data: { review_id: i.review_id, action_version: i.action_version },
+  }),
   'lineage.delete': (i) => ({ type: 'DeleteLineage', data: { reason: i.reason } }),
+  'lineage.verify': (i, c) => ({
+    type: 'RequestVerify',
+    data: {
+      verify_id: c.new_run_id,
+      control_id: c.new_control_id,
+      now: c.now,
+      trigger: i.trigger,
+      ...(i.interval_minutes !== undefined ? { interval_minutes: i.interval_minutes } : {}),
+    },
+  }),
+  'lineage.complete-verify': (i, c) => ({
+    type: 'CompleteVerify',
+    data: {
+      verify_id: i.verify_id,
+      outcome: i.outcome,
+      divergent_buckets: i.divergent_buckets,
+      device_rows: i.device_rows,
+      mirror_rows: i.mirror_rows,
+      ...(i.detail !== undefined ? { detail: i.detail } : {}),
+      new_resync_id: c.new_run_id,
+      new_control_id: c.new_control_id,
+      now: c.now,
+    },
+  }),
+  'lineage.resync': (i, c) => ({
+    type: 'RequestResync',
+    data: { resync_id: c.new_run_id, control_id: c.new_control_id, now: c.now, buckets: i.buckets },
+  }),
   'lineage.reset-materialization': (_i, c) => ({ type: 'ResetMaterialization', data: c }),
   'lineage.complete-replay': (i, c) => ({
     type: 'CompleteReplay',
@@ -175,12 +227,18 @@ export class CommandService {
       now: this.clock().toISOString(),
       new_control_id: uuidv7(),
       new_replay_id: uuidv7(),
+      new_run_id: uuidv7(),
     });
     return this.handler.execute(d.lineage_id, command, {
       decision_id: d.idempotency_key ? `cmd:${d.idempotency_key}` : `cmd:${uuidv7()}`,
       ...(d.actor ? { actor: d.actor } : {}),
       ...(d.project_id ? { project_id: d.project_id } : {}),
     });
+  }
+
+  /** The lineage as the write side holds it (for a verify's progress; the read store follows it). */
+  async lineageState(lineageId: string): Promise<LineageState> {
+    return (await this.handler.load(lineageId)).state;
   }
 
   async reply(verb: CommandVerb, input: unknown): Promise<CommandReply> {
@@ -265,7 +323,7 @@ export function serveCommands(
   });
 }
 
-/** The projector's way back to the lineages: replay confirmations and materialization failures. */
+/** The projector's way back to the lineages: replay confirmations, materialization failures, verify outcomes. */
 export function projectorCommands(service: CommandService): CommandSender {
   const check = (r: CommandReply, what: string) => {
     if (!r.ok) throw new Error(`${what} refused: ${r.error.code}: ${r.error.message}`);
@@ -297,6 +355,22 @@ export function projectorCommands(service: CommandService): CommandSender {
           idempotency_key: `failure:${f.source_seq}:${f.journal_epoch ?? ''}`,
         }),
         'ReportMaterializationFailure',
+      );
+    },
+    reportVerifyOutcome: async (lineageId, v) => {
+      check(
+        await service.reply('lineage.complete-verify', {
+          lineage_id: lineageId,
+          verify_id: v.verify_id,
+          outcome: v.outcome,
+          divergent_buckets: v.divergent_buckets,
+          device_rows: v.device_rows,
+          mirror_rows: v.mirror_rows,
+          ...(v.detail !== undefined ? { detail: v.detail.slice(0, 2000) } : {}),
+          // One comparison per verify: a projector that restarts and reports again changes nothing.
+          idempotency_key: `verify:${v.verify_id}`,
+        }),
+        'CompleteVerify',
       );
     },
   };

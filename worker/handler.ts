@@ -5,7 +5,7 @@ import { type LineageState, evolve, initialState } from '../domain/lineage/state
 import { fold } from '../domain/shared/decider';
 import { DomainError } from '../domain/shared/errors';
 import { type EventStore, isConcurrencyError } from '../domain/shared/ports';
-import type { Metrics } from '../infra/metrics';
+import { type Metrics, countOutcomes } from '../infra/metrics';
 import { SNAPSHOT_SCHEMA, type SnapshotStore } from '../infra/nats/snapshots';
 
 /** A folded lineage, and how many events were folded since its last snapshot. */
@@ -144,6 +144,7 @@ export class LineageCommandHandler {
         this.cache.set(lineageId, next);
         await this.maybeSnapshot(lineageId, next);
         this.metrics?.decisions.inc({ command: command.type });
+        countOutcomes(this.metrics, stored);
         return { lineage_id: lineageId, events: stored, version: r.version, state: next.state };
       } catch (err) {
         if (!isConcurrencyError(err) || attempt >= 20) throw err;

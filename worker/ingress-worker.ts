@@ -93,7 +93,8 @@ export class IngressWorker {
     }
     if (msg.kind === 'request') {
       // A finalize may take minutes (a whole object, chunk by chunk): it runs beside the loop and
-      // acks its message itself once every chunk is appended.
+      // acks its message itself once every chunk is appended. A verify_report goes the same way
+      // (worker/uploads.ts routes it), so every device request is handled in one place.
       this.uploads.handle(msg, m);
       return;
     }
@@ -134,7 +135,12 @@ export class IngressWorker {
     );
     const table = msg.payload.source_table;
     const policy = await registry.policy(msg.project_id);
-    const decisionId = `${msg.device_key}:${msg.payload.batch_id}`;
+    // With its content digest: other content under a known batch id is decided (and refused), not
+    // mistaken for a retry of the first decision by the event store's dedupe.
+    const decisionId =
+      msg.payload_digest !== undefined
+        ? `${msg.device_key}:${msg.payload.batch_id}:${msg.payload_digest}`
+        : `${msg.device_key}:${msg.payload.batch_id}`;
     let { lineageId } = await registry.resolveLineage(device.device_id, table, uuidv7());
     for (let attempt = 0; attempt < 3; attempt++) {
       const gate =
@@ -162,12 +168,19 @@ export class IngressWorker {
         now: new Date().toISOString(),
         policy,
         fleet_id: device.fleet_id,
+        ...(msg.payload_digest !== undefined ? { payload_digest: msg.payload_digest } : {}),
       };
       const command =
         msg.kind === 'rows'
           ? ({
               type: 'IngestRowBatch',
-              data: { ...common, batch: msg.payload, ...(view ? { registry: view } : {}) },
+              data: {
+                ...common,
+                batch: msg.payload,
+                new_resync_id: uuidv7(),
+                new_resync_control_id: uuidv7(),
+                ...(view ? { registry: view } : {}),
+              },
             } as const)
           : ({ type: 'IngestTelemetryBatch', data: { ...common, batch: msg.payload } } as const);
       try {

@@ -9,6 +9,7 @@ import {
   UPLOAD_GRANT_TTL_MS,
   type UploadFinalize,
   type UrlRequest,
+  type VerifyReport,
 } from '../domain/protocol/contracts';
 import { type LineageState, type UploadState, findUpload } from '../domain/lineage/state';
 import type { Policy } from '../domain/policy/policy';
@@ -88,7 +89,12 @@ export class UploadIngest {
   private async process(msg: RequestMessage, m: JsMsg): Promise<void> {
     const timer = setInterval(() => m.working(), WORKING_EVERY_MS);
     try {
-      const payload = msg.payload as unknown as UrlRequest | UploadFinalize;
+      const payload = msg.payload as unknown as UrlRequest | UploadFinalize | VerifyReport;
+      if (payload.request_kind === 'verify_report') {
+        await this.verifyReport(msg, payload);
+        m.ack();
+        return;
+      }
       if (!this.opts.uploads) {
         throw new DomainError('invalid_upload', 'this cloud has no upload store; send the rows as batches');
       }
@@ -126,6 +132,34 @@ export class UploadIngest {
       throw new DomainError('unknown_upload', `no upload is open for ${table} on this device`);
     }
     return { device, lineageId, state: loaded.state };
+  }
+
+  /**
+   * The device's digests for a verify this lineage requested (docs/verify.md). An unknown
+   * verify_id is a rejection; a repeated report changes nothing.
+   */
+  private async verifyReport(msg: RequestMessage, r: VerifyReport): Promise<void> {
+    const { lineageId, state } = await this.lineageOf(msg, r.source_table, true);
+    if (state.status !== 'registered') {
+      throw new DomainError(
+        'unknown_verify_id',
+        `verify ${r.verify_id}: no lineage of ${r.source_table} asked for it`,
+      );
+    }
+    const result = await this.opts.handler.execute(
+      lineageId,
+      { type: 'ReportVerify', data: { report: r, now: this.now().toISOString() } },
+      { decision_id: `${msg.device_key}:request:${r.request_id}` },
+    );
+    this.opts.log.info(
+      {
+        device: msg.device_key,
+        verify_id: r.verify_id,
+        buckets: r.digests.length,
+        recorded: result.events.length > 0,
+      },
+      'verify report received',
+    );
   }
 
   private async grant(msg: RequestMessage, r: UrlRequest): Promise<void> {

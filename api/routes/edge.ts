@@ -21,6 +21,9 @@ import {
   listStagedRows,
 } from '../../projections';
 import { isDomainError } from '../../domain/shared/errors';
+import { schemaDiff } from '../../domain/lineage/diff';
+import type { SchemaColumns } from '../../domain/protocol/fingerprint';
+import { findVerify, lastVerify } from '../../domain/lineage/state';
 import { type Policy, policyPatchSchema } from '../../domain/policy/policy';
 import type { CommandService, CommandVerb } from '../../worker/commands';
 import type { RegistryCommandService } from '../../worker/registry-commands';
@@ -65,6 +68,9 @@ const commandResult = z.object({
   review: z.object({ review_id: z.string(), status: z.string(), action_version: z.number() }).optional(),
 });
 const deleteBody = z.object({ reason: z.string().min(1).max(2000).optional() }).nullish();
+const resyncBody = z
+  .object({ buckets: z.array(z.number().int().min(0).max(255)).min(1).max(256).nullable().optional() })
+  .nullish();
 
 /**
  * Run a mutation once per Idempotency-Key: a repeat with the same body returns the stored answer
@@ -256,6 +262,91 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
     },
   );
 
+  app.post(
+    `${base}/lineages/:lineage_id/verify`,
+    {
+      schema: {
+        tags: ['lineages'],
+        description:
+          'Ask the device for digests of its table and compare them with the mirror (docs/verify.md). ' +
+          'The answer names the verify_id; GET …/verify follows its outcome.',
+        params: lineageParams,
+        headers: idemHeaders,
+        response: { 200: commandResult.extend({ verify_id: z.string().optional() }), '4xx': error },
+      },
+    },
+    async (req, reply) => {
+      const { project_id, lineage_id } = req.params;
+      const out = await idempotent(deps, req, project_id, async (key) => {
+        const l = await getLineage(db, project_id, lineage_id);
+        if (!l || l.status === 'deleted') throw notFound('lineage');
+        return command(deps.commands, 'lineage.verify', {
+          project_id,
+          lineage_id,
+          trigger: 'operator',
+          idempotency_key: key,
+          actor: req.grant!.name,
+        });
+      });
+      return reply.status(out.status).send(out.body as never);
+    },
+  );
+
+  app.get(
+    `${base}/lineages/:lineage_id/verify`,
+    {
+      schema: {
+        tags: ['lineages'],
+        description:
+          'The last verify of the lineage (or the one named by ?verify_id), as the lineage records it.',
+        params: lineageParams,
+        querystring: z.object({ verify_id: z.string().uuid().optional() }),
+      },
+    },
+    async (req) => {
+      const { project_id, lineage_id } = req.params;
+      const l = await getLineage(db, project_id, lineage_id);
+      if (!l) throw notFound('lineage');
+      const state = await deps.commands.lineageState(lineage_id);
+      if (state.status !== 'registered' || state.project_id !== project_id) throw notFound('lineage');
+      const v = req.query.verify_id ? findVerify(state, req.query.verify_id) : lastVerify(state);
+      if (!v) throw notFound('verify');
+      return { lineage_id, ...v };
+    },
+  );
+
+  app.post(
+    `${base}/lineages/:lineage_id/resync`,
+    {
+      schema: {
+        tags: ['lineages'],
+        description:
+          'Ask the device to send its table again (optional JSON body {buckets}: only those key buckets); ' +
+          'rows the device no longer holds are swept from the mirror.',
+        params: lineageParams,
+        headers: idemHeaders,
+        body: resyncBody,
+        response: { 200: commandResult, '4xx': error },
+      },
+    },
+    async (req, reply) => {
+      const { project_id, lineage_id } = req.params;
+      const buckets = req.body?.buckets ?? null;
+      const out = await idempotent(deps, req, project_id, async (key) => {
+        const l = await getLineage(db, project_id, lineage_id);
+        if (!l || l.status === 'deleted') throw notFound('lineage');
+        return command(deps.commands, 'lineage.resync', {
+          project_id,
+          lineage_id,
+          buckets,
+          idempotency_key: key,
+          actor: req.grant!.name,
+        });
+      });
+      return reply.status(out.status).send(out.body as never);
+    },
+  );
+
   app.get(
     `${base}/pending-controls`,
     {
@@ -334,7 +425,25 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
     async (req) => {
       const r = await getReview(db, req.params.project_id, req.params.review_id);
       if (!r) throw notFound('schema review');
-      return r;
+      const l = await getLineage(db, req.params.project_id, r.lineage_id);
+      const approvedHash = l?.approved_schema_hash ?? null;
+      const approved = l?.schema_versions.find((v) => v.schema_hash === approvedHash)?.schema_columns ?? null;
+      return {
+        ...r,
+        // Against the approved schema (issue: a review shows what it changes, and what is bound now).
+        diff: schemaDiff(
+          (r.schema_columns as SchemaColumns | null) ?? null,
+          (approved as SchemaColumns | null) ?? null,
+          approvedHash,
+        ),
+        current_bindings: (l?.bindings ?? []).map((b) => ({
+          column: b.column,
+          action: b.action,
+          target: b.target,
+          affinity: b.affinity,
+          pk_ordinal: b.pk_ordinal,
+        })),
+      };
     },
   );
 
@@ -342,6 +451,7 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
     ['claim', 'review.claim'],
     ['approve', 'review.approve'],
     ['reject', 'review.reject'],
+    ['reopen', 'review.reopen'],
   ];
   for (const [path, verb] of verbs) {
     app.post(
@@ -424,12 +534,14 @@ async function command(service: CommandService, verb: CommandVerb, input: Record
     typeof input.review_id === 'string' && r.state.status === 'registered'
       ? r.state.reviews.find((x) => x.review_id === input.review_id)
       : undefined;
+  const requested = r.events.find((e) => e.type === 'VerifyRequested');
   return {
     status: 200,
     body: {
       lineage_id: r.lineage_id,
       version: r.version,
       events: r.events.map((e) => ({ id: e.id, type: e.type })),
+      ...(requested?.type === 'VerifyRequested' ? { verify_id: requested.data.verify_id } : {}),
       ...(review
         ? {
             review: {

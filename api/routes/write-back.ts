@@ -8,6 +8,7 @@ import type {
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { MAX_WRITE_ROWS } from '../../domain/lineage/decide';
+import { wireValueSchema } from '../../domain/protocol/contracts';
 import { cloudKey } from '../../domain/lineage/state';
 import type { ReadStore } from '../../projections';
 import { listCloudRows } from '../../projections/cloud_rows/queries';
@@ -27,15 +28,8 @@ type App = FastifyInstance<
 
 type Deps = Readonly<{ store: ReadStore; commands: CommandService; idempotency: IdempotencyStore }>;
 
-const wireValue = z.union([
-  z.null(),
-  z.number(),
-  z.string(),
-  z.boolean(),
-  z.object({ $blob: z.string() }).strict(),
-  z.object({ $int: z.string() }).strict(),
-]);
-const wireRecord = z.record(z.string(), wireValue);
+/** The one wire value schema (docs/wire-values.md): `$real` carries integral, -0 and ±Infinity REALs. */
+const wireRecord = z.record(z.string(), wireValueSchema);
 const stateTableParams = z.object({
   project_id: z.string().uuid(),
   device: z.string().min(1).max(300),

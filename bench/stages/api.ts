@@ -70,6 +70,8 @@ async function seed(
           replay_id: null,
           replay_state: 'none' as const,
           materialization_errors: 0,
+          refused_rows: 0,
+          recent_refusals: '[]',
           last_error: null,
           deleted_reason: null,
           created_at: new Date(Date.parse(at) + i * 1000).toISOString(),

@@ -9,6 +9,7 @@
  * rewritten after the measured rows with a new marker in `n`. Commit order is kept per lineage,
  * so when the API shows the marker every row committed before it is in the mirror too.
  */
+import { journalBacklog } from '../../edge-agent/testing/mirror';
 import type Database from 'better-sqlite3';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -328,10 +329,7 @@ export async function backlogSampler(ctx: Ctx, cloud: Cloud, devices: readonly D
   let on = false;
   let loop: Promise<void> | undefined;
   const sample = async () => {
-    const journal = devices.reduce(
-      (n, d) => n + (d.db.prepare('SELECT count(*) AS n FROM __sluice_journal').get() as { n: number }).n,
-      0,
-    );
+    const journal = devices.reduce((n, d) => n + journalBacklog(d.db), 0);
     const c = await jsm.consumers.info(STREAMS.ingress, WORKER_CONSUMER);
     const last = (await jsm.streams.info(STREAMS.lineage)).state.last_seq;
     // Projections of the lineage stream (rejections follows its own stream).

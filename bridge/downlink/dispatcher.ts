@@ -112,6 +112,13 @@ export class ControlDispatcher {
       reason: e.data.reason,
       issued_at: e.data.issued_at,
       ...(e.data.rows ? { rows: e.data.rows.map((r) => ({ ...r })) } : {}),
+      // verify and resync: what to digest or send again travels inside the signature.
+      ...(e.data.verify_id !== undefined ? { verify_id: e.data.verify_id } : {}),
+      ...(e.data.columns !== undefined ? { columns: [...e.data.columns] } : {}),
+      ...(e.data.resync_id !== undefined ? { resync_id: e.data.resync_id } : {}),
+      ...(e.data.buckets !== undefined
+        ? { buckets: e.data.buckets === null ? null : [...e.data.buckets] }
+        : {}),
     };
     if (control.control_kind === 'url_grant') {
       const grant = this.uploadGrant(lineageId, root, e.data.control_id, e.data.source_table, decision);

@@ -6,7 +6,7 @@ import {
   type UploadFinalize,
   type UploadRequest,
 } from '../../domain/protocol/contracts';
-import { parseUplinkTopic, uplinkId, validateUplink } from '../../domain/protocol/uplink';
+import { batchDigest, parseUplinkTopic, uplinkId, validateUplink } from '../../domain/protocol/uplink';
 import type { IngressMessage, RejectionRecord } from '../../infra/nats/ingress';
 import { subjects } from '../../infra/nats/names';
 
@@ -15,10 +15,17 @@ export type DecodedUplink =
   | Readonly<{
       ok: true;
       message: IngressMessage;
-      /** `edge.ingress.<kind>.<device token>` and its dedupe id `<device_key>:<id>`. */
+      /**
+       * `edge.ingress.<kind>.<device token>` and its dedupe id `<device_key>:<id>`; for a batch
+       * `<device_key>:<batch_id>:<content digest>` (domain/protocol/uplink.ts uplinkId).
+       */
       subject: string;
       msgID: string;
-      /** Sent to the device once the append is acknowledged (row and telemetry batches, upload finalizes). */
+      /**
+       * Sent to the device once the append is acknowledged (row and telemetry batches, upload
+       * finalizes). It confirms that the upload is durable, not that the lineage accepted it: a
+       * batch refused later (e.g. batch_id_conflict) is recorded in the rejections stream.
+       */
       receipt?: Readonly<{ topic: string; body: Receipt }>;
     }>
   | Readonly<{ ok: false; record: RejectionRecord; subject: string }>;
@@ -69,6 +76,7 @@ export function decodeUplink(
       },
     };
   }
+  const batch = kind === 'rows' || kind === 'telemetry';
   const message = {
     kind,
     payload: validated.value,
@@ -77,6 +85,7 @@ export function decodeUplink(
     device_name,
     device_key,
     received_at: receivedAt,
+    ...(batch ? { payload_digest: batchDigest(payload) } : {}),
   } as IngressMessage;
   const receiptTopic = `${device_key}/${RECEIPT_TOPIC}`;
   const receipt: Readonly<{ topic: string; body: Receipt }> | undefined =
@@ -92,7 +101,7 @@ export function decodeUplink(
     ok: true,
     message,
     subject: subjects.ingress(kind, device_key),
-    msgID: `${device_key}:${uplinkId(kind, validated.value)}`,
+    msgID: `${device_key}:${uplinkId(kind, validated.value, batch ? payload : undefined)}`,
     ...(receipt ? { receipt } : {}),
   };
 }

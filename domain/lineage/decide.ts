@@ -1,4 +1,4 @@
-import type { RowBatch, RowChange, TelemetryBatch, UrlRequest } from '../protocol/contracts';
+import type { RowBatch, RowChange, TelemetryBatch, UrlRequest, VerifyReport } from '../protocol/contracts';
 import type { SchemaColumns } from '../protocol/fingerprint';
 import type { Policy } from '../policy/policy';
 import type { RegistryView } from '../registry/decide';
@@ -12,8 +12,19 @@ import type {
   LineageEvent,
   PauseReason,
   StagingReason,
+  VerifyOutcome,
 } from './events';
-import { type ActiveLineage, type LineageState, evolve, failureKey, findUpload, inRanges } from './state';
+import {
+  type ActiveLineage,
+  type LineageState,
+  batchDigestOf,
+  evolve,
+  failureKey,
+  findUpload,
+  findVerify,
+  inRanges,
+  lastVerify,
+} from './state';
 import { type WriteCloudRowsData, cloudWins, decideAuthority, decideWrite } from './write-back';
 
 type Identity = Readonly<{ project_id: string; device_id: string; device_name: string; topic_slug?: string }>;
@@ -37,6 +48,11 @@ export type LineageCommand =
           fleet_id?: string | null;
           /** Id of the state_write that re-sends cloud rows after a conflict (without it none is sent). */
           new_write_control_id?: string;
+          /** The batch's content digest (BatchDigest); absent: the batch id is not checked for reuse. */
+          payload_digest?: string;
+          /** Ids of the re_enrolment resync the batch may need (without them none is requested). */
+          new_resync_id?: string;
+          new_resync_control_id?: string;
         };
     }>
   | Readonly<{
@@ -48,6 +64,7 @@ export type LineageCommand =
           new_review_id: string;
           policy: Policy;
           fleet_id?: string | null;
+          payload_digest?: string;
         };
     }>
   | Readonly<{ type: 'ClaimReview'; data: { review_id: string; action_version: number } }>
@@ -61,6 +78,40 @@ export type LineageCommand =
       };
     }>
   | Readonly<{ type: 'RejectReview'; data: { review_id: string; action_version: number; reason: string } }>
+  | Readonly<{ type: 'ReopenReview'; data: { review_id: string; action_version: number } }>
+  | Readonly<{
+      /** Ask the device for digests of its table (docs/verify.md). */
+      type: 'RequestVerify';
+      data: {
+        verify_id: string;
+        control_id: string;
+        now: string;
+        trigger: 'operator' | 'schedule';
+        /** schedule only: no new run while the last one was requested less than this long ago. */
+        interval_minutes?: number;
+      };
+    }>
+  | Readonly<{ type: 'ReportVerify'; data: { report: VerifyReport; now: string } }>
+  | Readonly<{
+      /** The mirror's comparison of a VerifyReported at the same position (sent by the projector). */
+      type: 'CompleteVerify';
+      data: {
+        verify_id: string;
+        outcome: VerifyOutcome;
+        divergent_buckets: readonly number[];
+        device_rows: number;
+        mirror_rows: number;
+        detail?: string;
+        new_resync_id: string;
+        new_control_id: string;
+        now: string;
+      };
+    }>
+  | Readonly<{
+      /** An operator asks the device to send the table (or some key buckets) again. */
+      type: 'RequestResync';
+      data: { resync_id: string; control_id: string; now: string; buckets: readonly number[] | null };
+    }>
   | Readonly<{
       type: 'CompleteReplay';
       data: { replay_id: string; rows: number; policy?: Policy } & Partial<Minted>;
@@ -445,6 +496,236 @@ function intake(
   return events;
 }
 
+/**
+ * A batch id names one content (docs/exact-replication.md, "Batch identity"): a batch that reuses
+ * a recent id with another digest is refused before anything of it is decided.
+ */
+function checkBatchIdentity(s: ActiveLineage, batchId: string, digest: string | undefined): void {
+  if (digest === undefined) return;
+  const known = batchDigestOf(s, batchId);
+  if (known !== undefined && known !== digest) {
+    throw new DomainError(
+      'batch_id_conflict',
+      `batch ${batchId} was taken in before with other content (digest ${known}, now ${digest}); ` +
+        'none of its rows was taken in. The device must give new content a new batch_id.',
+      { batch_id: batchId, known_digest: known, digest },
+    );
+  }
+}
+
+/** A resync control and its event (docs/exact-replication.md, "Resync"). */
+function resyncEvents(
+  s: ActiveLineage,
+  reason: 're_enrolment' | 'verify_repair' | 'operator',
+  buckets: readonly number[] | null,
+  ids: Readonly<{ resync_id: string; control_id: string; now: string }>,
+): LineageEvent[] {
+  const what = buckets === null ? 'the whole table' : `${buckets.length} key bucket(s)`;
+  return [
+    {
+      type: 'ResyncRequested',
+      data: { resync_id: ids.resync_id, control_id: ids.control_id, buckets, reason },
+    },
+    {
+      type: 'ControlIssued',
+      data: {
+        control_id: ids.control_id,
+        control_kind: 'resync',
+        source_table: s.source_table,
+        server_watermark: s.last_commit_seq,
+        reason: `resync of ${what} (${reason})`,
+        issued_at: ids.now,
+        resync_id: ids.resync_id,
+        buckets,
+      },
+    },
+  ];
+}
+
+/**
+ * A lineage that knows a schema hash without its columns (it started from a batch that did not
+ * carry them: the device enrolled with an earlier lineage, deleted since) can never bind them, so
+ * its review could never be approved. The cloud asks the device for its schema and its table
+ * once, with a resync control; the columns arrive with the re-sent rows. Registry-governed
+ * lineages get the columns from the registry entry instead.
+ */
+function reEnrolment(
+  s: ActiveLineage,
+  hash: string,
+  cmd: Readonly<{ new_resync_id?: string; new_resync_control_id?: string; now: string }>,
+): LineageEvent[] {
+  if (cmd.new_resync_id === undefined || cmd.new_resync_control_id === undefined) return [];
+  if (s.kind !== 'rows' || s.schemas[hash] || s.approved_hash === hash) return [];
+  if (s.schema_resync || s.coalesced || (s.awaiting ?? {})[hash] !== undefined) return [];
+  return resyncEvents(s, 're_enrolment', null, {
+    resync_id: cmd.new_resync_id,
+    control_id: cmd.new_resync_control_id,
+    now: cmd.now,
+  });
+}
+
+function requireRowsWithApproval(s: ActiveLineage, what: 'verify' | 'resync') {
+  const code = what === 'verify' ? 'verify_unavailable' : 'resync_unavailable';
+  if (s.kind !== 'rows') {
+    throw new DomainError(code, `${s.source_table} is a telemetry lineage; only row lineages can ${what}`);
+  }
+  const schema = s.approved_hash ? s.schemas[s.approved_hash] : undefined;
+  if (!s.approved_hash || (!schema && !s.coalesced)) {
+    throw new DomainError(
+      code,
+      `no schema of ${s.source_table} is approved yet, so there is no mirror to ${what}. Approve its review first.`,
+    );
+  }
+}
+
+/** Source columns a verify digests: what the mirror holds (mirrored columns), key columns always. */
+export function verifyColumns(s: ActiveLineage): string[] {
+  return s.bindings.filter((b) => b.action === 'mirror' || b.pk_ordinal > 0).map((b) => b.column);
+}
+
+function decideRequestVerify(
+  state: LineageState,
+  d: Extract<LineageCommand, { type: 'RequestVerify' }>['data'],
+): LineageEvent[] {
+  const s = requireLineage(state);
+  if (d.trigger === 'schedule') {
+    // The schedule never stacks runs, nor asks while rows wait for a review or a reset.
+    const last = lastVerify(s);
+    const due =
+      !last || Date.parse(d.now) - Date.parse(last.requested_at) >= (d.interval_minutes ?? 0) * 60_000;
+    if (!due || gated(s) || s.kind !== 'rows' || !s.approved_hash) return [];
+  }
+  requireRowsWithApproval(s, 'verify');
+  const columns = verifyColumns(s);
+  if (columns.length === 0) {
+    throw new DomainError(
+      'verify_unavailable',
+      `no column of ${s.source_table} is mirrored; nothing to verify`,
+    );
+  }
+  return [
+    {
+      type: 'VerifyRequested',
+      data: {
+        verify_id: d.verify_id,
+        control_id: d.control_id,
+        columns,
+        trigger: d.trigger,
+        requested_at: d.now,
+      },
+    },
+    {
+      type: 'ControlIssued',
+      data: {
+        control_id: d.control_id,
+        control_kind: 'verify',
+        source_table: s.source_table,
+        server_watermark: s.last_commit_seq,
+        reason: `verify ${d.verify_id} (${d.trigger})`,
+        issued_at: d.now,
+        verify_id: d.verify_id,
+        columns,
+      },
+    },
+  ];
+}
+
+const sameColumns = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && [...a].sort().join('\u0000') === [...b].sort().join('\u0000');
+
+function decideReportVerify(
+  state: LineageState,
+  d: Extract<LineageCommand, { type: 'ReportVerify' }>['data'],
+): LineageEvent[] {
+  const s = requireLineage(state);
+  const r = d.report;
+  const v = findVerify(s, r.verify_id);
+  if (!v) {
+    throw new DomainError(
+      'unknown_verify_id',
+      `verify ${r.verify_id} was not requested for this lineage (or is too old); the report was not recorded`,
+    );
+  }
+  if (v.status !== 'requested') return []; // a repeated report
+  if (!sameColumns(v.columns, r.columns)) {
+    throw new DomainError(
+      'verify_mismatch',
+      `the report of verify ${r.verify_id} digests columns ${r.columns.join(', ')}; ${v.columns.join(', ')} were asked for`,
+    );
+  }
+  return [
+    {
+      type: 'VerifyReported',
+      data: {
+        verify_id: r.verify_id,
+        journal_epoch: r.journal_epoch,
+        through_commit_seq: r.through_commit_seq,
+        schema_hash: r.schema_hash,
+        columns: r.columns,
+        digests: r.digests,
+        reported_at: d.now,
+      },
+    },
+  ];
+}
+
+function decideCompleteVerify(
+  state: LineageState,
+  d: Extract<LineageCommand, { type: 'CompleteVerify' }>['data'],
+): LineageEvent[] {
+  const s = requireLineage(state);
+  const v = findVerify(s, d.verify_id);
+  if (!v)
+    throw new DomainError('unknown_verify_id', `verify ${d.verify_id} was not requested for this lineage`);
+  if (v.status === 'completed') return []; // the projector reported again (it restarted)
+  if (v.status !== 'reported') {
+    throw new DomainError('illegal_transition', `verify ${d.verify_id} has no device report yet`);
+  }
+  const buckets = [...new Set(d.divergent_buckets)].sort((a, b) => a - b);
+  const repair = d.outcome === 'divergent' && buckets.length > 0;
+  const completed: LineageEvent = {
+    type: 'VerifyCompleted',
+    data: {
+      verify_id: d.verify_id,
+      outcome: d.outcome,
+      divergent_buckets: buckets,
+      device_rows: d.device_rows,
+      mirror_rows: d.mirror_rows,
+      ...(d.detail !== undefined ? { detail: d.detail } : {}),
+      ...(repair ? { resync_id: d.new_resync_id } : {}),
+      completed_at: d.now,
+    },
+  };
+  if (!repair) return [completed];
+  return [
+    completed,
+    ...resyncEvents(s, 'verify_repair', buckets, {
+      resync_id: d.new_resync_id,
+      control_id: d.new_control_id,
+      now: d.now,
+    }),
+  ];
+}
+
+function decideRequestResync(
+  state: LineageState,
+  d: Extract<LineageCommand, { type: 'RequestResync' }>['data'],
+): LineageEvent[] {
+  const s = requireLineage(state);
+  if (s.kind !== 'rows') {
+    throw new DomainError(
+      'resync_unavailable',
+      `${s.source_table} is a telemetry lineage; only row lineages resync`,
+    );
+  }
+  const buckets = d.buckets === null ? null : [...new Set(d.buckets)].sort((a, b) => a - b);
+  return resyncEvents(s, 'operator', buckets, {
+    resync_id: d.resync_id,
+    control_id: d.control_id,
+    now: d.now,
+  });
+}
+
 function decideRowBatch(
   state: LineageState,
   cmd: Extract<LineageCommand, { type: 'IngestRowBatch' }>['data'],
@@ -452,6 +733,7 @@ function decideRowBatch(
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'rows');
   let s = requireLineage(apply(state, events));
+  checkBatchIdentity(s, batch.batch_id, cmd.payload_digest);
   s = push(s, events, fleetEvents(s, cmd.fleet_id));
   const seen = s.accepted[batch.journal_epoch] ?? [];
   const fresh = batch.rows.filter((r) => !inRanges(seen, r.commit_seq));
@@ -462,8 +744,33 @@ function decideRowBatch(
     events,
     governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id, cmd.policy, cmd.registry),
   );
-  const { rows, events: conflicting } = cloudWins(s, batch, fresh, cmd.new_write_control_id, cmd.now);
-  s = push(s, events, conflicting);
+  s = push(s, events, reEnrolment(s, batch.schema_hash, cmd));
+  const digest = cmd.payload_digest !== undefined ? { payload_digest: cmd.payload_digest } : {};
+  const refused = fresh.filter((r) => r.op === 'refused');
+  if (refused.length > 0) {
+    s = push(s, events, [
+      {
+        type: 'RowsRefused',
+        data: {
+          batch_id: batch.batch_id,
+          journal_epoch: batch.journal_epoch,
+          schema_hash: batch.schema_hash,
+          rows: refused,
+          ...digest,
+        },
+      },
+    ]);
+  }
+  const flowing = refused.length > 0 ? fresh.filter((r) => r.op !== 'refused') : fresh;
+  if (flowing.length === 0) return events;
+  const { rows, events: conflicting } = cloudWins(s, batch, flowing, cmd.new_write_control_id, cmd.now);
+  s = push(
+    s,
+    events,
+    conflicting.map((e) =>
+      e.type === 'StateWriteConflictDetected' ? { ...e, data: { ...e.data, ...digest } } : e,
+    ),
+  );
   if (rows.length === 0) return events;
   const reason = stagingReason(s, batch.schema_hash);
   const common = {
@@ -472,6 +779,7 @@ function decideRowBatch(
     schema_hash: batch.schema_hash,
     rows,
     duplicates_skipped: duplicates,
+    ...digest,
   };
   return intake(s, events, cmd, reason, (r) => ({ type: 'RowsStaged', data: { ...common, reason: r } }), {
     type: 'RowsAccepted',
@@ -486,6 +794,7 @@ function decideTelemetryBatch(
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'telemetry');
   let s = requireLineage(apply(state, events));
+  checkBatchIdentity(s, batch.batch_id, cmd.payload_digest);
   s = push(s, events, fleetEvents(s, cmd.fleet_id));
   if (batch.batch_seq <= s.last_batch_seq) {
     const recorded = s.recent_batches.find(([seq]) => seq === batch.batch_seq);
@@ -512,6 +821,7 @@ function decideTelemetryBatch(
     batch_seq: batch.batch_seq,
     schema_hash: batch.schema_hash,
     rows: batch.rows,
+    ...(cmd.payload_digest !== undefined ? { payload_digest: cmd.payload_digest } : {}),
   };
   return intake(
     s,
@@ -614,13 +924,43 @@ export function bindColumns(
   hash: string,
   actions: readonly ColumnAction[] = [],
 ): ColumnBinding[] {
-  return bindSchema(s.schemas[hash] ?? null, actions);
+  const unbound = new Set(s.unbound_columns ?? []);
+  return bindSchema(
+    s.schemas[hash] ?? null,
+    actions,
+    s.bindings.filter((b) => !unbound.has(b.column)),
+  );
 }
 
-/** One binding per column of `schema`: the given actions, `mirror` under its own name otherwise. */
+/** The action a column's current binding stands for, so an approval can keep it. */
+function actionOf(b: ColumnBinding): ColumnAction {
+  switch (b.action) {
+    case 'mirror':
+      return b.target !== null && b.target !== b.column
+        ? { column: b.column, action: 'mirror', mirror_column_name: b.target }
+        : { column: b.column, action: 'mirror' };
+    case 'map':
+    case 'auto_create_and_map':
+      return b.target !== null
+        ? { column: b.column, action: b.action, data_point: b.target }
+        : { column: b.column, action: b.action };
+    case 'ignore':
+    case 'defer':
+      return { column: b.column, action: b.action };
+    default:
+      return assertNever(b.action, 'column action');
+  }
+}
+
+/**
+ * One binding per column of `schema`: the given actions; for a column without one, its current
+ * binding (`previous`: a rename, ignore, defer or map stays as the operator left it); `mirror`
+ * under its own name for a new column.
+ */
 export function bindSchema(
   schema: SchemaColumns | null,
   actions: readonly ColumnAction[] = [],
+  previous: readonly ColumnBinding[] = [],
 ): ColumnBinding[] {
   if (!schema) {
     throw new DomainError(
@@ -646,10 +986,17 @@ export function bindSchema(
     }
     byColumn.set(a.column, a);
   }
+  const kept = new Map(previous.map((b) => [b.column, actionOf(b)]));
   const targets = new Set<string>();
   return schema.columns.map((c) => {
-    // A column with no action is mirrored under its own name: the documented default.
-    const a = byColumn.get(c.name) ?? { column: c.name, action: 'mirror' as const };
+    const carried = kept.get(c.name);
+    // A key column may only be mirrored or deferred: a binding it had as a non-key column does not carry.
+    const keep =
+      carried && (c.pk_ordinal === 0 || carried.action === 'mirror' || carried.action === 'defer')
+        ? carried
+        : undefined;
+    // A new column with no action is mirrored under its own name: the documented default.
+    const a = byColumn.get(c.name) ?? keep ?? { column: c.name, action: 'mirror' as const };
     if (c.pk_ordinal > 0 && a.action !== 'mirror' && a.action !== 'defer') {
       throw new DomainError('invalid_column_actions', `key column ${c.name} must be mirrored or deferred`);
     }
@@ -683,6 +1030,16 @@ function decideApprove(state: LineageState, d: Extract<LineageCommand, { type: '
     throw new DomainError('illegal_transition', `review is ${review.status}; claim it before approving`, {
       status: review.status,
     });
+  }
+  if (!s.schemas[review.schema_hash]) {
+    throw new DomainError(
+      'schema_columns_missing',
+      s.schema_resync
+        ? `the device has not sent the columns of this schema yet; the cloud asked it for them (resync ${s.schema_resync}). ` +
+            'Nothing was approved; approve once `sluice reviews show` lists the columns.'
+        : 'the device has not sent the columns of this schema yet; nothing was approved. Its next batch makes the cloud ask for them.',
+      { schema_hash: review.schema_hash, ...(s.schema_resync ? { resync_id: s.schema_resync } : {}) },
+    );
   }
   const bindings = bindColumns(s, review.schema_hash, d.column_actions);
   const events: LineageEvent[] = [
@@ -811,17 +1168,31 @@ function decideUploadChunk(
   const fresh = d.rows.filter((r) => !inRanges(seen, r.commit_seq));
   const duplicates = d.rows.length - fresh.length;
   const events: LineageEvent[] = [];
+  const refused = fresh.filter((r) => r.op === 'refused');
+  const flowing = refused.length > 0 ? fresh.filter((r) => r.op !== 'refused') : fresh;
   if (fresh.length > 0) {
-    const governed = push(
-      s,
-      events,
-      governSchema(s, u.schema_hash, u.schema_columns ?? undefined, d.new_review_id, d.policy, d.registry),
+    events.push(
+      ...governSchema(s, u.schema_hash, u.schema_columns ?? undefined, d.new_review_id, d.policy, d.registry),
     );
+    if (refused.length > 0) {
+      events.push({
+        type: 'RowsRefused',
+        data: {
+          batch_id: u.upload_id,
+          journal_epoch: u.journal_epoch,
+          schema_hash: u.schema_hash,
+          rows: refused,
+        },
+      });
+    }
+  }
+  if (flowing.length > 0) {
+    const governed = requireLineage(apply(s, events));
     const common = {
       batch_id: u.upload_id,
       journal_epoch: u.journal_epoch,
       schema_hash: u.schema_hash,
-      rows: fresh,
+      rows: flowing,
       duplicates_skipped: duplicates,
     };
     intake(
@@ -869,6 +1240,12 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
       return decideApprove(state, command.data);
     case 'RejectReview': {
       const s = requireLineage(state);
+      if (command.data.reason.trim() === '') {
+        throw new DomainError(
+          'reason_required',
+          'a rejection needs a reason (it is kept with the review for whoever reopens it); nothing was changed',
+        );
+      }
       const review = findReview(s, command.data.review_id, command.data.action_version);
       if (review.status !== 'in_review') {
         throw new DomainError('illegal_transition', `review is ${review.status}; claim it before rejecting`, {
@@ -886,6 +1263,31 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
         },
       ];
     }
+    case 'ReopenReview': {
+      const s = requireLineage(state);
+      const review = findReview(s, command.data.review_id, command.data.action_version);
+      if (review.status !== 'rejected') {
+        throw new DomainError(
+          'illegal_transition',
+          `review is ${review.status}; only a rejected review can be reopened`,
+          { status: review.status },
+        );
+      }
+      return [
+        {
+          type: 'SchemaReviewReopened',
+          data: { review_id: review.review_id, action_version: review.action_version + 1 },
+        },
+      ];
+    }
+    case 'RequestVerify':
+      return decideRequestVerify(state, command.data);
+    case 'ReportVerify':
+      return decideReportVerify(state, command.data);
+    case 'CompleteVerify':
+      return decideCompleteVerify(state, command.data);
+    case 'RequestResync':
+      return decideRequestResync(state, command.data);
     case 'CompleteReplay': {
       const d = command.data;
       let s = requireLineage(state);

@@ -89,6 +89,8 @@ export type LineageEvent =
         reason: StagingReason;
         rows: readonly RowChange[];
         duplicates_skipped: number;
+        /** The batch's content digest (see BatchDigest): a reused batch_id with another one is refused. */
+        payload_digest?: string;
       };
     }>
   | Readonly<{
@@ -99,6 +101,7 @@ export type LineageEvent =
         schema_hash: string;
         rows: readonly RowChange[];
         duplicates_skipped: number;
+        payload_digest?: string;
       };
     }>
   | Readonly<{
@@ -109,11 +112,18 @@ export type LineageEvent =
         schema_hash: string;
         reason: StagingReason;
         rows: readonly TelemetryRow[];
+        payload_digest?: string;
       };
     }>
   | Readonly<{
       type: 'TelemetryAccepted';
-      data: { batch_id: string; batch_seq: number; schema_hash: string; rows: readonly TelemetryRow[] };
+      data: {
+        batch_id: string;
+        batch_seq: number;
+        schema_hash: string;
+        rows: readonly TelemetryRow[];
+        payload_digest?: string;
+      };
     }>
   | Readonly<{ type: 'StagedRowsReleased'; data: { replay_id: string; schema_hash: string } }>
   | Readonly<{ type: 'ReplayCompleted'; data: { replay_id: string; rows: number } }>
@@ -128,6 +138,12 @@ export type LineageEvent =
         issued_at: string;
         /** state_write only: the cloud rows to apply, each with its key's current cloud_version. */
         rows?: readonly CloudRowWrite[];
+        /** verify only: the run, and the source columns to digest. */
+        verify_id?: string;
+        columns?: readonly string[];
+        /** resync only: the id its sweep carries back, and the key buckets (null: whole table). */
+        resync_id?: string;
+        buckets?: readonly number[] | null;
       };
     }>
   | Readonly<{
@@ -194,6 +210,7 @@ export type LineageEvent =
         conflicts: readonly StateWriteConflict[];
         /** Keys whose current cloud row was sent again (a state_write in the same decision). */
         reissued: number;
+        payload_digest?: string;
       };
     }>
   | Readonly<{
@@ -221,7 +238,78 @@ export type LineageEvent =
       type: 'UploadCompleted';
       data: { upload_id: string; chunks: number; rows: number; duplicates_skipped: number };
     }>
-  | Readonly<{ type: 'UploadFailed'; data: { upload_id: string; code: string; message: string } }>;
+  | Readonly<{ type: 'UploadFailed'; data: { upload_id: string; code: string; message: string } }>
+  | Readonly<{
+      /** Changes the agent could not encode (op `refused`): recorded, never materialized. */
+      type: 'RowsRefused';
+      data: {
+        batch_id: string;
+        journal_epoch: string;
+        schema_hash: string;
+        rows: readonly RowChange[];
+        payload_digest?: string;
+      };
+    }>
+  | Readonly<{
+      /** A rejected review queued again (its action_version moves on). */
+      type: 'SchemaReviewReopened';
+      data: { review_id: string; action_version: number };
+    }>
+  | Readonly<{
+      /** A verify control goes out in the same decision (docs/verify.md). */
+      type: 'VerifyRequested';
+      data: {
+        verify_id: string;
+        control_id: string;
+        /** Source columns digested: the approved (bound) columns, key columns included. */
+        columns: readonly string[];
+        trigger: 'operator' | 'schedule';
+        requested_at: string;
+      };
+    }>
+  | Readonly<{
+      /** The device's digests at (journal_epoch, through_commit_seq): ordered after the rows they cover. */
+      type: 'VerifyReported';
+      data: {
+        verify_id: string;
+        journal_epoch: string;
+        through_commit_seq: number;
+        schema_hash: string;
+        columns: readonly string[];
+        digests: readonly VerifyDigest[];
+        reported_at?: string;
+      };
+    }>
+  | Readonly<{
+      /** The mirror compared with the report at the same position. */
+      type: 'VerifyCompleted';
+      data: {
+        verify_id: string;
+        outcome: VerifyOutcome;
+        divergent_buckets: readonly number[];
+        device_rows: number;
+        mirror_rows: number;
+        detail?: string;
+        /** Set when divergent buckets are being repaired by a resync. */
+        resync_id?: string;
+        completed_at?: string;
+      };
+    }>
+  | Readonly<{
+      /** A resync control goes out in the same decision (docs/exact-replication.md). */
+      type: 'ResyncRequested';
+      data: {
+        resync_id: string;
+        control_id: string;
+        /** null: the whole table. */
+        buckets: readonly number[] | null;
+        reason: 're_enrolment' | 'verify_repair' | 'operator';
+      };
+    }>;
+
+export type VerifyDigest = Readonly<{ bucket: number; rows: number; digest: string }>;
+/** equal; divergent (buckets listed); not_comparable (the mirror could not be read at that position: staged rows, no binding). */
+export type VerifyOutcome = 'equal' | 'divergent' | 'not_comparable';
 
 export type LineageAuthority = 'device_authoritative' | 'cloud_authoritative';
 

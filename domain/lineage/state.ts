@@ -9,6 +9,7 @@ import type {
   LineageEvent,
   LineageKind,
   PauseReason,
+  VerifyOutcome,
 } from './events';
 
 /** Closed ranges [from, to] of commit_seqs already accepted, sorted and merged. */
@@ -70,7 +71,78 @@ export type ActiveLineage = Readonly<{
   write_back?: WriteBackState;
   /** Uploads of the secondary flow, newest last (absent in states folded before uploads existed). */
   uploads?: readonly UploadState[];
+  /**
+   * The content digest of each of the last RECENT_BATCH_DIGESTS batch ids taken in, oldest first:
+   * a batch that reuses one of these ids with another digest is refused (batch_id_conflict).
+   */
+  batch_digests?: readonly (readonly [string, string])[];
+  /** Changes the device could not encode (op `refused`), in total and by refusal code. */
+  refused_rows?: number;
+  refused_by_code?: Readonly<Record<string, number>>;
+  /** Columns taken on unbound by SchemaVersionAdopted: an approval binds them like new columns. */
+  unbound_columns?: readonly string[];
+  /** A re_enrolment resync asked the device for its schema and has not been answered with columns yet. */
+  schema_resync?: string | null;
+  /** The most recent resyncs, newest last. */
+  resyncs?: readonly ResyncState[];
+  /** The most recent verify runs, newest last (the last one is what the API and CLI show). */
+  verifies?: readonly VerifyState[];
 }>;
+
+export type ResyncState = Readonly<{
+  resync_id: string;
+  control_id: string;
+  buckets: readonly number[] | null;
+  reason: 're_enrolment' | 'verify_repair' | 'operator';
+}>;
+
+export type VerifyState = Readonly<{
+  verify_id: string;
+  control_id: string;
+  columns: readonly string[];
+  trigger: 'operator' | 'schedule';
+  status: 'requested' | 'reported' | 'completed';
+  requested_at: string;
+  reported_at: string | null;
+  completed_at: string | null;
+  /** The position the device digested at, once reported. */
+  journal_epoch: string | null;
+  through_commit_seq: number | null;
+  outcome: VerifyOutcome | null;
+  divergent_buckets: readonly number[];
+  device_rows: number | null;
+  mirror_rows: number | null;
+  detail: string | null;
+  resync_id: string | null;
+}>;
+
+/** How many batch ids a lineage remembers the digest of (about a day of batches at one a 20 s). */
+export const RECENT_BATCH_DIGESTS = 4096;
+const RECENT_VERIFIES = 16;
+const RECENT_RESYNCS = 16;
+
+export const lastVerify = (s: ActiveLineage): VerifyState | undefined => s.verifies?.at(-1);
+export const findVerify = (s: ActiveLineage, verifyId: string): VerifyState | undefined =>
+  (s.verifies ?? []).find((v) => v.verify_id === verifyId);
+
+/** The digest a batch id was taken in with, if it is among the recent ones. */
+export const batchDigestOf = (s: ActiveLineage, batchId: string): string | undefined =>
+  (s.batch_digests ?? []).find(([id]) => id === batchId)?.[1];
+
+function rememberBatch(s: ActiveLineage, batchId: string, digest: string | undefined): ActiveLineage {
+  if (digest === undefined || batchDigestOf(s, batchId) !== undefined) return s;
+  const list = s.batch_digests ?? [];
+  const next = [...list, [batchId, digest] as const];
+  return {
+    ...s,
+    batch_digests: next.length > RECENT_BATCH_DIGESTS ? next.slice(-RECENT_BATCH_DIGESTS) : next,
+  };
+}
+
+function patchVerify(s: ActiveLineage, verifyId: string, patch: Partial<VerifyState>): ActiveLineage {
+  if (!s.verifies) return s;
+  return { ...s, verifies: s.verifies.map((v) => (v.verify_id === verifyId ? { ...v, ...patch } : v)) };
+}
 
 export type UploadState = Readonly<{
   upload_id: string;
@@ -219,6 +291,8 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
         ...s,
         schemas: { ...s.schemas, [event.data.schema_hash]: event.data.schema_columns },
         classifications: { ...s.classifications, [event.data.schema_hash]: event.data.classification },
+        // Columns arrived: the device answered the re_enrolment resync (or never needed it).
+        ...(event.data.schema_columns && s.schema_resync ? { schema_resync: null } : {}),
       };
     case 'SchemaReviewQueued':
       return {
@@ -250,9 +324,15 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
         bindings: event.data.bindings,
         // A review of the lineage's own materializes device-scoped again.
         coalesced: null,
+        unbound_columns: [],
       };
     case 'SchemaVersionAdopted':
-      return { ...s, approved_hash: event.data.schema_hash, bindings: event.data.bindings };
+      return {
+        ...s,
+        approved_hash: event.data.schema_hash,
+        bindings: event.data.bindings,
+        unbound_columns: [...new Set([...(s.unbound_columns ?? []), ...event.data.unbound_columns])],
+      };
     case 'SchemaReviewRejected':
       return updateReview(s, event.data.review_id, {
         status: 'rejected',
@@ -266,26 +346,42 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
       return { ...s, pause_reasons: withoutReason(s.pause_reasons, event.data.reason) };
     case 'RowsStaged':
       return {
-        ...takeIn(s, event.data.journal_epoch, event.data.rows),
+        ...rememberBatch(
+          takeIn(s, event.data.journal_epoch, event.data.rows),
+          event.data.batch_id,
+          event.data.payload_digest,
+        ),
         staged_rows: s.staged_rows + event.data.rows.length,
         staged_bytes: s.staged_bytes + rowsBytes(event.data.rows),
       };
     case 'RowsAccepted':
       return {
-        ...takeIn(s, event.data.journal_epoch, event.data.rows),
+        ...rememberBatch(
+          takeIn(s, event.data.journal_epoch, event.data.rows),
+          event.data.batch_id,
+          event.data.payload_digest,
+        ),
         // Accepting rows is not writing them: only a reset ends a run of failures (the mirror
         // reports each failing write; an accepted batch says nothing about the next write).
         materialized_rows: s.materialized_rows + event.data.rows.length,
       };
     case 'TelemetryStaged':
       return {
-        ...takeInBatch(s, event.data.batch_seq, event.data.batch_id),
+        ...rememberBatch(
+          takeInBatch(s, event.data.batch_seq, event.data.batch_id),
+          event.data.batch_id,
+          event.data.payload_digest,
+        ),
         staged_rows: s.staged_rows + event.data.rows.length,
         staged_bytes: s.staged_bytes + rowsBytes(event.data.rows),
       };
     case 'TelemetryAccepted':
       return {
-        ...takeInBatch(s, event.data.batch_seq, event.data.batch_id),
+        ...rememberBatch(
+          takeInBatch(s, event.data.batch_seq, event.data.batch_id),
+          event.data.batch_id,
+          event.data.payload_digest,
+        ),
         materialized_rows: s.materialized_rows + event.data.rows.length,
       };
     case 'StagedRowsReleased':
@@ -405,7 +501,11 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
     }
     case 'StateWriteConflictDetected':
       // Taken in like accepted rows (a retried batch is deduped), never materialized.
-      return takeIn(s, event.data.journal_epoch, event.data.conflicts);
+      return rememberBatch(
+        takeIn(s, event.data.journal_epoch, event.data.conflicts),
+        event.data.batch_id,
+        event.data.payload_digest,
+      );
     case 'UploadGranted': {
       const d = event.data;
       const prev = findUpload(s, d.upload_id);
@@ -438,6 +538,80 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
       return patchUpload(s, event.data.upload_id, () => ({ status: 'completed' }));
     case 'UploadFailed':
       return patchUpload(s, event.data.upload_id, () => ({ status: 'failed' }));
+    case 'RowsRefused': {
+      // Taken in like rows (a retried batch is deduped), counted, never materialized.
+      const byCode = { ...s.refused_by_code };
+      for (const r of event.data.rows) {
+        const code = r.refusal?.code ?? 'unknown';
+        byCode[code] = (byCode[code] ?? 0) + 1;
+      }
+      return {
+        ...rememberBatch(
+          takeIn(s, event.data.journal_epoch, event.data.rows),
+          event.data.batch_id,
+          event.data.payload_digest,
+        ),
+        refused_rows: (s.refused_rows ?? 0) + event.data.rows.length,
+        refused_by_code: byCode,
+      };
+    }
+    case 'SchemaReviewReopened':
+      return updateReview(s, event.data.review_id, {
+        status: 'queued',
+        action_version: event.data.action_version,
+      });
+    case 'VerifyRequested': {
+      const d = event.data;
+      const next: VerifyState = {
+        verify_id: d.verify_id,
+        control_id: d.control_id,
+        columns: d.columns,
+        trigger: d.trigger,
+        status: 'requested',
+        requested_at: d.requested_at,
+        reported_at: null,
+        completed_at: null,
+        journal_epoch: null,
+        through_commit_seq: null,
+        outcome: null,
+        divergent_buckets: [],
+        device_rows: null,
+        mirror_rows: null,
+        detail: null,
+        resync_id: null,
+      };
+      return { ...s, verifies: [...(s.verifies ?? []).slice(-(RECENT_VERIFIES - 1)), next] };
+    }
+    case 'VerifyReported':
+      return patchVerify(s, event.data.verify_id, {
+        status: 'reported',
+        reported_at: event.data.reported_at ?? null,
+        journal_epoch: event.data.journal_epoch,
+        through_commit_seq: event.data.through_commit_seq,
+        device_rows: event.data.digests.reduce((n, d) => n + d.rows, 0),
+      });
+    case 'VerifyCompleted':
+      return patchVerify(s, event.data.verify_id, {
+        status: 'completed',
+        completed_at: event.data.completed_at ?? null,
+        outcome: event.data.outcome,
+        divergent_buckets: event.data.divergent_buckets,
+        device_rows: event.data.device_rows,
+        mirror_rows: event.data.mirror_rows,
+        detail: event.data.detail ?? null,
+        resync_id: event.data.resync_id ?? null,
+      });
+    case 'ResyncRequested': {
+      const d = event.data;
+      return {
+        ...s,
+        resyncs: [
+          ...(s.resyncs ?? []).slice(-(RECENT_RESYNCS - 1)),
+          { resync_id: d.resync_id, control_id: d.control_id, buckets: d.buckets, reason: d.reason },
+        ],
+        ...(d.reason === 're_enrolment' ? { schema_resync: d.resync_id } : {}),
+      };
+    }
     default:
       return assertNever(event, 'lineage event');
   }

@@ -79,6 +79,11 @@ export function cloudWins(
   const lastConflict = new Map<string, { seq: number; row: CloudRow }>();
   const lastConfirmed = new Map<string, number>();
   for (const r of fresh) {
+    if (r.op === 'sweep' || r.op === 'refused') {
+      // No key of its own (a sweep's pk is {}), so nothing the cloud wrote can conflict with it.
+      rows.push(r);
+      continue;
+    }
     const key = cloudKey(r.pk);
     const cloud = Object.hasOwn(wb.rows, key) ? wb.rows[key] : undefined;
     const lkcv = r.lkcv ?? 0;
@@ -128,7 +133,7 @@ function fitsAffinity(v: WireValue, affinity: Affinity): boolean {
       return (typeof v === 'number' && Number.isInteger(v)) || isInt;
     case 'REAL':
     case 'NUMERIC':
-      return typeof v === 'number' || isInt;
+      return typeof v === 'number' || isInt || (typeof v === 'object' && v !== null && '$real' in v);
     case 'TEXT':
       return typeof v === 'string';
     case 'BLOB':

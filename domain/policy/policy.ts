@@ -8,6 +8,8 @@ const fields = {
   allow_additive_continue: z.boolean(),
   allow_auto_create_device_data_points: z.boolean(),
   circuit_breaker_threshold: z.number().int().positive(),
+  /** Minutes between scheduled verify runs of each active row lineage; 0 = no schedule (docs/verify.md). */
+  verify_interval_minutes: z.number().int().min(0).max(525_600),
 };
 
 /** A project's policy; every field has the SPEC default. */
@@ -19,6 +21,7 @@ export const policySchema = z.object({
   allow_additive_continue: fields.allow_additive_continue.default(false),
   allow_auto_create_device_data_points: fields.allow_auto_create_device_data_points.default(false),
   circuit_breaker_threshold: fields.circuit_breaker_threshold.default(5),
+  verify_interval_minutes: fields.verify_interval_minutes.default(0),
 });
 export type Policy = z.infer<typeof policySchema>;
 

@@ -26,6 +26,7 @@ export const REJECTION_CODES = [
   'stale_batch_seq',
   'unknown_control_id',
   'invalid_topic',
+  'batch_id_conflict',
 ] as const;
 export type RejectionCode = (typeof REJECTION_CODES)[number];
 
@@ -49,17 +50,27 @@ export function isValidSourceTable(name: unknown): name is string {
 }
 
 /** A column value as carried on the wire (SQLite value types; see docs/wire-values.md). */
-const wireValue = z.union([
+export const wireValueSchema = z.union([
   z.null(),
   z.number(),
   z.string(),
   z.boolean(),
   z.object({ $blob: z.string() }).strict(),
   z.object({ $int: z.string().regex(/^-?\d+$/) }).strict(),
+  // A REAL a JSON number cannot carry with its class: integral, -0, ±Infinity (never NaN).
+  z.object({ $real: z.string().regex(/^(-?(\d+(\.\d+)?([eE][+-]?\d+)?)|-?Infinity|-0)$/) }).strict(),
 ]);
+const wireValue = wireValueSchema;
 export type WireValue = z.infer<typeof wireValue>;
 
 const record = z.record(z.string(), wireValue);
+
+/** Codes an agent gives a change it cannot put on the wire (the change travels as op `refused`). */
+export const REFUSAL_CODES = ['unencodable_text', 'row_too_large'] as const;
+export type RefusalCode = (typeof REFUSAL_CODES)[number];
+
+/** Number of key buckets verify and resync speak of (see wire-values.ts, docs/verify.md). */
+const bucket = z.number().int().min(0).max(255);
 
 const schemaColumnsSchema = z.object({
   table_name: z.string(),
@@ -78,16 +89,43 @@ const schemaColumnsSchema = z.object({
 
 const seq = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
+/**
+ * One journaled change. Besides insert/update/delete (SPEC §2), two Sluice extensions:
+ * - `refused`: the agent could not encode this change (`refusal.code`); the cloud records it,
+ *   nothing is materialized, and the changes around it flow on;
+ * - `sweep`: the end of a resync. Every row of the named key buckets (all of them when `buckets`
+ *   is null) whose last change is older than `since_commit_seq` of this epoch is gone from the
+ *   device; `pk` is `{}`.
+ */
 const rowChange = z
   .object({
     commit_seq: seq,
-    op: z.enum(['insert', 'update', 'delete']),
-    pk: record.refine((o) => Object.keys(o).length > 0, 'pk must name at least one column'),
+    op: z.enum(['insert', 'update', 'delete', 'refused', 'sweep']),
+    pk: record,
     row: record.nullable(),
     lkcv: z.number().int().nonnegative().optional(),
+    refusal: z
+      .object({ code: z.enum(REFUSAL_CODES), column: z.string().optional(), message: z.string().max(500) })
+      .optional(),
+    sweep: z
+      .object({
+        resync_id: z.string(),
+        since_commit_seq: seq,
+        buckets: z.array(bucket).max(256).nullable(),
+      })
+      .optional(),
   })
-  .refine((r) => (r.op === 'delete' ? r.row === null : r.row !== null), {
-    message: 'row is the full row for insert/update and null for delete',
+  .refine((r) => (r.op === 'insert' || r.op === 'update' ? r.row !== null : r.row === null), {
+    message: 'row is the full row for insert/update and null otherwise',
+  })
+  .refine((r) => (r.op === 'sweep' ? true : Object.keys(r.pk).length > 0), {
+    message: 'pk must name at least one column',
+  })
+  .refine((r) => (r.op === 'refused') === (r.refusal !== undefined), {
+    message: 'refusal goes with op refused, and only with it',
+  })
+  .refine((r) => (r.op === 'sweep') === (r.sweep !== undefined), {
+    message: 'sweep goes with op sweep, and only with it',
   });
 export type RowChange = z.infer<typeof rowChange>;
 
@@ -137,7 +175,14 @@ export const schemaObserveSchema = z.object({
 });
 export type SchemaObserve = z.infer<typeof schemaObserveSchema>;
 
-export const CONTROL_KINDS = ['pause_lineage', 'resume_lineage', 'url_grant', 'state_write'] as const;
+export const CONTROL_KINDS = [
+  'pause_lineage',
+  'resume_lineage',
+  'url_grant',
+  'state_write',
+  'verify',
+  'resync',
+] as const;
 export type ControlKind = (typeof CONTROL_KINDS)[number];
 
 export const controlSchema = z.object({
@@ -156,6 +201,14 @@ export const controlSchema = z.object({
   root_topic: z.string().optional(),
   /** url_grant: the upload the presigned URL is for. */
   upload_id: z.string().optional(),
+  /** verify: the run the agent's verify_report answers. */
+  verify_id: z.string().optional(),
+  /** verify: the source columns to digest (the approved ones; key columns always included). */
+  columns: z.array(z.string()).optional(),
+  /** resync: the id its sweep carries back. */
+  resync_id: z.string().optional(),
+  /** resync: the key buckets to send again (absent or null: the whole table). */
+  buckets: z.array(bucket).max(256).nullable().optional(),
   signature: z.string().optional(),
 });
 export type Control = z.infer<typeof controlSchema>;
@@ -411,14 +464,43 @@ export type UrlRequest = z.infer<typeof urlRequestSchema>;
 export const finalizeSchema = z.object({ ...uploadRequestCommon, request_kind: z.literal('finalize') });
 export type UploadFinalize = z.infer<typeof finalizeSchema>;
 
-export type UploadRequest = UrlRequest | UploadFinalize;
+/**
+ * The agent's answer to a `verify` control: per key bucket, the row count and the XOR of the
+ * rows' digests over `columns`, read in one transaction at journal position
+ * (`journal_epoch`, `through_commit_seq`). Sent only once every change through that position is
+ * confirmed, so the cloud has them before the report.
+ */
+export const verifyReportSchema = z.object({
+  format_version: z.literal(1),
+  request_kind: z.literal('verify_report'),
+  request_id: z.string(),
+  verify_id: z.string(),
+  source_table: z.string(),
+  journal_epoch: z.string(),
+  through_commit_seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  schema_hash: z.string(),
+  columns: z.array(z.string()).min(1),
+  digests: z
+    .array(
+      z.object({
+        bucket,
+        rows: z.number().int().positive(),
+        digest: z.string().regex(/^[0-9a-f]{64}$/),
+      }),
+    )
+    .max(256),
+});
+export type VerifyReport = z.infer<typeof verifyReportSchema>;
+
+export type UploadRequest = UrlRequest | UploadFinalize | VerifyReport;
 
 export function validateUploadRequest(raw: unknown): Validated<UploadRequest> {
   const env = envelopeChecks(raw);
   if (env) return { ok: false, rejection: env };
   const obj = raw as Record<string, unknown>;
+  if (obj.request_kind === 'verify_report') return validateVerifyReport(obj);
   if (obj.request_kind !== 'url_request' && obj.request_kind !== 'finalize') {
-    return reject('invalid_payload', 'request_kind must be url_request or finalize');
+    return reject('invalid_payload', 'request_kind must be url_request, finalize or verify_report');
   }
   if (!isUuidV7(obj.upload_id)) return reject('invalid_batch_id', 'upload_id must be a UUIDv7');
   if (!isUuidV7(obj.request_id)) return reject('invalid_batch_id', 'request_id must be a UUIDv7');
@@ -446,6 +528,26 @@ export function validateUploadRequest(raw: unknown): Validated<UploadRequest> {
     return reject('invalid_payload', 'schema_columns.table_name differs from source_table');
   }
   return { ok: true, value: r };
+}
+
+function validateVerifyReport(obj: Record<string, unknown>): Validated<VerifyReport> {
+  if (!isUuidV7(obj.request_id)) return reject('invalid_batch_id', 'request_id must be a UUIDv7');
+  if (!isUuidV7(obj.verify_id)) return reject('invalid_payload', 'verify_id must be a UUIDv7');
+  if (!isValidSourceTable(obj.source_table)) {
+    return reject('invalid_source_table', 'source_table is empty, too long, or reserved');
+  }
+  if (!isUuidV7(obj.journal_epoch)) return reject('invalid_journal_epoch', 'journal_epoch must be a UUIDv7');
+  if (typeof obj.schema_hash !== 'string' || !SHA256_HEX.test(obj.schema_hash)) {
+    return reject('invalid_schema_hash', 'schema_hash must be 64 lowercase hex characters');
+  }
+  const parsed = verifyReportSchema.safeParse(obj);
+  if (!parsed.success) return { ok: false, rejection: shapeRejection(parsed.error) };
+  const seen = new Set<number>();
+  for (const d of parsed.data.digests) {
+    if (seen.has(d.bucket)) return reject('invalid_payload', `bucket ${d.bucket} appears twice`);
+    seen.add(d.bucket);
+  }
+  return { ok: true, value: parsed.data };
 }
 
 /** One line of an upload's JSONL: a row change exactly as in a row batch. */

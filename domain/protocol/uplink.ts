@@ -1,3 +1,5 @@
+import { sha256 } from '@noble/hashes/sha256';
+import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils';
 import {
   type UplinkKind,
   type Validated,
@@ -65,12 +67,25 @@ export function validateUplink(kind: UplinkKind, bytes: Uint8Array | string): Va
   }
 }
 
-/** The id the ingress stream dedupes on (`Nats-Msg-Id = <device>:<id>`). */
-export function uplinkId(kind: UplinkKind, payload: unknown): string {
+/**
+ * A batch's content digest: the first 16 hex digits of the SHA-256 of its payload bytes. A batch
+ * id names one content; the lineage refuses a known id with another digest (batch_id_conflict).
+ */
+export function batchDigest(bytes: Uint8Array | string): string {
+  return bytesToHex(sha256(typeof bytes === 'string' ? utf8ToBytes(bytes) : bytes)).slice(0, 16);
+}
+
+/**
+ * The id the ingress stream dedupes on (`Nats-Msg-Id = <device>:<id>`). A batch's id carries its
+ * content digest: the same bytes sent again are deduplicated, other content under the same
+ * batch_id reaches the lineage, which refuses it visibly instead of it being dropped here.
+ */
+export function uplinkId(kind: UplinkKind, payload: unknown, bytes?: Uint8Array | string): string {
   const p = payload as Record<string, unknown>;
   if (kind === 'ack') return `ack:${String(p.control_id)}`;
   if (kind === 'schema') return `schema:${String(p.source_table)}:${String(p.schema_hash)}`;
-  if (typeof p.batch_id === 'string') return p.batch_id;
+  if (typeof p.batch_id === 'string')
+    return bytes === undefined ? p.batch_id : `${p.batch_id}:${batchDigest(bytes)}`;
   if (typeof p.request_id === 'string') return `request:${p.request_id}`;
   return `request:${JSON.stringify(p).length}`;
 }

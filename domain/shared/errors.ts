@@ -19,6 +19,13 @@ export const DOMAIN_ERROR_CODES = {
   upload_mismatch: 422,
   upload_chunk_out_of_order: 422,
   upload_content_invalid: 422,
+  batch_id_conflict: 422,
+  reason_required: 400,
+  schema_columns_missing: 409,
+  verify_unavailable: 409,
+  unknown_verify_id: 422,
+  verify_mismatch: 422,
+  resync_unavailable: 409,
 } as const;
 export type DomainErrorCode = keyof typeof DOMAIN_ERROR_CODES;
 

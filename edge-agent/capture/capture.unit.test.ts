@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { validateRowBatch } from '../../domain/protocol/contracts';
 import { schemaHash } from '../../domain/protocol/fingerprint';
-import { buildRowBatch, decodeEntry } from '../publish/row-batch';
+import { buildRowBatch } from '../publish/row-batch';
 import { reconcile, type ReconcileOptions } from './install';
 import { Journal } from './journal';
 import { readTableSchema } from './schema';
@@ -11,10 +11,21 @@ let n = 0;
 const epoch = () => `0190a000-0000-7000-8000-${String(++n).padStart(12, '0')}`;
 const rowsOpts: ReconcileOptions = { strategyOf: () => 'rows', snapshotOnFirstRun: false, newEpoch: epoch };
 
-function changes(db: Database.Database, table: string) {
+/** A journal reading `db` the way the agent does: reconciling whenever the schema changed. */
+function journalOf(db: Database.Database, opts: ReconcileOptions = rowsOpts): Journal {
   const j = new Journal(db);
+  j.onSchemaChanged = () => {
+    const res = reconcile(db, opts);
+    j.setRegistry(res.registry, res.schemaVersion);
+  };
+  j.onSchemaChanged();
+  return j;
+}
+
+function changes(db: Database.Database, table: string, after = 0) {
+  const j = journalOf(db);
   const c = j.counters().find((x) => x.name === table)!;
-  return j.after(c.tid, 0, 1000).map((e) => decodeEntry(e, j.schemaVersion(e.sv)));
+  return j.read(c.tid, after, 1000)!.changes;
 }
 
 const HOSTILE = [
@@ -37,10 +48,7 @@ describe('capture triggers', () => {
     expect(res.installed).toEqual(expect.arrayContaining([name, 'victims']));
     const t = quoteIdent(name);
     db.prepare(`INSERT INTO ${t} VALUES (?, ?, ?)`).run("k'1", 7, 'a"b');
-    db.prepare(`UPDATE ${t} SET ${quoteIdent(name)} = 8`).run();
-    db.prepare(`DELETE FROM ${t}`).run();
-    expect(db.prepare('SELECT count(*) FROM victims').pluck().get()).toBe(0);
-    expect(db.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'victims'").pluck().get()).toBe(1);
+    // Values are read when the batch is built: each step is read before the next.
     expect(changes(db, name)).toEqual([
       {
         commit_seq: 1,
@@ -48,24 +56,42 @@ describe('capture triggers', () => {
         pk: { [name + 'k']: "k'1" },
         row: { [name + 'k']: "k'1", [name]: 7, 'v; --': 'a"b' },
       },
+    ]);
+    db.prepare(`UPDATE ${t} SET ${quoteIdent(name)} = 8`).run();
+    expect(changes(db, name, 1)).toEqual([
       {
         commit_seq: 2,
         op: 'update',
         pk: { [name + 'k']: "k'1" },
         row: { [name + 'k']: "k'1", [name]: 8, 'v; --': 'a"b' },
       },
-      { commit_seq: 3, op: 'delete', pk: { [name + 'k']: "k'1" }, row: null },
     ]);
+    db.prepare(`DELETE FROM ${t}`).run();
+    expect(db.prepare('SELECT count(*) FROM victims').pluck().get()).toBe(0);
+    expect(db.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'victims'").pluck().get()).toBe(1);
+    // Read now, the insert and the update find their row gone: they travel as deletes.
+    expect(changes(db, name)).toEqual(
+      [1, 2, 3].map((seq) => ({
+        commit_seq: seq,
+        op: 'delete',
+        pk: { [name + 'k']: "k'1" },
+        row: null,
+      })),
+    );
   });
 
   it('quotes every identifier in the generated SQL', () => {
     const db = new Database(':memory:');
     db.exec(`CREATE TABLE "a""b" ("c""d" INTEGER PRIMARY KEY, "e;f" TEXT)`);
-    const sql = triggerSql(3, 9, readTableSchema(db, 'a"b')!);
+    const sql = triggerSql(3, readTableSchema(db, 'a"b')!);
     expect(sql.ins).toContain('AFTER INSERT ON "a""b"');
     expect(sql.ins).toContain('NEW."c""d"');
-    expect(sql.ins).toContain('NEW."e;f"');
     expect(sql.del).toContain('OLD."c""d"');
+    // Key columns only: no value is ever formatted by the application's SQLite.
+    for (const text of Object.values(sql)) {
+      expect(text).not.toContain('"e;f"');
+      expect(text).not.toMatch(/json|quote\(|printf|hex\(/i);
+    }
   });
 
   it('journals a key change as delete + insert, composite keys in key order', () => {
@@ -76,7 +102,7 @@ describe('capture triggers', () => {
     db.prepare("UPDATE oe SET line = 2 WHERE order_id = 'A'").run();
     const got = changes(db, 'oe');
     expect(got.map((c) => [c.commit_seq, c.op, c.pk])).toEqual([
-      [1, 'insert', { order_id: 'A', line: 1 }],
+      [1, 'delete', { order_id: 'A', line: 1 }], // the inserted row is gone (its key changed)
       [2, 'delete', { order_id: 'A', line: 1 }],
       [3, 'insert', { order_id: 'A', line: 2 }],
     ]);
@@ -106,19 +132,21 @@ describe('capture triggers', () => {
     expect(db.pragma('schema_version', { simple: true })).toBe(v);
   });
 
-  it('detects drift: a new column gets a new schema version, hash and triggers; old rows keep theirs', () => {
+  it('detects drift: a new column gets a new schema version and hash, triggers stay, rows read under the new schema', () => {
     const db = new Database(':memory:');
     db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
     const first = reconcile(db, rowsOpts).registry[0]!;
     db.prepare("INSERT INTO t VALUES (1, 'a')").run();
     db.exec('ALTER TABLE t ADD COLUMN w REAL');
     const second = reconcile(db, rowsOpts);
-    expect(second.installed).toEqual(['t']);
+    expect(second.installed).toEqual([]); // triggers name key columns only
+    expect(second.changed).toEqual(['t']);
+    expect(second.resyncs).toEqual([]); // no DEFAULT: existing rows did not change
     expect(second.registry[0]!.hash).not.toBe(first.hash);
     expect(second.registry[0]!.epoch).toBe(first.epoch); // same journal, same epoch
     db.prepare("INSERT INTO t VALUES (2, 'b', 1.5)").run();
     expect(changes(db, 't').map((c) => c.row)).toEqual([
-      { id: 1, v: 'a' },
+      { id: 1, v: 'a', w: null },
       { id: 2, v: 'b', w: 1.5 },
     ]);
   });
@@ -139,19 +167,6 @@ describe('capture triggers', () => {
     ]);
   });
 
-  it('does not capture while __sluice_applying is set', () => {
-    const db = new Database(':memory:');
-    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY)');
-    reconcile(db, rowsOpts);
-    db.transaction(() => {
-      db.exec('INSERT INTO __sluice_applying VALUES (1)');
-      db.exec('INSERT INTO t VALUES (1)');
-      db.exec('DELETE FROM __sluice_applying');
-    })();
-    db.exec('INSERT INTO t VALUES (2)');
-    expect(changes(db, 't').map((c) => c.pk.id)).toEqual([2]);
-  });
-
   it("fingerprints a real table exactly like the domain's schemaHash", () => {
     const db = new Database(':memory:');
     db.exec('CREATE TABLE temps (value REAL, ts TEXT NOT NULL, id INTEGER NOT NULL PRIMARY KEY)');
@@ -166,18 +181,20 @@ describe('capture triggers', () => {
     reconcile(db, rowsOpts);
     const ins = db.prepare('INSERT INTO t (body, b) VALUES (?, ?)');
     for (let i = 0; i < 300; i++) ins.run('x'.repeat(i * 10), Buffer.from([i % 256]));
-    const j = new Journal(db);
+    const j = journalOf(db);
     const c = j.counters()[0]!;
     let after = 0;
     let batches = 0;
     for (;;) {
+      const read = j.read(c.tid, after, 100)!;
       const res = buildRowBatch({
         batchId: '0190a000-0000-7000-8000-000000000001',
         table: 't',
         epoch: c.epoch,
-        entries: j.after(c.tid, after, 100),
-        schemaOf: (sv) => j.schemaVersion(sv),
-        withSchemaFor: () => batches === 0,
+        hash: read.hash,
+        fingerprint: read.fingerprint,
+        changes: read.changes,
+        withSchema: batches === 0,
         maxRows: 100,
         maxBytes: 64 * 1024,
       });
@@ -196,25 +213,32 @@ describe('capture triggers', () => {
     expect(batches).toBeGreaterThan(3);
   });
 
-  it('leaves out a change too large to ever travel, and reports it', () => {
+  it('refuses a change too large to ever travel (row_too_large, with its key); the rest flows', () => {
     const db = new Database(':memory:');
     db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)');
     reconcile(db, rowsOpts);
     db.prepare('INSERT INTO t (body) VALUES (?)').run('x'.repeat(10_000));
     db.prepare("INSERT INTO t (body) VALUES ('small')").run();
-    const j = new Journal(db);
+    const j = journalOf(db);
     const c = j.counters()[0]!;
+    const read = j.read(c.tid, 0, 10)!;
     const res = buildRowBatch({
       batchId: '0190a000-0000-7000-8000-000000000001',
       table: 't',
       epoch: c.epoch,
-      entries: j.after(c.tid, 0, 10),
-      schemaOf: (sv) => j.schemaVersion(sv),
-      withSchemaFor: () => false,
+      hash: read.hash,
+      fingerprint: read.fingerprint,
+      changes: read.changes,
+      withSchema: false,
       maxRows: 10,
       maxBytes: 4096,
     });
-    expect(res.oversize.map((o) => o.seq)).toEqual([1]);
-    expect(res.batch?.firstSeq).toBe(2);
+    expect(res.tooLarge.map((o) => o.seq)).toEqual([1]);
+    const v = validateRowBatch(JSON.parse(res.batch!.payload));
+    if (!v.ok) throw new Error(v.rejection.message);
+    expect(v.value.rows.map((r) => [r.commit_seq, r.op, r.pk, r.refusal?.code])).toEqual([
+      [1, 'refused', { id: 1 }, 'row_too_large'],
+      [2, 'insert', { id: 2 }, undefined],
+    ]);
   });
 });

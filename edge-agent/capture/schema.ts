@@ -9,11 +9,20 @@ export type TableSchema = Readonly<{
   /** Key column names ordered by their position in the PRIMARY KEY. */
   pk: readonly string[];
   withoutRowid: boolean;
+  /** Each column's DEFAULT expression as written (null: none), in column order. */
+  defaults: readonly (string | null)[];
   fingerprint: SchemaColumns;
   hash: string;
 }>;
 
-type ColumnInfo = { cid: number; name: string; type: string; notnull: number; pk: number };
+type ColumnInfo = {
+  cid: number;
+  name: string;
+  type: string;
+  notnull: number;
+  pk: number;
+  dflt_value: string | null;
+};
 type TableListRow = { schema: string; name: string; type: string; wr: number };
 
 /** Names the agent never captures: SQLite's own tables and the agent's `__sluice_*` objects. */
@@ -34,8 +43,14 @@ export function listUserTables(db: Database.Database): { name: string; withoutRo
 export function readTableSchema(
   db: Database.Database,
   name: string,
-  withoutRowid = false,
+  withoutRowid?: boolean,
 ): TableSchema | undefined {
+  if (withoutRowid === undefined) {
+    const wr = db
+      .prepare('SELECT wr FROM pragma_table_list WHERE schema = ? AND name = ?')
+      .get('main', name) as { wr: number } | undefined;
+    withoutRowid = wr?.wr === 1;
+  }
   const cols = db.prepare('SELECT * FROM pragma_table_info(?)').all(name) as ColumnInfo[];
   if (cols.length === 0) return undefined;
   cols.sort((a, b) => a.cid - b.cid);
@@ -56,6 +71,7 @@ export function readTableSchema(
       .sort((a, b) => a.pk - b.pk)
       .map((c) => c.name),
     withoutRowid,
+    defaults: cols.map((c) => c.dflt_value),
     fingerprint,
     hash: schemaHash(fingerprint),
   };

@@ -13,30 +13,56 @@ export function quoteString(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
-export const JOURNAL = '__sluice_journal';
 export const SEQ = '__sluice_seq';
 export const SCHEMA = '__sluice_schema';
-export const APPLYING = '__sluice_applying';
+/** The JSON journal of agents before per-table change logs; converted and dropped at start. */
+export const OLD_JOURNAL = '__sluice_journal';
+export const OLD_APPLYING = '__sluice_applying';
+
+/** The change log of one captured table. */
+export function logTable(tid: number): string {
+  return `__sluice_log_${tid}`;
+}
+
+/** Key columns of a change log: k0 … k(n-1), in PRIMARY KEY order, without a declared type. */
+export function keyColumns(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `k${i}`);
+}
+
+/**
+ * Change log ops. I/U/D are the application's changes; the agent adds:
+ * - `S`: the sweep that ends a resync (k0 holds its JSON: resync_id, since_commit_seq, buckets);
+ * - `X`: a placeholder that only holds a commit_seq (never sent): it keeps the counter when a
+ *   journal is converted from the old format with nothing pending.
+ */
+export type LogOp = 'I' | 'U' | 'D' | 'S' | 'X';
 
 /**
  * The agent's objects in the application database.
- * - `__sluice_seq`: one row per captured table: its id (tid), name, commit_seq counter and
- *   journal_epoch. The counter lives here, not in the journal, so deleting confirmed journal rows
- *   never lets a commit_seq be reused.
- * - `__sluice_schema`: every schema version (sv) a trigger was installed for, so a journal row
- *   written before a DDL change is still read with the columns it was written with.
- * - `__sluice_journal`: the captured changes, keyed (tid, seq). `data` is a JSON array of the row's
- *   values in column order (the key values only, for a delete).
- * - `__sluice_applying`: the triggers skip capture while it is non-empty, for writes of the agent
- *   that must not be journaled. A cloud state_write is not one of them: it is journaled on
- *   purpose, as the device's confirmation (control/state-write.ts).
+ * - `__sluice_seq`: one row per captured table: its id (tid), name, journal_epoch, the current
+ *   schema version (sv) and the key columns its change log holds (`keys`, JSON array). (`seq` is
+ *   left from the old journal format and no longer moves.)
+ * - `__sluice_schema`: every schema version (sv) seen for a table, so a DDL made while the
+ *   agent was stopped is still compared with what was captured before it.
+ * - `__sluice_log_<tid>`: the table's change log (see logDdl).
  */
 export const INFRA_DDL = [
-  `CREATE TABLE IF NOT EXISTS ${SEQ} (tid INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL DEFAULT 0, epoch TEXT NOT NULL, sv INTEGER)`,
+  `CREATE TABLE IF NOT EXISTS ${SEQ} (tid INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL DEFAULT 0, epoch TEXT NOT NULL, sv INTEGER, keys TEXT)`,
   `CREATE TABLE IF NOT EXISTS ${SCHEMA} (sv INTEGER PRIMARY KEY, tid INTEGER NOT NULL, hash TEXT NOT NULL, info TEXT NOT NULL)`,
-  `CREATE TABLE IF NOT EXISTS ${JOURNAL} (tid INTEGER NOT NULL, seq INTEGER NOT NULL, op TEXT NOT NULL, sv INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tid, seq)) WITHOUT ROWID`,
-  `CREATE TABLE IF NOT EXISTS ${APPLYING} (flag INTEGER)`,
 ];
+
+/**
+ * A change log: `seq` is the commit_seq, allocated by SQLite as max(seq)+1 because it is the
+ * INTEGER PRIMARY KEY (the cheapest allocation measured: no counter row to update per change).
+ * That allocation would reuse a number once the log is empty, so the agent never deletes the
+ * row holding the largest seq (Journal.deleteThrough); a commit_seq is never reused in an epoch.
+ * The key columns have no declared type, so SQLite stores each key value exactly as the table
+ * holds it (no affinity conversion).
+ */
+export function logDdl(tid: number, nk: number): string {
+  const ks = keyColumns(nk).join(', ');
+  return `CREATE TABLE IF NOT EXISTS ${logTable(tid)} (seq INTEGER PRIMARY KEY, op TEXT NOT NULL, ${ks})`;
+}
 
 export type TriggerKind = 'ins' | 'upd' | 'key' | 'del';
 export const TRIGGER_KINDS: readonly TriggerKind[] = ['ins', 'upd', 'key', 'del'];
@@ -45,57 +71,43 @@ export function triggerName(tid: number, kind: TriggerKind): string {
   return `__sluice_t${tid}_${kind}`;
 }
 
-/** BLOBs cannot go into json_array(); they are journaled as {"$h": HEX} and become base64 later. */
-function valueExpr(ref: string, column: string): string {
-  const c = `${ref}.${quoteIdent(column)}`;
-  return `iif(typeof(${c})='blob',json_object('$h',hex(${c})),${c})`;
-}
-
-export function rowArrayExpr(ref: string, columns: readonly string[]): string {
-  return `json_array(${columns.map((c) => valueExpr(ref, c)).join(',')})`;
-}
-
-const NOT_APPLYING = `NOT EXISTS (SELECT 1 FROM ${APPLYING})`;
-
-function append(tid: number, sv: number, op: 'I' | 'U' | 'D', data: string): string {
-  // The counter bump and the journal row run inside the application's own statement, so a
-  // change and its commit_seq commit (or roll back) together.
-  return (
-    `UPDATE ${SEQ} SET seq = seq + 1 WHERE tid = ${tid}; ` +
-    `INSERT INTO ${JOURNAL} (tid, seq, op, sv, data) SELECT ${tid}, seq, '${op}', ${sv}, ${data} FROM ${SEQ} WHERE tid = ${tid};`
-  );
+function append(tid: number, op: 'I' | 'U' | 'D', ref: 'NEW' | 'OLD', pk: readonly string[]): string {
+  // The log row is written inside the application's own statement, so a change and its
+  // commit_seq commit (or roll back) together. Only key values: SQLite never formats a value.
+  const ks = keyColumns(pk.length).join(', ');
+  const vals = pk.map((c) => `${ref}.${quoteIdent(c)}`).join(', ');
+  return `INSERT INTO ${logTable(tid)} (op, ${ks}) VALUES ('${op}', ${vals});`;
 }
 
 /**
- * The four capture triggers of a table. An UPDATE that changes the key is journaled as a delete
- * of the old key and an insert of the new row, so the cloud's mirror never keeps the old key.
+ * The four capture triggers of a table. They reference key columns only, so ADD, DROP and
+ * RENAME of other columns never touch them. An UPDATE that changes the key is journaled as a
+ * delete of the old key and an insert of the new one, so the cloud's mirror never keeps the old key.
  */
-export function triggerSql(tid: number, sv: number, table: TableSchema): Record<TriggerKind, string> {
+export function triggerSql(tid: number, table: TableSchema): Record<TriggerKind, string> {
   const t = quoteIdent(table.name);
-  const newRow = rowArrayExpr('NEW', table.columns);
-  const oldKey = rowArrayExpr('OLD', table.pk);
   const keySame = table.pk.map((c) => `OLD.${quoteIdent(c)} IS NEW.${quoteIdent(c)}`).join(' AND ');
-  const create = (kind: TriggerKind, event: string, when: string, body: string) =>
-    `CREATE TRIGGER ${triggerName(tid, kind)} AFTER ${event} ON ${t} WHEN ${when} BEGIN ${body} END`;
+  const create = (kind: TriggerKind, event: string, when: string | null, body: string) =>
+    `CREATE TRIGGER ${triggerName(tid, kind)} AFTER ${event} ON ${t}${when ? ` WHEN ${when}` : ''} BEGIN ${body} END`;
   return {
-    ins: create('ins', 'INSERT', NOT_APPLYING, append(tid, sv, 'I', newRow)),
-    upd: create('upd', 'UPDATE', `(${keySame}) AND ${NOT_APPLYING}`, append(tid, sv, 'U', newRow)),
+    ins: create('ins', 'INSERT', null, append(tid, 'I', 'NEW', table.pk)),
+    upd: create('upd', 'UPDATE', keySame, append(tid, 'U', 'NEW', table.pk)),
     key: create(
       'key',
       'UPDATE',
-      `NOT (${keySame}) AND ${NOT_APPLYING}`,
-      append(tid, sv, 'D', oldKey) + ' ' + append(tid, sv, 'I', newRow),
+      `NOT (${keySame})`,
+      append(tid, 'D', 'OLD', table.pk) + ' ' + append(tid, 'I', 'NEW', table.pk),
     ),
-    del: create('del', 'DELETE', NOT_APPLYING, append(tid, sv, 'D', oldKey)),
+    del: create('del', 'DELETE', null, append(tid, 'D', 'OLD', table.pk)),
   };
 }
 
-/** Journal every row already in the table as an insert (snapshot_on_first_run), in key order. */
-export function snapshotSql(tid: number, sv: number, table: TableSchema): string {
-  const order = table.pk.map((c) => `__s.${quoteIdent(c)}`).join(', ');
+/** Journal every row of the table as an insert, in key order (snapshot and resync). */
+export function snapshotSql(tid: number, table: TableSchema): string {
+  const ks = keyColumns(table.pk.length).join(', ');
+  const cols = table.pk.map((c) => `__s.${quoteIdent(c)}`).join(', ');
   return (
-    `INSERT INTO ${JOURNAL} (tid, seq, op, sv, data) ` +
-    `SELECT ${tid}, (SELECT seq FROM ${SEQ} WHERE tid = ${tid}) + row_number() OVER (ORDER BY ${order}), 'I', ${sv}, ` +
-    `${rowArrayExpr('__s', table.columns)} FROM ${quoteIdent(table.name)} AS __s`
+    `INSERT INTO ${logTable(tid)} (op, ${ks}) ` +
+    `SELECT 'I', ${cols} FROM ${quoteIdent(table.name)} AS __s ORDER BY ${cols}`
   );
 }

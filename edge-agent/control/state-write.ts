@@ -2,8 +2,8 @@ import type Database from 'better-sqlite3';
 import type { WireValue } from '../../domain/protocol/contracts';
 import { canonicalJson } from '../../domain/shared/canonical';
 import type { TableSchema } from '../capture/schema';
-import { SEQ, quoteIdent } from '../capture/sql';
-import { decodeWireValue } from '../capture/values';
+import { decodeWireValue } from '../../domain/protocol/wire-values';
+import { logTable, quoteIdent, SEQ } from '../capture/sql';
 
 export type StateWriteRow = Readonly<{
   pk: Readonly<Record<string, WireValue>>;
@@ -66,8 +66,17 @@ export function applyStateWrite(
   // journals its confirmation.
   const touch = `${quoteIdent(table.pk[0]!)} = ${quoteIdent(table.pk[0]!)}`;
   const run = db.transaction((): StateWriteResult => {
-    const counter = db.prepare(`SELECT seq, epoch FROM ${SEQ} WHERE name = ?`).get(table.name) as
-      { seq: number; epoch: string } | undefined;
+    const reg = db.prepare(`SELECT tid, epoch FROM ${SEQ} WHERE name = ?`).get(table.name) as
+      { tid: number; epoch: string } | undefined;
+    const counter = reg
+      ? {
+          epoch: reg.epoch,
+          seq: db
+            .prepare(`SELECT coalesce(max(seq), 0) FROM ${logTable(reg.tid)}`)
+            .pluck()
+            .get() as number,
+        }
+      : undefined;
     const applied: AppliedVersion[] = [];
     let stale = 0;
     for (const r of rows) {

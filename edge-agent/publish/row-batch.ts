@@ -1,19 +1,18 @@
 import { canonicalJson } from '../../domain/shared/canonical';
-import type { RowChange, WireValue } from '../../domain/protocol/contracts';
-import { parseJournalArray } from '../capture/values';
-import type { JournalEntry, SchemaVersion } from '../capture/journal';
-
-const OPS = { I: 'insert', U: 'update', D: 'delete' } as const;
+import type { RowChange } from '../../domain/protocol/contracts';
+import type { SchemaColumns } from '../../domain/protocol/fingerprint';
 
 export type RowBatchInput = Readonly<{
   batchId: string;
   table: string;
   epoch: string;
-  /** Consecutive journal entries, oldest first. The batch takes a prefix of them. */
-  entries: readonly JournalEntry[];
-  schemaOf: (sv: number) => SchemaVersion;
-  /** Whether the batch carries schema_columns for this hash (first batch of a table, or after drift). */
-  withSchemaFor: (hash: string) => boolean;
+  /** The schema every change was read under (one read transaction). */
+  hash: string;
+  fingerprint: SchemaColumns;
+  /** Consecutive changes, oldest first. The batch takes a prefix of them. */
+  changes: readonly RowChange[];
+  /** Whether the batch carries schema_columns (first batch of a table, or after a schema change). */
+  withSchema: boolean;
   /** The cloud_version a change of a key (canonical JSON of the wire pk) was made under, if any. */
   lkcvOf?: (pkCanonical: string, commitSeq: number) => number | undefined;
   maxRows: number;
@@ -33,45 +32,50 @@ export type BuiltRowBatch = Readonly<{
 
 export type RowBatchResult = Readonly<{
   batch?: BuiltRowBatch;
-  /** Entries too large to travel even alone in a batch: left out, reported by the caller. */
-  oversize: readonly { seq: number; bytes: number }[];
-  /** The last journal seq this result accounts for (sent or left out). */
+  /** Changes refused because they are larger than max_batch_bytes even alone. */
+  tooLarge: readonly { seq: number; bytes: number }[];
+  /** Changes whose key alone is larger than max_batch_bytes: left out. */
+  unsendable: readonly number[];
+  /** The last seq this result accounts for (in the batch, or left out). */
   throughSeq: number;
 }>;
 
-export function decodeEntry(entry: JournalEntry, schema: SchemaVersion): RowChange {
-  const values = parseJournalArray(entry.data);
-  const zip = (names: readonly string[]): Record<string, WireValue> => {
-    const out: Record<string, WireValue> = {};
-    names.forEach((n, i) => (out[n] = values[i] ?? null));
-    return out;
-  };
-  const op = OPS[entry.op];
-  if (op === 'delete') return { commit_seq: entry.seq, op, pk: zip(schema.pk), row: null };
-  const row = zip(schema.columns);
-  const pk: Record<string, WireValue> = {};
-  for (const k of schema.pk) pk[k] = row[k] ?? null;
-  return { commit_seq: entry.seq, op, pk, row };
-}
-
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
+/** A change as one JSON line of a batch or upload, with its lkcv when the key has a cloud version. */
+export function changeJson(change: RowChange, lkcvOf: RowBatchInput['lkcvOf']): string {
+  if (change.op === 'sweep' || change.op === 'refused') return JSON.stringify(change);
+  const lkcv = lkcvOf?.(canonicalJson(change.pk), change.commit_seq);
+  return JSON.stringify(lkcv === undefined ? change : { ...change, lkcv });
+}
+
+/** A change too large to travel even alone: it goes as `refused` with its key. */
+export function refuseTooLarge(change: RowChange, bytes: number, maxBytes: number): RowChange {
+  return {
+    commit_seq: change.commit_seq,
+    op: 'refused',
+    pk: change.pk,
+    row: null,
+    refusal: {
+      code: 'row_too_large',
+      message: `the row is ${bytes} bytes as JSON, more than max_batch_bytes (${maxBytes}) even alone`,
+    },
+  };
+}
+
 /**
- * Build one row batch (SPEC §2) from the oldest entries: one table, one schema_hash, at most
- * maxRows rows and maxBytes bytes. Stops where the schema hash changes so every row of a batch
- * was captured under the hash the batch names.
+ * Build one row batch (SPEC §2) from the oldest changes: one table, one schema_hash (all were
+ * read in one transaction), at most maxRows rows and maxBytes bytes. A change that does not fit
+ * even alone travels as `refused` (row_too_large): it never blocks the table.
  */
 export function buildRowBatch(input: RowBatchInput): RowBatchResult {
   const rows: string[] = [];
-  const oversize: { seq: number; bytes: number }[] = [];
-  let hash: string | undefined;
-  let schema: SchemaVersion | undefined;
-  let envelopeBytes = 0;
+  const tooLarge: { seq: number; bytes: number }[] = [];
+  const unsendable: number[] = [];
+  let skippedThrough = 0;
   let rowBytes = 0;
   let firstSeq = 0;
   let lastSeq = 0;
-  let throughSeq = 0;
-  let withSchema = false;
 
   const envelope = (first: number, last: number) => ({
     format_version: 1,
@@ -79,43 +83,41 @@ export function buildRowBatch(input: RowBatchInput): RowBatchResult {
     batch_id: input.batchId,
     journal_epoch: input.epoch,
     source_table: input.table,
-    schema_hash: hash,
-    ...(withSchema && schema ? { schema_columns: schema.fingerprint } : {}),
+    schema_hash: input.hash,
+    ...(input.withSchema ? { schema_columns: input.fingerprint } : {}),
     first_commit_seq: first,
     last_commit_seq: last,
   });
+  const envelopeBytes =
+    utf8(JSON.stringify(envelope(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))) + utf8(',"rows":[]');
 
-  for (const entry of input.entries) {
-    const sv = input.schemaOf(entry.sv);
-    if (hash === undefined) {
-      hash = sv.hash;
-      schema = sv;
-      withSchema = input.withSchemaFor(sv.hash);
-      envelopeBytes =
-        utf8(JSON.stringify(envelope(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))) + utf8(',"rows":[]');
-    } else if (sv.hash !== hash) break;
+  for (const change of input.changes) {
     if (rows.length >= input.maxRows) break;
-
-    const change = decodeEntry(entry, sv);
-    const lkcv = input.lkcvOf?.(canonicalJson(change.pk), change.commit_seq);
-    const json = JSON.stringify(lkcv === undefined ? change : { ...change, lkcv });
-    const size = utf8(json) + (rows.length > 0 ? 1 : 0);
-    if (envelopeBytes + size > input.maxBytes) {
-      if (rows.length > 0) break;
-      // Alone and still too big: it can never be delivered, so it must not block the table.
-      oversize.push({ seq: entry.seq, bytes: size });
-      throughSeq = entry.seq;
-      continue;
+    let json = changeJson(change, input.lkcvOf);
+    let size = utf8(json) + (rows.length > 0 ? 1 : 0);
+    if (envelopeBytes + utf8(json) > input.maxBytes) {
+      // Alone and still too big: it can never be delivered as it is.
+      tooLarge.push({ seq: change.commit_seq, bytes: utf8(json) });
+      json = JSON.stringify(refuseTooLarge(change, utf8(json), input.maxBytes));
+      size = utf8(json) + (rows.length > 0 ? 1 : 0);
     }
-    if (envelopeBytes + rowBytes + size > input.maxBytes) break;
+    if (envelopeBytes + rowBytes + size > input.maxBytes) {
+      if (rows.length === 0) {
+        // Even its key alone is too large: nothing of it can travel; left out (the caller logs it).
+        unsendable.push(change.commit_seq);
+        skippedThrough = change.commit_seq;
+        continue;
+      }
+      if (tooLarge.at(-1)?.seq === change.commit_seq) tooLarge.pop();
+      break;
+    }
     rows.push(json);
     rowBytes += size;
-    if (rows.length === 1) firstSeq = entry.seq;
-    lastSeq = entry.seq;
-    throughSeq = entry.seq;
+    if (rows.length === 1) firstSeq = change.commit_seq;
+    lastSeq = change.commit_seq;
   }
 
-  if (rows.length === 0) return { oversize, throughSeq };
+  if (rows.length === 0) return { tooLarge, unsendable, throughSeq: skippedThrough };
   const head = JSON.stringify(envelope(firstSeq, lastSeq));
   const payload = `${head.slice(0, -1)},"rows":[${rows.join(',')}]}`;
   return {
@@ -124,12 +126,13 @@ export function buildRowBatch(input: RowBatchInput): RowBatchResult {
       firstSeq,
       lastSeq,
       rowCount: rows.length,
-      hash: hash!,
-      withSchema,
+      hash: input.hash,
+      withSchema: input.withSchema,
       payload,
       bytes: utf8(payload),
     },
-    oversize,
-    throughSeq,
+    tooLarge,
+    unsendable,
+    throughSeq: lastSeq,
   };
 }

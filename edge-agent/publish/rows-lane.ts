@@ -1,5 +1,5 @@
-import { MAX_PAYLOAD_BYTES, type Receipt } from '../../domain/protocol/contracts';
-import type { Journal } from '../capture/journal';
+import type { Receipt } from '../../domain/protocol/contracts';
+import type { Journal, VerifyResult } from '../capture/journal';
 import type { StateStore } from '../state/state-db';
 import type { Control } from '../../domain/protocol/contracts';
 import type { UploadMark } from '../state/state-db';
@@ -16,11 +16,16 @@ export type RowsLaneDeps = LaneDeps &
     newId: () => string;
     maxRows: number;
     maxBytes: number;
+    /** sync/ingest/request of this device (verify reports). */
+    uploadsTopic?: string;
     /** The secondary upload flow (only with signed controls: a url_grant must be verifiable). */
     uploads?: Readonly<{
       requestTopic: string;
-      /** Journal a resync snapshot of the table (after a gap); its counter after it. */
-      resync: (tid: number) => number | undefined;
+      /**
+       * Journal a resync of the table (after a gap): the last seq of its rows (the upload goes
+       * through there; the sweep after it travels as a batch) and the sweep's seq.
+       */
+      resync: (tid: number) => { through: number; sweepSeq: number } | undefined;
       put?: PutFn;
     }>;
   }>;
@@ -48,6 +53,7 @@ export class RowsLane extends Lane {
   private announcedEpoch: string | null;
   private avgRowBytes = 200;
   private cleanupThrough = 0;
+  private readonly sendingReports = new Set<string>();
   /** The upload in progress: while it is open, no batch of this table goes out. */
   upload: UploadJob | null = null;
 
@@ -102,6 +108,7 @@ export class RowsLane extends Lane {
       publish: this.r.sender.publish,
       requestTopic: u.requestTopic,
       receiptTimeoutMs: this.r.receiptTimeoutMs,
+      maxLineBytes: this.r.maxBytes,
       wake: this.r.wake,
       ...(lkcvOf ? { lkcvOf } : {}),
       ...(u.put ? { put: u.put } : {}),
@@ -125,24 +132,31 @@ export class RowsLane extends Lane {
       return false;
     }
     if (mark.throughSeq === null) {
-      const seq = u.resync(this.tid);
-      if (seq === undefined) {
+      const done = u.resync(this.tid);
+      if (done === undefined) {
         this.r.state.clearUploadMark(this.table);
         return false;
       }
       this.r.log.warn(
-        { event: 'resync_snapshot', table: this.table, journal_epoch: this.epoch, through_seq: seq },
-        `after the retention gap, every current row of ${this.table} was journaled again (resync snapshot); ` +
-          'it goes to the cloud through the upload flow with what the journal kept',
+        {
+          event: 'resync_snapshot',
+          table: this.table,
+          journal_epoch: this.epoch,
+          through_seq: done.through,
+          sweep_seq: done.sweepSeq,
+        },
+        `after the retention gap, every current row of ${this.table} was journaled again (resync, ending ` +
+          'with a sweep); it goes to the cloud through the upload flow with what the journal kept',
       );
-      mark.throughSeq = seq;
+      mark.throughSeq = done.through;
       this.r.state.setUploadMark(mark);
-      this.counterSeq = Math.max(this.counterSeq, seq);
+      this.counterSeq = Math.max(this.counterSeq, done.sweepSeq);
     }
     const first = this.sentSeq + 1;
     const last = Math.min(mark.throughSeq, this.counterSeq);
     const plan = first <= last ? this.r.journal.uploadPlan(this.tid, first, last) : undefined;
-    if (!plan || (plan.rows <= this.r.maxRows && plan.bytes <= this.r.maxBytes)) {
+    const schema = this.r.journal.tableSchema(this.tid);
+    if (!plan || !schema || plan.rows <= this.r.maxRows) {
       // One batch or less: the ordinary path is the cheaper one.
       this.r.state.clearUploadMark(this.table);
       return false;
@@ -154,8 +168,8 @@ export class RowsLane extends Lane {
       firstSeq: plan.firstSeq,
       lastSeq: plan.lastSeq,
       rowCount: plan.rows,
-      schemaHash: this.r.journal.schemaVersion(plan.sv).hash,
-      sv: plan.sv,
+      schemaHash: schema.hash,
+      sv: 0,
       reason: mark.reason,
       status: 'requesting' as const,
       url: null,
@@ -224,34 +238,20 @@ export class RowsLane extends Lane {
     return outcome;
   }
 
-  /** Rebuild the in-flight window from state.db: same batch ids, same journal ranges. */
+  /** Rebuild the in-flight window from state.db: same batch ids, same bytes. */
   private restore(): void {
     for (const rec of this.r.state.inflight(this.table)) {
       if (rec.kind !== 'rows' || rec.firstSeq === null || rec.lastSeq === null) continue;
-      const entries =
-        rec.epoch === this.epoch ? this.r.journal.range(this.tid, rec.firstSeq, rec.lastSeq) : [];
-      const built = entries.length
-        ? buildRowBatch({
-            batchId: rec.batchId,
-            table: this.table,
-            epoch: this.epoch,
-            entries,
-            schemaOf: (sv) => this.r.journal.schemaVersion(sv),
-            withSchemaFor: () => rec.withSchema,
-            lkcvOf: this.r.state.cloudVersionLookup(this.table, this.epoch),
-            maxRows: entries.length,
-            maxBytes: MAX_PAYLOAD_BYTES,
-          }).batch
-        : undefined;
-      if (!built) {
-        // The journal no longer holds these rows (journal reinitialised): nothing left to send.
+      if (rec.payload === null || rec.epoch !== this.epoch) {
+        // Recorded by an agent that kept no payload (or of an epoch that is over): the range is
+        // read again under a new batch id (the cloud dedupes rows by commit_seq).
         this.r.state.dropInflight([rec.batchId]);
         continue;
       }
       this.inflight.push({
         batchId: rec.batchId,
-        payload: built.payload,
-        rows: built.rowCount,
+        payload: rec.payload,
+        rows: (JSON.parse(rec.payload) as { rows: unknown[] }).rows.length,
         sentAt: 0,
         sends: 0,
         confirmed: false,
@@ -263,7 +263,7 @@ export class RowsLane extends Lane {
     if (this.inflight.length > 0) {
       this.r.log.info(
         { event: 'restore_inflight', table: this.table, batches: this.inflight.length },
-        'restored unconfirmed batches; they will be re-sent with the same batch ids',
+        'restored unconfirmed batches; they will be re-sent with the same batch ids and bytes',
       );
     }
   }
@@ -277,6 +277,7 @@ export class RowsLane extends Lane {
   }
 
   pump(): void {
+    this.pumpReports();
     if (this.upload) {
       // An open upload goes on while paused: its rows are journaled already, and its finalize
       // is what lets the journal range go.
@@ -285,11 +286,15 @@ export class RowsLane extends Lane {
       if (this.upload) return;
     }
     if (this.paused) return;
+    // A verify's digest is taken: nothing more of this table goes before its report, so the cloud
+    // compares the mirror at exactly the digest's position.
+    if (this.reportHeld()) return;
     if (this.maybeStartUpload()) return;
     while (!this.windowFull()) {
       const unsent = this.unsentRows();
       if (unsent === 0) {
         this.draining = false;
+        this.digestWhenIdle();
         return;
       }
       const full = unsent >= this.r.maxRows || unsent * this.avgRowBytes >= this.r.maxBytes;
@@ -298,12 +303,14 @@ export class RowsLane extends Lane {
         this.draining = false;
         return;
       }
+      if (this.reportHeld()) return;
     }
   }
 
   private buildNext(): boolean {
-    const entries = this.r.journal.after(this.tid, this.sentSeq, this.r.maxRows);
-    if (entries.length === 0) {
+    const want = this.upload ? undefined : this.wantedVerify();
+    const read = this.r.journal.read(this.tid, this.sentSeq, this.r.maxRows, undefined, want?.columns);
+    if (!read || read.throughSeq === 0) {
       this.sentSeq = Math.max(this.sentSeq, this.counterSeq);
       return false;
     }
@@ -312,40 +319,76 @@ export class RowsLane extends Lane {
       batchId,
       table: this.table,
       epoch: this.epoch,
-      entries,
-      schemaOf: (sv) => this.r.journal.schemaVersion(sv),
-      withSchemaFor: (hash) => hash !== this.announcedHash || this.epoch !== this.announcedEpoch,
+      hash: read.hash,
+      fingerprint: read.fingerprint,
+      changes: read.changes,
+      withSchema: read.hash !== this.announcedHash || this.epoch !== this.announcedEpoch,
       lkcvOf: this.r.state.cloudVersionLookup(this.table, this.epoch),
       maxRows: this.r.maxRows,
       maxBytes: this.r.maxBytes,
     });
-    for (const o of res.oversize) {
+    for (const o of res.tooLarge) {
       this.r.log.error(
         {
-          event: 'drop_oversize',
+          event: 'refused',
+          code: 'row_too_large',
           table: this.table,
           journal_epoch: this.epoch,
           commit_seq: o.seq,
           bytes: o.bytes,
         },
         `change ${o.seq} of ${this.table} is ${o.bytes} bytes, more than max_batch_bytes even alone; ` +
-          'it cannot be sent and was left out (recorded as a gap in state.db). Shrink the row or raise max_batch_bytes.',
+          'it goes to the cloud as refused (row_too_large) with its key, and the table flows on. Shrink the row ' +
+          'or raise max_batch_bytes, then touch the row to send it again.',
+      );
+    }
+    for (const seq of res.unsendable) {
+      this.r.log.error(
+        { event: 'drop_oversize', table: this.table, journal_epoch: this.epoch, commit_seq: seq },
+        `change ${seq} of ${this.table} has a key larger than max_batch_bytes: not even a refusal can carry it; ` +
+          'left out (recorded as a gap in state.db).',
       );
       this.r.state.recordGap({
         table: this.table,
         epoch: this.epoch,
-        firstSeq: o.seq,
-        lastSeq: o.seq,
+        firstSeq: seq,
+        lastSeq: seq,
         rows: 1,
-        bytes: o.bytes,
-        reason: 'oversize_row',
+        bytes: 0,
+        reason: 'oversize_key',
         newEpoch: null,
         at: new Date(this.r.now()).toISOString(),
       });
     }
+    for (const c of res.batch ? read.changes : []) {
+      if (c.op === 'refused' && c.commit_seq <= res.throughSeq) {
+        this.r.log.error(
+          {
+            event: 'refused',
+            code: c.refusal?.code,
+            column: c.refusal?.column,
+            table: this.table,
+            commit_seq: c.commit_seq,
+          },
+          `change ${c.commit_seq} of ${this.table} cannot be encoded (${c.refusal?.message ?? ''}); it goes to the ` +
+            'cloud as refused with its key, and the table flows on. Fix the value in the application to send the row again.',
+        );
+      }
+    }
     const b = res.batch;
+    // The digest stands for this read only when the batch carries every change read.
+    if (want && read.verify && res.throughSeq >= (read.changes.at(-1)?.commit_seq ?? 0)) {
+      this.digested(want.verifyId, read.verify);
+    }
+    // Nothing to send in what was read (placeholders, or changes left out): move past it.
+    const through = b
+      ? res.throughSeq
+      : Math.max(res.throughSeq, read.changes.length === 0 ? read.throughSeq : 0);
     if (!b) {
-      this.sentSeq = Math.max(this.sentSeq, res.throughSeq);
+      if (through === 0) return false;
+      this.sentSeq = Math.max(this.sentSeq, through);
+      // Nothing of it is in flight: it is as good as confirmed (the window holds nothing before it).
+      if (this.inflight.length === 0) this.advanceTo(through, []);
       return true;
     }
     this.r.state.recordRowBatch({
@@ -356,13 +399,15 @@ export class RowsLane extends Lane {
       lastSeq: b.lastSeq,
       withSchema: b.withSchema,
       hash: b.hash,
+      payload: b.payload,
     });
     if (b.withSchema) {
       this.announcedHash = b.hash;
       this.announcedEpoch = this.epoch;
     }
     this.avgRowBytes = Math.max(16, Math.round(b.bytes / b.rowCount));
-    this.sentSeq = Math.max(this.sentSeq, res.throughSeq);
+    // Placeholders read after the last change of a full batch are read again next time: harmless.
+    this.sentSeq = Math.max(this.sentSeq, b.lastSeq);
     const f: RowsInflight = {
       batchId,
       payload: b.payload,
@@ -376,6 +421,123 @@ export class RowsLane extends Lane {
     this.inflight.push(f);
     this.send(f);
     return true;
+  }
+
+  /** The next batch carries schema_columns (after a schema change, or a resync the cloud asked for). */
+  resetAnnounced(): void {
+    this.announcedHash = null;
+    this.announcedEpoch = null;
+    this.r.state.resetAnnounced(this.table);
+  }
+
+  /** A verify the cloud asked for: its digest is taken when every change of the table is in a batch. */
+  requestVerify(verifyId: string, columns: readonly string[]): void {
+    this.r.state.addVerify(verifyId, this.table, columns);
+    this.pump();
+  }
+
+  private wantedVerify(): { verifyId: string; columns: readonly string[] } | undefined {
+    return this.r.state.verifyReports(this.table).find((r) => r.payload === null);
+  }
+
+  /** A digested report not published yet holds this table's batches. */
+  private reportHeld(): boolean {
+    return this.r.state.verifyReports(this.table).some((r) => r.payload !== null && r.epoch === this.epoch);
+  }
+
+  /** Nothing unsent: the digest can be taken now, if the log has not moved since. */
+  private digestWhenIdle(): void {
+    const want = this.upload ? undefined : this.wantedVerify();
+    if (!want) return;
+    const v = this.r.journal.verify(this.tid, want.columns, this.sentSeq);
+    if (v) {
+      this.digested(want.verifyId, v);
+      this.pumpReports();
+    }
+  }
+
+  private digested(verifyId: string, v: VerifyResult): void {
+    if (v.missing.length > 0) {
+      this.r.log.warn(
+        { event: 'verify_columns_missing', table: this.table, verify_id: verifyId, missing: v.missing },
+        `verify ${verifyId}: ${this.table} has no column ${v.missing.join(', ')} now; the report ` +
+          `digests the columns it has (${v.columns.join(', ')}) and says so in its columns`,
+      );
+    }
+    this.r.state.digestVerify(
+      verifyId,
+      v.epoch,
+      v.throughSeq,
+      JSON.stringify({
+        format_version: 1,
+        request_kind: 'verify_report',
+        request_id: this.r.newId(),
+        verify_id: verifyId,
+        source_table: this.table,
+        journal_epoch: v.epoch,
+        through_commit_seq: v.throughSeq,
+        schema_hash: v.hash,
+        columns: v.columns,
+        digests: v.digests,
+      }),
+    );
+    this.r.log.info(
+      {
+        event: 'verify',
+        table: this.table,
+        verify_id: verifyId,
+        through_commit_seq: v.throughSeq,
+        buckets: v.digests.length,
+      },
+      `verify of ${this.table} digested at commit_seq ${v.throughSeq}; the report goes once that is confirmed`,
+    );
+  }
+
+  /**
+   * Publish verify reports whose position is confirmed: every change through their
+   * through_commit_seq (same epoch) is at the cloud, so the report is ordered after them.
+   */
+  pumpReports(): void {
+    for (const rep of this.r.state.verifyReports(this.table)) {
+      if (rep.payload === null || rep.throughSeq === null) continue;
+      if (rep.epoch !== this.epoch) {
+        this.r.state.deleteVerifyReport(rep.verifyId);
+        this.r.log.warn(
+          {
+            event: 'verify_report_dropped',
+            table: this.table,
+            verify_id: rep.verifyId,
+            journal_epoch: rep.epoch,
+          },
+          `the verify report ${rep.verifyId} of ${this.table} names journal_epoch ${rep.epoch}, which is over ` +
+            '(retention drop); it is not sent. Ask for a new verify.',
+        );
+        continue;
+      }
+      if (this.confirmedSeq < rep.throughSeq || this.sendingReports.has(rep.verifyId)) continue;
+      if (!this.r.sender.connected() || !this.r.uploadsTopic) continue;
+      this.sendingReports.add(rep.verifyId);
+      const payload = rep.payload;
+      this.r.sender.publish(this.r.uploadsTopic, payload).then(
+        () => {
+          this.sendingReports.delete(rep.verifyId);
+          this.r.state.deleteVerifyReport(rep.verifyId);
+          this.r.log.info(
+            {
+              event: 'verify_report',
+              table: this.table,
+              verify_id: rep.verifyId,
+              through_commit_seq: rep.throughSeq,
+            },
+            'verify report published',
+          );
+        },
+        (err: Error) => {
+          this.sendingReports.delete(rep.verifyId);
+          this.r.log.warn({ event: 'publish_failed', verify_id: rep.verifyId, err: err.message });
+        },
+      );
+    }
   }
 
   onReceipt(r: Receipt): boolean {

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import type { Receipt, WireValue } from '../../domain/protocol/contracts';
 import { readTableSchema, type TableSchema } from '../capture/schema';
 import { quoteIdent } from '../capture/sql';
-import { encodeSqliteValue, type SqliteValue } from '../capture/values';
+import { encodeSqliteValue, type SqliteValue } from '../../domain/protocol/wire-values';
 import type { StateStore, TelemetryCursor } from '../state/state-db';
 import { type Inflight, Lane, type LaneDeps } from './lane';
 

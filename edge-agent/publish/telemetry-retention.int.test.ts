@@ -61,7 +61,8 @@ describe('telemetry and retention', () => {
       expect(first.schema_columns?.table_name).toBe('temps');
       expect(first.rows[0]).toEqual({
         ts: '2026-04-28T09:00:00.000Z',
-        fields: { id: 1, value_c: 20, raw: { $blob: 'AA==' } },
+        // A REAL that is integral travels as $real (docs/wire-values.md): it stays a REAL.
+        fields: { id: 1, value_c: { $real: '20' }, raw: { $blob: 'AA==' } },
       });
       expect(cloud.telemetryBatches.flatMap((b) => b.rows.map((r) => r.fields.id))).toEqual(
         Array.from({ length: 280 }, (_, i) => i + 1),
@@ -82,7 +83,7 @@ describe('telemetry and retention', () => {
       serverUrl: nats.mqttUrl,
       deviceId: 'dev-ret',
       sourceDb: join(dir, 'app.db'),
-      extraReplication: 'local_retention_bytes: 200KiB',
+      extraReplication: 'local_retention_bytes: 40KiB',
     });
     const agent = await startAgent(config, { logger: silentLogger() });
     try {
@@ -99,7 +100,7 @@ describe('telemetry and retention', () => {
       const oldEpoch = agent.stats().tables.device_state!.journal_epoch!;
       const ins = app.prepare('INSERT INTO device_state (mode) VALUES (?)');
       app.transaction(() => {
-        for (let i = 0; i < 3000; i++) ins.run('x'.repeat(100)); // ~400 KiB of journal
+        for (let i = 0; i < 3000; i++) ins.run('x'.repeat(100)); // ~78 KiB of change log (keys only)
       })();
       await waitFor(() => agent.stats().dropped_rows > 0, { message: 'retention enforced' });
       const st = agent.stats().tables.device_state!;

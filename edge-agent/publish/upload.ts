@@ -4,11 +4,10 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { CompressStream } from 'zstd-napi';
-import { canonicalJson } from '../../domain/shared/canonical';
 import type { Control } from '../../domain/protocol/contracts';
-import type { Journal } from '../capture/journal';
+import { type Journal, SchemaChangedError } from '../capture/journal';
 import type { StateStore, UploadRecord } from '../state/state-db';
-import { decodeEntry } from './row-batch';
+import { changeJson, refuseTooLarge } from './row-batch';
 
 /**
  * Without a grant after this many url_requests and this long, the agent gives up on the upload
@@ -35,6 +34,8 @@ export type UploadJobDeps = Readonly<{
   receiptTimeoutMs: number;
   wake: () => void;
   lkcvOf?: (pkCanonical: string, commitSeq: number) => number | undefined;
+  /** A line larger than this travels as refused (row_too_large), like in a batch. */
+  maxLineBytes: number;
   put?: PutFn;
 }>;
 
@@ -117,7 +118,14 @@ export class UploadJob {
 
   private send(kind: 'url_request' | 'finalize', requestId: string): void {
     const r = this.rec;
-    const schema = this.d.journal.schemaVersion(r.sv);
+    const schema = this.d.journal.tableSchema(this.d.tid());
+    if (!schema || schema.hash !== r.schemaHash) {
+      this.abandon(
+        `the schema of ${r.table} changed before its upload was finalized; the rows go as ordinary batches, ` +
+          'read under the new schema',
+      );
+      return;
+    }
     const body = {
       format_version: 1,
       request_kind: kind,
@@ -226,7 +234,14 @@ export class UploadJob {
           this.retryLater(`HTTP ${res.status} ${code}`);
         }
       })
-      .catch((err: Error) => this.retryLater(err.message))
+      .catch((err: Error) => {
+        if (err instanceof SchemaChangedError) {
+          this.abandon(
+            `the schema of ${r.table} changed during its upload; nothing of it is taken in, the rows go as ` +
+              'ordinary batches read under the new schema',
+          );
+        } else this.retryLater(err.message);
+      })
       .finally(() => {
         this.putting = false;
       });
@@ -240,23 +255,27 @@ export class UploadJob {
     this.retryAt = this.d.now() + PUT_RETRY_MS;
   }
 
-  /** The range as JSONL, a page of journal rows at a time (never the whole range in memory). */
+  /**
+   * The range as JSONL, a page of changes at a time (never the whole range in memory), each page
+   * read with its rows in one read transaction under the upload's schema (a schema change ends
+   * the upload: SchemaChangedError).
+   */
   private async *lines(): AsyncGenerator<Buffer> {
     const r = this.rec;
     let after = r.firstSeq - 1;
     while (after < r.lastSeq) {
-      const entries = this.d.journal.after(this.d.tid(), after, PAGE_ROWS);
+      const page = this.d.journal.read(this.d.tid(), after, PAGE_ROWS, r.schemaHash);
+      if (!page || page.throughSeq === 0) return;
       const parts: string[] = [];
-      for (const e of entries) {
-        if (e.seq > r.lastSeq) break;
-        const change = decodeEntry(e, this.d.journal.schemaVersion(e.sv));
-        const lkcv = this.d.lkcvOf?.(canonicalJson(change.pk), change.commit_seq);
-        parts.push(JSON.stringify(lkcv === undefined ? change : { ...change, lkcv }));
-        after = e.seq;
+      for (const c of page.changes) {
+        if (c.commit_seq > r.lastSeq) break;
+        let line = changeJson(c, this.d.lkcvOf);
+        const bytes = Buffer.byteLength(line, 'utf8');
+        if (bytes > this.d.maxLineBytes) line = JSON.stringify(refuseTooLarge(c, bytes, this.d.maxLineBytes));
+        parts.push(line);
       }
-      if (parts.length === 0) return;
-      yield Buffer.from(`${parts.join('\n')}\n`, 'utf8');
-      if (entries.length < PAGE_ROWS) return;
+      after = page.throughSeq;
+      if (parts.length > 0) yield Buffer.from(`${parts.join('\n')}\n`, 'utf8');
     }
   }
 }

@@ -59,7 +59,7 @@ export type UploadRecord = {
   rowCount: number;
   schemaHash: string;
   sv: number;
-  reason: 'snapshot' | 'gap';
+  reason: UploadMark['reason'];
   status: 'requesting' | 'uploading' | 'finalizing';
   url: string | null;
   expiresAt: string | null;
@@ -76,7 +76,23 @@ export type UploadMark = {
   table: string;
   epoch: string;
   throughSeq: number | null;
-  reason: 'snapshot' | 'gap';
+  reason: 'snapshot' | 'gap' | 'resync';
+};
+
+/**
+ * A verify the cloud asked for: first waiting for its digest (taken when every change of the
+ * table is in a batch), then waiting until every change through its position is confirmed.
+ */
+export type VerifyReportRecord = {
+  verifyId: string;
+  table: string;
+  /** The columns the cloud asked to digest. */
+  columns: string[];
+  /** null until the digest is taken. */
+  epoch: string | null;
+  throughSeq: number | null;
+  /** The exact request published (its request_id included): a re-send is the same message. */
+  payload: string | null;
 };
 
 export type GapRecord = {
@@ -122,6 +138,9 @@ CREATE TABLE IF NOT EXISTS uploads (
   created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS upload_marks (
   table_name TEXT PRIMARY KEY, epoch TEXT NOT NULL, through_seq INTEGER, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS verify_reports (
+  verify_id TEXT PRIMARY KEY, table_name TEXT NOT NULL, columns TEXT NOT NULL, epoch TEXT, through_seq INTEGER,
+  payload TEXT, created_at TEXT NOT NULL);
 `;
 
 type TableRow = {
@@ -261,7 +280,11 @@ export class StateStore {
     return rows.map(toInflight);
   }
 
-  /** Record a batch before it is published: a crash after this re-sends the same batch_id. */
+  /**
+   * Record a batch, with its exact payload, before it is published: a re-send after a receipt
+   * timeout or a restart carries the same batch_id with the same bytes (the values were read
+   * from the table, which may have changed since).
+   */
   recordRowBatch(rec: {
     batchId: string;
     table: string;
@@ -270,12 +293,13 @@ export class StateStore {
     lastSeq: number;
     withSchema: boolean;
     hash: string;
+    payload: string;
   }): void {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO inflight (batch_id, table_name, kind, epoch, first_seq, last_seq, with_schema, created_at)
-           VALUES (?, ?, 'rows', ?, ?, ?, ?, ?)`,
+          `INSERT INTO inflight (batch_id, table_name, kind, epoch, first_seq, last_seq, with_schema, payload, created_at)
+           VALUES (?, ?, 'rows', ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           rec.batchId,
@@ -284,6 +308,7 @@ export class StateStore {
           rec.firstSeq,
           rec.lastSeq,
           rec.withSchema ? 1 : 0,
+          rec.payload,
           this.now(),
         );
       if (rec.withSchema) {
@@ -581,6 +606,58 @@ export class StateStore {
 
   clearUploadMark(table: string): void {
     this.db.prepare('DELETE FROM upload_marks WHERE table_name = ?').run(table);
+  }
+
+  /** Forget which schema went out: the next batch of the table carries schema_columns. */
+  resetAnnounced(table: string): void {
+    this.db
+      .prepare('UPDATE tables SET announced_hash = NULL, announced_epoch = NULL WHERE name = ?')
+      .run(table);
+  }
+
+  // ---- verify reports ----
+
+  /** A verify asked for (a control is handled once: a second delivery changes nothing). */
+  addVerify(verifyId: string, table: string, columns: readonly string[]): void {
+    this.db
+      .prepare(
+        `INSERT INTO verify_reports (verify_id, table_name, columns, created_at)
+         VALUES (?, ?, ?, ?) ON CONFLICT(verify_id) DO NOTHING`,
+      )
+      .run(verifyId, table, JSON.stringify(columns), this.now());
+  }
+
+  /** The digest of a verify, and the report that carries it. */
+  digestVerify(verifyId: string, epoch: string, throughSeq: number, payload: string): void {
+    this.db
+      .prepare('UPDATE verify_reports SET epoch = ?, through_seq = ?, payload = ? WHERE verify_id = ?')
+      .run(epoch, throughSeq, payload, verifyId);
+  }
+
+  verifyReports(table: string): VerifyReportRecord[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM verify_reports WHERE table_name = ? ORDER BY created_at, verify_id')
+        .all(table) as {
+        verify_id: string;
+        table_name: string;
+        columns: string;
+        epoch: string | null;
+        through_seq: number | null;
+        payload: string | null;
+      }[]
+    ).map((r) => ({
+      verifyId: r.verify_id,
+      table: r.table_name,
+      columns: JSON.parse(r.columns) as string[],
+      epoch: r.epoch,
+      throughSeq: r.through_seq,
+      payload: r.payload,
+    }));
+  }
+
+  deleteVerifyReport(verifyId: string): void {
+    this.db.prepare('DELETE FROM verify_reports WHERE verify_id = ?').run(verifyId);
   }
 
   // ---- gaps (retention) ----

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian machine lacks: npm packages (npm ci) and the named Debian servers.
-# Usage: ensure-deps.sh [nats-server] [mosquitto] [postgresql]
+# Usage: ensure-deps.sh [nats-server] [mosquitto] [postgresql] [sqlite3] [python3]
+# (sqlite3 and python3 with its sqlite3 module are the "other SQLite" application writers of the
+# exact-replication tests: tests/support/sqlite-cli.ts and tests/support/pyapp.ts.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,6 +17,8 @@ for want in "$@"; do
     nats-server) command -v nats-server >/dev/null || missing+=(nats-server) ;;
     mosquitto) { command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto mosquitto-clients) ;;
     postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql) ;;
+    sqlite3) command -v sqlite3 >/dev/null || missing+=(sqlite3) ;;
+    python3) python3 -c 'import sqlite3' >/dev/null 2>&1 || missing+=(python3) ;;
   esac
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -14,6 +14,8 @@ type Source = Readonly<{
   /** `<topic_slug>/<device_name>`: the device's identity as its connection proves it. */
   device_key: string;
   received_at: string;
+  /** Row and telemetry batches: the digest of the payload bytes (batchDigest), for batch identity. */
+  payload_digest?: string;
 }>;
 
 /** What the bridge appends to the ingress stream after validation. */

@@ -152,6 +152,16 @@ export class Registry {
     return out;
   }
 
+  /** Every current lineage id in the lineage index (one per device and table). */
+  async allLineageIds(): Promise<string[]> {
+    const out: string[] = [];
+    for await (const k of await this.lineageKv.keys()) {
+      const e = await this.lineageKv.get(k);
+      if (e && e.operation === 'PUT') out.push(e.string());
+    }
+    return out;
+  }
+
   private lineageKey(deviceId: string, table: string): string {
     return `${token(deviceId)}.${token(table)}`;
   }

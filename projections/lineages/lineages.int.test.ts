@@ -70,11 +70,14 @@ describe.each(DIALECTS)('lineage flow through the real decider (%s)', (kind) => 
 
     await ingest([
       upsert(1, { id: 1, mode: 'cool', setpoint: 21.5 }),
-      upsert(2, { id: 2, mode: 'heat', setpoint: 19 }),
+      upsert(2, { id: 2, mode: 'heat', setpoint: { $real: '19' } }),
     ]);
     // A retried batch with one new row: the duplicate is skipped and counted.
     await ingest(
-      [upsert(2, { id: 2, mode: 'heat', setpoint: 19 }), upsert(3, { id: 1, mode: 'off', setpoint: null })],
+      [
+        upsert(2, { id: 2, mode: 'heat', setpoint: { $real: '19' } }),
+        upsert(3, { id: 1, mode: 'off', setpoint: null }),
+      ],
       false,
     );
 
@@ -97,7 +100,7 @@ describe.each(DIALECTS)('lineage flow through the real decider (%s)', (kind) => 
     const staged = await listStagedRows(t.store.db, { project_id: PROJECT, lineage_id: lineageId });
     expect(staged.items.map((r) => [r.commit_seq, r.op, r.row])).toEqual([
       [1, 'insert', { id: 1, mode: 'cool', setpoint: 21.5 }],
-      [2, 'insert', { id: 2, mode: 'heat', setpoint: 19 }],
+      [2, 'insert', { id: 2, mode: 'heat', setpoint: { $real: '19' } }],
       [3, 'insert', { id: 1, mode: 'off', setpoint: null }],
     ]);
     expect(staged.items[0]!.reason).toBe('schema_review');
@@ -132,7 +135,7 @@ describe.each(DIALECTS)('lineage flow through the real decider (%s)', (kind) => 
 
     // The mirror replays the staged rows and tells the domain, which records ReplayCompleted.
     await waitFor(() => commands.sent.some((c) => c.lineageId === lineageId), { message: 'CompleteReplay' });
-    const live = await ingest([upsert(4, { id: 3, mode: 'eco', setpoint: 17 })], false);
+    const live = await ingest([upsert(4, { id: 3, mode: 'eco', setpoint: { $real: '17' } })], false);
     expect(live.events.map((e) => e.type)).toEqual(['RowsAccepted']);
     const state = live.state as ActiveLineage;
     expect(state.replay).toEqual({ replay_id: replayId, done: true });
@@ -176,8 +179,8 @@ describe.each(DIALECTS)('lineage flow through the real decider (%s)', (kind) => 
     const mirror = await listMirrorRows(t.store.db, { project_id: PROJECT, lineage_id: lineageId });
     expect(mirror.items.map((r) => [r.row, r.source_commit_seq])).toEqual([
       [{ id: 1, mode: 'off', target_temp: null }, 3],
-      [{ id: 2, mode: 'heat', target_temp: 19 }, 2],
-      [{ id: 3, mode: 'eco', target_temp: 17 }, 4],
+      [{ id: 2, mode: 'heat', target_temp: { $real: '19' } }, 2],
+      [{ id: 3, mode: 'eco', target_temp: { $real: '17' } }, 4],
     ]);
     const segments = await listSegments(t.store.db, { project_id: PROJECT, lineage_id: lineageId });
     expect(segments.items.map((s) => [s.disposition, s.rows, s.duplicates])).toEqual([

@@ -31,8 +31,25 @@ const HANDLES = [
   'SchemaApprovedByRegistry',
   'LineageFleetAssigned',
   'StateWriteConflictDetected',
+  'RowsRefused',
+  'SchemaReviewReopened',
+  'VerifyRequested',
+  'VerifyCompleted',
+  'ResyncRequested',
 ] as const satisfies readonly LineageEvent['type'][];
 type Handled = StoredEvent<Extract<LineageEvent, { type: (typeof HANDLES)[number] }>>;
+
+/** How many refusals the lineage detail keeps (the counter counts them all). */
+const RECENT_REFUSALS = 10;
+export type RefusalView = Readonly<{
+  code: string;
+  commit_seq: number;
+  journal_epoch: string;
+  pk: unknown;
+  column: string | null;
+  message: string;
+  at: string;
+}>;
 
 type LineagePatch = Partial<Omit<EdgeTableLineagesTable, 'lineage_id'>>;
 
@@ -108,6 +125,18 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         deleted_reason: null,
         created_at: at,
         updated_at: at,
+        refused_rows: 0,
+        recent_refusals: '[]',
+        last_verify_id: null,
+        last_verify_status: null,
+        last_verify_outcome: null,
+        last_verify_divergent: null,
+        last_verify_requested_at: null,
+        last_verify_completed_at: null,
+        last_resync_id: null,
+        last_resync_reason: null,
+        last_resync_buckets: null,
+        last_resync_at: null,
       })
       .onConflict((oc) => oc.column('lineage_id').doNothing())
       .execute();
@@ -427,6 +456,96 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
     case 'LineageFleetAssigned':
       await patch(tx, id, { fleet_id: event.data.fleet_id }, at);
       return;
+    case 'RowsRefused': {
+      // Journaled changes the device could not encode: counted and shown, never materialized.
+      const d = event.data;
+      const recent = [
+        ...(JSON.parse(l.recent_refusals) as RefusalView[]),
+        ...d.rows.map((r): RefusalView => ({
+          code: r.refusal?.code ?? 'unknown',
+          commit_seq: r.commit_seq,
+          journal_epoch: d.journal_epoch,
+          pk: r.pk,
+          column: r.refusal?.column ?? null,
+          message: r.refusal?.message ?? '',
+          at,
+        })),
+      ].slice(-RECENT_REFUSALS);
+      await patch(
+        tx,
+        id,
+        {
+          refused_rows: Number(l.refused_rows) + d.rows.length,
+          recent_refusals: JSON.stringify(recent),
+          ...takeIn(
+            l,
+            d.journal_epoch,
+            d.rows.map((r) => r.commit_seq),
+          ),
+        },
+        at,
+      );
+      return;
+    }
+    case 'SchemaReviewReopened':
+      await tx
+        .updateTable('edge_schema_reviews')
+        .set({
+          status: 'queued',
+          action_version: event.data.action_version,
+          reason: null,
+          claimed_by: null,
+          claimed_at: null,
+          decided_by: null,
+          decided_at: null,
+          updated_at: at,
+        })
+        .where('review_id', '=', event.data.review_id)
+        .execute();
+      await patch(tx, id, {}, at);
+      return;
+    case 'VerifyRequested':
+      await patch(
+        tx,
+        id,
+        {
+          last_verify_id: event.data.verify_id,
+          last_verify_status: 'requested',
+          last_verify_outcome: null,
+          last_verify_divergent: null,
+          last_verify_requested_at: event.data.requested_at,
+          last_verify_completed_at: null,
+        },
+        at,
+      );
+      return;
+    case 'VerifyCompleted':
+      await patch(
+        tx,
+        id,
+        {
+          last_verify_id: event.data.verify_id,
+          last_verify_status: 'completed',
+          last_verify_outcome: event.data.outcome,
+          last_verify_divergent: JSON.stringify(event.data.divergent_buckets),
+          last_verify_completed_at: at,
+        },
+        at,
+      );
+      return;
+    case 'ResyncRequested':
+      await patch(
+        tx,
+        id,
+        {
+          last_resync_id: event.data.resync_id,
+          last_resync_reason: event.data.reason,
+          last_resync_buckets: event.data.buckets === null ? null : JSON.stringify(event.data.buckets),
+          last_resync_at: at,
+        },
+        at,
+      );
+      return;
     default:
       return assertNever(event, 'lineages event');
   }
@@ -436,7 +555,8 @@ export function lineagesProjection(): Projection<Handled> {
   return {
     name: 'lineages',
     // 2: failures no longer reset by accepted batches; failed rows leave materialized_rows.
-    version: 2,
+    // 3: refused rows, verify and resync state, reopened reviews.
+    version: 3,
     stream: 'SLUICE_LINEAGE',
     handles: HANDLES,
     apply,

@@ -39,7 +39,8 @@ import {
   targetOf,
   uniqueTableName,
 } from './registry';
-import { materialize, type MirrorOp } from './write';
+import { verifyCompleted, verifyReported } from './verify';
+import { materialize, type MirrorOp, type SweepSpec } from './write';
 
 const HANDLES = [
   'LineageRegistered',
@@ -52,6 +53,8 @@ const HANDLES = [
   'MaterializationFailed',
   'MaterializationReset',
   'LineageDeleted',
+  'VerifyReported',
+  'VerifyCompleted',
 ] as const satisfies readonly LineageEvent['type'][];
 type Handled = StoredEvent<Extract<LineageEvent, { type: (typeof HANDLES)[number] }>>;
 type Approved = Extract<LineageEvent, { type: 'SchemaReviewApproved' }>['data'];
@@ -63,7 +66,12 @@ export type MirrorDeps = Readonly<{ commands?: CommandSender; log?: Log }>;
 const REPLAY_CHUNK = 4_096;
 const HOLD_CHUNK = 1_000;
 
-const toOp = (journal_epoch: string, epoch_ordinal: number, r: RowChange): MirrorOp => ({
+/** A change the mirror materializes: refused changes never are (the decider records them apart). */
+type Materializable = RowChange & { op: MirrorOp['op'] };
+const materializable = (rows: readonly RowChange[]): Materializable[] =>
+  rows.filter((r): r is Materializable => r.op !== 'refused');
+
+const toOp = (journal_epoch: string, epoch_ordinal: number, r: Materializable): MirrorOp => ({
   journal_epoch,
   epoch_ordinal,
   commit_seq: r.commit_seq,
@@ -71,6 +79,7 @@ const toOp = (journal_epoch: string, epoch_ordinal: number, r: RowChange): Mirro
   pk: r.pk,
   row: r.row,
   pk_hash: pkHash(r.pk),
+  ...(r.sweep ? { sweep: r.sweep } : {}),
 });
 
 /**
@@ -188,7 +197,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
 
   async function hold(tx: Tx, l: MaterializedLineageTable, epoch: string, rows: readonly RowChange[]) {
     const ordinal = await epochOrdinal(tx, l.lineage_id, epoch);
-    const values = rows.map((r) => ({
+    const values = materializable(rows).map((r) => ({
       lineage_id: l.lineage_id,
       journal_epoch: epoch,
       epoch_ordinal: ordinal,
@@ -197,6 +206,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
       pk: JSON.stringify(r.pk),
       pk_hash: pkHash(r.pk),
       row: r.row === null ? null : JSON.stringify(r.row),
+      sweep: r.sweep ? JSON.stringify(r.sweep) : null,
     }));
     for (let i = 0; i < values.length; i += HOLD_CHUNK) {
       await tx
@@ -240,7 +250,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
       const cursor: { epoch_ordinal: number; commit_seq: number } | null = after;
       const held = await tx
         .selectFrom('edge_mirror_held_rows')
-        .select(['journal_epoch', 'epoch_ordinal', 'commit_seq', 'op', 'pk', 'pk_hash', 'row'])
+        .select(['journal_epoch', 'epoch_ordinal', 'commit_seq', 'op', 'pk', 'pk_hash', 'row', 'sweep'])
         .where('lineage_id', '=', l.lineage_id)
         .$if(cursor !== null, (q) =>
           q.where((eb) =>
@@ -268,6 +278,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
         pk: JSON.parse(h.pk) as MirrorOp['pk'],
         row: h.row === null ? null : (JSON.parse(h.row) as MirrorOp['row']),
         pk_hash: h.pk_hash,
+        ...(h.sweep === null ? {} : { sweep: JSON.parse(h.sweep) as SweepSpec }),
       }));
       await writeRows(tx, ctx, l, ops, tally);
     }
@@ -309,6 +320,8 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
       'edge_mirror_epochs',
       'edge_mirror_failures',
       'edge_mirror_replays',
+      'edge_mirror_reports',
+      'edge_verify_runs',
       'edge_mirror_lineages',
     ] as const) {
       await tx.deleteFrom(t).where('lineage_id', '=', lineageId).execute();
@@ -362,7 +375,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
           tx,
           ctx,
           l,
-          event.data.rows.map((r) => toOp(epoch, ordinal, r)),
+          materializable(event.data.rows).map((r) => toOp(epoch, ordinal, r)),
           tally,
           cache,
         );
@@ -395,6 +408,12 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
         await forgetCoalesced(tx, ctx, l);
         await forget(tx, ctx, l.lineage_id);
         return;
+      case 'VerifyReported':
+        await verifyReported(tx, ctx, l, event.data, deps.commands);
+        return;
+      case 'VerifyCompleted':
+        await verifyCompleted(tx, ctx, l.lineage_id, event.data);
+        return;
       default:
         return assertNever(event, 'mirror event');
     }
@@ -402,7 +421,9 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
 
   return {
     name: 'mirror',
-    version: 1,
+    // 2: values keep their storage class (bigint/REAL apart, -0, ±Infinity; PostgreSQL jsonb for
+    // BLOB and NUMERIC affinity), sweeps, verify runs.
+    version: 2,
     stream: 'SLUICE_LINEAGE',
     handles: HANDLES,
     apply,
@@ -418,6 +439,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
         'edge_mirror_failures',
         'edge_mirror_replays',
         'edge_mirror_reports',
+        'edge_verify_runs',
         'edge_mirror_lineages',
       ] as const) {
         await tx.deleteFrom(t).execute();

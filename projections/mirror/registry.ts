@@ -9,6 +9,7 @@ import { errorCode } from '../store/dialect';
 import { mirrorTableName } from '../store/identifiers';
 import type { EdgeMirrorTablesTable, MaterializedLineageTable } from '../store/schema';
 import type { MirrorColumn } from './columns';
+import type { VerifyOutboxEntry } from './verify';
 import type { MirrorOp, MirrorTarget, RowFailure } from './write';
 
 export async function mirrorLineage(
@@ -115,6 +116,9 @@ const toRowChange = (op: MirrorOp): RowChange => ({
   op: op.op,
   pk: op.pk as RowChange['pk'],
   row: op.row as RowChange['row'],
+  ...(op.sweep
+    ? { sweep: { ...op.sweep, buckets: op.sweep.buckets === null ? null : [...op.sweep.buckets] } }
+    : {}),
 });
 
 /**
@@ -254,11 +258,19 @@ export async function resendPendingReports(
   log: Log,
 ): Promise<void> {
   const report = commands?.reportMaterializationFailure?.bind(commands);
-  if (!report) return;
+  const verify = commands?.reportVerifyOutcome?.bind(commands);
+  if (!report && !verify) return;
   const pending = await db.selectFrom('edge_mirror_reports').selectAll().orderBy('source_seq').execute();
   for (const r of pending) {
     try {
-      await report(r.lineage_id, JSON.parse(r.report) as MaterializationFailure);
+      // The outbox holds failure reports and verify outcomes (verify.ts), told apart by `kind`.
+      const parsed = JSON.parse(r.report) as MaterializationFailure | VerifyOutboxEntry;
+      if ('kind' in parsed && parsed.kind === 'verify') {
+        const { kind: _kind, ...info } = parsed;
+        if (verify) await verify(r.lineage_id, info);
+      } else if (report) {
+        await report(r.lineage_id, parsed as MaterializationFailure);
+      }
     } catch (err) {
       log.warn(
         { lineage_id: r.lineage_id, source_seq: r.source_seq, err: (err as Error).message },

@@ -9,6 +9,8 @@
  * insert with a lower position cannot resurrect a deleted row.
  */
 import type { WireValue } from '../../domain/protocol/contracts';
+import { bucketOf } from '../../domain/protocol/wire-values';
+import { pkHash } from '../../domain/shared/canonical';
 import type { Tx } from '../runner/types';
 import type { SqlDialect } from '../store/dialect';
 import { quoteIdent } from '../store/identifiers';
@@ -20,10 +22,19 @@ export type MirrorOp = Readonly<{
   journal_epoch: string;
   epoch_ordinal: number;
   commit_seq: number;
-  op: 'insert' | 'update' | 'delete';
+  op: 'insert' | 'update' | 'delete' | 'sweep';
   pk: Readonly<Record<string, WireValue>>;
   row: Readonly<Record<string, WireValue>> | null;
   pk_hash: string;
+  /** op sweep: the end of a resync (docs/exact-replication.md). */
+  sweep?: SweepSpec;
+}>;
+
+export type SweepSpec = Readonly<{
+  resync_id: string;
+  since_commit_seq: number;
+  /** null: every bucket. */
+  buckets: readonly number[] | null;
 }>;
 
 export type MirrorTarget = Readonly<{
@@ -178,15 +189,32 @@ async function writePrepared(tx: Tx, dialect: SqlDialect, target: MirrorTarget, 
       .where('pk_hash', 'in', revived.slice(i, i + LOOKUP_CHUNK))
       .execute();
   }
-  for (let i = 0; i < deletes.length; i += LOOKUP_CHUNK) {
+  await writeTombstones(
+    tx,
+    target.lineage_id,
+    deletes.map((x) => ({
+      pk_hash: x.op.pk_hash,
+      epoch_ordinal: x.op.epoch_ordinal,
+      commit_seq: x.op.commit_seq,
+    })),
+  );
+}
+
+/** A delete at this position per key: later changes at or before it are superseded. */
+async function writeTombstones(
+  tx: Tx,
+  lineageId: string,
+  items: readonly (Position & { pk_hash: string })[],
+): Promise<void> {
+  for (let i = 0; i < items.length; i += LOOKUP_CHUNK) {
     await tx
       .insertInto('edge_mirror_tombstones')
       .values(
-        deletes.slice(i, i + LOOKUP_CHUNK).map((x) => ({
-          lineage_id: target.lineage_id,
-          pk_hash: x.op.pk_hash,
-          epoch_ordinal: x.op.epoch_ordinal,
-          commit_seq: x.op.commit_seq,
+        items.slice(i, i + LOOKUP_CHUNK).map((x) => ({
+          lineage_id: lineageId,
+          pk_hash: x.pk_hash,
+          epoch_ordinal: x.epoch_ordinal,
+          commit_seq: x.commit_seq,
         })),
       )
       .onConflict((oc) =>
@@ -210,10 +238,110 @@ async function writePrepared(tx: Tx, dialect: SqlDialect, target: MirrorTarget, 
   }
 }
 
+/** The rows of this lineage in the target (a coalesced table: only its device's rows). */
+function lineageFilter(
+  dialect: SqlDialect,
+  target: MirrorTarget,
+  first: number,
+): { sql: string; params: unknown[] } {
+  return target.coalesced
+    ? { sql: `"device_id" = ${dialect.placeholder(first)}`, params: [target.device_id] }
+    : { sql: 'TRUE', params: [] };
+}
+
 /**
- * Materialize changes into the target table. Values that cannot be converted, and rows the
- * database refuses permanently (constraint, type), come back as failures; everything else is
- * written. Transient errors are thrown: the caller's transaction is retried as a whole.
+ * Read this lineage's mirror rows back in wire form: the key (source column names) and the
+ * given columns, re-encoded with the codec so they compare with what the device sends. `before`
+ * (optional) keeps the rows last changed before that position.
+ */
+export async function readMirrorRows(
+  tx: Tx,
+  dialect: SqlDialect,
+  target: MirrorTarget,
+  columns: readonly MirrorColumn[],
+  before?: Position,
+): Promise<{ pk: Record<string, WireValue>; row: Record<string, WireValue> }[]> {
+  const keys = keyColumns(target.columns.filter((c) => c.bound));
+  const cols = [...keys, ...columns];
+  const f = lineageFilter(dialect, target, 1);
+  const p = f.params.length;
+  const params: unknown[] = [...f.params];
+  let where = f.sql;
+  if (before) {
+    const e1 = dialect.placeholder(p + 1);
+    const e2 = dialect.placeholder(p + 2);
+    const s = dialect.placeholder(p + 3);
+    where += ` AND ("source_epoch_ordinal" < ${e1} OR ("source_epoch_ordinal" = ${e2} AND "source_commit_seq" < ${s}))`;
+    params.push(before.epoch_ordinal, before.epoch_ordinal, before.commit_seq);
+  }
+  // Aliases c0..cN: column names are device data; we never echo them as SQL aliases.
+  const select = cols.map((c, i) => `${quoteIdent(c.name)} AS "c${i}"`).join(', ');
+  const rows = await dialect.execExact(
+    tx,
+    `SELECT ${select} FROM ${quoteIdent(target.table)} WHERE ${where}`,
+    params,
+  );
+  return rows.map((r) => {
+    const pk: Record<string, WireValue> = {};
+    const row: Record<string, WireValue> = {};
+    cols.forEach((c, i) => {
+      const v = dialect.toWire(c.affinity, r[`c${i}`]);
+      if (i < keys.length) pk[c.source] = v;
+      else row[c.source] = v;
+    });
+    return { pk, row };
+  });
+}
+
+/**
+ * A sweep: every row of the lineage last changed before (sweep epoch, since_commit_seq) — an
+ * older epoch, or an older change of this one — and, when buckets are named, whose key falls in
+ * one of them, is gone from the device: delete it and leave a tombstone just below the sweep's
+ * position, so a late change from before the resync cannot bring it back. The bucket is computed
+ * here, from the key read back and re-encoded, exactly as the device computes it.
+ */
+async function sweepRows(tx: Tx, dialect: SqlDialect, target: MirrorTarget, op: MirrorOp): Promise<number> {
+  const spec = op.sweep!;
+  const at: Position = { epoch_ordinal: op.epoch_ordinal, commit_seq: spec.since_commit_seq };
+  const only = spec.buckets === null ? null : new Set(spec.buckets);
+  const rows = await readMirrorRows(tx, dialect, target, [], at);
+  const gone: Prepared[] = [];
+  const keys = keyColumns(target.columns.filter((c) => c.bound));
+  for (const { pk } of rows) {
+    if (only && !only.has(bucketOf(pk))) continue;
+    const del: MirrorOp = {
+      ...op,
+      op: 'delete',
+      pk,
+      row: null,
+      pk_hash: pkHash(pk),
+      commit_seq: at.commit_seq,
+    };
+    const params = [
+      ...(target.coalesced ? [target.device_id] : []),
+      ...keys.map((c) => dialect.bindValue(c.affinity, pk[c.source] ?? null)),
+      at.epoch_ordinal,
+      at.epoch_ordinal,
+      at.commit_seq,
+    ];
+    gone.push({ op: del, params });
+  }
+  await inChunks(tx, dialect, gone, MAX_DELETE_ROWS, (n) => deleteSql(dialect, target, n));
+  await writeTombstones(
+    tx,
+    target.lineage_id,
+    gone.map((g) => ({
+      pk_hash: g.op.pk_hash,
+      epoch_ordinal: at.epoch_ordinal,
+      commit_seq: at.commit_seq - 1,
+    })),
+  );
+  return gone.length;
+}
+
+/**
+ * Materialize changes, sweeps in their place: the changes before a sweep are written first, the
+ * sweep runs, then the changes after it.
  */
 export async function materialize(
   tx: Tx,
@@ -221,8 +349,48 @@ export async function materialize(
   target: MirrorTarget,
   ops: readonly MirrorOp[],
 ): Promise<WriteResult> {
+  if (!ops.some((o) => o.op === 'sweep')) return materializeChanges(tx, dialect, target, ops);
+  let applied = 0;
+  const failures: RowFailure[] = [];
+  let segment: MirrorOp[] = [];
+  const flush = async () => {
+    const r = await materializeChanges(tx, dialect, target, segment);
+    applied += r.applied;
+    failures.push(...r.failures);
+    segment = [];
+  };
+  for (const op of ops) {
+    if (op.op !== 'sweep') {
+      segment.push(op);
+      continue;
+    }
+    await flush();
+    try {
+      await withSavepoint(tx, dialect, 'sluice_mirror_sweep', () => sweepRows(tx, dialect, target, op));
+      applied++;
+    } catch (err) {
+      if (dialect.classifyError(err) === 'transient') throw err;
+      failures.push({ op, err });
+    }
+  }
+  await flush();
+  return { applied, failures };
+}
+
+/**
+ * Materialize changes into the target table. Values that cannot be converted, and rows the
+ * database refuses permanently (constraint, type), come back as failures; everything else is
+ * written. Transient errors are thrown: the caller's transaction is retried as a whole.
+ */
+async function materializeChanges(
+  tx: Tx,
+  dialect: SqlDialect,
+  target: MirrorTarget,
+  ops: readonly MirrorOp[],
+): Promise<WriteResult> {
   const failures: RowFailure[] = [];
   const prepared: Prepared[] = [];
+  if (ops.length === 0) return { applied: 0, failures };
   for (const op of latestPerKey(ops)) {
     try {
       prepared.push(prepare(dialect, target, op));

@@ -34,7 +34,22 @@ export type CommandSender = {
    * policy); the resulting MaterializationFailed stages the rows and drives the circuit breaker.
    */
   reportMaterializationFailure?(lineageId: string, info: MaterializationFailure): Promise<void>;
+  /**
+   * The mirror projection's comparison of a VerifyReported with the mirror at the same position.
+   * The sender maps it onto the domain's CompleteVerify command (adding ids and time); the
+   * decider records VerifyCompleted and, for divergent buckets, requests a resync of them.
+   */
+  reportVerifyOutcome?(lineageId: string, info: VerifyOutcomeReport): Promise<void>;
 };
+
+export type VerifyOutcomeReport = Readonly<{
+  verify_id: string;
+  outcome: 'equal' | 'divergent' | 'not_comparable';
+  divergent_buckets: readonly number[];
+  device_rows: number;
+  mirror_rows: number;
+  detail?: string;
+}>;
 
 /** pino-compatible. */
 export type Log = {

@@ -32,20 +32,28 @@ async function stage(
 ): Promise<void> {
   const l = await lineageIdentity(tx, IDENTITY, ctx.lineage_id);
   if (!l) return;
-  const rows: EdgeStagedRowsTable[] = changes.map((r) => ({
-    lineage_id: l.lineage_id,
-    project_id: l.project_id,
-    device_id: l.device_id,
-    source_table: l.source_table,
-    journal_epoch: epoch,
-    commit_seq: r.commit_seq,
-    op: r.op,
-    pk: JSON.stringify(r.pk),
-    pk_hash: pkHash(r.pk),
-    row: r.row === null ? null : JSON.stringify(r.row),
-    ...meta,
-    staged_at: ctx.occurred_at,
-  }));
+  // Refused changes are never materializable: the decider records them apart (RowsRefused).
+  const rows: EdgeStagedRowsTable[] = changes.flatMap((r) =>
+    r.op === 'refused'
+      ? []
+      : [
+          {
+            lineage_id: l.lineage_id,
+            project_id: l.project_id,
+            device_id: l.device_id,
+            source_table: l.source_table,
+            journal_epoch: epoch,
+            commit_seq: r.commit_seq,
+            op: r.op,
+            pk: JSON.stringify(r.pk),
+            pk_hash: pkHash(r.pk),
+            row: r.row === null ? null : JSON.stringify(r.row),
+            ...meta,
+            staged_at: ctx.occurred_at,
+            sweep: r.sweep ? JSON.stringify(r.sweep) : null,
+          },
+        ],
+  );
   let inserted = 0;
   for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
     const r = await tx

@@ -29,6 +29,13 @@ export interface SqlDialect {
    * (number, or bigint beyond 2^53). Within a transaction SQLite reuses prepared statements.
    */
   exec(db: Executor, text: string, params: readonly unknown[]): Promise<Record<string, unknown>[]>;
+  /**
+   * Run a raw read whose values go through `toWire`: integers are not normalised (SQLite hands
+   * back bigint for INTEGER and number for REAL), so the storage class survives.
+   */
+  execExact(db: Executor, text: string, params: readonly unknown[]): Promise<Record<string, unknown>[]>;
+  /** A value read by `execExact` from a mirror/telemetry column of `affinity` → its wire form. */
+  toWire(affinity: Affinity, value: unknown): WireValue;
   /** Permanent: constraint, type, missing table or column; retrying cannot help. */
   classifyError(err: unknown): ErrorClass;
   isMissingTable(err: unknown): boolean;

@@ -539,6 +539,84 @@ const registryCoalescing: Migration = {
   },
 };
 
+/**
+ * Exact replication (docs/exact-replication.md): refused rows and verify/resync state on
+ * lineages, sweeps among staged and held rows, and the mirror's verify runs.
+ */
+const exactReplication: Migration = {
+  async up(db: Db) {
+    const lineages = [
+      ['refused_rows', 'bigint'],
+      ['recent_refusals', 'text'],
+      ['last_verify_id', 'text'],
+      ['last_verify_status', 'text'],
+      ['last_verify_outcome', 'text'],
+      ['last_verify_divergent', 'text'],
+      ['last_verify_requested_at', 'text'],
+      ['last_verify_completed_at', 'text'],
+      ['last_resync_id', 'text'],
+      ['last_resync_reason', 'text'],
+      ['last_resync_buckets', 'text'],
+      ['last_resync_at', 'text'],
+    ] as const;
+    for (const [name, type] of lineages) {
+      await db.schema
+        .alterTable('edge_table_lineages')
+        .addColumn(name, type, (c) =>
+          name === 'refused_rows'
+            ? c.notNull().defaultTo(0)
+            : name === 'recent_refusals'
+              ? c.notNull().defaultTo('[]')
+              : c,
+        )
+        .execute();
+    }
+    await db.schema.alterTable('edge_staged_rows').addColumn('sweep', 'text').execute();
+    await db.schema.alterTable('edge_mirror_held_rows').addColumn('sweep', 'text').execute();
+    await db.schema
+      .createTable('edge_verify_runs')
+      .addColumn('lineage_id', 'text', (c) => c.notNull())
+      .addColumn('verify_id', 'text', (c) => c.notNull())
+      .addColumn('project_id', 'text', (c) => c.notNull())
+      .addColumn('outcome', 'text', (c) => c.notNull())
+      .addColumn('detail', 'text')
+      .addColumn('divergent_buckets', 'text', (c) => c.notNull())
+      .addColumn('device_rows', 'bigint', (c) => c.notNull())
+      .addColumn('mirror_rows', 'bigint', (c) => c.notNull())
+      .addColumn('journal_epoch', 'text', (c) => c.notNull())
+      .addColumn('through_commit_seq', 'bigint', (c) => c.notNull())
+      .addColumn('schema_hash', 'text', (c) => c.notNull())
+      .addColumn('columns', 'text', (c) => c.notNull())
+      .addColumn('stream_seq', 'bigint', (c) => c.notNull())
+      .addColumn('reported_at', 'text', (c) => c.notNull())
+      .addColumn('completed_at', 'text')
+      .addColumn('resync_id', 'text')
+      .addPrimaryKeyConstraint('edge_verify_runs_pk', ['lineage_id', 'verify_id'])
+      .execute();
+  },
+  async down(db: Db) {
+    await db.schema.dropTable('edge_verify_runs').ifExists().execute();
+    await db.schema.alterTable('edge_mirror_held_rows').dropColumn('sweep').execute();
+    await db.schema.alterTable('edge_staged_rows').dropColumn('sweep').execute();
+    for (const c of [
+      'refused_rows',
+      'recent_refusals',
+      'last_verify_id',
+      'last_verify_status',
+      'last_verify_outcome',
+      'last_verify_divergent',
+      'last_verify_requested_at',
+      'last_verify_completed_at',
+      'last_resync_id',
+      'last_resync_reason',
+      'last_resync_buckets',
+      'last_resync_at',
+    ]) {
+      await db.schema.alterTable('edge_table_lineages').dropColumn(c).execute();
+    }
+  },
+};
+
 /** Every migration, by name; names sort in the order they apply. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_read_stores': initial,
@@ -546,6 +624,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0003_mirror_reports': mirrorReports,
   '0004_registry_coalescing': registryCoalescing,
   '0005_cloud_rows': cloudRowsMigration,
+  '0006_exact_replication': exactReplication,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

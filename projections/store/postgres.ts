@@ -4,16 +4,13 @@ import type { WireValue } from '../../domain/protocol/contracts';
 import type { Affinity } from '../../domain/protocol/fingerprint';
 import { classifyGenericError, type Executor, errorCode, type SqlDialect } from './dialect';
 import type { ReadStoreDB } from './schema';
+import { encodeSqliteValue, realText } from '../../domain/protocol/wire-values';
 import {
   type DbValue,
-  decodeBlob,
-  decodeInt,
-  inInt64,
-  isWireBlob,
-  isWireInt,
+  decodeForStore,
   MaterializationError,
   normalizeInteger,
-  scalarText,
+  postgresToWire,
 } from './values';
 
 const INT8 = 20;
@@ -33,37 +30,55 @@ function typeParser(oid: number, format?: string): (v: string) => unknown {
 const PERMANENT_CLASSES = new Set(['22', '23', '42', '0A', '54', '2B', '44']);
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
-// PostgreSQL is typed: a value the column type cannot hold fails the write (a permanent,
-// recorded materialization error) rather than being coerced into something else.
+const mismatch = (what: string, affinity: Affinity) =>
+  new MaterializationError('type_mismatch', `${what} cannot be stored in a ${affinity} column`);
+
+const I64_MIN = -(2 ** 63);
+const I64_LIMIT = 2 ** 63;
+
+/**
+ * PostgreSQL is typed. INTEGER, REAL and TEXT affinity get bigint, double precision and text;
+ * they take the values SQLite's affinity would have turned into their class (an integral REAL
+ * into an INTEGER column, an INTEGER into a REAL or TEXT column), so both stores agree. Any other
+ * class is a permanent, recorded materialization failure (`type_mismatch`), never a silent
+ * re-typing. BLOB and NUMERIC affinity columns can hold every class on SQLite: they are jsonb
+ * holding the canonical wire value, which keeps class and value exactly.
+ */
 function bindValue(affinity: Affinity, v: WireValue): DbValue {
   if (v === null) return null;
-  if (affinity === 'BLOB') {
-    if (isWireBlob(v)) return decodeBlob(v);
-    // A column without a declared type has BLOB affinity on SQLite yet usually holds text or
-    // numbers: keep those as their UTF-8 text rather than refusing every row.
-    return Buffer.from(scalarText(typeof v === 'boolean' ? (v ? 1 : 0) : v), 'utf8');
-  }
-  if (isWireBlob(v)) {
-    throw new MaterializationError('type_mismatch', `a blob value cannot be stored in a ${affinity} column`);
-  }
-  if (typeof v === 'boolean') return v ? 1 : 0;
-  if (isWireInt(v)) {
-    const n = decodeInt(v);
-    if (affinity === 'INTEGER' && !inInt64(n)) {
-      throw new MaterializationError('integer_out_of_range', `${v.$int} does not fit a 64-bit integer`);
+  const d = decodeForStore(v);
+  if (affinity === 'BLOB' || affinity === 'NUMERIC') {
+    if (typeof d === 'string' && d.includes('\u0000')) {
+      throw mismatch('text with a NUL character (jsonb cannot hold it)', affinity);
     }
-    return affinity === 'REAL' ? Number(n) : n.toString();
+    return JSON.stringify(encodeSqliteValue(d));
   }
-  if (typeof v === 'number') {
-    if (affinity === 'INTEGER' && !Number.isInteger(v)) {
-      throw new MaterializationError('type_mismatch', `${v} is not an integer`);
-    }
-    return affinity === 'TEXT' ? String(v) : v;
+  const cls = typeof d;
+  switch (affinity) {
+    case 'INTEGER':
+      if (cls === 'bigint') return (d as bigint).toString();
+      if (cls === 'number') {
+        const n = d as number;
+        if (Number.isInteger(n) && n >= I64_MIN && n < I64_LIMIT) return BigInt(n).toString();
+        throw mismatch(`the REAL ${realText(n)}`, affinity);
+      }
+      throw mismatch(cls === 'string' ? 'a TEXT value' : 'a BLOB value', affinity);
+    case 'REAL':
+      // Bound as text: pg would send -0 as "0"; "-0", "Infinity" and the shortest decimal
+      // (String(n)) all parse back to the same double.
+      if (cls === 'number') return realText(d as number);
+      if (cls === 'bigint') return realText(Number(d as bigint));
+      throw mismatch(cls === 'string' ? 'a TEXT value' : 'a BLOB value', affinity);
+    case 'TEXT':
+      if (cls === 'string') {
+        if ((d as string).includes('\u0000')) {
+          throw new MaterializationError('type_mismatch', 'PostgreSQL text cannot hold a NUL character');
+        }
+        return d as string;
+      }
+      if (cls === 'bigint') return (d as bigint).toString();
+      throw mismatch(cls === 'number' ? `the REAL ${realText(d as number)}` : 'a BLOB value', affinity);
   }
-  if (v.includes('\u0000')) {
-    throw new MaterializationError('type_mismatch', 'PostgreSQL text cannot hold a NUL character');
-  }
-  return v;
 }
 
 export function createPostgresStore(
@@ -94,14 +109,16 @@ export function createPostgresStore(
         // Byte order, as SQLite's BINARY collation: keys sort the same on both stores.
         case 'TEXT':
           return 'text COLLATE "C"';
+        // Any storage class on SQLite: the canonical wire value (see bindValue).
         case 'BLOB':
-          return 'bytea';
         case 'NUMERIC':
-          return 'numeric';
+          return 'jsonb';
       }
     },
     placeholder: (i) => `$${i}`,
     bindValue,
+    execExact: (ex: Executor, text, params) => dialect.exec(ex, text, params),
+    toWire: postgresToWire,
     async exec(ex: Executor, text, params) {
       const r = await ex.executeQuery(CompiledQuery.raw(text, [...params]));
       return r.rows as Record<string, unknown>[];

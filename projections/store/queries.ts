@@ -3,12 +3,13 @@
  * another project's rows (a lineage id from another project reads as "not found"). Lists page with
  * `page` (1-based) and `limit` (default 50, at most 500; out-of-range values are clamped).
  */
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, SqliteAdapter, sql } from 'kysely';
 import type { WireValue } from '../../domain/protocol/contracts';
+import type { RefusalView } from '../lineages/projection';
 import type { MirrorColumn } from '../mirror/columns';
 import { quoteIdent } from './identifiers';
 import type { LineageStatus, ReadStoreDB } from './schema';
-import { toWireValue } from './values';
+import { dbToWire } from './values';
 
 type Db = Kysely<ReadStoreDB>;
 
@@ -58,6 +59,25 @@ export type LineageSummary = Readonly<{
   /** The registry entry the lineage waits for (`awaiting`) or materializes under (`coalesced`). */
   registry_id: string | null;
   registry_state: 'awaiting' | 'coalesced' | null;
+  /** Changes the device could not encode (op refused): recorded, never materialized. */
+  refused_rows: number;
+  /** The last verify run (VerifyRequested, then VerifyCompleted), or null. */
+  verify: {
+    verify_id: string;
+    status: 'requested' | 'completed';
+    outcome: 'equal' | 'divergent' | 'not_comparable' | null;
+    divergent_buckets: number[];
+    requested_at: string | null;
+    completed_at: string | null;
+  } | null;
+  /** The last resync the cloud asked for, or null. */
+  resync: {
+    resync_id: string;
+    reason: string;
+    /** null: the whole table. */
+    buckets: number[] | null;
+    requested_at: string;
+  } | null;
 }>;
 
 function lineageSummary(r: ReadStoreDB['edge_table_lineages']): LineageSummary {
@@ -89,6 +109,27 @@ function lineageSummary(r: ReadStoreDB['edge_table_lineages']): LineageSummary {
     fleet_id: r.fleet_id ?? null,
     registry_id: r.registry_id ?? null,
     registry_state: r.registry_state ?? null,
+    refused_rows: Number(r.refused_rows ?? 0),
+    verify:
+      r.last_verify_id && r.last_verify_status
+        ? {
+            verify_id: r.last_verify_id,
+            status: r.last_verify_status,
+            outcome: r.last_verify_outcome,
+            divergent_buckets: json<number[]>(r.last_verify_divergent) ?? [],
+            requested_at: r.last_verify_requested_at,
+            completed_at: r.last_verify_completed_at,
+          }
+        : null,
+    resync:
+      r.last_resync_id && r.last_resync_at
+        ? {
+            resync_id: r.last_resync_id,
+            reason: r.last_resync_reason ?? '',
+            buckets: json<number[]>(r.last_resync_buckets),
+            requested_at: r.last_resync_at,
+          }
+        : null,
   };
 }
 
@@ -165,6 +206,8 @@ export type MaterializationView = Readonly<{
 
 export type LineageDetail = LineageSummary &
   Readonly<{
+    /** The latest refusals, newest last (the counter is `refused_rows`). */
+    recent_refusals: RefusalView[];
     schema_versions: {
       schema_hash: string;
       classification: string;
@@ -359,6 +402,74 @@ export async function getLineage(
       [...reviewList].reverse().find((r) => r.status === 'queued' || r.status === 'in_review') ?? null,
     materialization,
     write_back: await writeBackOf(db, lineageId),
+    recent_refusals: JSON.parse(row.recent_refusals ?? '[]') as RefusalView[],
+  };
+}
+
+// ------------------------------------------------------------------ verify runs
+
+export type VerifyRunView = Readonly<{
+  lineage_id: string;
+  verify_id: string;
+  outcome: 'equal' | 'divergent' | 'not_comparable';
+  detail: string | null;
+  divergent_buckets: number[];
+  device_rows: number;
+  mirror_rows: number;
+  journal_epoch: string;
+  through_commit_seq: number;
+  schema_hash: string;
+  columns: string[];
+  reported_at: string;
+  /** Set once the domain recorded the outcome (VerifyCompleted). */
+  completed_at: string | null;
+  /** The resync repairing the divergent buckets, when the domain started one. */
+  resync_id: string | null;
+}>;
+
+/**
+ * The mirror's comparisons with the device's verify reports (edge_verify_runs), newest first.
+ * Scoped by project like every query.
+ */
+export async function listVerifyRuns(
+  db: Db,
+  q: PageQuery & Readonly<{ project_id: string; lineage_id: string }>,
+): Promise<Page<VerifyRunView>> {
+  const { page, limit, offset } = paging(q);
+  const base = db
+    .selectFrom('edge_verify_runs')
+    .where('project_id', '=', q.project_id)
+    .where('lineage_id', '=', q.lineage_id);
+  const [rows, count] = await Promise.all([
+    base
+      .selectAll()
+      .orderBy('stream_seq', 'desc')
+      .orderBy('verify_id', 'desc')
+      .limit(limit)
+      .offset(offset)
+      .execute(),
+    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+  ]);
+  return {
+    items: rows.map((r) => ({
+      lineage_id: r.lineage_id,
+      verify_id: r.verify_id,
+      outcome: r.outcome,
+      detail: r.detail,
+      divergent_buckets: JSON.parse(r.divergent_buckets) as number[],
+      device_rows: Number(r.device_rows),
+      mirror_rows: Number(r.mirror_rows),
+      journal_epoch: r.journal_epoch,
+      through_commit_seq: Number(r.through_commit_seq),
+      schema_hash: r.schema_hash,
+      columns: JSON.parse(r.columns) as string[],
+      reported_at: r.reported_at,
+      completed_at: r.completed_at,
+      resync_id: r.resync_id,
+    })),
+    total: Number(count.n),
+    page,
+    limit,
   };
 }
 
@@ -382,7 +493,7 @@ export type StagedRowView = Readonly<{
   source_table: string;
   journal_epoch: string;
   commit_seq: number;
-  op: 'insert' | 'update' | 'delete';
+  op: 'insert' | 'update' | 'delete' | 'sweep';
   pk: Record<string, WireValue>;
   pk_hash: string;
   row: Record<string, WireValue> | null;
@@ -390,6 +501,8 @@ export type StagedRowView = Readonly<{
   batch_id: string | null;
   schema_hash: string | null;
   staged_at: string;
+  /** op sweep: `{resync_id, since_commit_seq, buckets}`; null otherwise. */
+  sweep: { resync_id: string; since_commit_seq: number; buckets: number[] | null } | null;
 }>;
 
 export type ListStagedRowsQuery = PageQuery &
@@ -494,6 +607,7 @@ export async function listStagedRows(
       batch_id: r.batch_id,
       schema_hash: r.schema_hash,
       staged_at: r.staged_at,
+      sweep: json<StagedRowView['sweep'] & object>(r.sweep),
     })),
     total,
     page,
@@ -571,16 +685,20 @@ export async function listMirrorRows(
     ].join(', '),
   );
   const order = sql.raw(keys.map((k) => quoteIdent(k.name)).join(', '));
+  const kind = db.getExecutor().adapter instanceof SqliteAdapter ? 'sqlite' : 'postgres';
   const [rows, count] = await Promise.all([
+    // EXACT_MARKER: integers are not normalised, so an INTEGER and an integral REAL stay apart.
     sql<
       Record<string, unknown>
-    >`SELECT ${select} FROM ${table}${only} ORDER BY ${order} LIMIT ${limit} OFFSET ${offset}`.execute(db),
+    >`/*sluice:exact*/ SELECT ${select} FROM ${table}${only} ORDER BY ${order} LIMIT ${limit} OFFSET ${offset}`.execute(
+      db,
+    ),
     sql<{ n: number | bigint | string }>`SELECT COUNT(*) AS n FROM ${table}${only}`.execute(db),
   ]);
   const items = rows.rows.map((r) => {
     const row: Record<string, WireValue> = {};
     columns.forEach((c, i) => {
-      row[c.target] = toWireValue(r[`c${i}`]);
+      row[c.target] = dbToWire(kind, c.affinity, r[`c${i}`]);
     });
     const key: Record<string, WireValue> = {};
     for (const k of keys) key[k.target] = row[k.target] ?? null;

@@ -62,6 +62,24 @@ export interface EdgeTableLineagesTable {
   /** The registry entry the lineage waits for (`awaiting`) or materializes under (`coalesced`). */
   registry_id: string | null;
   registry_state: 'awaiting' | 'coalesced' | null;
+  /** Changes the device could not encode (RowsRefused rows): never materialized. */
+  refused_rows: number;
+  /** JSON array of the latest refusals (newest last): code, commit_seq, pk, column, message. */
+  recent_refusals: string;
+  /** The last verify run: requested, then completed with its outcome. */
+  last_verify_id: string | null;
+  last_verify_status: 'requested' | 'completed' | null;
+  last_verify_outcome: 'equal' | 'divergent' | 'not_comparable' | null;
+  /** JSON array of the divergent buckets of the last completed run. */
+  last_verify_divergent: string | null;
+  last_verify_requested_at: string | null;
+  last_verify_completed_at: string | null;
+  /** The last resync the cloud asked for. */
+  last_resync_id: string | null;
+  last_resync_reason: string | null;
+  /** JSON array of buckets, or null for the whole table. */
+  last_resync_buckets: string | null;
+  last_resync_at: string | null;
 }
 
 export interface EdgeSchemaVersionsTable {
@@ -150,7 +168,7 @@ export interface EdgeStagedRowsTable {
   source_table: string;
   journal_epoch: string;
   commit_seq: number;
-  op: 'insert' | 'update' | 'delete';
+  op: 'insert' | 'update' | 'delete' | 'sweep';
   /** JSON of the key as the device sent it. */
   pk: string;
   pk_hash: string;
@@ -161,6 +179,8 @@ export interface EdgeStagedRowsTable {
   batch_id: string | null;
   schema_hash: string | null;
   staged_at: string;
+  /** JSON of a sweep's `{resync_id, since_commit_seq, buckets}` (op sweep), else null. */
+  sweep: string | null;
 }
 export type StagedRowsTables = {
   edge_staged_rows: EdgeStagedRowsTable;
@@ -273,10 +293,36 @@ export interface EdgeMirrorHeldRowsTable {
   journal_epoch: string;
   epoch_ordinal: number;
   commit_seq: number;
-  op: 'insert' | 'update' | 'delete';
+  op: 'insert' | 'update' | 'delete' | 'sweep';
   pk: string;
   pk_hash: string;
   row: string | null;
+  /** JSON of a sweep's `{resync_id, since_commit_seq, buckets}` (op sweep), else null. */
+  sweep: string | null;
+}
+
+/** The mirror compared with a device's verify report at the same journal position. */
+export interface EdgeVerifyRunsTable {
+  lineage_id: string;
+  verify_id: string;
+  project_id: string;
+  outcome: 'equal' | 'divergent' | 'not_comparable';
+  detail: string | null;
+  /** JSON array of bucket numbers. */
+  divergent_buckets: string;
+  device_rows: number;
+  mirror_rows: number;
+  journal_epoch: string;
+  through_commit_seq: number;
+  schema_hash: string;
+  /** JSON array of the source columns compared. */
+  columns: string;
+  /** Stream sequence of the VerifyReported. */
+  stream_seq: number;
+  reported_at: string;
+  /** VerifyCompleted: the domain took the outcome (null until then). */
+  completed_at: string | null;
+  resync_id: string | null;
 }
 
 export interface EdgeMirrorTombstonesTable {
@@ -315,6 +361,7 @@ export type MirrorTables = {
   edge_mirror_epochs: EdgeMirrorEpochsTable;
   edge_mirror_failures: EdgeMirrorFailuresTable;
   edge_mirror_replays: HeldReplayTable;
+  edge_verify_runs: EdgeVerifyRunsTable;
 };
 
 export interface EdgeTsLineagesTable extends MaterializedLineageTable {

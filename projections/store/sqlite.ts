@@ -8,6 +8,7 @@ import {
   type PluginTransformQueryArgs,
   type PluginTransformResultArgs,
   type QueryResult,
+  RawNode,
   type RootOperationNode,
   SqliteDialect,
   type UnknownRow,
@@ -16,23 +17,22 @@ import type { WireValue } from '../../domain/protocol/contracts';
 import type { Affinity } from '../../domain/protocol/fingerprint';
 import { classifyGenericError, type Executor, errorCode, type SqlDialect } from './dialect';
 import type { ReadStoreDB } from './schema';
-import {
-  type DbValue,
-  decodeBlob,
-  decodeInt,
-  inInt64,
-  isWireBlob,
-  isWireInt,
-  MaterializationError,
-  normalizeRow,
-} from './values';
+import { type DbValue, decodeForStore, EXACT_MARKER, normalizeRow, sqliteToWire } from './values';
 
-/** better-sqlite3 hands back every integer as bigint (exact); this turns the safe ones into numbers. */
+/**
+ * better-sqlite3 hands back every integer as bigint (exact); this turns the safe ones into
+ * numbers, except for raw queries marked EXACT (mirror rows), where bigint vs number is what
+ * tells an INTEGER from a REAL.
+ */
 class SafeIntegersPlugin implements KyselyPlugin {
+  readonly exact = new WeakSet<object>();
   transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    return args.node;
+    const node = args.node;
+    if (RawNode.is(node) && node.sqlFragments[0]?.startsWith(EXACT_MARKER)) this.exact.add(args.queryId);
+    return node;
   }
   async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    if (this.exact.has(args.queryId)) return args.result;
     for (const row of args.result.rows) normalizeRow(row);
     return args.result;
   }
@@ -44,20 +44,12 @@ const STATEMENT_CACHE = 128;
 
 const TRANSIENT = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|NOMEM|CANTOPEN|PROTOCOL|INTERRUPT)/;
 
-function bindValue(affinity: Affinity, v: WireValue): DbValue {
-  if (v === null) return null;
-  if (typeof v === 'boolean') return v ? 1 : 0;
-  if (isWireBlob(v)) return decodeBlob(v);
-  if (isWireInt(v)) {
-    const n = decodeInt(v);
-    if (inInt64(n)) return n;
-    // SQLite would silently turn it into an approximate REAL: refuse instead of losing digits.
-    if (affinity === 'INTEGER') {
-      throw new MaterializationError('integer_out_of_range', `${v.$int} does not fit a 64-bit integer`);
-    }
-    return v.$int;
-  }
-  return v;
+// SQLite is dynamically typed: the value is bound with its own storage class (INTEGER as bigint,
+// REAL as a JS number, -0 and ±Infinity included) and the column's affinity does to it exactly
+// what it did on the device, whose column has the same affinity.
+function bindValue(_affinity: Affinity, v: WireValue): DbValue {
+  const d = decodeForStore(v);
+  return d instanceof Uint8Array && !Buffer.isBuffer(d) ? Buffer.from(d) : (d as DbValue);
 }
 
 export function createSqliteStore(path: string): {
@@ -72,9 +64,10 @@ export function createSqliteStore(path: string): {
   raw.pragma('busy_timeout = 5000');
   raw.pragma('synchronous = NORMAL');
   raw.defaultSafeIntegers(true);
+  const safeIntegers = new SafeIntegersPlugin();
   const db = new Kysely<ReadStoreDB>({
     dialect: new SqliteDialect({ database: raw }),
-    plugins: [new SafeIntegersPlugin()],
+    plugins: [safeIntegers],
   });
 
   const cache = new Map<string, Database.Statement>();
@@ -97,6 +90,17 @@ export function createSqliteStore(path: string): {
     columnType: (a) => a,
     placeholder: () => '?',
     bindValue,
+    async execExact(ex: Executor, text, params) {
+      const marked = `${EXACT_MARKER} ${text}`;
+      if (!ex.isTransaction) {
+        const query = CompiledQuery.raw(marked, [...params]);
+        safeIntegers.exact.add(query.queryId);
+        const r = await ex.executeQuery(query);
+        return r.rows as Record<string, unknown>[];
+      }
+      return prepare(marked).all(...params) as Record<string, unknown>[];
+    },
+    toWire: (_affinity, v) => sqliteToWire(v),
     async exec(ex: Executor, text, params) {
       // Inside a transaction this flow owns SQLite's single connection (Kysely's mutex), so the
       // cached statement runs in that transaction. Outside one, go through Kysely and its mutex.

@@ -1,5 +1,9 @@
+import type { WireValue } from '../../domain/protocol/contracts';
+import type { Affinity } from '../../domain/protocol/fingerprint';
+import { normalizeWire, storageClassOf } from '../../domain/protocol/wire-values';
 import { DIALECTS, openTestStore, type TestStore } from '../test-support/stores';
 import { migrate } from './migrations';
+import { MaterializationError } from './values';
 
 const TABLES = [
   'edge_cloud_lineages',
@@ -33,6 +37,7 @@ const TABLES = [
   'edge_ts_held_rows',
   'edge_ts_lineages',
   'edge_ts_replays',
+  'edge_verify_runs',
   'projection_checkpoints',
 ];
 
@@ -52,6 +57,7 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
       '0003_mirror_reports',
       '0004_registry_coalescing',
       '0005_cloud_rows',
+      '0006_exact_replication',
     ]);
     const tables = await t.store.dialect.listTables(t.store.db);
     expect(tables.filter((n) => !n.startsWith('kysely_'))).toEqual(TABLES);
@@ -63,29 +69,93 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
     await expect(Promise.all([migrate(t.store), migrate(other)])).resolves.toEqual([[], []]);
   });
 
-  it('round-trips exact integers beyond 2^53 and bytes', async () => {
+  it('round-trips every storage class exactly through each column affinity', async () => {
     const { dialect, db } = t.store;
+    // Per affinity, the values a device's column of that affinity can hold (SQLite applies the
+    // affinity before the agent reads them); an untyped (BLOB) column holds every class.
+    const reals: WireValue[] = [
+      0.30000000000000004,
+      3.141592653589793,
+      1.5e-300,
+      { $real: '5' },
+      { $real: '9007199254740992' },
+      { $real: '1.7976931348623157e+308' },
+      { $real: 'Infinity' },
+      { $real: '-Infinity' },
+    ];
+    const ints: WireValue[] = [
+      0,
+      -1,
+      9007199254740991,
+      { $int: '9007199254740992' },
+      { $int: '9223372036854775807' },
+      { $int: '-9223372036854775808' },
+    ];
+    const texts: WireValue[] = ['', 'Infinity', '5', 'héllo wörld ✓ 🚀', 'x'.repeat(10_000)];
+    const blobs: WireValue[] = [{ $blob: '' }, { $blob: 'AAEC/v8=' }];
+    const cases: [Affinity, WireValue][] = [
+      ...ints.map((v): [Affinity, WireValue] => ['INTEGER', v]),
+      ...reals.map((v): [Affinity, WireValue] => ['REAL', v]),
+      ...texts.map((v): [Affinity, WireValue] => ['TEXT', v]),
+      ...[...ints, ...reals, ...texts, ...blobs, { $real: '-0' } as WireValue].map(
+        (v): [Affinity, WireValue] => ['BLOB', v],
+      ),
+      ...[...ints, ...reals.filter((r) => typeof r === 'number'), 'abc', ...blobs].map(
+        (v): [Affinity, WireValue] => ['NUMERIC', v],
+      ),
+      // PostgreSQL's double precision keeps the sign of zero (SQLite's REAL column does not,
+      // on the device either: it never sends -0 for a REAL column).
+      ...(kind === 'postgres' ? [['REAL', { $real: '-0' }] as [Affinity, WireValue]] : []),
+      ['INTEGER', null],
+      ['BLOB', null],
+    ];
+    const affinities: Affinity[] = ['INTEGER', 'REAL', 'TEXT', 'BLOB', 'NUMERIC'];
     await dialect.exec(
       db,
-      `CREATE TABLE "t_values" ("i" ${dialect.columnType('INTEGER')}, "b" ${dialect.columnType('BLOB')}, "n" ${dialect.columnType('NUMERIC')})`,
+      `CREATE TABLE "t_values" ("k" ${dialect.columnType('INTEGER')} PRIMARY KEY, ${affinities
+        .map((a) => `"${a.toLowerCase()}" ${dialect.columnType(a)}`)
+        .join(', ')})`,
       [],
     );
-    const big = { $int: '9007199254740993' };
     await db.transaction().execute(async (tx) => {
-      await dialect.exec(
-        tx,
-        `INSERT INTO "t_values" VALUES (${dialect.placeholder(1)}, ${dialect.placeholder(2)}, ${dialect.placeholder(3)})`,
-        [
-          dialect.bindValue('INTEGER', big),
-          dialect.bindValue('BLOB', { $blob: 'AAEC/w==' }),
-          dialect.bindValue('NUMERIC', 42),
-        ],
-      );
+      for (const [i, [a, v]] of cases.entries()) {
+        await dialect.exec(
+          tx,
+          `INSERT INTO "t_values" ("k", "${a.toLowerCase()}") VALUES (${dialect.placeholder(1)}, ${dialect.placeholder(2)})`,
+          [i, dialect.bindValue(a, v)],
+        );
+      }
     });
-    const [row] = await dialect.exec(db, 'SELECT * FROM "t_values"', []);
-    expect(row!.i).toBe(9007199254740993n);
-    expect(Buffer.from(row!.b as Buffer).toString('base64')).toBe('AAEC/w==');
-    expect(row!.n).toBe(42);
+    const select = `SELECT "k", ${affinities.map((a) => `"${a.toLowerCase()}"`).join(', ')} FROM "t_values" ORDER BY "k"`;
+    const outside = await dialect.execExact(db, select, []);
+    const inside = await db.transaction().execute((tx) => dialect.execExact(tx, select, []));
+    for (const rows of [outside, inside]) {
+      const got = rows.map((r, i) => dialect.toWire(cases[i]![0], r[cases[i]![0].toLowerCase()]));
+      expect(got).toEqual(cases.map(([, v]) => normalizeWire(v)));
+      expect(got.map(storageClassOf)).toEqual(cases.map(([, v]) => storageClassOf(v)));
+    }
+  });
+
+  it('refuses a value whose class the column type cannot hold rather than re-typing it', () => {
+    const { dialect } = t.store;
+    const bad: [Affinity, WireValue][] =
+      kind === 'postgres'
+        ? [
+            ['INTEGER', 'abc'],
+            ['INTEGER', 1.5],
+            ['REAL', 'abc'],
+            ['TEXT', { $blob: 'AA==' }],
+            ['TEXT', 1.5],
+            ['TEXT', 'a\u0000b'],
+            ['INTEGER', { $int: '9223372036854775808' }],
+          ]
+        : [
+            ['INTEGER', { $int: '9223372036854775808' }],
+            ['BLOB', { $blob: 'A' }],
+          ];
+    for (const [a, v] of bad) {
+      expect(() => dialect.bindValue(a, v)).toThrow(MaterializationError);
+    }
   });
 
   if (kind === 'sqlite') {

@@ -1,15 +1,61 @@
+import type { WireValue } from '../../domain/protocol/contracts';
+import { storageClassOf } from '../../domain/protocol/wire-values';
 import { BoundedBuffer } from '../runner/buffer';
-import { normalizeInteger, toWireValue } from './values';
+import {
+  decodeForStore,
+  isMaterializationError,
+  normalizeInteger,
+  postgresToWire,
+  sqliteToWire,
+} from './values';
 
 describe('wire values', () => {
-  it('reads database values back in their wire form', () => {
-    expect(toWireValue(null)).toBeNull();
-    expect(toWireValue(42n)).toBe(42);
-    expect(toWireValue(9007199254740993n)).toEqual({ $int: '9007199254740993' });
-    expect(toWireValue(-9223372036854775808n)).toEqual({ $int: '-9223372036854775808' });
-    expect(toWireValue(Buffer.from([0, 255]))).toEqual({ $blob: 'AP8=' });
-    expect(toWireValue('x')).toBe('x');
-    expect(toWireValue(1.5)).toBe(1.5);
+  const classes: [WireValue, string][] = [
+    [null, 'null'],
+    [42, 'integer'],
+    [{ $int: '9223372036854775807' }, 'integer'],
+    [{ $int: '-9223372036854775808' }, 'integer'],
+    [0.30000000000000004, 'real'],
+    [{ $real: '5' }, 'real'],
+    [{ $real: '9007199254740992' }, 'real'],
+    [{ $real: '-0' }, 'real'],
+    [{ $real: 'Infinity' }, 'real'],
+    [{ $real: '-Infinity' }, 'real'],
+    ['Infinity', 'text'],
+    ['', 'text'],
+    [{ $blob: 'AAEC/v8=' }, 'blob'],
+    [{ $blob: '' }, 'blob'],
+  ];
+
+  it.each(classes)('decodes %j for SQLite and reads it back with its class', (v, cls) => {
+    const stored = decodeForStore(v);
+    const back = sqliteToWire(stored);
+    expect(storageClassOf(back)).toBe(cls);
+    expect(back).toEqual(v);
+  });
+
+  it('reads PostgreSQL values back by the column type', () => {
+    expect(postgresToWire('INTEGER', 5)).toBe(5);
+    expect(postgresToWire('INTEGER', 9007199254740993n)).toEqual({ $int: '9007199254740993' });
+    expect(postgresToWire('REAL', 5)).toEqual({ $real: '5' });
+    expect(postgresToWire('REAL', -0)).toEqual({ $real: '-0' });
+    expect(postgresToWire('REAL', -Infinity)).toEqual({ $real: '-Infinity' });
+    expect(postgresToWire('REAL', 1.5)).toBe(1.5);
+    expect(postgresToWire('TEXT', 'Infinity')).toBe('Infinity');
+    expect(postgresToWire('BLOB', { $real: '5' })).toEqual({ $real: '5' });
+    expect(postgresToWire('NUMERIC', { $int: '12' })).toBe(12);
+  });
+
+  it('refuses what SQLite cannot hold exactly', () => {
+    for (const v of [{ $int: '9223372036854775808' }, 1e20, { $blob: 'A' }] as WireValue[]) {
+      let err: unknown;
+      try {
+        decodeForStore(v);
+      } catch (e) {
+        err = e;
+      }
+      expect(isMaterializationError(err)).toBe(true);
+    }
   });
 
   it('turns only exact integers into numbers', () => {

@@ -385,7 +385,9 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
 
   return {
     name: 'telemetry',
-    version: 1,
+    // 2: values keep their storage class (the mirror's codec; PostgreSQL jsonb for BLOB and
+    // NUMERIC affinity): existing tables are rebuilt.
+    version: 2,
     stream: 'SLUICE_LINEAGE',
     handles: HANDLES,
     apply,

@@ -1,5 +1,7 @@
 import { uuidv7 } from 'uuidv7';
+import type { WireValue } from '../../domain/protocol/contracts';
 import type { SchemaColumns } from '../../domain/protocol/fingerprint';
+import { storageClassOf } from '../../domain/protocol/wire-values';
 import { waitFor } from '../../tests/support/wait';
 import { startProjector, type Projector } from '../runner/projector';
 import { quoteIdent } from '../store/identifiers';
@@ -158,5 +160,57 @@ describe.each(DIALECTS)('telemetry projection (%s)', (kind) => {
     await l.append(l.deleted());
     await projector.waitForCaughtUp();
     expect(await t.store.dialect.listTables(t.store.db)).not.toContain(table);
+  });
+
+  it('keeps every value and its storage class, with the mirror codec', async () => {
+    const schema: SchemaColumns = {
+      table_name: 'readings',
+      columns: [
+        { name: 'i', decl_type_affinity: 'INTEGER', pk_ordinal: 0, not_null: false },
+        { name: 'r', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
+        { name: 'u', decl_type_affinity: 'BLOB', pk_ordinal: 0, not_null: false },
+      ],
+    };
+    const project = uuidv7();
+    const l = new TestLineage(nats.events, {
+      project_id: project,
+      device_id: uuidv7(),
+      device_name: 'sensor',
+      source_table: 'readings',
+      kind: 'telemetry',
+    });
+    const review = uuidv7();
+    await l.append(l.registered(), l.observed(schema), l.queued(review, schema), l.paused('schema_review'));
+    await l.append(l.claimed(review));
+    await l.append(l.approved(review, schema, bindAll(schema)), l.resumed('schema_review'));
+    const fields: Record<string, WireValue>[] = [
+      { i: { $int: '9223372036854775807' }, r: { $real: '5' }, u: 5 },
+      { i: 5, r: { $real: 'Infinity' }, u: { $real: '-0' } },
+      { i: -1, r: 0.30000000000000004, u: { $blob: 'AAEC/v8=' } },
+      { i: null, r: { $real: '-Infinity' }, u: 'Infinity' },
+    ];
+    await l.append(
+      l.telemetry(
+        1,
+        fields.map((f, i) => ({ ts: `2026-04-28T09:00:0${i}Z`, fields: f })),
+      ),
+    );
+    await projector.waitForCaughtUp();
+    const table = (await getLineage(t.store.db, project, l.lineage_id))!.materialization.table_name!;
+    const rows = await t.store.dialect.execExact(
+      t.store.db,
+      `SELECT "i", "r", "u" FROM ${quoteIdent(table)} ORDER BY "batch_row"`,
+      [],
+    );
+    const affinity = { i: 'INTEGER', r: 'REAL', u: 'BLOB' } as const;
+    const got = rows.map((r) =>
+      Object.fromEntries(
+        (['i', 'r', 'u'] as const).map((c) => [c, t.store.dialect.toWire(affinity[c], r[c])]),
+      ),
+    );
+    expect(got).toEqual(fields);
+    expect(got.map((r) => Object.values(r).map(storageClassOf))).toEqual(
+      fields.map((r) => Object.values(r).map(storageClassOf)),
+    );
   });
 });

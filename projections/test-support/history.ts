@@ -1,5 +1,6 @@
 import { uuidv7 } from 'uuidv7';
-import type { SchemaColumns } from '../../domain/protocol/fingerprint';
+import { type SchemaColumns, schemaHash } from '../../domain/protocol/fingerprint';
+import { BucketDigests, bucketOf } from '../../domain/protocol/wire-values';
 import { bindAll, del, TestLineage, upsert } from './lineage';
 import type { TestNats } from './nats';
 
@@ -104,6 +105,76 @@ export async function appendHistory(nats: TestNats, projectId: string, round: nu
         { type: 'MaterializationReset', data: { previous_failures: 1 } },
         l.released(uuidv7(), schema),
       );
+    }
+    if (i === 0) {
+      // Exact replication: values of every class, a refused change, a bucket resync ending in a
+      // sweep, a verify run and its completion.
+      await l.append(
+        l.accepted(epoch, [
+          upsert(70, { id: 200, mode: 'real', blob: { $real: '-0' } }),
+          upsert(71, { id: 201, mode: 'inf', blob: { $real: 'Infinity' } }),
+          upsert(72, { id: 202, mode: 'int', blob: { $int: '9007199254740993' } }),
+        ]),
+        {
+          type: 'RowsRefused',
+          data: {
+            batch_id: uuidv7(),
+            journal_epoch: epoch,
+            schema_hash: '0'.repeat(64),
+            rows: [
+              {
+                commit_seq: 73,
+                op: 'refused',
+                pk: { id: 203 },
+                row: null,
+                refusal: { code: 'unencodable_text', column: 'mode', message: 'not UTF-8' },
+              },
+            ],
+          },
+        },
+      );
+      const resync = uuidv7();
+      const buckets = [bucketOf({ id: 100 }), bucketOf({ id: 101 })];
+      await l.append({
+        type: 'ResyncRequested',
+        data: { resync_id: resync, control_id: uuidv7(), buckets, reason: 'operator' },
+      });
+      await l.append(
+        l.accepted(epoch, [
+          upsert(80, { id: 100, mode: 'resynced', blob: null }),
+          {
+            commit_seq: 81,
+            op: 'sweep',
+            pk: {},
+            row: null,
+            sweep: { resync_id: resync, since_commit_seq: 80, buckets },
+          },
+        ]),
+      );
+      const verify = uuidv7();
+      const digests = new BucketDigests();
+      digests.addRow({ id: 100 }, { id: 100, mode: 'resynced' }, ['id', 'mode']);
+      await l.append({
+        type: 'VerifyReported',
+        data: {
+          verify_id: verify,
+          journal_epoch: epoch,
+          through_commit_seq: 81,
+          schema_hash: schemaHash(schema),
+          columns: ['id', 'mode'],
+          digests: digests.list(),
+        },
+      });
+      await l.append({
+        type: 'VerifyCompleted',
+        data: {
+          verify_id: verify,
+          outcome: 'divergent',
+          divergent_buckets: [1, 2],
+          device_rows: 1,
+          mirror_rows: 60,
+        },
+      });
     }
     if (i === 2) await l.append(l.deleted('retired'));
   }

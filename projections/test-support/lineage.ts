@@ -14,7 +14,7 @@ import type { RowBatch, RowChange, WireValue } from '../../domain/protocol/contr
 import { type SchemaColumns, schemaHash } from '../../domain/protocol/fingerprint';
 import { DEFAULT_POLICY } from '../../domain/policy/policy';
 import { fold } from '../../domain/shared/decider';
-import type { MaterializationFailure } from '../runner/types';
+import type { MaterializationFailure, VerifyOutcomeReport } from '../runner/types';
 import { type EventStore, isConcurrencyError } from '../../domain/shared/ports';
 
 export type Identity = Readonly<{
@@ -255,6 +255,7 @@ export const minted = () => ({
 export class RecordingCommands {
   readonly sent: { lineageId: string; command: LineageCommand }[] = [];
   readonly failures: { lineageId: string; info: MaterializationFailure }[] = [];
+  readonly verifyOutcomes: { lineageId: string; info: VerifyOutcomeReport }[] = [];
   constructor(private readonly forward?: EventStore) {}
   async send(lineageId: string, command: LineageCommand): Promise<void> {
     if (this.forward) await decideAndAppend(this.forward, lineageId, command);
@@ -270,5 +271,9 @@ export class RecordingCommands {
       });
     }
     this.failures.push({ lineageId, info });
+  }
+  /** The mirror's verify comparison (the worker would turn it into CompleteVerify). */
+  async reportVerifyOutcome(lineageId: string, info: VerifyOutcomeReport): Promise<void> {
+    this.verifyOutcomes.push({ lineageId, info });
   }
 }

@@ -32,6 +32,7 @@ import {
   startCloudProcess,
 } from '../support/stack';
 import { waitFor } from '../support/wait';
+import { wireOf, wireRows } from '../support/exact';
 
 const CAP = 200;
 const FIRST = 260; // written while the review is pending: over the cap
@@ -239,10 +240,8 @@ describe('backpressure end to end', () => {
     ]);
 
     const mirror = await mirrorRows(cloud.base, lineage_id);
-    const want = (app.prepare('SELECT id, v, label FROM readings ORDER BY id').all() as object[]).map(
-      (r) => r,
-    );
-    expect(mirror.map((m) => m.row)).toEqual(want);
+    const want = wireRows(app, 'SELECT id, v, label FROM readings ORDER BY id');
+    expect(mirror.map((m) => wireOf(m.row))).toEqual(want);
     expect(mirror).toHaveLength(total);
     expect(agent.output()).not.toContain('control_dropped');
     const segments = await getJson<{ items: unknown[] }>(

@@ -28,14 +28,13 @@ import {
 } from '../support/readside';
 import { type AgentProcess, type CloudProcess, startAgentProcess, startCloudProcess } from '../support/stack';
 import { waitFor } from '../support/wait';
+import { wireOf, wireRows } from '../support/exact';
 
 const KILLS = Number(process.env.SLUICE_KILLS ?? 10);
 /** Longest random wait between "the projector is up" and its kill -9. */
 const MAX_KILL_DELAY_MS = 1_200;
 const SITES = ['north', 'south', 'east'] as const;
 const BINS = 150;
-
-type StockRow = { site: string; bin: number; qty: number; price: number | null };
 
 /**
  * One transaction of the application: inserts, updates, deletes and key changes on a table with
@@ -217,7 +216,7 @@ describe.each(stores)('projector kill -9 under load (%s read store)', (storeName
       expect(await stagedTotal(api.base, lineage_id)).toBe(0);
 
       // The mirror is the device's table, row for row, in the approved columns.
-      const device_rows = app.prepare('SELECT site, bin, qty, price FROM stock').all() as StockRow[];
+      const device_rows = wireRows(app, 'SELECT site, bin, qty, price FROM stock');
       const mirror = await mirrorRows(api.base, lineage_id);
       const keyOf = (site: unknown, bin: unknown) => `${String(site)}|${String(bin)}`;
       expect(new Set(mirror.map((m) => keyOf(m.key.site, m.key.bin))).size).toBe(mirror.length);
@@ -227,7 +226,7 @@ describe.each(stores)('projector kill -9 under load (%s read store)', (storeName
           { site: r.site, bin: r.bin, quantity: r.qty, price: r.price },
         ]),
       );
-      const got = new Map(mirror.map((m) => [keyOf(m.key.site, m.key.bin), m.row]));
+      const got = new Map(mirror.map((m) => [keyOf(m.key.site, m.key.bin), wireOf(m.row)]));
       expect(got.size).toBe(want.size);
       expect(Object.fromEntries(got)).toEqual(Object.fromEntries(want));
 

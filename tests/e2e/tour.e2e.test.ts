@@ -294,7 +294,8 @@ describe('the 5-minute tour', () => {
       },
       { timeoutMs: 30_000, message: `the written row in the mirror (${logs()})` },
     );
-    expect(landed.row).toMatchObject({ id: 50, hvac_mode: 'eco', setpoint: 21 });
+    // A REAL column holds 21.0: the API says REAL, not the INTEGER 21 (docs/wire-values.md).
+    expect(landed.row).toMatchObject({ id: 50, hvac_mode: 'eco', setpoint: { $real: '21' } });
     expect(db.prepare('SELECT mode, setpoint FROM device_state WHERE id = 50').get()).toEqual({
       mode: 'eco',
       setpoint: 21,

@@ -12,6 +12,7 @@ import {
   startCloudProcess,
 } from '../support/stack';
 import { waitFor } from '../support/wait';
+import { wireOf, wireRows } from '../support/exact';
 
 type Page<T> = { items: T[]; total: number };
 type Lineage = { lineage_id: string; source_table: string; status: string; staged_rows: number };
@@ -151,7 +152,9 @@ describe('bootstrap through the upload flow', () => {
       if (m.body.items.length === 0) break;
       for (const r of m.body.items) mirrored.push(r.row as Item);
     }
-    const pick = (r: Item) => ({ id: r.id, name: r.name, qty: r.qty, note: r.note });
-    expect(mirrored.map(pick).sort((a, b) => a.id - b.id)).toEqual(device.map(pick));
+    const pick = (r: Item) => wireOf({ id: r.id, name: r.name, qty: r.qty, note: r.note });
+    expect(mirrored.map(pick).sort((a, b) => Number(a.id) - Number(b.id))).toEqual(
+      wireRows(db, 'SELECT id, name, qty, note FROM items ORDER BY id'),
+    );
   });
 });

@@ -24,6 +24,7 @@ import {
   startCloudProcess,
 } from '../support/stack';
 import { waitFor } from '../support/wait';
+import { wireOf, wireRows } from '../support/exact';
 
 const DEVICE = 'gw-write-back';
 
@@ -208,11 +209,11 @@ describe('write-back end to end', () => {
     ]);
 
     // 4. The mirror converges to the cloud's rows; the cloud rows read applied.
-    const deviceTable = () => app!.prepare('SELECT id, mode, setpoint FROM device_state ORDER BY id').all();
+    const deviceTable = () => wireRows(app!, 'SELECT id, mode, setpoint FROM device_state ORDER BY id');
     const mirrorEqualsDevice = () =>
       waitFor(
         async () =>
-          JSON.stringify((await mirrorRows(cloud!.base, lineage_id)).map((m) => m.row)) ===
+          JSON.stringify((await mirrorRows(cloud!.base, lineage_id)).map((m) => wireOf(m.row))) ===
           JSON.stringify(deviceTable()),
         { timeoutMs: 30_000, message: 'mirror equal to the device table' },
       );
@@ -238,7 +239,10 @@ describe('write-back end to end', () => {
     app.prepare('UPDATE device_state SET setpoint = 22 WHERE id = 2').run();
     await waitFor(
       async () =>
-        (await mirrorRows(cloud!.base, lineage_id)).find((m) => m.key.id === 2)?.row.setpoint === 22,
+        // setpoint is a REAL column: 22 is stored as 22.0 and says so on the wire.
+        JSON.stringify(
+          (await mirrorRows(cloud!.base, lineage_id)).find((m) => m.key.id === 2)?.row.setpoint,
+        ) === JSON.stringify({ $real: '22' }),
       { timeoutMs: 30_000, message: 'the device change after the write in the mirror' },
     );
     const trail = await audit();
@@ -246,7 +250,7 @@ describe('write-back end to end', () => {
       .filter((e) => e.type === 'RowsAccepted')
       .flatMap((e) => e.data.rows as BatchRow[])
       .at(-1);
-    expect(last).toMatchObject({ pk: { id: 2 }, lkcv: v1, row: { setpoint: 22 } });
+    expect(last).toMatchObject({ pk: { id: 2 }, lkcv: v1, row: { setpoint: { $real: '22' } } });
     expect(trail.map((e) => e.type)).not.toContain('StateWriteConflictDetected');
     expect(trail.map((e) => e.type)).toEqual(
       expect.arrayContaining([

@@ -15,6 +15,9 @@
  * is the domain's own bookkeeping, not a second intake.
  */
 import type { LineageEvent } from '../../domain/lineage/events';
+import { wireValueSchema } from '../../domain/protocol/contracts';
+import { normalizeWire, storageClassOf } from '../../domain/protocol/wire-values';
+import { canonicalJson } from '../../domain/shared/canonical';
 import { evolve, initialState } from '../../domain/lineage/state';
 import { fold } from '../../domain/shared/decider';
 
@@ -28,7 +31,10 @@ export type Write = Readonly<{
 
 export type Rejection = Readonly<{ code: string; batch_id: string | null; message?: string }>;
 
-/** One row as a store holds it, keyed by its key's canonical text; `row` has the approved columns. */
+/**
+ * One table as a store holds it: rows keyed by their key's canonical text (`keyText`), each row
+ * the approved columns (mirror names) as wire values (`domain/protocol/wire-values.ts`).
+ */
 export type TableImage = ReadonlyMap<string, Readonly<Record<string, unknown>>>;
 
 export type LineageObservation = Readonly<{
@@ -113,27 +119,69 @@ function foldLineage(events: readonly LineageEvent[]) {
   return { staged, pendingControls, counters };
 }
 
+/** One spelling per value (`normalizeWire`), as canonical text; a non-wire value says so. */
+export function valueKey(v: unknown): string {
+  const parsed = wireValueSchema.safeParse(v);
+  if (!parsed.success) return `not-a-wire-value:${typeof v}:${String(v)}`;
+  try {
+    return canonicalJson(normalizeWire(parsed.data));
+  } catch {
+    return `not-a-wire-value:${String(v)}`;
+  }
+}
+
+/** A value as a person reads it in a violation: its storage class, then its wire form. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'absent';
+  const parsed = wireValueSchema.safeParse(v);
+  if (!parsed.success) return `not a wire value (${typeof v} ${String(v)})`;
+  const w = normalizeWire(parsed.data);
+  const text = typeof w === 'number' && Object.is(w, -0) ? '-0' : JSON.stringify(w);
+  return `${storageClassOf(w)} ${text}`;
+}
+
+/**
+ * Mirror against device, row by row and column by column: the same keys, and in every approved
+ * column the same value of the same storage class (REAL 5.0 is not INTEGER 5, 0.3 is not
+ * 0.30000000000000004, -0.0 is not 0). Both images hold wire values (`wire-values.ts`).
+ */
 function compareImages(table: string, device: TableImage, mirror: TableImage, out: string[]): void {
   const missing: string[] = [];
   const extra: string[] = [];
   const differ: string[] = [];
+  // How often each column differs and how (`price: real → integer`), so a systematic loss of a
+  // value class reads at a glance among thousands of rows.
+  const kinds = new Map<string, number>();
   for (const [k, want] of device) {
     const got = mirror.get(k);
-    if (!got) missing.push(k);
-    else if (JSON.stringify(sortKeys(got)) !== JSON.stringify(sortKeys(want)))
-      differ.push(`${k}: mirror ${JSON.stringify(sortKeys(got))} ≠ device ${JSON.stringify(sortKeys(want))}`);
+    if (!got) {
+      missing.push(k);
+      continue;
+    }
+    const cells: string[] = [];
+    for (const c of [...new Set([...Object.keys(want), ...Object.keys(got)])].sort()) {
+      if (valueKey(got[c]) === valueKey(want[c]) && c in got === c in want) continue;
+      cells.push(`${c}: mirror ${describeValue(got[c])} ≠ device ${describeValue(want[c])}`);
+      const kind = `${c}: ${describeValue(want[c]).split(' ')[0]} → ${describeValue(got[c]).split(' ')[0]}`;
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    if (cells.length) differ.push(`${k} {${cells.join('; ')}}`);
   }
   for (const k of mirror.keys()) if (!device.has(k)) extra.push(k);
   if (missing.length)
     out.push(`${table}: ${missing.length} device row(s) missing from the mirror: ${listed(missing)}`);
   if (extra.length)
     out.push(`${table}: ${extra.length} mirror row(s) the device does not have: ${listed(extra)}`);
-  if (differ.length)
-    out.push(`${table}: ${differ.length} mirror row(s) differ from the device: ${listed(differ)}`);
+  if (differ.length) {
+    const summary = [...kinds]
+      .sort((a, b) => b[1] - a[1])
+      .map(([kind, n]) => `${kind} ×${n}`)
+      .join(', ');
+    out.push(
+      `${table}: ${differ.length} mirror row(s) differ from the device in value or storage class (${summary}): ${listed(differ)}`,
+    );
+  }
 }
-
-const sortKeys = (r: Readonly<Record<string, unknown>>): Record<string, unknown> =>
-  Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 
 export function check(o: Observation): Verdict {
   const violations: string[] = [];
@@ -195,7 +243,10 @@ export function check(o: Observation): Verdict {
         const [t, ep, seq] = k.split('|');
         if (t === l.table && ep === epoch) seqs.add(Number(seq));
       }
-      const max = Math.max(...seqs);
+      // A loop, not Math.max(...seqs): spreading ~125k arguments overflows the stack, and an
+      // offline device's epoch holds that many.
+      let max = 0;
+      for (const q of seqs) if (q > max) max = q;
       const holes: string[] = [];
       for (let s = 1; s <= max; s++) if (!seqs.has(s)) holes.push(String(s));
       if (holes.length) violations.push(`${l.table} epoch ${epoch}: commit_seq gap(s) ${listed(holes)}`);

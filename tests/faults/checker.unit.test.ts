@@ -1,5 +1,5 @@
 import type { LineageEvent } from '../../domain/lineage/events';
-import type { RowChange } from '../../domain/protocol/contracts';
+import type { RowChange, WireValue } from '../../domain/protocol/contracts';
 import { check, type Observation, type Write, writeKey } from './checker';
 
 const E = '0190a000-0000-7000-8000-0000000000e1';
@@ -128,6 +128,47 @@ describe('fault checker', () => {
     expect(bad.violations.join('\n')).toMatch(/differ from the device/);
     const extra = check({ ...base, lineages: [{ ...lineage, device: image([1]), mirror: image([1, 2]) }] });
     expect(extra.violations.join('\n')).toMatch(/the device does not have/);
+  });
+
+  it('compares values with their storage class, not only rows', () => {
+    const base = observe([accepted([1, 2, 3, 4])]);
+    const lineage = base.lineages[0]!;
+    const one = (v: WireValue) => new Map([[JSON.stringify({ id: 1 }), { id: 1, v }]]);
+    const verdict = (device: WireValue, mirror: WireValue) =>
+      check({
+        ...base,
+        lineages: [{ ...lineage, device: one(device), mirror: one(mirror) }],
+      }).violations.join('\n');
+    // REAL 5.0 on the device, INTEGER 5 in the mirror: same number, another class.
+    expect(verdict({ $real: '5' }, 5)).toMatch(
+      /1 mirror row\(s\) differ from the device in value or storage class \(v: real → integer ×1\).*v: mirror integer 5 ≠ device real \{"\$real":"5"\}/,
+    );
+    // A REAL that lost its 17th digit.
+    expect(verdict(0.30000000000000004, 0.3)).toMatch(/v: mirror real 0.3 ≠ device real 0.30000000000000004/);
+    // -0.0 is not 0.0, ±Infinity is not the text "Infinity", a 64-bit integer keeps its digits.
+    expect(verdict({ $real: '-0' }, { $real: '0' })).toMatch(/differ/);
+    expect(verdict({ $real: 'Infinity' }, 'Infinity')).toMatch(/real → text/);
+    expect(verdict({ $int: '9007199254740993' }, 9007199254740992)).toMatch(/differ/);
+    expect(verdict({ $blob: '' }, '')).toMatch(/blob → text/);
+    expect(verdict(null, '')).toMatch(/null → text/);
+    // A column the mirror lacks, and a value that is no wire value at all.
+    expect(
+      check({
+        ...base,
+        lineages: [{ ...lineage, device: one(1), mirror: new Map([[JSON.stringify({ id: 1 }), { id: 1 }]]) }],
+      }).violations.join('\n'),
+    ).toMatch(/v: mirror absent ≠ device integer 1/);
+    expect(verdict(1, { $int: 'x' } as unknown as WireValue)).toMatch(/not a wire value/);
+    // One value, two spellings of the wire: equal.
+    for (const [a, b] of [
+      [{ $int: '5' }, 5],
+      [{ $real: '0.5' }, 0.5],
+      [{ $real: '-0' }, { $real: '-0' }],
+      [{ $blob: 'AAE=' }, { $blob: 'AAE=' }],
+      ['Grüße 🚀', 'Grüße 🚀'],
+      [null, null],
+    ] as [WireValue, WireValue][])
+      expect(verdict(a, b)).toBe('');
   });
 
   it('reconciles staged rows, pending controls and counters with the events', () => {

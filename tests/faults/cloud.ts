@@ -18,6 +18,7 @@ import { WORKER_CONSUMER } from '../../worker/ingress-worker';
 import { startMosquitto, type MosquittoServer } from '../support/mosquitto';
 import { startNats, type NatsServer } from '../support/nats';
 import { type Managed, tempDir } from '../support/proc';
+import { PyApp } from '../support/pyapp';
 import { type CloudRole, shutdown, startRole, waitReady } from '../support/readside';
 import { type AgentProcess, startAgentProcess, startCloudProcess } from '../support/stack';
 import { waitFor } from '../support/wait';
@@ -230,6 +231,12 @@ export class Cloud {
 }
 
 export type DeviceOptions = Readonly<{
+  /**
+   * Who writes the application's tables: better-sqlite3 (its bundled SQLite, the default) or
+   * python3's sqlite3 module (the system's SQLite). The harness reads the database with
+   * better-sqlite3 either way.
+   */
+  app?: 'better-sqlite3' | 'python3';
   receiptTimeout?: string;
   maxBatchRows?: number;
   /** The agent's state dir (state.db); a temp dir of its own when not given. */
@@ -239,6 +246,8 @@ export type DeviceOptions = Readonly<{
 /** The device: the application's database and the real agent as a child process. */
 export class Device {
   agent: AgentProcess | undefined;
+  /** The python3 application, when it is the writer (`app: 'python3'`). */
+  py: PyApp | undefined;
   private constructor(
     readonly name: string,
     readonly dir: string,
@@ -251,6 +260,7 @@ export class Device {
     const dir = tempDir('faults-device');
     const app = createDeviceDb(join(dir, 'app.db'));
     const d = new Device(name, dir, app, mqttUrl, o);
+    if (o.app === 'python3') d.py = PyApp.open(join(dir, 'app.db'));
     d.startAgent();
     return d;
   }
@@ -300,6 +310,7 @@ export class Device {
 
   async stop(): Promise<void> {
     await shutdown(this.agent);
+    await this.py?.close();
     this.app.close();
   }
 }

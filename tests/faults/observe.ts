@@ -7,13 +7,13 @@
 import { sql } from 'kysely';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { uuidv7 } from 'uuidv7';
+import { journalBacklog, tableJournal } from '../../edge-agent/testing/mirror';
 import type { LineageEvent } from '../../domain/lineage/events';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { STREAMS } from '../../infra/nats/names';
 import { Registry } from '../../infra/nats/registry';
-import { listMirrorRows } from '../../projections/store/queries';
 import { domainState, projectionsCaughtUp } from '../support/readside';
-import { TEST_PROJECT } from '../support/stack';
+import { TEST_PROJECT, TEST_TOKEN } from '../support/stack';
 import { waitFor } from '../support/wait';
 import type { LineageObservation, Observation, Rejection, TableImage, Write } from './checker';
 import type { Cloud, Device } from './cloud';
@@ -133,27 +133,27 @@ export async function observeMidFault(cloud: Cloud, device: Device): Promise<Obs
 }
 
 export function deviceQuiet(device: Device): () => number {
-  return () => (device.app.prepare('SELECT count(*) AS n FROM __sluice_journal').get() as { n: number }).n;
+  return () => journalBacklog(device.app);
 }
 
-export const tableSeq = (device: Device, table: string) => (): number =>
-  (
-    device.app.prepare('SELECT seq FROM __sluice_seq WHERE name = ?').get(table) as
-      { seq: number } | undefined
-  )?.seq ?? 0;
+export const tableSeq = (device: Device, table: string) => (): number => tableJournal(device.app, table).seq;
 
-/** The mirror of a lineage, keyed like `deviceImage`. */
+/**
+ * The mirror of a lineage as an operator reads it (`GET …/mirror-rows`, every page), keyed like
+ * `deviceImage`: the values are the wire values the API returns, storage class included.
+ */
 export async function mirrorImage(cloud: Cloud, lineageId: string): Promise<TableImage> {
   const out = new Map<string, Readonly<Record<string, unknown>>>();
   for (let page = 1; ; page++) {
-    const r = await listMirrorRows(cloud.store.db, {
-      project_id: TEST_PROJECT,
-      lineage_id: lineageId,
-      page,
-      limit: 500,
+    const r = await fetch(`${cloud.apiBase}/lineages/${lineageId}/mirror-rows?limit=500&page=${page}`, {
+      headers: { authorization: `Bearer ${TEST_TOKEN}` },
     });
-    for (const m of r.items) out.set(keyText(m.key), m.row);
-    if (r.items.length < 500) return out;
+    if (r.status !== 200) throw new Error(`GET mirror-rows of ${lineageId}: ${r.status} ${await r.text()}`);
+    const body = (await r.json()) as {
+      items: { key: Record<string, unknown>; row: Record<string, unknown> }[];
+    };
+    for (const m of body.items) out.set(keyText(m.key), m.row);
+    if (body.items.length < 500) return out;
   }
 }
 

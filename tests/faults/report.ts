@@ -61,3 +61,33 @@ export function finalLine(results: readonly ScenarioResult[]): string {
   const duplicated = rows.reduce((n, r) => n + r.duplicated, 0);
   return `faults: ${rows.length} scenarios, lost=${lost} duplicated=${duplicated}`;
 }
+
+/** A scenario run that broke a promise (`violations` > 0) or did not complete (`incomplete`). */
+export type Failure = Readonly<{
+  scenario: string;
+  seed: number;
+  violations: number;
+  first?: string;
+  incomplete?: string;
+}>;
+
+/**
+ * The closing lines when anything broke: the count, then each failing scenario and seed with
+ * its first violation (or why it did not complete) and the command that reruns exactly it.
+ */
+export function failureLines(failures: readonly Failure[], profile: string): string[] {
+  if (failures.length === 0) return [];
+  const violations = failures.reduce((n, f) => n + f.violations, 0);
+  const incomplete = failures.filter((f) => f.incomplete !== undefined).length;
+  return [
+    `faults: ${violations} violation(s) and ${incomplete} incomplete run(s) in ${failures.length} failing run(s):`,
+    ...failures.map(
+      (f) =>
+        `  FAILED ${f.scenario} seed ${f.seed}: ${
+          f.incomplete !== undefined
+            ? `did not complete: ${f.incomplete}`
+            : `${f.violations} violation(s): ${f.first}`
+        } (rerun: npx tsx tests/faults/run.ts --profile ${profile} --only ${f.scenario} --first-seed ${f.seed} --seeds 1)`,
+    ),
+  ];
+}

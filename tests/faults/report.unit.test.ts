@@ -1,5 +1,5 @@
 import type { Verdict } from './checker';
-import { finalLine, formatTable, summarize } from './report';
+import { failureLines, finalLine, formatTable, summarize } from './report';
 import type { ScenarioResult } from './scenarios';
 
 const verdict = (v: Partial<Verdict>): Verdict => ({
@@ -40,5 +40,21 @@ describe('fault report', () => {
     );
     expect(table).toHaveLength(4);
     expect(table[2]).toMatch(/^\| a +\| +2 \| +15 \| +14 \| +0 \| +0 \| +1 \| +0 \|$/);
+  });
+
+  it('ends with every failing scenario and seed, and how to rerun it', () => {
+    expect(failureLines([], 'long')).toEqual([]);
+    const lines = failureLines(
+      [
+        { scenario: 'kill-9-roles', seed: 2, violations: 1, first: 'stock: 1 write(s) lost' },
+        { scenario: 'nats-kill', seed: 3, violations: 0, incomplete: 'timed out after 30000 ms' },
+      ],
+      'long',
+    );
+    expect(lines).toEqual([
+      'faults: 1 violation(s) and 1 incomplete run(s) in 2 failing run(s):',
+      '  FAILED kill-9-roles seed 2: 1 violation(s): stock: 1 write(s) lost (rerun: npx tsx tests/faults/run.ts --profile long --only kill-9-roles --first-seed 2 --seeds 1)',
+      '  FAILED nats-kill seed 3: did not complete: timed out after 30000 ms (rerun: npx tsx tests/faults/run.ts --profile long --only nats-kill --first-seed 3 --seeds 1)',
+    ]);
   });
 });

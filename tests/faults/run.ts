@@ -7,11 +7,14 @@
  *
  * `--summary FILE` also writes the table and closing line there (make faults prints the line
  * again after the fuzz suites, so its output ends with it).
+ *
+ * When anything broke, the output ends with the count and one line per failing scenario and seed,
+ * with the command that reruns it: a rare failure is never anonymous.
  */
 import { Command } from 'commander';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { finalLine, formatTable } from './report';
+import { failureLines, finalLine, formatTable, type Failure } from './report';
 import { PROFILES, runScenario, SCENARIOS, type ScenarioResult } from './scenarios';
 
 // The harness's PostgreSQL scenario starts its own cluster; nothing else here needs the suite's.
@@ -31,7 +34,7 @@ async function main(): Promise<void> {
   if (scenarios.length === 0)
     throw new Error(`no scenario named ${opts.only}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
   const results: ScenarioResult[] = [];
-  let broken = 0;
+  const failures: Failure[] = [];
   for (const s of scenarios) {
     for (let i = 0; i < Number(opts.seeds); i++) {
       const seed = Number(opts.firstSeed) + i;
@@ -39,8 +42,14 @@ async function main(): Promise<void> {
       try {
         r = await runScenario(s, seed, profile);
       } catch (err) {
-        broken++;
-        console.error(`${s.name} seed ${seed}: did not complete: ${(err as Error).stack ?? String(err)}`);
+        const why = (err as Error).message ?? String(err);
+        failures.push({
+          scenario: s.name,
+          seed,
+          violations: 0,
+          incomplete: why.split('\n')[0]!.slice(0, 300),
+        });
+        console.log(`${s.name} seed ${seed}: did not complete: ${(err as Error).stack ?? String(err)}`);
         continue;
       }
       results.push(r);
@@ -50,30 +59,25 @@ async function main(): Promise<void> {
         `${s.name} seed ${seed}: ${v.writes} writes, applied ${v.applied}, rejected ${v.rejected}, pending ${v.pending}, ` +
           `lost ${v.lost}, duplicated ${v.duplicated} (${Math.round(r.ms / 1000)} s; ${r.notes.join('; ')})`,
       );
-      for (const line of [
-        ...v.violations,
-        ...mids.map((m) => `mid-fault check: ${m.violations.join('; ')}`),
-      ]) {
-        broken++;
-        console.log(`  VIOLATION ${line}`);
-      }
+      const lines = [...v.violations, ...mids.map((m) => `mid-fault check: ${m.violations.join('; ')}`)];
+      for (const line of lines) console.log(`  VIOLATION ${line}`);
+      if (lines.length > 0)
+        failures.push({ scenario: s.name, seed, violations: lines.length, first: lines[0]!.slice(0, 300) });
     }
   }
   console.log(
     `\nprofile ${profile.name}, seeds ${opts.firstSeed}..${Number(opts.firstSeed) + Number(opts.seeds) - 1}\n`,
   );
   const table = formatTable(results);
-  const line = finalLine(results);
+  const tail = [finalLine(results), ...failureLines(failures, profile.name)];
   console.log(table);
-  console.log(line);
+  // stdout only, so the closing lines are the last ones whatever the terminal interleaves.
+  for (const l of tail) console.log(l);
   if (opts.summary) {
     mkdirSync(dirname(opts.summary), { recursive: true });
-    writeFileSync(opts.summary, `${table}\n${line}\n`);
+    writeFileSync(opts.summary, `${table}\n${tail.join('\n')}\n`);
   }
-  if (broken > 0) {
-    console.error(`faults: ${broken} violation(s) or incomplete run(s); see above`);
-    process.exitCode = 1;
-  }
+  if (failures.length > 0) process.exitCode = 1;
 }
 
 main().catch((err: unknown) => {

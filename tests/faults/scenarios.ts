@@ -38,7 +38,7 @@ import {
   loadEvents,
   tableSeq,
 } from './observe';
-import { rng, startLoad, TABLE_NAMES, writeBurst } from './workload';
+import { rng, startLoad, startPyLoad, TABLE_NAMES, writeBurst } from './workload';
 
 export type Profile = Readonly<{
   name: 'short' | 'long';
@@ -236,8 +236,9 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'mosquitto-restart',
-    what: 'Mosquitto with persistence restarted',
+    what: "Mosquitto with persistence restarted; the application writes through python3's sqlite3",
     cloud: { broker: 'mosquitto-persistent', store: 'sqlite', layout: 'all' },
+    device: () => ({ app: 'python3' }),
     faults: async (ctx) => {
       for (let i = 0; i < ctx.profile.brokerRestarts; i++) {
         await randomDelay(ctx);
@@ -262,8 +263,9 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: 'postgres-stop',
-    what: 'the PostgreSQL read store stopped, then started again',
+    what: "the PostgreSQL read store stopped, then started again; the application writes through python3's sqlite3",
     cloud: { broker: 'nats', store: 'postgres', layout: 'all' },
+    device: () => ({ app: 'python3' }),
     faults: async (ctx) => {
       await randomDelay(ctx);
       ctx.cloud.pg!.stop();
@@ -510,7 +512,8 @@ export async function runScenario(s: Scenario, seed: number, profile: Profile): 
     await device.waitStarted();
     const phase = (what: string, since: number) => notes.push(`${what} ${Date.now() - since} ms`);
     phase('started', t0);
-    writer = startLoad(device.app, rng(seed));
+    writer = device.py ? startPyLoad(device.py, rng(seed)) : startLoad(device.app, rng(seed));
+    if (device.py) notes.push(`application on python3 sqlite3 ${await device.py.sqliteVersion()}`);
     const tApprove = Date.now();
     if (!s.approvesItself) {
       await approveDeviceTables(cloud, device);

@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { tableJournal } from '../../edge-agent/testing/mirror';
 import { lineageDecider } from '../../domain/lineage/decide';
 import type { ActiveLineage } from '../../domain/lineage/state';
 import { fold } from '../../domain/shared/decider';
@@ -219,15 +220,10 @@ export async function projectionsCaughtUp(nc: NatsConnection, store: ReadStore):
   });
 }
 
-/** What the agent has journaled for a table and what is still waiting in its journal. */
+/** What the agent has journaled for a table (largest commit_seq) and what still waits for confirmation. */
 export function agentBacklog(app: Database.Database, table: string): { seq: number; journal: number } {
-  const reg = app.prepare('SELECT tid, seq FROM __sluice_seq WHERE name = ?').get(table) as
-    { tid: number; seq: number } | undefined;
-  if (!reg) return { seq: 0, journal: 0 };
-  const j = app.prepare('SELECT count(*) AS n FROM __sluice_journal WHERE tid = ?').get(reg.tid) as {
-    n: number;
-  };
-  return { seq: reg.seq, journal: j.n };
+  const t = tableJournal(app, table);
+  return { seq: t.seq, journal: t.pending };
 }
 
 export async function waitForTriggers(app: Database.Database, table: string, timeoutMs = 30_000) {
