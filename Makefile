@@ -2,15 +2,18 @@
 SHELL := /bin/bash
 JEST_RESULTS ?= .jest-results.json
 
-.PHONY: run test deps check typecheck lint format format-check unit int e2e faults bench bench-quick clean
+.PHONY: run test build deps check typecheck lint format format-check unit int e2e faults bench bench-quick clean
 
 run: ## the whole stack on embedded defaults, plus a demo device (Ctrl-C stops it)
 	@bash infra/dev/run-stack.sh
 
+build: ## the compiled CLIs (dist/) and the console (console/dist/); esbuild, under a second
+	@node infra/build/build.mjs
+
 deps: ## npm packages and the Debian servers the suites start
 	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql sqlite3 python3
 
-test: deps ## typecheck, lint, format check, then every suite against real servers
+test: deps build ## typecheck, lint, format check, then every suite against real servers
 	@rm -f $(JEST_RESULTS)
 	npx tsc --noEmit -p .
 	npx eslint --max-warnings 0 .

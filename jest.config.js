@@ -1,10 +1,8 @@
 /** Test projects by file suffix: unit (no IO), int (real servers), e2e (whole processes). */
 const esbuild = '<rootDir>/tests/support/esbuild-jest.js';
-// `cookie` (used by fastify's inject) ships ESM only; jest on Node 20 loads CommonJS, so it is compiled too.
-const transform = { '^.+\\.ts$': esbuild, 'node_modules/cookie/.+\\.js$': esbuild };
+const transform = { '^.+\\.ts$': esbuild };
 const common = {
   transform,
-  transformIgnorePatterns: ['/node_modules/(?!cookie/)'],
   testEnvironment: 'node',
   moduleFileExtensions: ['ts', 'js', 'json'],
 };

@@ -18,6 +18,8 @@ say() { printf '\033[1m[sluice]\033[0m %s\n' "$*"; }
 die() { printf '\033[31m[sluice] %s\033[0m\n' "$*" >&2; exit 1; }
 
 bash "$ROOT/infra/dev/ensure-deps.sh" nats-server
+# The CLIs and the console run compiled; rebuild them so edited sources are what runs.
+node "$ROOT/infra/build/build.mjs"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$NATS_PORT" "$MQTT_PORT" "$API_PORT"; do
