@@ -12,6 +12,7 @@ import {
   serializerCompiler,
   validatorCompiler,
 } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { isDomainError } from '../domain/shared/errors';
 import type { ReadStore } from '../projections';
 import type { Logger } from '../infra/log';
@@ -141,6 +142,16 @@ async function build(deps: AppDeps) {
     return deps.metrics.registry.metrics();
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  // A query parameter a route does not know is a mistake (a typo, or a filter the route does not
+  // have): refuse it with invalid_request instead of silently answering unfiltered.
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith(API_PREFIX)) return;
+    const schema = (route.schema ??= {});
+    const q = schema.querystring;
+    if (q === undefined) schema.querystring = z.object({}).strict();
+    else if (q instanceof z.ZodObject) schema.querystring = q.strict();
+  });
 
   await app.register(
     async (scope) => {

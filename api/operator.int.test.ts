@@ -77,7 +77,7 @@ describe.each(DIALECTS)('operator surfaces of the API on %s', (dialect) => {
     bus = await startBus();
     ({ nc, events } = bus);
     ts = await openTestStore(dialect);
-    handler = new LineageCommandHandler(events, undefined, () => new Date(now));
+    handler = new LineageCommandHandler(events, { clock: () => new Date(now) });
     projector = await startProjector({ nc, store: ts.store, log: silentLogger() });
     metrics = createMetrics();
     app = await buildApp({

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { FastifyInstance } from 'fastify';
@@ -6,6 +9,7 @@ import { buildApp } from '../api/app';
 import { MANAGE, READ, TokenBook } from '../api/auth/tokens';
 import { ingestRows } from '../api/testing';
 import { JetStreamEventStore } from '../infra/nats/event-store';
+import { Registry } from '../infra/nats/registry';
 import { ensureStreams } from '../infra/nats/streams';
 import { silentLogger } from '../infra/log';
 import { createMetrics } from '../infra/metrics';
@@ -75,6 +79,7 @@ describe('sluice operator CLI', () => {
       store: ts.store,
       commands,
       events,
+      policies: await Registry.open(nc),
       metrics: createMetrics(),
       tokens: new TokenBook([
         { token: MANAGER, project_id: P, permissions: [READ, MANAGE], name: 'cli-ops' },
@@ -284,11 +289,18 @@ describe('sluice operator CLI', () => {
   });
 
   it('lists controls and rejections, resets and deletes lineages', async () => {
-    expect((await cli(['controls', 'ls'])).stdout).toBe('no controls\n');
+    // The default filter is said, so "nothing" is never mistaken for "no controls at all".
+    expect((await cli(['controls', 'ls'])).stdout).toBe(
+      'no pending controls\n(showing pending controls; --status acknowledged or --status all for the others)\n',
+    );
+    expect((await cli(['controls', 'ls', '--status', 'all'])).stdout).toBe('no controls\n');
     expect((await cli(['rejections', 'ls'])).stdout).toBe('no rejections\n');
+    // A healthy lineage: nothing to reset, and nothing recorded.
+    const before = (await cliJson<{ items: unknown[] }>(['audit', 'replay', small])).items.length;
     const reset = await cli(['lineages', 'reset', small]);
     expect(reset.code).toBe(EXIT.ok);
-    expect(reset.stdout).toMatch(/reset materialization of lineage \S+: MaterializationReset/);
+    expect(reset.stdout).toBe(`lineage ${small} had nothing to reset\n`);
+    expect((await cliJson<{ items: unknown[] }>(['audit', 'replay', small])).items.length).toBe(before);
     const unconfirmed = await cli(['lineages', 'delete', big]);
     expect(unconfirmed.code).toBe(EXIT.usage);
     expect(unconfirmed.stderr).toContain('re-run with --yes');
@@ -310,5 +322,74 @@ describe('sluice operator CLI', () => {
       },
     );
     expect((await cli(['lineages', 'delete', big, '--yes'])).code).toBe(EXIT.notFound);
+  });
+
+  it('shows and changes the policy, field by field', async () => {
+    const before = await cliJson<Record<string, unknown>>(['policy', 'get']);
+    expect(before).toMatchObject({ circuit_breaker_threshold: 5, verify_interval_minutes: 0 });
+    const set = await cli(['policy', 'set', 'circuit_breaker_threshold=9', 'allow_additive_continue=true']);
+    expect(set.code).toBe(EXIT.ok);
+    expect(set.stdout).toMatch(/policy updated: circuit_breaker_threshold, allow_additive_continue/);
+    expect(await cliJson<Record<string, unknown>>(['policy', 'get'])).toEqual({
+      ...before,
+      circuit_breaker_threshold: 9,
+      allow_additive_continue: true,
+    });
+    const bad = await cli(['policy', 'set', 'circuit_breaker_threshold=-1']);
+    expect(bad.code).toBe(EXIT.usage);
+    expect((await cli(['policy', 'set', 'nonsense'])).code).toBe(EXIT.usage);
+    expect((await cli(['policy', 'set', 'verify_interval_minutes=5'], READER)).code).toBe(EXIT.auth);
+  });
+
+  it('lists devices with when they were last seen, and lineages with their last batch', async () => {
+    const devices = await cliJson<{ items: { device_name: string; last_seen_at: string | null }[] }>([
+      'devices',
+      'ls',
+    ]);
+    const gw = devices.items.find((d) => d.device_name === 'gw-cli');
+    expect(gw?.last_seen_at).toMatch(/^\d{4}-\d\d-\d\dT/);
+    const human = await cli(['devices', 'ls']);
+    expect(human.stdout).toMatch(/LAST SEEN/);
+    expect((await cli(['lineages', 'ls'])).stdout).toMatch(/LAST BATCH/);
+  });
+
+  it('prints its version, and takes the API address from the settings', async () => {
+    let out = '';
+    const io = { out: async (t: string) => void (out += t), err: () => undefined };
+    expect((await runCli(['--version'], io, {})).code).toBe(EXIT.ok);
+    expect(out.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    // No --api: SLUICE_API_PORT (the API role's own setting) says where the API is.
+    const port = new URL(api).port;
+    out = '';
+    const r = await runCli(['lineages', 'ls', '--json'], io, {
+      SLUICE_API_PORT: port,
+      SLUICE_TOKEN: MANAGER,
+      SLUICE_PROJECT_ID: P,
+    });
+    expect(r.code).toBe(EXIT.ok);
+    expect(JSON.parse(out).total).toBeGreaterThan(0);
+    // SLUICE_API_URL wins over the port.
+    out = '';
+    const u = await runCli(['lineages', 'ls', '--json'], io, {
+      SLUICE_API_URL: api,
+      SLUICE_API_PORT: '1',
+      SLUICE_TOKEN: MANAGER,
+      SLUICE_PROJECT_ID: P,
+    });
+    expect(u.code).toBe(EXIT.ok);
+  });
+
+  it('projections status never creates a read store, and says what it reads', async () => {
+    let err = '';
+    const io = { out: async () => undefined, err: (t: string) => void (err += t) };
+    const missing = join(tmpdir(), `sluice-nowhere-${uuidv7()}`, 'sluice.db');
+    const r = await runCli(['projections', 'status'], io, {
+      SLUICE_NATS_URL: nats.url,
+      SLUICE_READ_STORE: `sqlite:${missing}`,
+    });
+    expect(r.code).toBe(EXIT.notFound);
+    expect(err).toContain(`NATS ${nats.url}, read store sqlite:${missing}`);
+    expect(err).toContain(`no read store at ${missing}`);
+    expect(existsSync(missing)).toBe(false);
   });
 });

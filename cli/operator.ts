@@ -4,7 +4,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
-import { Presets, SingleBar } from 'cli-progress';
 import { uuidv7 } from 'uuidv7';
 import type {
   LineageDetail,
@@ -100,13 +99,11 @@ export function apiCommand(parent: Command, spec: string, description: string, m
   const cmd = parent
     .command(spec)
     .description(description)
-    .addOption(
-      new Option('--api <url>', 'Sluice API base URL').env('SLUICE_API_URL').default(DEFAULT_API_URL),
-    )
-    .addOption(new Option('--token <token>', 'bearer token').env('SLUICE_TOKEN'))
-    .addOption(
-      new Option('--project <id>', 'project id').env('SLUICE_PROJECT_ID').default(DEFAULT_PROJECT_ID),
-    )
+    // Defaults come from the settings reader (cli/program.ts, withSettings): SLUICE_API_URL or
+    // this environment's API, SLUICE_TOKEN, SLUICE_PROJECT_ID.
+    .addOption(new Option('--api <url>', 'Sluice API base URL').default(DEFAULT_API_URL))
+    .addOption(new Option('--token <token>', 'bearer token (default: $SLUICE_TOKEN)'))
+    .addOption(new Option('--project <id>', 'project id').default(DEFAULT_PROJECT_ID))
     .option('--json', 'machine-readable output (JSON on stdout)');
   if (mutates)
     cmd.option(
@@ -141,8 +138,13 @@ export async function* allPages<T>(get: (page: number) => Promise<Page<T>>): Asy
   }
 }
 
-function progressBar(io: Io, what: string, total: number): { tick: (n: number) => void; stop: () => void } {
+async function progressBar(
+  io: Io,
+  what: string,
+  total: number,
+): Promise<{ tick: (n: number) => void; stop: () => void }> {
   if (!io.progress || total <= 0) return { tick: () => undefined, stop: () => undefined };
+  const { Presets, SingleBar } = await import('cli-progress');
   const bar = new SingleBar(
     {
       format: `${what} [{bar}] {percentage}% | {value}/{total} | {eta}s left`,
@@ -180,7 +182,7 @@ export async function printList<T>(
     if (footer) await io.out(footer(first));
     return;
   }
-  let bar: ReturnType<typeof progressBar> | undefined;
+  let bar: Awaited<ReturnType<typeof progressBar>> | undefined;
   let w: number[] | undefined;
   let count = 0;
   let total = 0;
@@ -188,7 +190,7 @@ export async function printList<T>(
     for await (const p of pages) {
       if (!bar) {
         total = p.total;
-        bar = progressBar(io, opts.what, p.total);
+        bar = await progressBar(io, opts.what, p.total);
         if (ctx.json) await io.out('{"items":[');
       }
       if (ctx.json) {
@@ -222,6 +224,7 @@ const lineageCols: Column<LineageSummary>[] = [
   { header: 'PAUSED FOR', get: (l) => l.pause_reasons, max: 40 },
   { header: 'STAGED', get: (l) => l.staged_rows, right: true },
   { header: 'MATERIALIZED', get: (l) => l.materialized_rows, right: true },
+  { header: 'LAST BATCH', get: (l) => ago(l.last_batch_at) },
   { header: 'UPDATED', get: (l) => ago(l.updated_at) },
 ];
 
@@ -956,9 +959,10 @@ export function registerOperatorCommands(program: Command, io: Io): void {
               page: o.all ? page : (o.page ?? page),
               limit: o.limit ?? (o.all ? 500 : undefined),
             });
+          const status = o.status ?? 'pending';
           await printList(
             ctx,
-            { all: o.all === true, what: 'controls' },
+            { all: o.all === true, what: status === 'all' ? 'controls' : `${status} controls` },
             [
               { header: 'CONTROL', get: (c) => c.control_id, max: 36 },
               { header: 'LINEAGE', get: (c) => c.lineage_id, max: 36 },
@@ -972,6 +976,10 @@ export function registerOperatorCommands(program: Command, io: Io): void {
               { header: 'REASON', get: (c) => c.reason, max: 40 },
             ],
             allPages(get),
+            () =>
+              status === 'all'
+                ? ''
+                : `(showing ${status} controls; --status ${status === 'pending' ? 'acknowledged' : 'pending'} or --status all for the others)\n`,
           );
         },
       ),

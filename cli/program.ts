@@ -1,14 +1,20 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { Presets, SingleBar } from 'cli-progress';
-import { readEnv } from '../infra/config/env';
-import { createLogger } from '../infra/log';
-import { startProjector } from '../projections';
+import { type Env, apiUrl, parseReadStore, readEnv } from '../infra/config/env';
 import { CliError, EXIT, type ExitCode, isCliError } from './client';
 import { registerDeviceCommands } from './devices';
 import { registerOperatorCommands } from './operator';
+import { registerPolicyCommands } from './policy';
 import { registerRegistryCommands } from './registry';
 import { type Io, json } from './output';
-import { ROLES, type Role, connectNats, openStore, readRoleOptions, startRoles } from './roles';
+import { VERSION } from './version';
+
+import type { Projector } from '../projections';
+import { ROLES, type Role } from './role-names';
+
+// The cloud roles, the projector and NATS are loaded only by the commands that use them (dynamic
+// imports), so an operator command starts without parsing them.
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -19,18 +25,16 @@ Exit codes:
   4  conflict (stale action_version, illegal transition, already decided)
   5  authentication or permission (no/unknown token, read-only token)
 
-Operator commands talk to the HTTP API: --api (SLUICE_API_URL, default http://127.0.0.1:8080),
---token (SLUICE_TOKEN), --project (SLUICE_PROJECT_ID).`;
+Operator commands talk to the HTTP API: --api (SLUICE_API_URL; default the API of this
+environment, http://SLUICE_API_HOST:SLUICE_API_PORT, i.e. http://127.0.0.1:8080 as \`make run\`
+starts it), --token (SLUICE_TOKEN), --project (SLUICE_PROJECT_ID).`;
 
 /** Roles keep the process alive after their action returns; everything else ends with its exit code. */
 export type CliOutcome = Readonly<{ code: ExitCode; daemon: boolean }>;
 
-async function runRoles(roles: readonly Role[], only?: string[]): Promise<void> {
-  const env = readEnv();
-  const running = await startRoles(env, roles, {
-    ...readRoleOptions(process.env),
-    ...(only ? { only } : {}),
-  });
+async function runRoles(env: Env, roles: readonly Role[], only?: string[]): Promise<void> {
+  const { startRoles } = await import('./roles.js');
+  const running = await startRoles(env, roles, only ? { only } : {});
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -43,11 +47,12 @@ async function runRoles(roles: readonly Role[], only?: string[]): Promise<void> 
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
-function buildProgram(io: Io, state: { daemon: boolean }): Command {
+function buildProgram(io: Io, state: { daemon: boolean }, env: Env): Command {
   const program = new Command();
   program
     .name('sluice')
     .description('Sluice cloud roles and operator tools.')
+    .version(VERSION, '-V, --version', 'print the version')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => void io.out(s), writeErr: (s) => io.err(s) })
@@ -58,14 +63,14 @@ function buildProgram(io: Io, state: { daemon: boolean }): Command {
     .description('run every cloud role in one process (bridge, worker, projector, api)')
     .action(async () => {
       state.daemon = true;
-      await runRoles(ROLES);
+      await runRoles(env, ROLES);
     });
   for (const role of ROLES) {
     const cmd = program.command(role).description(`run the ${role} role alone`);
     if (role === 'projector') cmd.addOption(new Option('--only <names...>', 'run only these projections'));
     cmd.action(async (o: { only?: string[] }) => {
       state.daemon = true;
-      await runRoles([role], o.only);
+      await runRoles(env, [role], o.only);
     });
   }
 
@@ -74,54 +79,136 @@ function buildProgram(io: Io, state: { daemon: boolean }): Command {
     .description('inspect and rebuild read-store projections (talks to NATS and the read store directly)');
   projections
     .command('status')
-    .description('checkpoint vs stream head for every projection')
+    .description('checkpoint vs stream head for every projection (never creates a read store)')
     .option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }) => {
-      const env = readEnv();
-      const log = createLogger({ level: 'warn' });
-      const nc = await connectNats(env, log, 'sluice projections status');
-      const store = await openStore(env);
-      const projector = await startProjector({ nc, store, log, only: [] });
-      const status = await projector.status();
-      await projector.stop();
-      if (o.json) await io.out(json(status));
-      else console.table(status);
-      await store.close();
-      await nc.close();
+      const where = describeStore(env);
+      io.err(`NATS ${env.SLUICE_NATS_URL}, read store ${where}\n`);
+      const { status } = await withProjector(env, 'sluice projections status', (p) => p.status(), {
+        mustExist: true,
+      });
+      if (o.json) await io.out(json({ nats: env.SLUICE_NATS_URL, read_store: where, projections: status }));
+      else await io.out(statusTable(status));
     });
   projections
     .command('rebuild <name>')
     .description('drop a projection and refold it from the first event, with progress')
     .action(async (name: string) => {
-      const env = readEnv();
-      const log = createLogger({ level: 'warn' });
-      const nc = await connectNats(env, log, 'sluice projections rebuild');
-      const store = await openStore(env);
-      const projector = await startProjector({ nc, store, log, only: [] });
+      io.err(`NATS ${env.SLUICE_NATS_URL}, read store ${describeStore(env)}\n`);
+      const { Presets, SingleBar } = await import('cli-progress');
       const bar = new SingleBar(
         { format: `${name} [{bar}] {percentage}% | {value}/{total} events | {eta}s left` },
         Presets.shades_classic,
       );
       let started = false;
-      await projector.rebuild(name, (p) => {
-        if (!started) {
-          bar.start(Math.max(p.target, 1), 0);
-          started = true;
-        }
-        bar.setTotal(Math.max(p.target, 1));
-        bar.update(Math.min(p.position, p.target));
-      });
+      await withProjector(env, 'sluice projections rebuild', (projector) =>
+        projector.rebuild(name, (p) => {
+          if (!started) {
+            bar.start(Math.max(p.target, 1), 0);
+            started = true;
+          }
+          bar.setTotal(Math.max(p.target, 1));
+          bar.update(Math.min(p.position, p.target));
+        }),
+      );
       if (started) bar.stop();
-      await projector.stop();
-      await store.close();
-      await nc.close();
       await io.out(`rebuilt ${name}\n`);
     });
 
   registerOperatorCommands(program, io);
   registerDeviceCommands(program, io);
   registerRegistryCommands(program, io);
+  registerPolicyCommands(program, io);
+  withSettings(program, env);
   return program;
+}
+
+/** Give every operator verb its defaults from the one settings reader (infra/config/env). */
+function withSettings(cmd: Command, env: Env): void {
+  const defaults: Record<string, [value: string | undefined, shown?: string]> = {
+    '--api': [apiUrl(env)],
+    '--project': [env.SLUICE_PROJECT_ID],
+    '--token': [env.SLUICE_TOKEN, '$SLUICE_TOKEN'],
+  };
+  for (const o of cmd.options) {
+    const d = o.long ? defaults[o.long] : undefined;
+    if (!d || d[0] === undefined) continue;
+    o.default(d[0], d[1]); // what --help shows
+    cmd.setOptionValueWithSource(o.attributeName(), d[0], 'default'); // what parsing starts from
+  }
+  for (const sub of cmd.commands) withSettings(sub, env);
+}
+
+/** The read store as a person recognises it: the absolute SQLite path, or the PostgreSQL URL without its password. */
+function describeStore(env: Env): string {
+  const loc = parseReadStore(env.SLUICE_READ_STORE);
+  if (loc.kind === 'sqlite') return `sqlite:${resolve(loc.path)}`;
+  try {
+    const u = new URL(loc.url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres (unparsable URL)';
+  }
+}
+
+/**
+ * Run `fn` with a projector over this environment's NATS and read store, then close them. With
+ * `mustExist`, a SQLite store that is not there is an error instead of a new empty file.
+ */
+async function withProjector<T>(
+  env: Env,
+  name: string,
+  fn: (p: Projector) => Promise<T>,
+  o: { mustExist?: boolean } = {},
+): Promise<{ status: T }> {
+  const loc = parseReadStore(env.SLUICE_READ_STORE);
+  if (o.mustExist && loc.kind === 'sqlite' && !existsSync(loc.path))
+    throw new CliError(
+      EXIT.notFound,
+      `no read store at ${resolve(loc.path)}`,
+      'set SLUICE_READ_STORE to the store the projector writes (`make run` uses sqlite:.data/sluice.db of the repository)',
+    );
+  const [{ createLogger }, { connectNats, openStore }, { startProjector }] = await Promise.all([
+    import('../infra/log.js'),
+    import('./roles.js'),
+    import('../projections/index.js'),
+  ]);
+  const log = createLogger({ level: 'warn' });
+  const nc = await connectNats(env, log, name);
+  try {
+    const store = await openStore(env);
+    try {
+      const projector = await startProjector({ nc, store, log, only: [] });
+      try {
+        return { status: await fn(projector) };
+      } finally {
+        await projector.stop();
+      }
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+type StatusRow = Readonly<{ name: string } & Record<string, unknown>>;
+function statusTable(rows: readonly StatusRow[]): string {
+  if (rows.length === 0) return 'no projections\n';
+  const cols = Object.keys(rows[0]!);
+  const cells = [cols.map((c) => c.toUpperCase()), ...rows.map((r) => cols.map((c) => String(r[c] ?? '')))];
+  const w = cols.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
+  return (
+    cells
+      .map((row) =>
+        row
+          .map((c, i) => c.padEnd(w[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 /** Print an error the way scripts and people both need it, and pick the exit code. */
@@ -161,10 +248,20 @@ function report(io: Io, err: unknown, asJson: boolean): ExitCode {
 }
 
 /** Run `sluice` with these arguments (without `node` and the script). */
-export async function runCli(args: readonly string[], io: Io): Promise<CliOutcome> {
+export async function runCli(
+  args: readonly string[],
+  io: Io,
+  source: NodeJS.ProcessEnv = process.env,
+): Promise<CliOutcome> {
   const state = { daemon: false };
-  const program = buildProgram(io, state);
   try {
+    let env: Env;
+    try {
+      env = readEnv(source);
+    } catch (err) {
+      throw new CliError(EXIT.usage, (err as Error).message);
+    }
+    const program = buildProgram(io, state, env);
     await program.parseAsync([...args], { from: 'user' });
     return { code: EXIT.ok, daemon: state.daemon };
   } catch (err) {

@@ -64,6 +64,7 @@ const deviceCols: Column<DeviceView>[] = [
   { header: 'NAME', get: (d) => d.device_name, max: 32 },
   { header: 'FLEET', get: (d) => d.fleet_id ?? '-', max: 36 },
   { header: 'LINEAGES', get: (d) => d.lineages, right: true },
+  { header: 'LAST SEEN', get: (d) => ago(d.last_seen_at) },
 ];
 
 type Paging = { page?: number; limit?: number; all?: boolean };

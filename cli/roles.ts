@@ -4,15 +4,10 @@ import { dirname } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
+import { ROLES, type Role } from './role-names';
 import { buildApp } from '../api/app';
 import { TokenBook } from '../api/auth/tokens';
-import {
-  DEFAULT_MAX_PROJECTION_LAG,
-  type ProjectionLagSource,
-  readinessCheck,
-  recordProjectionLag,
-} from '../api/health';
+import { type ProjectionLagSource, readinessCheck, recordProjectionLag } from '../api/health';
 import { ControlDispatcher } from '../bridge/downlink/dispatcher';
 import { UplinkBridge } from '../bridge/uplink/bridge';
 import { toPrivateKey } from '../edge-agent/control/signature';
@@ -35,8 +30,7 @@ import { VerifyScheduler } from '../worker/verify-scheduler';
 import { openUploadStore } from '../infra/uploads/store';
 import { uploadSecret, uploadUrl } from '../infra/uploads/token';
 
-export const ROLES = ['bridge', 'worker', 'projector', 'api'] as const;
-export type Role = (typeof ROLES)[number];
+export { ROLES, type Role };
 
 export type Running = {
   nc: NatsConnection;
@@ -56,21 +50,7 @@ function loadSigningKey(env: Env): KeyObject | undefined {
   return text ? toPrivateKey(text) : undefined;
 }
 
-/** Settings of the role processes beyond `infra/config/env` (read once, by the entry point). */
-const roleSettingsSchema = z.object({
-  /** `/readyz` fails while a projection is more than this many events behind its stream. */
-  SLUICE_READY_MAX_LAG: z.coerce.number().int().positive().default(DEFAULT_MAX_PROJECTION_LAG),
-});
-export type RoleOptions = { only?: string[]; readyMaxLag?: number };
-
-export function readRoleOptions(source: NodeJS.ProcessEnv): RoleOptions {
-  const parsed = roleSettingsSchema.safeParse(source);
-  if (!parsed.success)
-    throw new Error(
-      `invalid configuration: SLUICE_READY_MAX_LAG: ${parsed.error.issues[0]?.message ?? 'invalid'} (a positive number of events)`,
-    );
-  return { readyMaxLag: parsed.data.SLUICE_READY_MAX_LAG };
-}
+export type RoleOptions = { only?: string[] };
 
 /** Whether a connection is up right now (between a `disconnect` and its `reconnect` it is not). */
 const natsUp = new WeakMap<NatsConnection, boolean>();
@@ -123,7 +103,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
   // Every role decides something: the bridge records control deliveries, the projector replays.
   const eventStore = await JetStreamEventStore.create(nc);
   const snapshots = await KvSnapshotStore.open(nc, { replicas: env.SLUICE_STREAM_REPLICAS });
-  const handler = new LineageCommandHandler(eventStore, undefined, undefined, metrics, snapshots);
+  const handler = new LineageCommandHandler(eventStore, { metrics, snapshots, log });
   const registry = await Registry.open(nc, { replicas: env.SLUICE_STREAM_REPLICAS });
   const commands = new CommandService(handler, registry);
   const registries = new RegistryCommandHandler(await RegistryEventStore.create(nc));
@@ -279,7 +259,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
         natsConnected: () => isNatsConnected(nc),
         store,
         ...(lagSource ? { projections: lagSource } : {}),
-        maxLag: opts.readyMaxLag ?? DEFAULT_MAX_PROJECTION_LAG,
+        maxLag: env.SLUICE_READY_MAX_LAG,
         metrics,
       }),
     });

@@ -61,12 +61,3 @@ export function buildCli(): Command {
 
   return program;
 }
-
-if (require.main === module) {
-  buildCli()
-    .parseAsync(process.argv)
-    .catch((err: Error) => {
-      console.error(`sluice-agent: ${err.message}`);
-      process.exit(1);
-    });
-}

@@ -25,7 +25,7 @@ function seeded(seed: number): () => number {
 const random = seeded(SEED);
 
 function startAgentProcess(configPath: string): Managed {
-  return startProcess('node', ['--import', 'tsx', 'edge-agent/cli.ts', 'run', '--config', configPath], {
+  return startProcess('node', ['--import', 'tsx', 'edge-agent/bin.ts', 'run', '--config', configPath], {
     cwd: REPO,
     env: { ...process.env, SLUICE_LOG_LEVEL: 'warn' },
   });

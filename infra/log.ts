@@ -7,6 +7,8 @@ export function createLogger(opts: { level?: string; name?: string } = {}): Logg
   return pino({
     name: opts.name ?? 'sluice',
     level: opts.level ?? 'info',
+    // ISO times, as the agent's log has them, so the two logs read side by side.
+    timestamp: pino.stdTimeFunctions.isoTime,
     redact: {
       paths: [
         'password',

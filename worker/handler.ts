@@ -73,13 +73,29 @@ export type CommandResult = Readonly<{
  * lineage is reloaded from where the cache stood and the command decided again.
  */
 export class LineageCommandHandler {
+  private readonly cache: LineageCache;
+  private readonly clock: () => Date;
+  private readonly metrics?: Metrics;
+  private readonly snapshots?: SnapshotStore;
+  private readonly log?: DecisionLog;
+
   constructor(
     private readonly store: EventStore,
-    private readonly cache = new LineageCache(),
-    private readonly clock: () => Date = () => new Date(),
-    private readonly metrics?: Metrics,
-    private readonly snapshots?: SnapshotStore,
-  ) {}
+    opts: Readonly<{
+      cache?: LineageCache;
+      clock?: () => Date;
+      metrics?: Metrics;
+      snapshots?: SnapshotStore;
+      /** Where operator-relevant decisions are logged (registrations, reviews, pauses, deletions). */
+      log?: DecisionLog;
+    }> = {},
+  ) {
+    this.cache = opts.cache ?? new LineageCache();
+    this.clock = opts.clock ?? (() => new Date());
+    this.metrics = opts.metrics;
+    this.snapshots = opts.snapshots;
+    this.log = opts.log;
+  }
 
   async load(lineageId: string, fresh = false): Promise<Cached> {
     const cached = fresh ? undefined : this.cache.get(lineageId);
@@ -145,6 +161,7 @@ export class LineageCommandHandler {
         await this.maybeSnapshot(lineageId, next);
         this.metrics?.decisions.inc({ command: command.type });
         countOutcomes(this.metrics, stored);
+        logDecision(this.log, lineageId, command.type, stored, next.state);
         return { lineage_id: lineageId, events: stored, version: r.version, state: next.state };
       } catch (err) {
         if (!isConcurrencyError(err) || attempt >= 20) throw err;
@@ -153,4 +170,73 @@ export class LineageCommandHandler {
       }
     }
   }
+}
+
+/** The slice of a logger decisions are written to (pino's `info`). */
+export type DecisionLog = Readonly<{ info: (obj: Record<string, unknown>, msg: string) => void }>;
+
+/**
+ * Events an operator looks for in the cloud log. Row and telemetry intake is not among them: it is
+ * counted in metrics and readable per lineage, and a line per batch would drown the rest.
+ */
+const LOGGED = new Set<string>([
+  'LineageRegistered',
+  'SchemaReviewQueued',
+  'SchemaReviewClaimed',
+  'SchemaReviewApproved',
+  'SchemaReviewRejected',
+  'SchemaReviewReopened',
+  'SchemaVersionAdopted',
+  'SchemaApprovedByRegistry',
+  'LineagePaused',
+  'LineageResumed',
+  'MaterializationFailed',
+  'MaterializationReset',
+  'LineageDeleted',
+  'VerifyCompleted',
+  'ResyncRequested',
+  'RowsRefused',
+]);
+
+function logDecision(
+  log: DecisionLog | undefined,
+  lineageId: string,
+  command: string,
+  events: readonly StoredEvent<LineageEvent>[],
+  state: LineageState,
+): void {
+  if (!log) return;
+  const shown = events.filter((e) => LOGGED.has(e.type));
+  if (shown.length === 0) return;
+  const where =
+    state.status === 'registered'
+      ? { project_id: state.project_id, device: state.device_name, table: state.source_table }
+      : {};
+  for (const e of shown)
+    log.info(
+      { event: e.type, lineage_id: lineageId, command, ...where, data: summarize(e) },
+      `lineage ${e.type}`,
+    );
+}
+
+/** The fields of an event worth a log line (reasons, review ids, counts), never row values. */
+function summarize(e: StoredEvent<LineageEvent>): Record<string, unknown> {
+  const d = e.data as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const k of [
+    'review_id',
+    'schema_hash',
+    'classification',
+    'reason',
+    'actor',
+    'claimed_by',
+    'outcome',
+    'resync_id',
+    'code',
+    'consecutive_failures',
+    'previous_failures',
+  ])
+    if (d[k] !== undefined && typeof d[k] !== 'object') out[k] = d[k];
+  if (Array.isArray(d.rows)) out.rows = d.rows.length;
+  return out;
 }

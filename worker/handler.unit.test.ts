@@ -69,13 +69,13 @@ describe('lineage command handler', () => {
   it('snapshots a busy lineage so a cold handler folds only the tail', async () => {
     const store = new InMemoryEventStore();
     const snapshots = new MapSnapshots();
-    const hot = new LineageCommandHandler(store, new LineageCache(), undefined, undefined, snapshots);
+    const hot = new LineageCommandHandler(store, { cache: new LineageCache(), snapshots });
     for (let seq = 1; seq <= SNAPSHOT_EVERY + 20; seq++)
       await hot.execute(L, ingest(seq), { decision_id: id() });
     const snap = snapshots.map.get(L);
     expect(snap).toBeDefined();
     const counting = new CountingStore(store);
-    const cold = new LineageCommandHandler(counting, new LineageCache(), undefined, undefined, snapshots);
+    const cold = new LineageCommandHandler(counting, { cache: new LineageCache(), snapshots });
     const loaded = await cold.load(L);
     expect(counting.loads).toEqual([snap!.version]);
     expect(loaded.state).toEqual((await new LineageCommandHandler(store).load(L)).state);
@@ -106,5 +106,25 @@ describe('lineage command handler', () => {
       )
       .catch((e: unknown) => e);
     expect(isDomainError(err) && err.code).toBe('not_found');
+  });
+
+  it('logs the decisions an operator looks for, not every batch', async () => {
+    const lines: { obj: Record<string, unknown>; msg: string }[] = [];
+    const h = new LineageCommandHandler(new InMemoryEventStore(), {
+      log: { info: (obj, msg) => void lines.push({ obj, msg }) },
+    });
+    await h.execute(L, ingest(1), { decision_id: id() });
+    const first = lines.map((l) => l.obj.event);
+    expect(first).toEqual(expect.arrayContaining(['LineageRegistered', 'SchemaReviewQueued']));
+    expect(first).not.toContain('RowsStaged');
+    expect(lines[0]!.obj).toMatchObject({
+      lineage_id: L,
+      device: 'gw',
+      table: 't',
+      command: 'IngestRowBatch',
+    });
+    lines.length = 0;
+    await h.execute(L, ingest(2), { decision_id: id() });
+    expect(lines).toEqual([]); // one more batch: nothing worth a line
   });
 });

@@ -133,7 +133,7 @@ async function uploadOf(
 const completed = (events: JetStreamEventStore, lineageId: string) =>
   waitFor(
     async () => {
-      const evs = (await events.load(lineageId, 0)).events as LineageEvent[];
+      const evs: readonly LineageEvent[] = (await events.load(lineageId, 0)).events;
       return evs.some((e) => e.type === 'UploadCompleted') ? evs : undefined;
     },
     { timeoutMs: 60_000, message: 'UploadCompleted' },

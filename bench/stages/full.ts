@@ -222,7 +222,7 @@ export function agentsFor(ctx: Ctx, devices: readonly Device[]): Agents {
     start: async () => {
       const env = { ...process.env, SLUICE_LOG_LEVEL: 'info' };
       const [cmd, args] = one
-        ? nodeCommand(ctx, 'agent', 'edge-agent/cli.ts', ['run', '--config', files[0]!])
+        ? nodeCommand(ctx, 'agent', 'edge-agent/bin.ts', ['run', '--config', files[0]!])
         : nodeCommand(ctx, 'fleet', 'bench/fleet.ts', files);
       proc = startProcess(cmd, args, { env });
       const p = proc;

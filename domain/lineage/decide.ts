@@ -885,9 +885,12 @@ function decideReset(
 ) {
   let s = requireLineage(state);
   const events: LineageEvent[] = [];
-  s = push(s, events, [
-    { type: 'MaterializationReset', data: { previous_failures: s.consecutive_failures } },
-  ]);
+  const failing = s.consecutive_failures > 0 || s.pause_reasons.includes('circuit_breaker');
+  // A healthy lineage has nothing to reset: no event, so the caller can say so.
+  if (failing)
+    s = push(s, events, [
+      { type: 'MaterializationReset', data: { previous_failures: s.consecutive_failures } },
+    ]);
   if (s.pause_reasons.includes('circuit_breaker')) {
     s = push(s, events, [{ type: 'LineageResumed', data: { reason: 'circuit_breaker' } }]);
   }

@@ -473,6 +473,13 @@ describe('lineage decider: circuit breaker', () => {
       ]);
   });
 
+  it('reset of a healthy lineage decides nothing (the caller says there was nothing to reset)', () => {
+    spec
+      .given(history(ingest(batch([1])), claim(), approve()))
+      .when({ type: 'ResetMaterialization', data: { ...MINT, policy: DEFAULT_POLICY } })
+      .then([]);
+  });
+
   it('stages live rows while the breaker is open', () => {
     const h = history(ingest(batch([1])), claim(), approve(), fail(1), fail(2), fail(3), fail(4), fail(5));
     spec

@@ -17,7 +17,7 @@ const targets = [
   {
     // The CLIs: one ESM bundle each, split so that a command loads only what it needs (an
     // operator command never parses the cloud roles' code). npm packages stay in node_modules.
-    entryPoints: { sluice: 'cli/sluice.ts', 'sluice-agent': 'edge-agent/cli.ts' },
+    entryPoints: { sluice: 'cli/sluice.ts', 'sluice-agent': 'edge-agent/bin.ts' },
     outdir: 'dist',
     bundle: true,
     splitting: true,

@@ -8,8 +8,8 @@ const bool = z
   .transform((v) => v === '1' || v === 'true' || v === 'yes');
 
 /**
- * Every setting of the cloud roles, read once from the environment by the composition root
- * (the only place that reads process.env). Documented in README "Configuration".
+ * Every setting of the cloud roles and the `sluice` CLI, read once from the environment by the entry
+ * point (the only place that reads process.env). Documented in README "Configuration".
  */
 export const envSchema = z.object({
   SLUICE_NATS_URL: z.string().default('nats://127.0.0.1:4222'),
@@ -40,6 +40,12 @@ export const envSchema = z.object({
   SLUICE_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   SLUICE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   SLUICE_LOG_PRETTY: bool,
+  /** `/readyz` fails while a projection is more than this many events behind its stream. */
+  SLUICE_READY_MAX_LAG: z.coerce.number().int().positive().default(10_000),
+  /** Where the operator CLI reaches the API; default: this environment's own API (SLUICE_API_HOST/PORT). */
+  SLUICE_API_URL: z.string().url().optional(),
+  /** The operator CLI's bearer token. */
+  SLUICE_TOKEN: z.string().optional(),
 });
 export type Env = z.infer<typeof envSchema>;
 
@@ -52,6 +58,16 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     );
   }
   return parsed.data;
+}
+
+/**
+ * The API's base URL as a client reaches it: SLUICE_API_URL, else the address the API role listens
+ * on in the same environment (so `SLUICE_API_PORT=9090 make run` and the CLI agree without more).
+ */
+export function apiUrl(env: Env): string {
+  if (env.SLUICE_API_URL) return env.SLUICE_API_URL.replace(/\/+$/, '');
+  const host = ['0.0.0.0', '::', ''].includes(env.SLUICE_API_HOST) ? '127.0.0.1' : env.SLUICE_API_HOST;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${env.SLUICE_API_PORT}`;
 }
 
 export type ReadStoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };

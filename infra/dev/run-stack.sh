@@ -35,14 +35,21 @@ jetstream { store_dir: "$DATA/nats/js" }
 mqtt { listen: 127.0.0.1:$MQTT_PORT }
 CONF
 
+# Each process runs in its own process group (job control): Ctrl-C reaches this script only, and
+# the script stops the others in order (the agent first, NATS last).
+set -m
 PIDS=()
+STOPPING=0
 cleanup() {
   trap - EXIT INT TERM
   say "stopping..."
   for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill "${PIDS[$i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+# Ctrl-C (or a TERM) is the normal way to stop: everything stops, and the exit status is 0.
+stop_requested() { STOPPING=1; cleanup; say "stopped"; exit 0; }
+trap cleanup EXIT
+trap stop_requested INT TERM
 
 wait_port() { for _ in $(seq 1 200); do port_busy "$1" && return 0; sleep 0.1; done; die "$2 did not open port $1 (see $DATA/logs)"; }
 
@@ -67,6 +74,10 @@ say "cloud roles running (bridge, worker, projector, api); log: $DATA/logs/cloud
 
 node --import "$ROOT/node_modules/tsx/dist/loader.mjs" "$ROOT/edge-agent/demo/demo-app.ts" "$DATA/demo/app.db" >"$DATA/logs/demo-app.log" 2>&1 &
 PIDS+=($!)
+# The agent captures an existing database: start it once the application has created its tables
+# (it says so in its log).
+for _ in $(seq 1 300); do grep -q 'writing to' "$DATA/logs/demo-app.log" 2>/dev/null && break; sleep 0.1; done
+grep -q 'writing to' "$DATA/logs/demo-app.log" || die "the demo application did not start (see $DATA/logs/demo-app.log)"
 SLUICE_DEVICE_ID="$DEMO_DEVICE" SLUICE_ROOT_TOPIC="demo/$DEMO_DEVICE" \
   SLUICE_DEMO_SOURCE_DB="$DATA/demo/app.db" SLUICE_DEMO_STATE_DB="$DATA/demo/state.db" \
   "$ROOT/bin/sluice-agent" run --config "$ROOT/edge-agent/demo/device.yaml" >"$DATA/logs/agent.log" 2>&1 &
@@ -74,18 +85,31 @@ PIDS+=($!)
 say "demo device $DEMO_DEVICE writing to $DATA/demo/app.db; agent log: $DATA/logs/agent.log"
 
 BASE="http://127.0.0.1:$API_PORT/core/api/v1/projects/$PROJECT_ID/edge"
+# The banner shows the token in force: the dev token only when SLUICE_API_TOKENS did not replace it.
+if [ "$SLUICE_API_TOKENS" = "$DEV_TOKENS" ]; then
+  TOKEN_LINE="Dev token  $DEV_TOKEN"
+  SHOW_TOKEN="$DEV_TOKEN"
+else
+  TOKEN_LINE="Tokens     from SLUICE_API_TOKENS (the dev token is not accepted)"
+  SHOW_TOKEN='<your token>'
+fi
 cat <<INFO
 
-  API        http://127.0.0.1:$API_PORT   (OpenAPI: /openapi.json)
+  API        http://127.0.0.1:$API_PORT   (OpenAPI: /openapi.json, console: /console)
   Project    $PROJECT_ID
-  Dev token  $DEV_TOKEN
+  $TOKEN_LINE
+
+  For the CLI in another shell (bin/sluice; \`projections status\` reads NATS and the store too):
+    export SLUICE_API_URL=http://127.0.0.1:$API_PORT SLUICE_TOKEN='$SHOW_TOKEN' SLUICE_PROJECT_ID=$PROJECT_ID
+    export SLUICE_NATS_URL=$SLUICE_NATS_URL SLUICE_READ_STORE=$SLUICE_READ_STORE
 
   Try (the first batch arrives within ~5 s):
-    curl -s -H 'Authorization: Bearer $DEV_TOKEN' $BASE/lineages | jq
-    curl -s -H 'Authorization: Bearer $DEV_TOKEN' $BASE/schema-reviews?status=queued | jq
+    bin/sluice lineages ls
+    curl -s -H 'Authorization: Bearer $SHOW_TOKEN' $BASE/schema-reviews?status=queued | jq
   Then follow the 5-minute tour in README.md (claim, approve, watch mirror rows fill).
   Ctrl-C stops everything; state stays in $DATA (rm -rf it to start over).
 
 INFO
 wait -n "${PIDS[@]}" || true
+[ "$STOPPING" = 1 ] && exit 0
 die "a process exited; see the logs in $DATA/logs"

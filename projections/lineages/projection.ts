@@ -61,6 +61,17 @@ async function load(tx: Tx, lineageId: string): Promise<EdgeTableLineagesTable |
     .executeTakeFirst();
 }
 
+/** A batch arrived: the lineage and the schema it runs under were seen now. */
+async function seen(tx: Tx, l: EdgeTableLineagesTable, at: string): Promise<void> {
+  if (l.current_schema_hash)
+    await tx
+      .updateTable('edge_schema_versions')
+      .set({ last_seen_at: at })
+      .where('lineage_id', '=', l.lineage_id)
+      .where('schema_hash', '=', l.current_schema_hash)
+      .execute();
+}
+
 async function patch(tx: Tx, lineageId: string, values: LineagePatch, at: string): Promise<void> {
   await tx
     .updateTable('edge_table_lineages')
@@ -310,6 +321,7 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
           staged_rows: l.staged_rows + (staged ? n : 0),
           materialized_rows: l.materialized_rows + (staged ? 0 : n),
           duplicates_skipped: l.duplicates_skipped + d.duplicates_skipped,
+          last_batch_at: at,
           ...takeIn(
             l,
             d.journal_epoch,
@@ -318,6 +330,7 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         },
         at,
       );
+      await seen(tx, l, at);
       return;
     }
     case 'StateWriteConflictDetected':
@@ -344,9 +357,11 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
           staged_rows: l.staged_rows + (staged ? n : 0),
           materialized_rows: l.materialized_rows + (staged ? 0 : n),
           last_batch_seq: Math.max(l.last_batch_seq ?? 0, event.data.batch_seq),
+          last_batch_at: at,
         },
         at,
       );
+      await seen(tx, l, at);
       return;
     }
     case 'StagedRowsReleased': {

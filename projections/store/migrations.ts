@@ -617,6 +617,16 @@ const exactReplication: Migration = {
   },
 };
 
+/** When a lineage last took in a batch: the device's "last seen" and its schema's. */
+const lastSeen: Migration = {
+  async up(db: Db) {
+    await db.schema.alterTable('edge_table_lineages').addColumn('last_batch_at', 'text').execute();
+  },
+  async down(db: Db) {
+    await db.schema.alterTable('edge_table_lineages').dropColumn('last_batch_at').execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they apply. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_read_stores': initial,
@@ -625,6 +635,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0004_registry_coalescing': registryCoalescing,
   '0005_cloud_rows': cloudRowsMigration,
   '0006_exact_replication': exactReplication,
+  '0007_last_seen': lastSeen,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

@@ -49,6 +49,8 @@ export type LineageSummary = Readonly<{
   last_journal_epoch: string | null;
   last_commit_seq: number | null;
   last_batch_seq: number | null;
+  /** When the lineage last took in a batch; null before the first (or in a store not refolded since). */
+  last_batch_at: string | null;
   replay: { replay_id: string; state: 'pending' | 'completed' } | null;
   materialization_errors: number;
   last_error: string | null;
@@ -99,6 +101,7 @@ function lineageSummary(r: ReadStoreDB['edge_table_lineages']): LineageSummary {
     last_journal_epoch: r.last_journal_epoch,
     last_commit_seq: r.last_commit_seq,
     last_batch_seq: r.last_batch_seq,
+    last_batch_at: r.last_batch_at ?? null,
     replay:
       r.replay_id && r.replay_state !== 'none' ? { replay_id: r.replay_id, state: r.replay_state } : null,
     materialization_errors: r.materialization_errors,

@@ -215,6 +215,8 @@ export type DeviceView = Readonly<{
   device_name: string;
   fleet_id: string | null;
   lineages: number;
+  /** The last batch of any of its lineages; null before the first. */
+  last_seen_at: string | null;
 }>;
 
 /** Devices as their lineages know them (every device that sent a batch), with their fleet. */
@@ -235,6 +237,7 @@ export async function listDevices(
         'device_name',
         (eb) => eb.fn.max('fleet_id').as('fleet_id'),
         (eb) => eb.fn.countAll<number>().as('n'),
+        (eb) => eb.fn.max('last_batch_at').as('last_seen_at'),
       ])
       .groupBy(['device_id', 'device_name'])
       .orderBy('device_name')
@@ -253,6 +256,7 @@ export async function listDevices(
       device_name: r.device_name,
       fleet_id: (r.fleet_id as string | null) ?? null,
       lineages: Number(r.n),
+      last_seen_at: (r.last_seen_at as string | null) ?? null,
     })),
     total: Number(count.n),
     page,

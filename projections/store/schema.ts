@@ -49,6 +49,8 @@ export interface EdgeTableLineagesTable {
   last_journal_epoch: string | null;
   last_commit_seq: number | null;
   last_batch_seq: number | null;
+  /** When the lineage last took in a batch (rows, telemetry, conflicts or refusals). */
+  last_batch_at: string | null;
   replay_id: string | null;
   replay_state: ReplayState;
   /** Consecutive permanent failures the domain recorded (MaterializationFailed); 0 after a reset. */

@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { freePort, type Managed, startProcess, tempDir } from '../support/proc';
 import { ROOT } from '../support/stack';
 import { waitFor } from '../support/wait';
@@ -55,5 +57,30 @@ describe('make run', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(lineages.map((l) => l.source_table).sort()).toEqual(['device_state', 'order_events']);
     for (const l of lineages) expect(l).toMatchObject({ status: 'paused', pause_reasons: ['schema_review'] });
+
+    // The banner's export lines are all the CLI needs, from any directory.
+    const exports = Object.fromEntries(
+      [...stack.output().matchAll(/(SLUICE_[A-Z_]+)=('[^']*'|\S+)/g)]
+        .filter((m) => m[1] !== 'SLUICE_API_TOKENS')
+        .map((m) => [m[1]!, m[2]!.replace(/^'|'$/g, '')]),
+    );
+    expect(exports).toMatchObject({ SLUICE_API_URL: `http://127.0.0.1:${api}`, SLUICE_TOKEN: token });
+    const cliEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...exports };
+    const sluice = (...args: string[]) =>
+      promisify(execFile)(join(ROOT, 'bin', 'sluice'), args, { env: cliEnv, cwd: tempDir('elsewhere') });
+    const listed = JSON.parse((await sluice('lineages', 'ls', '--json')).stdout) as { items: Lineage[] };
+    expect(listed.items.filter((l) => l.device_name === 'demo-gw-01')).toHaveLength(2);
+    const status = await sluice('projections', 'status', '--json');
+    expect(status.stderr).toContain(`NATS nats://127.0.0.1:${nats}`);
+    expect(JSON.parse(status.stdout).projections.length).toBeGreaterThan(0);
+
+    // Ctrl-C is the normal way to stop: exit 0, no error.
+    process.kill(-stack.child.pid!, 'SIGINT');
+    const code = await new Promise<number | null>((resolve) => {
+      if (stack!.child.exitCode !== null) resolve(stack!.child.exitCode);
+      else stack!.child.once('exit', (c) => resolve(c));
+    });
+    expect(code).toBe(0);
+    expect(stack.output()).not.toContain('a process exited');
   });
 });
