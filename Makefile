@@ -16,6 +16,7 @@ deps: ## npm packages and the Debian servers the suites start
 test: deps build ## typecheck, lint, format check, then every suite against real servers
 	@rm -f $(JEST_RESULTS)
 	npx tsc --noEmit -p .
+	npx tsc --noEmit -p console
 	npx eslint --max-warnings 0 .
 	npx prettier --check .
 	npx jest --ci --forceExit --json --outputFile=$(JEST_RESULTS)
@@ -24,6 +25,7 @@ check: typecheck lint format-check
 
 typecheck:
 	npx tsc --noEmit -p .
+	npx tsc --noEmit -p console
 lint:
 	npx eslint --max-warnings 0 .
 format:
