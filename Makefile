@@ -11,7 +11,7 @@ build: ## the compiled CLIs (dist/) and the console (console/dist/); esbuild, un
 	@node infra/build/build.mjs
 
 deps: ## npm packages and the Debian servers the suites start
-	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql sqlite3 python3
+	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql sqlite3 python3 chromium
 
 test: deps build ## typecheck, lint, format check, then every suite against real servers
 	@rm -f $(JEST_RESULTS)
