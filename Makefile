@@ -11,11 +11,12 @@ build: ## the compiled CLIs (dist/) and the console (console/dist/); esbuild, un
 	@node infra/build/build.mjs
 
 deps: ## npm packages and the Debian servers the suites start
-	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql sqlite3 python3
+	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql sqlite3 python3 chromium
 
 test: deps build ## typecheck, lint, format check, then every suite against real servers
 	@rm -f $(JEST_RESULTS)
 	npx tsc --noEmit -p .
+	npx tsc --noEmit -p console
 	npx eslint --max-warnings 0 .
 	npx prettier --check .
 	npx jest --ci --forceExit --json --outputFile=$(JEST_RESULTS)
@@ -24,6 +25,7 @@ check: typecheck lint format-check
 
 typecheck:
 	npx tsc --noEmit -p .
+	npx tsc --noEmit -p console
 lint:
 	npx eslint --max-warnings 0 .
 format:

@@ -20,6 +20,7 @@ import type { Metrics } from '../infra/metrics';
 import type { CommandService } from '../worker/commands';
 import type { RegistryCommandService } from '../worker/registry-commands';
 import { MANAGE, type TokenBook, type TokenGrant } from './auth/tokens';
+import { registerConsole } from './console';
 import { ApiError, fromDomain } from './errors';
 import type { ReadinessCheck } from './health';
 import { IdempotencyStore } from './idempotency';
@@ -168,6 +169,7 @@ async function build(deps: AppDeps) {
     { prefix: API_PREFIX },
   );
   if (deps.uploads) await registerUploadRoutes(app as unknown as FastifyInstance, deps.uploads);
+  await registerConsole(app as unknown as FastifyInstance, deps);
   await app.ready();
   return app;
 }

@@ -5,7 +5,7 @@
 //   node infra/build/build.mjs            build everything
 //   node infra/build/build.mjs --watch    rebuild on change (console work)
 import { build, context } from 'esbuild';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -60,7 +60,15 @@ if (existsSync(join(root, 'console', 'src', 'main.tsx'))) {
   });
 }
 
+/** The console's page is static: copied beside the bundle it loads. */
+function copyConsolePage() {
+  if (!existsSync(join(root, 'console', 'index.html'))) return;
+  mkdirSync(join(root, 'console', 'dist'), { recursive: true });
+  copyFileSync(join(root, 'console', 'index.html'), join(root, 'console', 'dist', 'index.html'));
+}
+
 const started = Date.now();
+copyConsolePage();
 if (watch) {
   for (const t of targets) await (await context({ absWorkingDir: root, ...t })).watch();
   console.log('build: watching for changes');

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian machine lacks: npm packages (npm ci) and the named Debian servers.
-# Usage: ensure-deps.sh [nats-server] [mosquitto] [postgresql] [sqlite3] [python3]
+# Usage: ensure-deps.sh [nats-server] [mosquitto] [postgresql] [sqlite3] [python3] [chromium]
 # (sqlite3 and python3 with its sqlite3 module are the "other SQLite" application writers of the
-# exact-replication tests: tests/support/sqlite-cli.ts and tests/support/pyapp.ts.)
+# exact-replication tests: tests/support/sqlite-cli.ts and tests/support/pyapp.ts; chromium is the
+# browser of the console's end-to-end test, tests/e2e/console.e2e.test.ts.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,6 +20,7 @@ for want in "$@"; do
     postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql) ;;
     sqlite3) command -v sqlite3 >/dev/null || missing+=(sqlite3) ;;
     python3) python3 -c 'import sqlite3' >/dev/null 2>&1 || missing+=(python3) ;;
+    chromium) { command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; } || missing+=(chromium) ;;
   esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
