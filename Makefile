@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 JEST_RESULTS ?= .jest-results.json
 
-.PHONY: run test build deps check typecheck lint format format-check unit int e2e faults bench bench-quick clean
+.PHONY: run test build deps check typecheck lint format format-check unit int e2e faults bench bench-quick bench-cli clean
 
 run: ## the whole stack on embedded defaults, plus a demo device (Ctrl-C stops it)
 	@bash infra/dev/run-stack.sh
@@ -59,6 +59,10 @@ bench: deps ## full benchmark, both durability profiles (a few minutes); table, 
 bench-quick: deps ## the same stages, small (under a minute on an idle 2-core machine)
 	@mkdir -p $(dir $(BENCH_QUICK_OUT))
 	$(TSX) bench/run.ts --quick --out $(BENCH_QUICK_OUT) $(BENCH_ARGS)
+
+bench-cli: deps build ## start-to-exit time of the CLIs (median of 21 runs each); JSON in .data/bench/cli.json
+	@mkdir -p .data/bench
+	$(TSX) bench/cli-start.ts --out .data/bench/cli.json
 
 clean:
 	rm -rf .data coverage $(JEST_RESULTS)

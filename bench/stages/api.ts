@@ -18,12 +18,13 @@ import type { Ctx, StageResult } from '../lib/context';
 import { percentiles } from '../lib/stats';
 
 const PROJECT = '0190a000-0000-7000-8000-0000000be0c1';
+export const BENCH_PROJECT = PROJECT;
 const TOKEN = 'bench-token-0123456789abcdef';
 const LIMIT = 50;
 
 type Seeded = { detail: string; deep: string };
 
-async function seed(
+export async function seed(
   store: ReadStore,
   kind: 'sqlite' | 'postgres',
   LINEAGES: number,
