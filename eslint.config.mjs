@@ -19,6 +19,15 @@ const ioModules = [
   'fastify',
   'pino',
   'prom-client',
+  'uuidv7',
+  // The adapters and the roles built on the domain: the domain never reaches back into them.
+  '**/infra/**',
+  '**/projections/**',
+  '**/worker/**',
+  '**/bridge/**',
+  '**/api/**',
+  '**/cli/**',
+  '**/edge-agent/**',
 ];
 
 export default tseslint.config(
@@ -58,7 +67,16 @@ export default tseslint.config(
         'error',
         { patterns: [{ group: ioModules, message: 'domain/ is pure: no IO imports.' }] },
       ],
-      'no-restricted-globals': ['error', 'process', 'fetch', 'setTimeout', 'setInterval'],
+      'no-restricted-globals': [
+        'error',
+        'process',
+        'fetch',
+        'setTimeout',
+        'setInterval',
+        'performance',
+        'crypto',
+        'require',
+      ],
       'no-restricted-syntax': [
         'error',
         {
@@ -72,6 +90,18 @@ export default tseslint.config(
         {
           selector: "MemberExpression[object.name='Date'][property.name='now']",
           message: 'Time comes in with the command.',
+        },
+        {
+          selector: "MemberExpression[object.name='performance'][property.name='now']",
+          message: 'Time comes in with the command.',
+        },
+        {
+          selector: "MemberExpression[property.name='randomUUID']",
+          message: 'Ids come in with the command.',
+        },
+        {
+          selector: "MemberExpression[property.name='getRandomValues']",
+          message: 'Randomness comes in with the command.',
         },
       ],
     },
