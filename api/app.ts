@@ -112,7 +112,11 @@ async function build(deps: AppDeps) {
       const first = err.validation[0];
       return reply.status(400).send({
         code: 'invalid_request',
-        message: `${first?.instancePath || err.validationContext || 'request'}: ${first?.message ?? 'invalid'}`,
+        message: `${
+          first?.instancePath && first.instancePath !== '/'
+            ? first.instancePath
+            : (err.validationContext ?? 'request')
+        }: ${first?.message ?? 'invalid'}`,
         details: { issues: err.validation.map((v) => ({ path: v.instancePath, message: v.message })) },
       });
     }
