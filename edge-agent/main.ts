@@ -507,6 +507,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     if (code === 'SQLITE_BUSY') {
       log.debug({ event, err: (err as Error).message }, 'application holds the write lock; retrying');
     } else if (code === 'SQLITE_FULL') {
+      state.relieveFullDisk();
       // Once a minute while it lasts: every tick hits it.
       if (now() - diskFullLoggedAt < 60_000) return;
       diskFullLoggedAt = now();

@@ -107,6 +107,11 @@ export type GapRecord = {
   at: string;
 };
 
+/** WAL pages after which a commit checkpoints (4 KiB pages: 256 KiB). */
+const WAL_CHECKPOINT_PAGES = 64;
+/** Size the WAL file is cut back to after a checkpoint. */
+const WAL_LIMIT_BYTES = 256 * 1024;
+
 const DDL = `
 CREATE TABLE IF NOT EXISTS tables (
   name TEXT PRIMARY KEY, strategy TEXT NOT NULL, epoch TEXT, confirmed_seq INTEGER NOT NULL DEFAULT 0,
@@ -216,6 +221,12 @@ export class StateStore {
     // cursor move only means a batch is sent again, which the cloud dedupes.
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
+    // The WAL is checkpointed after this many pages (SQLite's default, 1000 pages, is 4 MiB: more
+    // than a small state disk holds) and cut back to the limit once the checkpoint let it restart.
+    // Unbounded, the WAL alone fills the disk, and it can then never be checkpointed: the
+    // checkpoint has to grow state.db, on a disk the WAL fills.
+    this.db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+    this.db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
     this.db.exec(DDL);
     // state.db files written before cloud_versions knew where in the journal a write landed.
     const cv = new Set(
@@ -235,6 +246,20 @@ export class StateStore {
 
   close(): void {
     this.db.close();
+  }
+
+  /**
+   * After a write failed on a full disk: no transaction left open, and what the WAL holds
+   * checkpointed into state.db if there is room for that, so the next write starts the WAL over
+   * instead of growing it. Never throws (the disk may still be full); never waits for a reader.
+   */
+  relieveFullDisk(): void {
+    try {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // Still full: the next write says so again.
+    }
   }
 
   table(name: string): TableState | undefined {
