@@ -11,7 +11,7 @@ import {
   type UrlRequest,
   type VerifyReport,
 } from '../domain/protocol/contracts';
-import { type LineageState, type UploadState, findUpload } from '../domain/lineage/state';
+import { type LineageState, type UploadState, findUpload, inRanges } from '../domain/lineage/state';
 import type { Policy } from '../domain/policy/policy';
 import type { RegistryView } from '../domain/registry/decide';
 import type { RegistryKey } from '../domain/registry/events';
@@ -23,6 +23,9 @@ import type { UploadObjectMeta } from '../infra/uploads/store';
 import type { Logger } from '../infra/log';
 import { type Metrics, countDecision } from '../infra/metrics';
 import type { LineageCommandHandler } from './handler';
+
+/** Deliveries (500 ms apart) a verify report waits for its rows before it is compared anyway. */
+const MAX_EARLY_REPORT_DELIVERIES = 120;
 
 /** Row JSON per chunk: a chunk's decision (its rows plus event envelopes) must fit one JetStream message. */
 export const CHUNK_BYTES = MAX_PAYLOAD_BYTES - 32 * 1024;
@@ -91,6 +94,11 @@ export class UploadIngest {
     try {
       const payload = msg.payload as unknown as UrlRequest | UploadFinalize | VerifyReport;
       if (payload.request_kind === 'verify_report') {
+        if (await this.verifyReportEarly(msg, payload, m.info.deliveryCount)) {
+          // Its rows are in the ingress stream but not decided yet: come back once they are.
+          m.nak(500);
+          return;
+        }
         await this.verifyReport(msg, payload);
         m.ack();
         return;
@@ -132,6 +140,28 @@ export class UploadIngest {
       throw new DomainError('unknown_upload', `no upload is open for ${table} on this device`);
     }
     return { device, lineageId, state: loaded.state };
+  }
+
+  /**
+   * A report must be decided after the rows it covers: the comparison folds it against the mirror
+   * at its position. The agent sends it only once the cloud has receipted those rows, but a
+   * receipt means "in the ingress stream", and requests run beside the batch loop (and a batch
+   * decision may be retried), so the report can reach the lineage first. Until the lineage has
+   * taken in `through_commit_seq` of the report's epoch it waits (nak); after many deliveries it
+   * goes on anyway, and a comparison that is too early says `divergent` and resyncs, which is safe.
+   */
+  private async verifyReportEarly(
+    msg: RequestMessage,
+    r: VerifyReport,
+    deliveries: number,
+  ): Promise<boolean> {
+    if (r.through_commit_seq === 0 || deliveries > MAX_EARLY_REPORT_DELIVERIES) return false;
+    const taken = (s: LineageState) =>
+      s.status !== 'registered' || inRanges(s.accepted[r.journal_epoch] ?? [], r.through_commit_seq);
+    const { lineageId, state } = await this.lineageOf(msg, r.source_table, true);
+    if (taken(state)) return false;
+    // The cached state may be behind another worker's decisions: look at the stream itself.
+    return !taken((await this.opts.handler.load(lineageId, true)).state);
   }
 
   /**
