@@ -168,8 +168,8 @@ export async function startTlsMosquitto(store: CredentialStore, caDir: string): 
     output: () => proc.output(),
     stop: () => proc.stop(),
     apply: async () => {
-      // Mosquitto 2.0 reads crlfile and the listeners' certificates when it starts: a restart (its
-      // persistent sessions and queued messages survive it) is what applies a revocation.
+      // SIGHUP re-reads crlfile for new connections but leaves a revoked certificate's open
+      // connections up; a restart (persistent sessions and queued messages survive it) ends them.
       await proc.stop();
       proc = startProcess(MOSQUITTO_BIN, ['-c', conf]);
       await up();
