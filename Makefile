@@ -2,16 +2,19 @@
 SHELL := /bin/bash
 JEST_RESULTS ?= .jest-results.json
 
-.PHONY: run test build deps check typecheck lint format format-check unit int e2e faults bench bench-quick bench-cli clean
+.PHONY: run run-secure test build deps check typecheck lint format format-check unit int e2e faults bench bench-quick bench-cli clean
 
 run: ## the whole stack on embedded defaults, plus a demo device (Ctrl-C stops it)
 	@bash infra/dev/run-stack.sh
+
+run-secure: ## `make run` with TLS everywhere and certificate identities (docs/security.md, "make run-secure")
+	@bash infra/dev/run-stack-secure.sh
 
 build: ## the compiled CLIs (dist/) and the console (console/dist/); esbuild, under a second
 	@node infra/build/build.mjs
 
 deps: ## npm packages and the Debian servers the suites start
-	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql sqlite3 python3 chromium
+	@bash infra/dev/ensure-deps.sh nats-server mosquitto postgresql sqlite3 python3 chromium openssl
 
 test: deps build ## typecheck, lint, format check, then every suite against real servers
 	@rm -f $(JEST_RESULTS)

@@ -24,6 +24,7 @@ import { registerConsole } from './console';
 import { ApiError, fromDomain } from './errors';
 import type { ReadinessCheck } from './health';
 import { IdempotencyStore } from './idempotency';
+import { registerStrictJsonParser } from './json-body';
 import { registerReadStoreGauges } from './metrics';
 import { type EventReader, registerAuditRoutes } from './routes/audit';
 import { type PolicyStore, registerEdgeRoutes } from './routes/edge';
@@ -48,6 +49,8 @@ export type AppDeps = Readonly<{
   registry?: RegistryCommandService;
   /** The upload endpoint of the secondary flow (absent: no upload route). */
   uploads?: UploadDeps;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  https?: Readonly<{ cert: Buffer; key: Buffer }>;
 }>;
 
 declare module 'fastify' {
@@ -69,10 +72,12 @@ async function build(deps: AppDeps) {
     loggerInstance: deps.log,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 4 * 1024 * 1024,
+    ...(deps.https ? { https: { cert: deps.https.cert, key: deps.https.key } } : {}),
     ajv: { customOptions: { coerceTypes: true } },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  registerStrictJsonParser(app as unknown as FastifyInstance);
 
   await app.register(swagger, {
     openapi: {
@@ -160,9 +165,9 @@ async function build(deps: AppDeps) {
 
   await app.register(
     async (scope) => {
-      scope.addHook('onRequest', async (req) => authenticate(req, deps.tokens));
-      // Permission before body validation: a read token learns nothing from a mutation's 400s.
-      scope.addHook('preValidation', async (req) => {
+      // Permission before the body is even parsed: a read token learns nothing from a mutation's 400s.
+      scope.addHook('onRequest', async (req) => {
+        await authenticate(req, deps.tokens);
         if (req.method !== 'GET' && req.method !== 'HEAD') requireManage(req);
       });
       await registerEdgeRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });

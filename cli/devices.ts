@@ -8,16 +8,17 @@ import {
   issueDevice,
   issueService,
   loadStore,
-  renderInto,
   revokeDevice,
   saveStore,
 } from '../infra/security/credentials';
+import { renderBrokerFiles } from '../infra/security/ca';
+import { DEFAULT_CA_DIR, registerCertCommands } from './certs';
 import { CliError, EXIT } from './client';
 import { type Io, json } from './output';
 
 const DEFAULT_STORE = 'infra/credentials.json';
 
-type StoreOpts = { store: string; out?: string; json?: boolean };
+type StoreOpts = { store: string; out?: string; json?: boolean; caDir?: string };
 
 /**
  * `sluice devices credentials …`: per-device MQTT credentials for the shipped broker configs
@@ -28,6 +29,7 @@ export function registerDeviceCommands(program: Command, io: Io): void {
   const devices =
     program.commands.find((c) => c.name() === 'devices') ??
     program.command('devices').description('devices: fleets and broker credentials');
+  registerCertCommands(devices, io);
   const creds = devices
     .command('credentials')
     .description('issue, revoke and render per-device broker credentials');
@@ -35,11 +37,12 @@ export function registerDeviceCommands(program: Command, io: Io): void {
     c
       .option('--store <file>', 'credential store (hashes only; keep it private)', DEFAULT_STORE)
       .option('--out <dir>', 'also write the broker files (auth.conf, mosquitto.passwd) into this directory')
-      .option('--json', 'machine-readable output');
+      .option('--json', 'machine-readable output')
+      .option('--ca-dir <dir>', 'the device CA whose certificates are rendered too', DEFAULT_CA_DIR);
 
   const finish = async (o: StoreOpts, store: CredentialStore, issued?: Issued) => {
     saveStore(o.store, store);
-    const written = o.out ? renderInto(store, o.out) : [];
+    const written = o.out ? renderBrokerFiles(store, o.caDir, o.out) : [];
     if (o.json) {
       await io.out(
         json({
@@ -105,8 +108,9 @@ export function registerDeviceCommands(program: Command, io: Io): void {
     .description('write the broker files from the store')
     .option('--store <file>', 'credential store', DEFAULT_STORE)
     .requiredOption('--out <dir>', 'directory of nats-server.conf / mosquitto.conf')
+    .option('--ca-dir <dir>', 'the device CA whose certificates are rendered too', DEFAULT_CA_DIR)
     .action(async (o: StoreOpts) => {
-      const written = renderInto(loadStore(o.store), o.out!);
+      const written = renderBrokerFiles(loadStore(o.store), o.caDir, o.out!);
       await io.out(`${written.join('\n')}\n`);
     });
 

@@ -61,6 +61,7 @@ export async function connectNats(env: Env, log: Logger, name: string): Promise<
     servers: env.SLUICE_NATS_URL,
     name,
     ...(env.SLUICE_NATS_USER ? { user: env.SLUICE_NATS_USER, pass: env.SLUICE_NATS_PASSWORD ?? '' } : {}),
+    ...(env.SLUICE_NATS_TLS_CA ? { tls: { caFile: env.SLUICE_NATS_TLS_CA } } : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
   });
@@ -74,6 +75,15 @@ export async function connectNats(env: Env, log: Logger, name: string): Promise<
     }
   })().catch(() => undefined);
   return nc;
+}
+
+/** The bridge's TLS material for the broker (files read once, at start). */
+function mqttTls(env: Env): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
+    ...(env.SLUICE_MQTT_TLS_CA ? { ca: readFileSync(env.SLUICE_MQTT_TLS_CA) } : {}),
+    ...(env.SLUICE_MQTT_TLS_CERT ? { cert: readFileSync(env.SLUICE_MQTT_TLS_CERT) } : {}),
+    ...(env.SLUICE_MQTT_TLS_KEY ? { key: readFileSync(env.SLUICE_MQTT_TLS_KEY) } : {}),
+  };
 }
 
 export async function openStore(env: Env): Promise<ReadStore> {
@@ -120,7 +130,9 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
     roles.includes('worker') || roles.includes('api')
       ? await openUploadStore(nc, { replicas: env.SLUICE_STREAM_REPLICAS })
       : undefined;
-  const uploadBase = env.SLUICE_UPLOAD_BASE_URL ?? `http://${env.SLUICE_API_HOST}:${env.SLUICE_API_PORT}`;
+  const uploadBase =
+    env.SLUICE_UPLOAD_BASE_URL ??
+    `${env.SLUICE_API_TLS_CERT ? 'https' : 'http'}://${env.SLUICE_API_HOST}:${env.SLUICE_API_PORT}`;
 
   if (roles.includes('worker')) {
     const worker = new IngressWorker({
@@ -184,6 +196,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       ...(env.SLUICE_MQTT_USERNAME
         ? { username: env.SLUICE_MQTT_USERNAME, password: env.SLUICE_MQTT_PASSWORD ?? '' }
         : {}),
+      ...(env.SLUICE_MQTT_TLS_CA || env.SLUICE_MQTT_TLS_CERT ? { tls: mqttTls(env) } : {}),
       projectOf: topicProjects(env),
       log,
       metrics,
@@ -255,6 +268,11 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       metrics,
       log,
       ...(uploads && uploadKey ? { uploads: { store: uploads, secret: uploadKey, log } } : {}),
+      ...(env.SLUICE_API_TLS_CERT && env.SLUICE_API_TLS_KEY
+        ? {
+            https: { cert: readFileSync(env.SLUICE_API_TLS_CERT), key: readFileSync(env.SLUICE_API_TLS_KEY) },
+          }
+        : {}),
       readiness: readinessCheck({
         natsConnected: () => isNatsConnected(nc),
         store,

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
 import {
@@ -24,6 +24,7 @@ import type { Lane, LaneCounters, LaneDeps } from './publish/lane';
 import { type Backoff, MqttLink } from './publish/mqtt-link';
 import { RowsLane } from './publish/rows-lane';
 import { TelemetryLane } from './publish/telemetry-lane';
+import { putUpload } from './publish/upload';
 import { StateStore } from './state/state-db';
 
 export type AgentOptions = Readonly<{
@@ -147,6 +148,13 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
             const done = resyncTable(db, tid, newId(), null);
             return done && { through: done.sweepSeq - 1, sweepSeq: done.sweepSeq };
           },
+          // An https upload URL is checked against the broker's CA too (the cloud's own CA).
+          ...(conn.tls?.caPath
+            ? {
+                put: (url: string, body: AsyncIterable<Buffer>) =>
+                  putUpload(url, body, { ca: readFileSync(conn.tls!.caPath!) }),
+              }
+            : {}),
         },
       }
     : {};

@@ -14,6 +14,8 @@ export type BridgeOptions = {
   clientId: string;
   username?: string;
   password?: string;
+  /** TLS to the broker (mqtts://): its CA, and a client certificate where the broker maps them. */
+  tls?: Readonly<{ ca?: Buffer; cert?: Buffer; key?: Buffer }>;
   projectOf: (slug: string) => string;
   log: Logger;
   metrics?: Metrics;
@@ -52,6 +54,7 @@ export class UplinkBridge {
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
       ...(o.username ? { username: o.username, password: o.password } : {}),
+      ...(o.tls ?? {}),
     };
     const client = mqtt.connect(o.mqttUrl, options);
     this.client = client;

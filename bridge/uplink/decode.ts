@@ -48,7 +48,9 @@ export function decodeUplink(
       subject: subjects.rejected(device_key),
       record: {
         device_key,
-        project_id: null,
+        // The project its first level maps to (the default project for a slug nobody mapped), so
+        // an operator sees it in `GET /rejections`: a topic the cloud cannot read still has a sender.
+        project_id: projectOf(topic.split('/')[0] ?? ''),
         kind: null,
         topic,
         ...parsedTopic.rejection,

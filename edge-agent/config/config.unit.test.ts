@@ -90,6 +90,28 @@ sqlite-replication:
     ]);
   });
 
+  it('refuses a root topic a broker would mangle or the cloud would refuse', () => {
+    for (const [root, device] of [
+      ['acme/>', '>'],
+      ['acme/*', '*'],
+      ['acme/gw.01', 'gw.01'],
+      ['ac.me/gw-01', 'gw-01'],
+      [`acme/${'d'.repeat(129)}`, 'd'.repeat(129)],
+      ['acme/gw\u000701', 'gw\u000701'],
+    ] as const) {
+      const problems = problemsOf(good, { ...env, SLUICE_ROOT_TOPIC: root, SLUICE_DEVICE_ID: device });
+      expect([root, problems.length, problems[0]]).toEqual([
+        root,
+        1,
+        expect.stringContaining('cannot reach the cloud intact'),
+      ]);
+    }
+    const long = 'd'.repeat(128);
+    expect(problemsOf(good, { ...env, SLUICE_ROOT_TOPIC: `acme/${long}`, SLUICE_DEVICE_ID: long })).toEqual(
+      [],
+    );
+  });
+
   it('reports every problem with its YAML path', () => {
     const bad = `
 connection:

@@ -163,6 +163,10 @@ function pick(
 }
 
 const ROOT_TOPIC = /^([^/#+\s]+)?\/([^/#+\s]+)$/;
+// eslint-disable-next-line no-control-regex -- control characters are what is refused
+const MANGLED = /[.*>\u0000-\u001f\u007f]/;
+/** A name a broker would mangle (NATS subject syntax) or the cloud would refuse (over 128 characters). */
+const mangled = (name: string) => MANGLED.test(name) || name.length > 128;
 
 function resolveConfig(raw: RawConfig, env: Env): LoadResult {
   const problems: Problems = [];
@@ -186,6 +190,15 @@ function resolveConfig(raw: RawConfig, env: Env): LoadResult {
       problems.push({
         path: where,
         message: `expected {topic_slug}/{device_name} or /{device_name}, got "${rootTopic}"`,
+      });
+    } else if (mangled(m[1] ?? '') || mangled(m[2] ?? '')) {
+      problems.push({
+        path: where,
+        message:
+          `root topic "${rootTopic.slice(0, 200)}" cannot reach the cloud intact: a name holds a ".", "*", ">" ` +
+          'or a control character (the NATS MQTT listener turns them into subject syntax and drops or ' +
+          'misroutes the message) or is longer than 128 characters (the cloud refuses the topic); ' +
+          'pick a name of letters, digits, "_" and "-"',
       });
     } else if (deviceId && m[2] !== deviceId) {
       problems.push({

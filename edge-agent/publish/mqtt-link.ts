@@ -38,6 +38,11 @@ export class MqttLink {
 
   start(): void {
     const tls = this.conn.tls;
+    if (tls?.caPath === undefined && /^(mqtts|ssl|tls):/.test(this.conn.serverUrl))
+      this.log.warn(
+        { event: 'tls_without_ca' },
+        'TLS without connection.mqtt.tls.ca_env: the broker is checked against the system CAs only',
+      );
     const options: IClientOptions = {
       clientId: this.conn.clientId,
       clean: false,
@@ -48,9 +53,7 @@ export class MqttLink {
       resubscribe: false,
       ...(this.conn.username !== undefined ? { username: this.conn.username } : {}),
       ...(this.conn.password !== undefined ? { password: this.conn.password } : {}),
-      ...(tls?.caPath ? { ca: readFileSync(tls.caPath) } : {}),
-      ...(tls?.certPath ? { cert: readFileSync(tls.certPath) } : {}),
-      ...(tls?.keyPath ? { key: readFileSync(tls.keyPath) } : {}),
+      ...tlsFiles(tls),
     };
     const client = mqtt.connect(this.conn.serverUrl, options);
     this.client = client;
@@ -114,6 +117,16 @@ export class MqttLink {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.stopping || !this.client || this.client.connected) return;
+      // Certificate files are read again at every connect: a device rotated to a new certificate
+      // (docs/security.md, "Rotation") uses it from its next connection on, without a restart.
+      try {
+        Object.assign(this.client.options, tlsFiles(this.conn.tls));
+      } catch (err) {
+        this.log.warn(
+          { event: 'tls_files_unreadable', err: (err as Error).message },
+          'could not read the TLS files again; reconnecting with the ones read before',
+        );
+      }
       this.log.debug({ event: 'mqtt_reconnect', attempt: this.attempt }, 'reconnecting');
       this.client.reconnect();
     }, delay);
@@ -143,4 +156,12 @@ export class MqttLink {
       });
     });
   }
+}
+
+function tlsFiles(tls: AgentConfig['connection']['tls']): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
+    ...(tls?.caPath ? { ca: readFileSync(tls.caPath) } : {}),
+    ...(tls?.certPath ? { cert: readFileSync(tls.certPath) } : {}),
+    ...(tls?.keyPath ? { key: readFileSync(tls.keyPath) } : {}),
+  };
 }

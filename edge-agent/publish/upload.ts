@@ -284,12 +284,20 @@ export class UploadJob {
  * HTTP PUT of a zstd stream of `body`, chunked: memory stays at a few buffers whatever the size.
  * Resolves with the status and the (small) JSON answer, also when the server answers early.
  */
-export function putUpload(url: string, body: AsyncIterable<Buffer>): Promise<PutResult> {
+export function putUpload(
+  url: string,
+  body: AsyncIterable<Buffer>,
+  tls: Readonly<{ ca?: Buffer }> = {},
+): Promise<PutResult> {
   const u = new URL(url);
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise<PutResult>((resolve, reject) => {
     let settled = false;
-    const req = mod.request(u, { method: 'PUT', headers: { 'content-type': 'application/zstd' } });
+    const req = mod.request(u, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/zstd' },
+      ...(u.protocol === 'https:' && tls.ca ? { ca: tls.ca } : {}),
+    });
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       let size = 0;

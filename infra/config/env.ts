@@ -17,7 +17,16 @@ export const envSchema = z.object({
   /** The cloud roles' NATS user (`sluice-cloud` in the shipped broker config); see docs/security.md. */
   SLUICE_NATS_USER: z.string().optional(),
   SLUICE_NATS_PASSWORD: z.string().optional(),
+  /** TLS (docs/security.md): the CA file the NATS server's certificate chains to (tls:// URLs). */
+  SLUICE_NATS_TLS_CA: z.string().optional(),
   SLUICE_MQTT_URL: z.string().default('mqtt://127.0.0.1:1883'),
+  /** The bridge's MQTT TLS: the broker's CA file; a certificate and key where the broker maps certificates. */
+  SLUICE_MQTT_TLS_CA: z.string().optional(),
+  SLUICE_MQTT_TLS_CERT: z.string().optional(),
+  SLUICE_MQTT_TLS_KEY: z.string().optional(),
+  /** With both, the API serves HTTPS with this certificate and key (PEM files). */
+  SLUICE_API_TLS_CERT: z.string().optional(),
+  SLUICE_API_TLS_KEY: z.string().optional(),
   SLUICE_MQTT_USERNAME: z.string().optional(),
   SLUICE_MQTT_PASSWORD: z.string().optional(),
   SLUICE_BRIDGE_CLIENT_ID: z.string().default('sluice-bridge'),

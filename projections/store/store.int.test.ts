@@ -58,6 +58,7 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
       '0004_registry_coalescing',
       '0005_cloud_rows',
       '0006_exact_replication',
+      '0007_last_seen',
     ]);
     const tables = await t.store.dialect.listTables(t.store.db);
     expect(tables.filter((n) => !n.startsWith('kysely_'))).toEqual(TABLES);

@@ -178,3 +178,65 @@ it('gives another project’s token nothing and a read token no mutation, and ap
   });
   expect(policy.json()).toMatchObject({ max_pending_rows_per_lineage: 100_000 });
 });
+
+it('refuses a read token before reading the body: 403 even when the body is not JSON', async () => {
+  const mutations = (await routes()).filter((r) => r.mutation);
+  expect(mutations.length).toBeGreaterThanOrEqual(14);
+  for (const r of mutations) {
+    for (const payload of ['{not json', '\u0000', Buffer.from([0x7b, 0xff, 0xfe, 0x7d])]) {
+      const res = await app.inject({
+        method: r.method as 'POST',
+        url: r.url,
+        headers: {
+          authorization: `Bearer ${READER}`,
+          'content-type': 'application/json',
+          'idempotency-key': uuidv7(),
+        },
+        payload,
+      });
+      expect([r.method, r.url, res.statusCode, res.json().code]).toEqual([r.method, r.url, 403, 'forbidden']);
+    }
+  }
+});
+
+it('refuses a JSON body that is not valid UTF-8 with invalid_utf8, and stores nothing', async () => {
+  const before = (await events.load(lineageId)).events.length;
+  // {"action_version": 1, "reason": "<0xC3 0x28>"}: a lead byte without its continuation.
+  const body = Buffer.concat([
+    Buffer.from('{"action_version": 1, "reason": "bad '),
+    Buffer.from([0xc3, 0x28]),
+    Buffer.from('"}'),
+  ]);
+  for (const r of (await routes()).filter((x) => x.mutation)) {
+    const res = await app.inject({
+      method: r.method as 'POST',
+      url: r.url,
+      headers: {
+        authorization: `Bearer ${MANAGER}`,
+        'content-type': 'application/json; charset=utf-8',
+        'idempotency-key': uuidv7(),
+      },
+      payload: body,
+    });
+    expect([r.method, r.url, res.statusCode, res.json().code]).toEqual([
+      r.method,
+      r.url,
+      400,
+      'invalid_utf8',
+    ]);
+  }
+  expect((await events.load(lineageId)).events.length).toBe(before);
+  // Valid UTF-8 beyond ASCII still parses (and is judged by the route as before).
+  const ok = await app.inject({
+    method: 'POST',
+    url: `/core/api/v1/projects/${A}/edge/schema-reviews/${reviewId}/reject`,
+    headers: {
+      authorization: `Bearer ${MANAGER}`,
+      'content-type': 'application/json',
+      'idempotency-key': uuidv7(),
+    },
+    payload: Buffer.from('{"action_version": 99, "reason": "größe 温度"}'),
+  });
+  expect(ok.json().code).not.toBe('invalid_utf8');
+  expect(ok.statusCode).toBe(409);
+});
