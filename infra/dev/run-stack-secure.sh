@@ -17,16 +17,13 @@ PROJECT_ID="${SLUICE_PROJECT_ID:-0190a000-0000-7000-8000-000000000001}"
 DEMO_DEVICE="${SLUICE_DEMO_DEVICE:-demo-gw-01}"
 ROOT_TOPIC="demo/$DEMO_DEVICE"
 
-say() { printf '\033[1m[sluice]\033[0m %s\n' "$*"; }
-die() { printf '\033[31m[sluice] %s\033[0m\n' "$*" >&2; exit 1; }
+# shellcheck source=infra/dev/stack-lib.sh
+source "$ROOT/infra/dev/stack-lib.sh"
 
 bash "$ROOT/infra/dev/ensure-deps.sh" nats-server openssl
 node "$ROOT/infra/build/build.mjs"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$NATS_PORT" "$MQTT_PORT" "$API_PORT"; do
-  port_busy "$p" && die "port $p is already in use; set SLUICE_NATS_PORT / SLUICE_MQTT_PORT / SLUICE_API_PORT to free ports"
-done
+ports_free "$NATS_PORT" "$MQTT_PORT" "$API_PORT"
 
 umask 077
 mkdir -p "$DATA/broker" "$DATA/logs" "$DATA/demo" "$DATA/bridge"
@@ -56,17 +53,6 @@ sed -e "s|{{SERVER_NAME}}|sluice_secure|" -e "s|{{NATS_LISTEN}}|127.0.0.1:$NATS_
   -e "s|{{CONF_DIR}}|$DATA/broker|" \
   "$ROOT/infra/nats/nats-server-tls.conf.template" >"$DATA/broker/nats-server.conf"
 
-PIDS=()
-cleanup() {
-  trap - EXIT INT TERM
-  say "stopping..."
-  for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill "${PIDS[$i]}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
-
-wait_port() { for _ in $(seq 1 200); do port_busy "$1" && return 0; sleep 0.1; done; die "$2 did not open port $1 (see $DATA/logs)"; }
-
 nats-server -c "$DATA/broker/nats-server.conf" >"$DATA/logs/nats.log" 2>&1 &
 PIDS+=($!)
 wait_port "$NATS_PORT" nats-server
@@ -94,8 +80,7 @@ PIDS+=($!)
 wait_port "$API_PORT" "sluice all (API)"
 say "cloud roles running over TLS; log: $DATA/logs/cloud.log"
 
-node --import "$ROOT/node_modules/tsx/dist/loader.mjs" "$ROOT/edge-agent/demo/demo-app.ts" "$DATA/demo/app.db" >"$DATA/logs/demo-app.log" 2>&1 &
-PIDS+=($!)
+start_demo_app "$DATA/demo/app.db"
 # The demo device's YAML plus its TLS files (connection.mqtt.tls.*_env): no username, no password.
 sed -e 's|^    clean_session: false$|    clean_session: false\n    tls: { ca_env: SLUICE_TLS_CA, cert_env: SLUICE_TLS_CERT, key_env: SLUICE_TLS_KEY }|' \
   "$ROOT/edge-agent/demo/device.yaml" >"$DATA/demo/device.yaml"
@@ -120,5 +105,4 @@ cat <<INFO
   Ctrl-C stops everything; state stays in $DATA (rm -rf it to start over).
 
 INFO
-wait -n "${PIDS[@]}" || true
-die "a process exited; see the logs in $DATA/logs"
+wait_stack

@@ -14,17 +14,14 @@ PROJECT_ID="${SLUICE_PROJECT_ID:-0190a000-0000-7000-8000-000000000001}"
 DEV_TOKEN="${SLUICE_DEV_TOKEN:-sluice-dev-token-0000}"
 DEMO_DEVICE="${SLUICE_DEMO_DEVICE:-demo-gw-01}"
 
-say() { printf '\033[1m[sluice]\033[0m %s\n' "$*"; }
-die() { printf '\033[31m[sluice] %s\033[0m\n' "$*" >&2; exit 1; }
+# shellcheck source=infra/dev/stack-lib.sh
+source "$ROOT/infra/dev/stack-lib.sh"
 
 bash "$ROOT/infra/dev/ensure-deps.sh" nats-server
 # The CLIs and the console run compiled; rebuild them so edited sources are what runs.
 node "$ROOT/infra/build/build.mjs"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$NATS_PORT" "$MQTT_PORT" "$API_PORT"; do
-  port_busy "$p" && die "port $p is already in use; set SLUICE_NATS_PORT / SLUICE_MQTT_PORT / SLUICE_API_PORT to free ports"
-done
+ports_free "$NATS_PORT" "$MQTT_PORT" "$API_PORT"
 
 mkdir -p "$DATA/nats" "$DATA/logs" "$DATA/demo"
 cat > "$DATA/nats/nats.conf" <<CONF
@@ -35,23 +32,6 @@ jetstream { store_dir: "$DATA/nats/js" }
 mqtt { listen: 127.0.0.1:$MQTT_PORT }
 CONF
 
-# Each process runs in its own process group (job control): Ctrl-C reaches this script only, and
-# the script stops the others in order (the agent first, NATS last).
-set -m
-PIDS=()
-STOPPING=0
-cleanup() {
-  trap - EXIT INT TERM
-  say "stopping..."
-  for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill "${PIDS[$i]}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-# Ctrl-C (or a TERM) is the normal way to stop: everything stops, and the exit status is 0.
-stop_requested() { STOPPING=1; cleanup; say "stopped"; exit 0; }
-trap cleanup EXIT
-trap stop_requested INT TERM
-
-wait_port() { for _ in $(seq 1 200); do port_busy "$1" && return 0; sleep 0.1; done; die "$2 did not open port $1 (see $DATA/logs)"; }
 
 nats-server -c "$DATA/nats/nats.conf" >"$DATA/logs/nats.log" 2>&1 &
 PIDS+=($!)
@@ -72,12 +52,7 @@ PIDS+=($!)
 wait_port "$API_PORT" "sluice all (API)"
 say "cloud roles running (bridge, worker, projector, api); log: $DATA/logs/cloud.log"
 
-node --import "$ROOT/node_modules/tsx/dist/loader.mjs" "$ROOT/edge-agent/demo/demo-app.ts" "$DATA/demo/app.db" >"$DATA/logs/demo-app.log" 2>&1 &
-PIDS+=($!)
-# The agent captures an existing database: start it once the application has created its tables
-# (it says so in its log).
-for _ in $(seq 1 300); do grep -q 'writing to' "$DATA/logs/demo-app.log" 2>/dev/null && break; sleep 0.1; done
-grep -q 'writing to' "$DATA/logs/demo-app.log" || die "the demo application did not start (see $DATA/logs/demo-app.log)"
+start_demo_app "$DATA/demo/app.db"
 SLUICE_DEVICE_ID="$DEMO_DEVICE" SLUICE_ROOT_TOPIC="demo/$DEMO_DEVICE" \
   SLUICE_DEMO_SOURCE_DB="$DATA/demo/app.db" SLUICE_DEMO_STATE_DB="$DATA/demo/state.db" \
   "$ROOT/bin/sluice-agent" run --config "$ROOT/edge-agent/demo/device.yaml" >"$DATA/logs/agent.log" 2>&1 &
@@ -110,6 +85,4 @@ cat <<INFO
   Ctrl-C stops everything; state stays in $DATA (rm -rf it to start over).
 
 INFO
-wait -n "${PIDS[@]}" || true
-[ "$STOPPING" = 1 ] && exit 0
-die "a process exited; see the logs in $DATA/logs"
+wait_stack
