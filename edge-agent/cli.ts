@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { formatProblem, loadAgentConfig } from './config/load';
 import { createLogger } from './log';
-import { startAgent } from './main';
 
 /** `sluice-agent run|validate --config F`. The composition root: the only place reading process.env. */
 export function buildCli(): Command {
@@ -44,6 +43,8 @@ export function buildCli(): Command {
       }
       const log = createLogger({ deviceId: res.config.connection.deviceId });
       for (const w of res.warnings) log.warn({ event: 'config_warning', path: w.path }, w.message);
+      // Loaded here, not at start: `validate` and `--help` never parse the agent's runtime.
+      const { startAgent } = await import('./main.js');
       const agent = await startAgent(res.config, { logger: log });
       let stopping = false;
       const shutdown = (sig: string) => {
