@@ -351,6 +351,14 @@ describe('sluice operator CLI', () => {
     const human = await cli(['devices', 'ls']);
     expect(human.stdout).toMatch(/LAST SEEN/);
     expect((await cli(['lineages', 'ls'])).stdout).toMatch(/LAST BATCH/);
+    // The current schema was last seen with the lineage's last batch.
+    const shown = await cliJson<{
+      last_batch_at: string;
+      current_schema_hash: string;
+      schema_versions: { schema_hash: string; last_seen_at: string }[];
+    }>(['lineages', 'show', small]);
+    const current = shown.schema_versions.find((v) => v.schema_hash === shown.current_schema_hash);
+    expect(current?.last_seen_at).toBe(shown.last_batch_at);
   });
 
   it('prints its version, and takes the API address from the settings', async () => {

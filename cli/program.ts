@@ -7,7 +7,7 @@ import { registerDeviceCommands } from './devices';
 import { registerOperatorCommands } from './operator';
 import { registerPolicyCommands } from './policy';
 import { registerRegistryCommands } from './registry';
-import { type Io, json } from './output';
+import { type Io, json, table } from './output';
 import { VERSION } from './version';
 
 import type { Projector } from '../projections';
@@ -196,18 +196,9 @@ async function withProjector<T>(
 type StatusRow = Readonly<{ name: string } & Record<string, unknown>>;
 function statusTable(rows: readonly StatusRow[]): string {
   if (rows.length === 0) return 'no projections\n';
-  const cols = Object.keys(rows[0]!);
-  const cells = [cols.map((c) => c.toUpperCase()), ...rows.map((r) => cols.map((c) => String(r[c] ?? '')))];
-  const w = cols.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
-  return (
-    cells
-      .map((row) =>
-        row
-          .map((c, i) => c.padEnd(w[i]!))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
+  return table(
+    rows,
+    Object.keys(rows[0]!).map((k) => ({ header: k.toUpperCase(), get: (r: StatusRow) => r[k] })),
   );
 }
 

@@ -61,17 +61,6 @@ async function load(tx: Tx, lineageId: string): Promise<EdgeTableLineagesTable |
     .executeTakeFirst();
 }
 
-/** A batch arrived: the lineage and the schema it runs under were seen now. */
-async function seen(tx: Tx, l: EdgeTableLineagesTable, at: string): Promise<void> {
-  if (l.current_schema_hash)
-    await tx
-      .updateTable('edge_schema_versions')
-      .set({ last_seen_at: at })
-      .where('lineage_id', '=', l.lineage_id)
-      .where('schema_hash', '=', l.current_schema_hash)
-      .execute();
-}
-
 async function patch(tx: Tx, lineageId: string, values: LineagePatch, at: string): Promise<void> {
   await tx
     .updateTable('edge_table_lineages')
@@ -330,7 +319,6 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         },
         at,
       );
-      await seen(tx, l, at);
       return;
     }
     case 'StateWriteConflictDetected':
@@ -361,7 +349,6 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         },
         at,
       );
-      await seen(tx, l, at);
       return;
     }
     case 'StagedRowsReleased': {

@@ -378,7 +378,12 @@ export async function getLineage(
       classification: v.classification,
       schema_columns: json(v.schema_columns),
       first_seen_at: v.first_seen_at,
-      last_seen_at: v.last_seen_at,
+      // Batches run under the current schema: its last sighting is the lineage's last batch
+      // (derived here, so intake writes nothing more per batch).
+      last_seen_at:
+        v.schema_hash === row.current_schema_hash && row.last_batch_at && row.last_batch_at > v.last_seen_at
+          ? row.last_batch_at
+          : v.last_seen_at,
     })),
     bindings: bindings.map((b) => ({
       column: b.column_name,
