@@ -94,13 +94,9 @@ export class UploadIngest {
     try {
       const payload = msg.payload as unknown as UrlRequest | UploadFinalize | VerifyReport;
       if (payload.request_kind === 'verify_report') {
-        if (await this.verifyReportEarly(msg, payload, m.info.deliveryCount)) {
-          // Its rows are in the ingress stream but not decided yet: come back once they are.
-          m.nak(500);
-          return;
-        }
-        await this.verifyReport(msg, payload);
-        m.ack();
+        if (await this.verifyReport(msg, payload, m.info.deliveryCount)) m.ack();
+        // Its rows are in the ingress stream but not decided yet: come back once they are.
+        else m.nak(500);
         return;
       }
       if (!this.opts.uploads) {
@@ -143,32 +139,11 @@ export class UploadIngest {
   }
 
   /**
-   * A report must be decided after the rows it covers: the comparison folds it against the mirror
-   * at its position. The agent sends it only once the cloud has receipted those rows, but a
-   * receipt means "in the ingress stream", and requests run beside the batch loop (and a batch
-   * decision may be retried), so the report can reach the lineage first. Until the lineage has
-   * taken in `through_commit_seq` of the report's epoch it waits (nak); after many deliveries it
-   * goes on anyway, and a comparison that is too early says `divergent` and resyncs, which is safe.
-   */
-  private async verifyReportEarly(
-    msg: RequestMessage,
-    r: VerifyReport,
-    deliveries: number,
-  ): Promise<boolean> {
-    if (r.through_commit_seq === 0 || deliveries > MAX_EARLY_REPORT_DELIVERIES) return false;
-    const taken = (s: LineageState) =>
-      s.status !== 'registered' || inRanges(s.accepted[r.journal_epoch] ?? [], r.through_commit_seq);
-    const { lineageId, state } = await this.lineageOf(msg, r.source_table, true);
-    if (taken(state)) return false;
-    // The cached state may be behind another worker's decisions: look at the stream itself.
-    return !taken((await this.opts.handler.load(lineageId, true)).state);
-  }
-
-  /**
    * The device's digests for a verify this lineage requested (docs/verify.md). An unknown
-   * verify_id is a rejection; a repeated report changes nothing.
+   * verify_id is a rejection; a repeated report changes nothing. False while the report is ahead
+   * of the rows it covers (the caller naks it).
    */
-  private async verifyReport(msg: RequestMessage, r: VerifyReport): Promise<void> {
+  private async verifyReport(msg: RequestMessage, r: VerifyReport, deliveries: number): Promise<boolean> {
     const { lineageId, state } = await this.lineageOf(msg, r.source_table, true);
     if (state.status !== 'registered') {
       throw new DomainError(
@@ -176,6 +151,7 @@ export class UploadIngest {
         `verify ${r.verify_id}: no lineage of ${r.source_table} asked for it`,
       );
     }
+    if (await this.reportAhead(lineageId, state, r, deliveries)) return false;
     const result = await this.opts.handler.execute(
       lineageId,
       { type: 'ReportVerify', data: { report: r, now: this.now().toISOString() } },
@@ -190,6 +166,29 @@ export class UploadIngest {
       },
       'verify report received',
     );
+    return true;
+  }
+
+  /**
+   * A report must be decided after the rows it covers: the comparison folds it against the mirror
+   * at its position. The agent sends it only once the cloud has receipted those rows, but a
+   * receipt means "in the ingress stream", and requests run beside the batch loop (and a batch
+   * decision may be retried), so the report can reach the lineage first. Until the lineage has
+   * taken in `through_commit_seq` of the report's epoch it waits (nak); after many deliveries it
+   * goes on anyway, and a comparison that is too early says `divergent` and resyncs, which is safe.
+   */
+  private async reportAhead(
+    lineageId: string,
+    cached: LineageState,
+    r: VerifyReport,
+    deliveries: number,
+  ): Promise<boolean> {
+    if (r.through_commit_seq === 0 || deliveries > MAX_EARLY_REPORT_DELIVERIES) return false;
+    const taken = (s: LineageState) =>
+      s.status !== 'registered' || inRanges(s.accepted[r.journal_epoch] ?? [], r.through_commit_seq);
+    if (taken(cached)) return false;
+    // The cached state may be behind another worker's decisions: look at the stream itself.
+    return !taken((await this.opts.handler.load(lineageId, true)).state);
   }
 
   private async grant(msg: RequestMessage, r: UrlRequest): Promise<void> {
