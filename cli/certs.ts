@@ -16,6 +16,20 @@ import { SERVICES, type Service, checkDeviceRoot, loadStore } from '../infra/sec
 import { CliError, EXIT } from './client';
 import { type Io, json } from './output';
 
+/** The device root a command names ({topic_slug}/{device_name}), or a usage error saying why not;
+ * `otherwise` ends the sentence naming what may be given instead. */
+export function deviceRootArg(root: string | undefined, otherwise: string): string {
+  if (!root) throw new CliError(EXIT.usage, `name the device root ({topic_slug}/{device_name})${otherwise}`);
+  const check = checkDeviceRoot(root);
+  if (!check.ok)
+    throw new CliError(
+      EXIT.usage,
+      check.problem,
+      'nothing was issued; pick a name of letters, digits, "_" and "-"',
+    );
+  return root;
+}
+
 export const DEFAULT_CA_DIR = 'infra/ca';
 const DEFAULT_STORE = 'infra/credentials.json';
 
@@ -133,19 +147,11 @@ export function registerCertCommands(devices: Command, io: Io): void {
           { days, ...window },
         );
       } else {
-        if (!root)
-          throw new CliError(
-            EXIT.usage,
-            'name the device root ({topic_slug}/{device_name}), --service or --server',
-          );
-        const check = checkDeviceRoot(root);
-        if (!check.ok)
-          throw new CliError(
-            EXIT.usage,
-            check.problem,
-            'nothing was issued; pick a name of letters, digits, "_" and "-"',
-          );
-        issued = issueCert(o.caDir, { root }, { days, ...window });
+        issued = issueCert(
+          o.caDir,
+          { root: deviceRootArg(root, ', --service or --server') },
+          { days, ...window },
+        );
       }
       const base = o.server !== undefined ? 'server' : fileBase(issued.entry.identity);
       const files = writeCertFiles(o.certOut, issued, base);

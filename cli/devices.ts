@@ -4,7 +4,6 @@ import {
   type Issued,
   SERVICES,
   type Service,
-  checkDeviceRoot,
   issueDevice,
   issueService,
   loadStore,
@@ -12,7 +11,7 @@ import {
   saveStore,
 } from '../infra/security/credentials';
 import { renderBrokerFiles } from '../infra/security/ca';
-import { DEFAULT_CA_DIR, registerCertCommands } from './certs';
+import { DEFAULT_CA_DIR, deviceRootArg, registerCertCommands } from './certs';
 import { CliError, EXIT } from './client';
 import { type Io, json } from './output';
 
@@ -79,16 +78,7 @@ export function registerDeviceCommands(program: Command, io: Io): void {
         throw new CliError(EXIT.usage, `unknown service ${JSON.stringify(o.service)}`, 'use bridge or cloud');
       issued = issueService(store, o.service as Service);
     } else {
-      if (!root)
-        throw new CliError(EXIT.usage, 'name the device root ({topic_slug}/{device_name}) or --service');
-      const check = checkDeviceRoot(root);
-      if (!check.ok)
-        throw new CliError(
-          EXIT.usage,
-          check.problem,
-          'nothing was issued; pick a name of letters, digits, "_" and "-"',
-        );
-      issued = issueDevice(store, root);
+      issued = issueDevice(store, deviceRootArg(root, ' or --service'));
     }
     store = issued.store;
     await finish(o, store, issued);
