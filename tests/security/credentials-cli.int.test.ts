@@ -1,23 +1,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../../cli/program';
-import type { Io } from '../../cli/output';
+import { captureIo as capture } from '../support/cli-io';
 import mqtt from 'mqtt';
 import { connect } from '@nats-io/transport-node';
 import { emptyStore } from '../../infra/security/credentials';
 import { tempDir } from '../support/proc';
 import { startSecureMosquitto, startSecureNats } from '../support/secure-brokers';
-
-function capture(): Io & { stdout: () => string; stderr: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    out: async (t) => void (out += t),
-    err: (t) => void (err += t),
-    stdout: () => out,
-    stderr: () => err,
-  };
-}
 
 describe('sluice devices credentials', () => {
   it('issues a password once, keeps only hashes, renders the broker files and revokes', async () => {

@@ -9,7 +9,7 @@ import { uuidv7 } from 'uuidv7';
 import { UplinkBridge } from '../../bridge/uplink/bridge';
 import { connectNats } from '../../cli/roles';
 import { runCli } from '../../cli/program';
-import type { Io } from '../../cli/output';
+import { captureIo as capture } from '../support/cli-io';
 import { startAgent } from '../../edge-agent/main';
 import { createAppDb, writeTestConfig } from '../../edge-agent/testing/fixtures';
 import { readEnv } from '../../infra/config/env';
@@ -40,17 +40,6 @@ import { waitFor } from '../support/wait';
  */
 const PROJECT = '0190a000-0000-7000-8000-0000000000c7';
 const cost = { bcryptCost: 4 };
-
-function capture(): Io & { stdout: () => string; stderr: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    out: async (t) => void (out += t),
-    err: (t) => void (err += t),
-    stdout: () => out,
-    stderr: () => err,
-  };
-}
 
 const work = tempDir('mtls');
 const caDir = join(work, 'ca');
