@@ -53,10 +53,7 @@ sed -e "s|{{SERVER_NAME}}|sluice_secure|" -e "s|{{NATS_LISTEN}}|127.0.0.1:$NATS_
   -e "s|{{CONF_DIR}}|$DATA/broker|" \
   "$ROOT/infra/nats/nats-server-tls.conf.template" >"$DATA/broker/nats-server.conf"
 
-nats-server -c "$DATA/broker/nats-server.conf" >"$DATA/logs/nats.log" 2>&1 &
-PIDS+=($!)
-wait_port "$NATS_PORT" nats-server
-wait_port "$MQTT_PORT" "nats-server MQTT listener"
+start_nats "$DATA/broker/nats-server.conf"
 say "nats-server: TLS on 127.0.0.1:$NATS_PORT, mutual-TLS MQTT on $MQTT_PORT; config $DATA/broker"
 
 export SLUICE_NATS_URL="tls://127.0.0.1:$NATS_PORT"

@@ -33,10 +33,7 @@ mqtt { listen: 127.0.0.1:$MQTT_PORT }
 CONF
 
 
-nats-server -c "$DATA/nats/nats.conf" >"$DATA/logs/nats.log" 2>&1 &
-PIDS+=($!)
-wait_port "$NATS_PORT" nats-server
-wait_port "$MQTT_PORT" "nats-server MQTT listener"
+start_nats "$DATA/nats/nats.conf"
 say "nats-server on 127.0.0.1:$NATS_PORT (MQTT on $MQTT_PORT), store in $DATA/nats"
 
 export SLUICE_NATS_URL="nats://127.0.0.1:$NATS_PORT"

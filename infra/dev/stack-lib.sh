@@ -29,6 +29,14 @@ stop_requested() { STOPPING=1; cleanup; say "stopped"; exit 0; }
 trap cleanup EXIT
 trap stop_requested INT TERM
 
+# nats-server with config $1 (JetStream and the MQTT listener); returns once both ports are open.
+start_nats() {
+  nats-server -c "$1" >"$DATA/logs/nats.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$NATS_PORT" nats-server
+  wait_port "$MQTT_PORT" "nats-server MQTT listener"
+}
+
 # The demo application, writing into $1; returns once its tables exist (it says so in its log),
 # since the agent captures an existing database.
 start_demo_app() {
