@@ -1,10 +1,4 @@
-import {
-  AckPolicy,
-  DeliverPolicy,
-  type JetStreamClient,
-  type JetStreamManager,
-  JetStreamApiError,
-} from '@nats-io/jetstream';
+import { type JetStreamClient, type JetStreamManager, JetStreamApiError } from '@nats-io/jetstream';
 import { ConcurrencyError } from '../../domain/shared/ports';
 
 const WRONG_LAST_SEQUENCE = 10071;
@@ -42,7 +36,14 @@ export class SubjectLog<E> {
     return { seq: m.seq, msgId: m.header?.get('Nats-Msg-Id') || undefined };
   }
 
-  /** The commits after `fromVersion`, in order; at most `limit` of them (all when omitted). */
+  /**
+   * The commits after `fromVersion`, in order; at most `limit` of them (all when omitted).
+   *
+   * Read message by message with direct gets (`next_by_subj`), which any replica of an R3 stream
+   * answers without the meta leader: no consumer is created per load, so a cold load or a retried
+   * decision still reads while a node is down. A replica may lag the leader, so the head comes from
+   * the leader (`lastVersion`) and a short direct read is finished through the stream leader.
+   */
   async readCommits(
     id: string,
     opts: { fromVersion?: number; limit?: number } = {},
@@ -51,36 +52,20 @@ export class SubjectLog<E> {
     const limit = opts.limit ?? Number.POSITIVE_INFINITY;
     const head = await this.lastVersion(id);
     if (head.seq <= fromVersion || limit <= 0) return [];
-    // An ephemeral pull consumer filtered to this subject (single filter_subject: nats-server 2.9).
-    const info = await this.jsm.consumers.add(this.o.stream, {
-      filter_subject: this.o.subjectOf(id),
-      ack_policy: AckPolicy.None,
-      mem_storage: true,
-      inactive_threshold: 30_000_000_000,
-      ...(fromVersion > 0
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromVersion + 1 }
-        : { deliver_policy: DeliverPolicy.All }),
-    });
-    const consumer = await this.js.consumers.get(this.o.stream, info.name);
+    const subject = this.o.subjectOf(id);
     const commits: SubjectCommit<E>[] = [];
     let version = fromVersion;
-    try {
-      while (version < head.seq && commits.length < limit) {
-        const batch = await consumer.fetch({
-          max_messages: Math.min(512, limit - commits.length),
-          expires: 5_000,
-        });
-        let got = 0;
-        for await (const m of batch) {
-          got++;
-          commits.push({ seq: m.seq, time: m.time.toISOString(), events: this.o.decode(m.data).events });
-          version = m.seq;
-          if (version >= head.seq) break;
-        }
-        if (got === 0) throw new Error(`${this.o.what} store: could not read ${id} up to ${head.seq}`);
+    while (version < head.seq && commits.length < limit) {
+      const query = { seq: version + 1, next_by_subj: subject };
+      const m =
+        (await this.jsm.direct.getMessage(this.o.stream, query)) ??
+        // The leader's MSG.GET takes the same query; a lagging replica answered "not found".
+        (await this.jsm.streams.getMessage(this.o.stream, query as unknown as { seq: number }));
+      if (!m || m.seq <= version || m.seq > head.seq) {
+        throw new Error(`${this.o.what} store: could not read ${id} up to ${head.seq}`);
       }
-    } finally {
-      await this.jsm.consumers.delete(this.o.stream, info.name).catch(() => undefined);
+      commits.push({ seq: m.seq, time: m.time.toISOString(), events: this.o.decode(m.data).events });
+      version = m.seq;
     }
     return commits;
   }

@@ -8,6 +8,7 @@ import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { STREAMS, subjects } from '../../infra/nats/names';
 import { ensureStreams } from '../../infra/nats/streams';
 import { startNats, type NatsServer } from '../support/nats';
+import { waitFor } from '../support/wait';
 
 const ev = (reason: string): StoredEvent<LineageEvent> => ({
   type: 'LineageDeleted',
@@ -109,5 +110,41 @@ describe('JetStream event stream', () => {
     expect((await js.publish(subjects.lineage(uuidv7()), new Uint8Array([123, 125]))).seq).toBeGreaterThan(
       r.version,
     );
+  });
+});
+
+describe('JetStream history reads', () => {
+  it('read a lineage interleaved with others by direct gets, creating no consumer', async () => {
+    const jsm = await jetstreamManager(nc);
+    const store = await JetStreamEventStore.create(nc);
+    const [x, y] = [uuidv7(), uuidv7()];
+    let vx = 0;
+    let vy = 0;
+    for (let i = 0; i < 30; i++) {
+      vx = (await store.append(x, [ev(`x${i}`)], vx, uuidv7())).version;
+      vy = (await store.append(y, [ev(`y${i}`)], vy, uuidv7())).version;
+    }
+    // Every consumer JetStream creates on the stream is announced on this advisory subject.
+    const created = nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.CREATED.${STREAMS.lineage}.>`);
+    let creations = 0;
+    void (async () => {
+      for await (const _ of created) creations++;
+    })();
+    await nc.flush();
+    const loaded = await store.load(x);
+    const tail = await store.readCommits(y, { fromVersion: vy - 6, limit: 2 });
+    expect(loaded.events.map((e) => (e.type === 'LineageDeleted' ? e.data.reason : ''))).toEqual(
+      Array.from({ length: 30 }, (_, i) => `x${i}`),
+    );
+    expect(loaded.version).toBe(vx);
+    expect(tail.map((c) => c.events[0]?.type === 'LineageDeleted' && c.events[0].data.reason)).toEqual([
+      'y27',
+      'y28',
+    ]);
+    // A canary consumer proves the advisory is heard before counting none for the reads.
+    await jsm.consumers.add(STREAMS.lineage, { inactive_threshold: 5_000_000_000 });
+    await waitFor(() => creations > 0, { message: 'the consumer advisory' });
+    created.unsubscribe();
+    expect(creations).toBe(1);
   });
 });
