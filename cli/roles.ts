@@ -143,6 +143,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       fleetOf,
       log,
       metrics,
+      ...(env.SLUICE_STREAM_REPLICAS !== undefined ? { replicas: env.SLUICE_STREAM_REPLICAS } : {}),
       ...(uploads ? { uploads } : {}),
     });
     await worker.start();

@@ -58,6 +58,17 @@ export function createMetrics() {
       labelNames: ['reason'],
       registers: [registry],
     }),
+    ingressMessages: new Counter({
+      name: 'sluice_ingress_messages_total',
+      help: 'Ingress messages handled by this worker',
+      registers: [registry],
+    }),
+    partitionsOwned: new Gauge({
+      name: 'sluice_partitions_owned',
+      help: 'Partitions of the work this process holds the lease of',
+      labelNames: ['group'],
+      registers: [registry],
+    }),
     projectionLag: new Gauge({
       name: 'sluice_projection_lag',
       help: 'Events behind the stream head',

@@ -8,7 +8,7 @@ import type { LineageCommand } from '../domain/lineage/decide';
 import type { LineageEvent } from '../domain/lineage/events';
 import { JetStreamEventStore } from '../infra/nats/event-store';
 import { encodeJson } from '../infra/nats/ingress';
-import { STREAMS, subjects } from '../infra/nats/names';
+import { subjects } from '../infra/nats/names';
 import { Registry } from '../infra/nats/registry';
 import { ensureStreams } from '../infra/nats/streams';
 import { silentLogger } from '../infra/log';
@@ -16,7 +16,7 @@ import { openUploadStore } from '../infra/uploads/store';
 import { startNats, type NatsServer } from '../tests/support/nats';
 import { waitFor } from '../tests/support/wait';
 import { type CommandMeta, type CommandResult, LineageCommandHandler } from './handler';
-import { IngressWorker, WORKER_CONSUMER } from './ingress-worker';
+import { IngressWorker, ingressBacklog } from './ingress-worker';
 import { RegistryCommandHandler } from './registry-handler';
 import { RegistryEventStore } from '../infra/nats/registry-events';
 
@@ -175,8 +175,7 @@ it('a finalize interrupted mid-way resumes from the next chunk: every row once, 
     const jsm = await jetstreamManager(nc);
     await waitFor(
       async () => {
-        const c = await jsm.consumers.info(STREAMS.ingress, WORKER_CONSUMER);
-        return c.num_pending === 0 && c.num_ack_pending === 0;
+        return (await ingressBacklog(jsm)) === 0;
       },
       { message: 'the finalize acked' },
     );

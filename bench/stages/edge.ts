@@ -22,7 +22,7 @@ import { ensureStreams } from '../../infra/nats/streams';
 import { tempDir } from '../../tests/support/proc';
 import { waitFor } from '../../tests/support/wait';
 import { LineageCommandHandler } from '../../worker/handler';
-import { IngressWorker, WORKER_CONSUMER } from '../../worker/ingress-worker';
+import { IngressWorker, ingressBacklog } from '../../worker/ingress-worker';
 import { type Ctx, natsTracked, type StageResult, startNatsFor } from '../lib/context';
 import { items, wireBatches } from '../lib/data';
 import { onCleanup } from '../lib/cleanup';
@@ -131,8 +131,7 @@ export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
       });
       await worker.start();
       for (;;) {
-        const info = await jsm.consumers.info(STREAMS.ingress, WORKER_CONSUMER);
-        if (info.num_pending === 0 && info.num_ack_pending === 0) break;
+        if ((await ingressBacklog(jsm)) === 0) break;
         await sleep(5);
       }
       workerRuns.push({ rows: rows.length, seconds: seconds(t0) });

@@ -17,7 +17,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { STREAMS } from '../../infra/nats/names';
-import { WORKER_CONSUMER } from '../../worker/ingress-worker';
+import { ingressBacklog } from '../../worker/ingress-worker';
 import { freePort, type Managed, startProcess, tempDir } from '../../tests/support/proc';
 import { ROOT, TEST_PROJECT, TEST_TOKEN } from '../../tests/support/stack';
 import { waitFor } from '../../tests/support/wait';
@@ -330,7 +330,7 @@ export async function backlogSampler(ctx: Ctx, cloud: Cloud, devices: readonly D
   let loop: Promise<void> | undefined;
   const sample = async () => {
     const journal = devices.reduce((n, d) => n + journalBacklog(d.db), 0);
-    const c = await jsm.consumers.info(STREAMS.ingress, WORKER_CONSUMER);
+    const ingress = await ingressBacklog(jsm);
     const last = (await jsm.streams.info(STREAMS.lineage)).state.last_seq;
     // Projections of the lineage stream (rejections follows its own stream).
     const cp = await db.query<{ name: string; position: string }>(
@@ -339,7 +339,7 @@ export async function backlogSampler(ctx: Ctx, cloud: Cloud, devices: readonly D
     for (const r of cp.rows) lagBy[r.name] = (lagBy[r.name] ?? 0) + Math.max(0, last - Number(r.position));
     const now: Backlog = {
       journal_rows: journal,
-      ingress_msgs: c.num_pending + c.num_ack_pending,
+      ingress_msgs: ingress,
       projection_lag_msgs: Math.max(0, ...cp.rows.map((r) => last - Number(r.position))),
     };
     samples++;

@@ -17,7 +17,16 @@ export type DurableConsumerOptions = Readonly<{
   log: Logger;
   what: string;
   maxMessages?: number;
+  /**
+   * Pull in bounded fetches and handle every fetched message before stopping, so a consumer handed
+   * to another process (a partition) leaves nothing delivered-but-unhandled to wait out ack_wait.
+   * Stopping then takes up to one fetch's expiry. Otherwise messages stream in (`consume`).
+   */
+  handOff?: boolean;
 }>;
+
+/** How long one hand-off fetch waits for messages; also the longest a hand-off stop waits. */
+const HANDOFF_FETCH_MS = 1_000;
 
 /**
  * A durable pull consumer processed one message at a time, shared by any number of processes.
@@ -47,7 +56,7 @@ export class DurableConsumer {
 
   async stop(): Promise<void> {
     this.running = false;
-    await this.messages?.close();
+    if (!this.opts.handOff) await this.messages?.close();
     await this.loop;
   }
 
@@ -56,6 +65,16 @@ export class DurableConsumer {
     while (this.running) {
       try {
         const consumer = await js.consumers.get(this.opts.stream, this.opts.config.durable_name);
+        if (this.opts.handOff) {
+          while (this.running) {
+            const batch = await consumer.fetch({
+              max_messages: this.opts.maxMessages ?? 128,
+              expires: HANDOFF_FETCH_MS,
+            });
+            for await (const m of batch) await this.opts.handle(m);
+          }
+          break;
+        }
         this.messages = await consumer.consume({ max_messages: this.opts.maxMessages ?? 256 });
         for await (const m of this.messages) {
           await this.opts.handle(m);

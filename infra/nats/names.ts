@@ -1,3 +1,5 @@
+import { partitionOf } from './partitions';
+
 /** Stream and subject names in one place. Device and table names never go raw into a token. */
 export const STREAMS = {
   lineage: 'SLUICE_LINEAGE',
@@ -12,6 +14,8 @@ export const KV_BUCKETS = {
   devices: 'sluice_devices',
   controls: 'sluice_controls',
   policies: 'sluice_policies',
+  /** Who owns which partition of the work (infra/nats/leases.ts); entries expire unless renewed. */
+  leases: 'sluice_leases',
 } as const;
 
 /** base64url of the UTF-8 bytes: only [A-Za-z0-9_-], safe as a NATS subject token and a KV key. */
@@ -25,7 +29,10 @@ export function untoken(t: string): string {
 export const subjects = {
   lineage: (lineageId: string) => `edge.lineage.${lineageId}`,
   lineageAll: 'edge.lineage.*',
-  ingress: (kind: string, deviceKey: string) => `edge.ingress.${kind}.${token(deviceKey)}`,
+  /** Partitioned by device (infra/nats/partitions.ts): `edge.ingress.<partition>.<kind>.<device>`. */
+  ingress: (kind: string, deviceKey: string) =>
+    `edge.ingress.${partitionOf(deviceKey)}.${kind}.${token(deviceKey)}`,
+  ingressPartition: (partition: number) => `edge.ingress.${partition}.>`,
   ingressAll: 'edge.ingress.>',
   rejected: (deviceKey: string) => `edge.rejected.${token(deviceKey)}`,
   rejectedAll: 'edge.rejected.*',

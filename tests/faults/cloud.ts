@@ -7,14 +7,15 @@
 import type Database from 'better-sqlite3';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { AckPolicy, DeliverPolicy, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { parseReadStore } from '../../infra/config/env';
 import { STREAMS } from '../../infra/nats/names';
 import { ensureStreams } from '../../infra/nats/streams';
 import { openReadStore, type ReadStore } from '../../projections';
-import { WORKER_CONSUMER } from '../../worker/ingress-worker';
+import { ingressConsumerConfig } from '../../worker/ingress-worker';
+import { INGRESS_PARTITIONS } from '../../infra/nats/partitions';
 import { startMosquitto, type MosquittoServer } from '../support/mosquitto';
 import { startNats, type NatsServer } from '../support/nats';
 import { type Managed, tempDir } from '../support/proc';
@@ -119,14 +120,10 @@ export class Cloud {
       cloud.nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
       const jsm = await jetstreamManager(cloud.nc);
       await ensureStreams(jsm);
+      // The workers keep consumers that exist: these carry the scenario's ack wait.
       if (o.workerAckWaitMs)
-        await jsm.consumers.add(STREAMS.ingress, {
-          durable_name: WORKER_CONSUMER,
-          ack_policy: AckPolicy.Explicit,
-          deliver_policy: DeliverPolicy.All,
-          ack_wait: o.workerAckWaitMs * 1_000_000,
-          max_ack_pending: 1000,
-        });
+        for (let p = 0; p < INGRESS_PARTITIONS; p++)
+          await jsm.consumers.add(STREAMS.ingress, ingressConsumerConfig(p, o.workerAckWaitMs));
       if (o.layout === 'all') await cloud.startRole('all', 0);
       else {
         for (let i = 0; i < (o.bridges ?? 1); i++) await cloud.startRole('bridge', i, false);

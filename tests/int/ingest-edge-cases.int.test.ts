@@ -13,7 +13,7 @@ import { ensureStreams } from '../../infra/nats/streams';
 import { silentLogger } from '../../infra/log';
 import { createMetrics, type Metrics } from '../../infra/metrics';
 import { LineageCommandHandler } from '../../worker/handler';
-import { IngressWorker } from '../../worker/ingress-worker';
+import { IngressWorker, ingressBacklog } from '../../worker/ingress-worker';
 import { startMosquitto, type MosquittoServer } from '../support/mosquitto';
 import { startNats, type NatsServer } from '../support/nats';
 import { waitFor } from '../support/wait';
@@ -230,18 +230,10 @@ describe('ingest pipeline', () => {
     }
     const [subject, data, msgID] = message('');
     expect((await js.publish(subject, data, { msgID })).duplicate).toBe(true); // inside the window
-    await waitFor(
-      async () =>
-        (await jetstreamManager(nc).then((m) => m.consumers.info('SLUICE_INGRESS', 'sluice-worker')))
-          .num_pending === 0,
-      { message: 'ingress drained' },
-    );
-    await waitFor(
-      async () =>
-        (await jetstreamManager(nc).then((m) => m.consumers.info('SLUICE_INGRESS', 'sluice-worker')))
-          .num_ack_pending === 0,
-      { message: 'ingress acked' },
-    );
+    // A work queue keeps a message until it is acked: an empty stream is every message decided.
+    await waitFor(async () => (await ingressBacklog(await jetstreamManager(nc))) === 0, {
+      message: 'ingress drained and acked',
+    });
     const events = await lineageEvents('late', dev);
     const staged = events.flatMap((e) =>
       e.type === 'RowsStaged' ? e.data.rows.map((r) => r.commit_seq) : [],
