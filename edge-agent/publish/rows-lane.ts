@@ -286,6 +286,8 @@ export class RowsLane extends Lane {
       if (this.upload) return;
     }
     if (this.paused) return;
+    // Its filter cannot apply to its schema now (main.ts logs why): nothing of it goes out.
+    if (this.r.journal.withheld(this.tid)) return;
     // A verify's digest is taken: nothing more of this table goes before its report, so the cloud
     // compares the mirror at exactly the digest's position.
     if (this.reportHeld()) return;
@@ -593,6 +595,7 @@ export class RowsLane extends Lane {
     if (seq > this.confirmedSeq || batchIds.length > 0) {
       this.confirmedSeq = Math.max(this.confirmedSeq, seq);
       this.r.state.confirmRows(this.table, this.confirmedSeq, batchIds);
+      this.r.journal.confirmed(this.tid, this.epoch, this.confirmedSeq);
     }
     this.sentSeq = Math.max(this.sentSeq, this.confirmedSeq);
     this.cleanupThrough = this.confirmedSeq;
