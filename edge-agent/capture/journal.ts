@@ -257,6 +257,11 @@ export class Journal {
     return this.db.prepare(`SELECT epoch FROM ${SEQ} WHERE tid = ?`).pluck().get(tid) as string;
   }
 
+  /** The table has a row predicate: some of its log entries are never sent. */
+  hasPredicate(tid: number): boolean {
+    return this.views.get(tid)?.where !== undefined;
+  }
+
   /** Every change of the table through `seq` of `epoch` is confirmed by the cloud. */
   confirmed(tid: number, epoch: string, seq: number): void {
     if (this.views.get(tid)?.where !== undefined) this.keys?.confirmed(tid, epoch, seq);
