@@ -149,7 +149,12 @@ describe('edge filters', () => {
 
     const v = await verifyLineage(nc, cloud.base, l.lineage_id).catch((err: Error) => {
       throw new Error(
-        `${err.message}\nagent: ${agent!.output().slice(-3000)}\ncloud: ${cloud!.output().split('\n').filter((x) => /verify/i.test(x)).join('\n').slice(-3000)}`,
+        `${err.message}\nagent: ${agent!.output().slice(-3000)}\ncloud: ${cloud!
+          .output()
+          .split('\n')
+          .filter((x) => /verify/i.test(x))
+          .join('\n')
+          .slice(-3000)}`,
       );
     });
     expect({ outcome: v.outcome, divergent: v.divergent_buckets }).toEqual({
