@@ -10,17 +10,25 @@ export function buildCli(): Command {
 
   program
     .command('validate')
-    .description('check a config file; prints every problem with its path in the YAML')
+    .description(
+      'check a config file, and its filters and ts_column against the database; prints every problem with its path in the YAML',
+    )
     .requiredOption('-c, --config <file>', 'device config (YAML)')
-    .action((opts: { config: string }) => {
+    .action(async (opts: { config: string }) => {
       const res = loadAgentConfig(opts.config, process.env);
-      for (const w of res.warnings) console.log(`warning: ${formatProblem(w)}`);
-      if (!res.ok) {
-        for (const p of res.problems) console.error(`error: ${formatProblem(p)}`);
-        console.error(`${opts.config}: ${res.problems.length} problem(s); nothing was started.`);
+      // The filters and ts_column against the application database, once the file itself is sound
+      // (loaded here: `--help` never opens SQLite).
+      const { checkAgainstDatabase } = await import('./config/check-db.js');
+      const db = res.ok ? checkAgainstDatabase(res.config) : { problems: [], warnings: [] };
+      for (const w of [...res.warnings, ...db.warnings]) console.log(`warning: ${formatProblem(w)}`);
+      const problems = [...(res.ok ? [] : res.problems), ...db.problems];
+      if (problems.length > 0) {
+        for (const p of problems) console.error(`error: ${formatProblem(p)}`);
+        console.error(`${opts.config}: ${problems.length} problem(s); nothing was started.`);
         process.exitCode = 1;
         return;
       }
+      if (!res.ok) return;
       console.log(
         `${opts.config}: OK (device ${res.config.connection.deviceId}, root ${res.config.connection.rootTopic})`,
       );

@@ -14,7 +14,8 @@ import {
 } from '../domain/protocol/contracts';
 import type { AgentConfig } from './config/load';
 import { ensureInfra, reconcile, type ReconcileResult, resyncTable, type Strategy } from './capture/install';
-import { Journal } from './capture/journal';
+import { checkTableConfig } from './capture/filter';
+import { Journal, type Withheld } from './capture/journal';
 import { Retention } from './capture/retention';
 import { readTableSchema } from './capture/schema';
 import { ControlHandler, type ControlCounters } from './control/handler';
@@ -26,6 +27,8 @@ import { RowsLane } from './publish/rows-lane';
 import { TelemetryLane } from './publish/telemetry-lane';
 import { putUpload } from './publish/upload';
 import { StateStore } from './state/state-db';
+import { FilterKeys } from './state/filter-keys';
+import { SchemaObserver } from './publish/observe';
 
 export type AgentOptions = Readonly<{
   logger?: Logger;
@@ -93,7 +96,10 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     );
   }
   ensureInfra(db);
-  const journal = new Journal(db);
+  const journal = new Journal(db, {
+    keys: new FilterKeys(state.db),
+    filterOf: (t) => rep.tableStrategies[t]?.filter,
+  });
   // A read that finds the schema changed reconciles first, in the same flow, then reads.
   journal.onSchemaChanged = () => checkSchema(true);
 
@@ -159,6 +165,8 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       }
     : {};
 
+  const observer = new SchemaObserver({ state, log, topic: `${root}/${UPLINK_TOPICS.schema}`, sender });
+
   const retention = new Retention({
     journal,
     state,
@@ -220,15 +228,9 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
           lane = undefined;
         }
       }
-      if (reg.hash && st.schemaHash !== reg.hash) {
-        if (st.schemaHash !== null) {
-          log.warn(
-            { event: 'schema_drift', table: reg.name, old_hash: st.schemaHash, schema_hash: reg.hash },
-            `schema of ${reg.name} changed; triggers reinstalled, schema_columns go with its next batch`,
-          );
-        }
-        state.setSchemaHash(reg.name, reg.hash);
-      }
+      // The schema as sent (filtered): its first sight and every change go out as an observation.
+      const sent = journal.tableSchema(reg.tid);
+      if (sent && reg.capturing) observer.note(reg.name, 'rows', sent.hash, sent.fingerprint);
       if (!lane) {
         lane = new RowsLane(
           reg.name,
@@ -289,10 +291,31 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     // The version the reconcile saw at its end, inside its IMMEDIATE transaction: a DDL after it
     // is seen by the next read.
     schemaVersion = res.schemaVersion;
-    journal.setRegistry(res.registry, res.schemaVersion);
+    reportWithheld(journal.setRegistry(res.registry, res.schemaVersion));
     dataVersion = -1;
     applyReconcile(res);
-    for (const l of lanes.values()) if (l instanceof TelemetryLane) l.refreshSchema();
+    for (const l of lanes.values()) {
+      if (!(l instanceof TelemetryLane)) continue;
+      l.refreshSchema();
+      const sent = l.sentSchema;
+      if (sent) observer.note(l.table, 'telemetry', sent.hash, sent.fingerprint);
+    }
+  }
+  const reportedWithheld = new Map<string, string>();
+  function reportWithheld(withheld: readonly Withheld[]): void {
+    for (const w of withheld) {
+      const why = w.problems.map((p) => `${p.field}: ${p.message}`).join('; ');
+      if (reportedWithheld.get(w.table) === why) continue;
+      reportedWithheld.set(w.table, why);
+      log.error(
+        { event: 'table_withheld', table: w.table, problems: w.problems },
+        `the filters of ${w.table} cannot apply to its schema now (${why}): nothing of ${w.table} is sent, ` +
+          'its changes stay journaled on the device. Fix table_strategies in the config (sluice-agent validate ' +
+          'checks it) or the schema; sending resumes after the next restart or schema change.',
+      );
+    }
+    for (const t of [...reportedWithheld.keys()])
+      if (!withheld.some((w) => w.table === t)) reportedWithheld.delete(t);
   }
   function refreshCounters(): void {
     const v = db.pragma('data_version', { simple: true }) as number;
@@ -323,6 +346,15 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       );
       continue;
     }
+    const problems = checkTableConfig(db, schema, s);
+    if (problems.length > 0) {
+      log.error(
+        { event: 'table_skipped', table, reason: 'config', problems },
+        `telemetry table ${table} is not sent: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}. ` +
+          'Fix table_strategies in the config (sluice-agent validate checks it against the database).',
+      );
+      continue;
+    }
     const wr = (
       db.prepare('SELECT wr FROM pragma_table_list WHERE schema = ? AND name = ?').get('main', table) as
         { wr: number } | undefined
@@ -345,8 +377,11 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         maxRows,
         maxBytes,
         timestampColumn: s.timestampColumn!,
+        ...(s.filter ? { filter: s.filter } : {}),
       }),
     );
+    const sent = (lanes.get(table) as TelemetryLane).sentSchema;
+    if (sent) observer.note(table, 'telemetry', sent.hash, sent.fingerprint);
   }
 
   // ---- downlinks ----
@@ -486,6 +521,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   let nextFlushAt = now();
   function pumpAll(): void {
     refreshCounters();
+    observer.pump();
     for (const l of lanes.values()) l.pump();
   }
   function tick(): void {
@@ -535,6 +571,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       onUp: () => {
         try {
           controls.reackPending();
+          observer.pump();
           for (const l of lanes.values()) l.resendAll();
           pumpAll();
         } catch (err) {

@@ -25,6 +25,7 @@ import type { LineageCommandHandler } from './handler';
 import { applyApproval } from './registry-follower';
 import type { RegistryCommandHandler } from './registry-handler';
 import { type RegistryGate, UploadIngest } from './uploads';
+import { recordSchemaObserve } from './schema-observe';
 import type { ObjectStore } from '@nats-io/obj';
 
 /** The consumer of one ingress partition, shared by every worker; one owner at a time drains it. */
@@ -227,8 +228,12 @@ export class IngressWorker {
       await this.acknowledge(msg.device_key, msg.payload.control_id);
       return;
     }
+    if (msg.kind === 'schema') {
+      await recordSchemaObserve(this.opts, msg);
+      return;
+    }
     if (msg.kind !== 'rows' && msg.kind !== 'telemetry') {
-      // Acks of controls, schema observations and upload requests: handled by later stages.
+      // Upload requests: handled by later stages.
       this.opts.log.debug({ kind: msg.kind, device: msg.device_key }, 'ingress message noted');
       return;
     }

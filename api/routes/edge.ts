@@ -315,6 +315,26 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
     },
   );
 
+  app.get(
+    `${base}/lineages/:lineage_id/observed-schema`,
+    {
+      schema: {
+        tags: ['lineages'],
+        description:
+          'The last schema the device announced on sync/schema/observe (advisory; schema_columns null when ' +
+          'the device sent only the hash), as the lineage records it.',
+        params: lineageParams,
+      },
+    },
+    async (req) => {
+      const { project_id, lineage_id } = req.params;
+      const state = await deps.commands.lineageState(lineage_id);
+      if (state.status !== 'registered' || state.project_id !== project_id) throw notFound('lineage');
+      if (!state.observed_schema) throw notFound('observed schema');
+      return { lineage_id, ...state.observed_schema };
+    },
+  );
+
   app.post(
     `${base}/lineages/:lineage_id/resync`,
     {

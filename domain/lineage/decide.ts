@@ -5,6 +5,7 @@ import type { RegistryView } from '../registry/decide';
 import { assertNever } from '../shared/decider';
 import { DomainError } from '../shared/errors';
 import { classifySchema } from './classify';
+import { decideObserveSchema, type ObserveSchemaData } from './observe';
 import type {
   ColumnAction,
   ColumnBinding,
@@ -156,7 +157,8 @@ export type LineageCommand =
       };
     }>
   | Readonly<{ type: 'CompleteUpload'; data: { upload_id: string; chunks: number; rows_read: number } }>
-  | Readonly<{ type: 'FailUpload'; data: { upload_id: string; code: string; message: string } }>;
+  | Readonly<{ type: 'FailUpload'; data: { upload_id: string; code: string; message: string } }>
+  | Readonly<{ type: 'ObserveSchema'; data: ObserveSchemaData }>;
 
 /** An approved registry entry, as a lineage takes it. */
 export type RegistryApproval = Readonly<{
@@ -1291,6 +1293,8 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
       return decideCompleteVerify(state, command.data);
     case 'RequestResync':
       return decideRequestResync(state, command.data);
+    case 'ObserveSchema':
+      return decideObserveSchema(state, command.data);
     case 'CompleteReplay': {
       const d = command.data;
       let s = requireLineage(state);

@@ -50,6 +50,11 @@ export type LineageEvent =
       data: { schema_hash: string; schema_columns: SchemaColumns | null; classification: Classification };
     }>
   | Readonly<{
+      /** The device's advisory sync/schema/observe (domain/lineage/observe.ts); no review, no classification. */
+      type: 'SchemaObserved';
+      data: { schema_hash: string; schema_columns: SchemaColumns | null; observed_at: string };
+    }>
+  | Readonly<{
       type: 'SchemaReviewQueued';
       data: {
         review_id: string;

@@ -87,6 +87,14 @@ export type ActiveLineage = Readonly<{
   resyncs?: readonly ResyncState[];
   /** The most recent verify runs, newest last (the last one is what the API and CLI show). */
   verifies?: readonly VerifyState[];
+  /** The last schema the device announced on sync/schema/observe (advisory). */
+  observed_schema?: ObservedSchema;
+}>;
+
+export type ObservedSchema = Readonly<{
+  schema_hash: string;
+  schema_columns: SchemaColumns | null;
+  observed_at: string;
 }>;
 
 export type ResyncState = Readonly<{
@@ -294,6 +302,8 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
         // Columns arrived: the device answered the re_enrolment resync (or never needed it).
         ...(event.data.schema_columns && s.schema_resync ? { schema_resync: null } : {}),
       };
+    case 'SchemaObserved':
+      return { ...s, observed_schema: event.data };
     case 'SchemaReviewQueued':
       return {
         ...s,

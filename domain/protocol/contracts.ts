@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { schemaHash } from './fingerprint';
 
 /** Wire limits of SPEC §2. */
 export const MAX_BATCH_ROWS = 4096;
@@ -167,11 +168,17 @@ export type TelemetryBatch = z.infer<typeof telemetryBatchSchema>;
 export const controlAckSchema = z.object({ format_version: z.literal(1), control_id: z.string() });
 export type ControlAck = z.infer<typeof controlAckSchema>;
 
+/**
+ * `sync/schema/observe` (advisory). The reference product's shape is `{format_version,
+ * source_table, schema_hash}`; Sluice's agent adds `schema_columns` (the fingerprint the hash is
+ * over) and `capture_strategy`. Both shapes are accepted.
+ */
 export const schemaObserveSchema = z.object({
   format_version: z.literal(1),
   source_table: z.string(),
   schema_hash: z.string(),
-  schema_columns: schemaColumnsSchema,
+  schema_columns: schemaColumnsSchema.optional(),
+  capture_strategy: z.enum(['sqlite_row_batch_v1', 'sqlite_telemetry_batch_v1']).optional(),
 });
 export type SchemaObserve = z.infer<typeof schemaObserveSchema>;
 
@@ -430,6 +437,13 @@ export function validateSchemaObserve(raw: unknown): Validated<SchemaObserve> {
     return reject('invalid_source_table', 'source_table is invalid');
   if (!SHA256_HEX.test(parsed.data.schema_hash))
     return reject('invalid_schema_hash', 'schema_hash must be 64 hex');
+  const cols = parsed.data.schema_columns;
+  if (cols && cols.table_name !== parsed.data.source_table) {
+    return reject('invalid_payload', 'schema_columns.table_name differs from source_table');
+  }
+  if (cols && schemaHash(cols) !== parsed.data.schema_hash) {
+    return reject('invalid_schema_hash', 'schema_hash is not the fingerprint hash of schema_columns');
+  }
   return { ok: true, value: parsed.data };
 }
 

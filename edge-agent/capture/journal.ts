@@ -4,6 +4,15 @@ import type { SchemaColumns } from '../../domain/protocol/fingerprint';
 import { BucketDigests, encodeSqliteValue, type SqliteValue } from '../../domain/protocol/wire-values';
 import type { RegisteredTable } from './install';
 import { registerBucketFunction } from './install';
+import { FilterKeys } from '../state/filter-keys';
+import { schemaHash } from '../../domain/protocol/fingerprint';
+import {
+  filterFingerprint,
+  filterSchema,
+  type FilterProblem,
+  type TableFilter,
+  withholdingProblems,
+} from './filter';
 import type { TableSchema } from './schema';
 import { keyColumns, logTable, quoteIdent, SEQ } from './sql';
 
@@ -15,8 +24,20 @@ type View = {
   schema?: TableSchema;
   hash: string;
   fingerprint: SchemaColumns;
+  /** The row predicate of the table's edge filter (also kept when the table is gone). */
+  where?: string;
   read?: Database.Statement;
 };
+
+export type JournalOptions = Readonly<{
+  /** The keys the cloud may hold of tables with a row predicate (state.db). */
+  keys?: FilterKeys;
+  /** The edge filter of a table (config `table_strategies`), if it has one. */
+  filterOf?: (table: string) => TableFilter | undefined;
+}>;
+
+/** A table whose filter cannot be applied to its schema now: nothing of it is read or sent. */
+export type Withheld = Readonly<{ table: string; tid: number; problems: readonly FilterProblem[] }>;
 
 /** Changes read from a log in one read transaction, under one schema. */
 export type ReadResult = Readonly<{
@@ -69,13 +90,27 @@ export class Journal {
   /** Called when the schema changed under a read; reconciles and calls setRegistry. */
   onSchemaChanged: () => void = () => undefined;
 
-  constructor(private readonly db: Database.Database) {
+  private readonly keys: FilterKeys | undefined;
+  private readonly filterOf: (table: string) => TableFilter | undefined;
+  private withheldTables = new Map<number, Withheld>();
+
+  constructor(
+    private readonly db: Database.Database,
+    opts: JournalOptions = {},
+  ) {
+    this.keys = opts.keys;
+    this.filterOf = opts.filterOf ?? (() => undefined);
     this.textEncoding = (db.pragma('encoding', { simple: true }) as string).toLowerCase();
     registerBucketFunction(db);
   }
 
   /** The registry a reconcile produced, at the schema_version it was produced under. */
-  setRegistry(registry: readonly RegisteredTable[], schemaVersion: number): void {
+  /**
+   * The tables read from now on, with their edge filters applied: the schema, hash and columns of
+   * a filtered table are those of what is sent. A table whose filter cannot apply to its schema
+   * now (an excluded key column, a predicate that no longer checks) is withheld and returned.
+   */
+  setRegistry(registry: readonly RegisteredTable[], schemaVersion: number): Withheld[] {
     const logs = (this.logs = new Set(
       this.db
         .prepare(
@@ -85,18 +120,37 @@ export class Journal {
         .all() as string[],
     ));
     this.views.clear();
+    this.withheldTables.clear();
     for (const r of registry) {
       if (!logs.has(logTable(r.tid)) || !r.hash || !r.fingerprint) continue;
+      const filter = this.filterOf(r.name);
+      let schema = r.schema && r.schema.pk.join('\u0000') === r.keys.join('\u0000') ? r.schema : undefined;
+      if (filter && schema) {
+        const problems = withholdingProblems(this.db, schema, filter);
+        if (problems.length > 0) {
+          this.withheldTables.set(r.tid, { table: r.name, tid: r.tid, problems });
+          continue;
+        }
+        schema = filterSchema(schema, filter);
+      }
+      const fingerprint = schema?.fingerprint ?? filterFingerprint(r.fingerprint, filter);
       this.views.set(r.tid, {
         tid: r.tid,
         name: r.name,
         keys: r.keys,
-        ...(r.schema && r.schema.pk.join('\u0000') === r.keys.join('\u0000') ? { schema: r.schema } : {}),
-        hash: r.hash,
-        fingerprint: r.fingerprint,
+        ...(schema ? { schema } : {}),
+        hash: filter ? schemaHash(fingerprint) : r.hash,
+        fingerprint,
+        ...(filter?.where !== undefined ? { where: filter.where } : {}),
       });
     }
     this.knownVersion = schemaVersion;
+    return [...this.withheldTables.values()];
+  }
+
+  /** Why a table is withheld now (nothing of it may be read or sent), if it is. */
+  withheld(tid: number): Withheld | undefined {
+    return this.withheldTables.get(tid);
   }
 
   schemaVersion(): number {
@@ -130,7 +184,8 @@ export class Journal {
     const ks = keyColumns(v.keys.length);
     const lk = ks.map((k) => `l.${k}`).join(', ');
     let sql: string;
-    if (v.schema) {
+    if (v.schema?.where !== undefined) sql = filteredReadSql(v.tid, v.schema, ks);
+    else if (v.schema) {
       const s = v.schema;
       const t = quoteIdent(s.name);
       const on = s.pk.map((c, i) => `__t.${quoteIdent(c)} IS l.${ks[i]}`).join(' AND ');
@@ -175,12 +230,17 @@ export class Journal {
       const rows = this.readStatement(v).all(afterSeq, limit) as unknown[][];
       const changes: RowChange[] = [];
       let throughSeq = 0;
-      for (const r of rows) {
-        const seq = Number(r[0] as bigint);
-        throughSeq = seq;
-        const c = this.decode(v, seq, r);
-        if (c) changes.push(c);
-      }
+      const decodeAll = () => {
+        const epoch = this.epochOf(tid);
+        for (const r of rows) {
+          const seq = Number(r[0] as bigint);
+          throughSeq = seq;
+          const c = this.decode(v, seq, r, epoch);
+          if (c) changes.push(c);
+        }
+      };
+      if (v.where !== undefined) this.filterKeys().batch(decodeAll);
+      else decodeAll();
       const head = this.maxSeq(tid);
       const verify =
         digest && Math.max(throughSeq, afterSeq) >= head ? this.digestOf(tid, v, digest, head) : undefined;
@@ -188,7 +248,26 @@ export class Journal {
     });
   }
 
-  private decode(v: View, seq: number, r: unknown[]): RowChange | undefined {
+  private filterKeys(): FilterKeys {
+    if (!this.keys) throw new Error('a table with a row predicate needs the filter key set (state.db)');
+    return this.keys;
+  }
+
+  private epochOf(tid: number): string {
+    return this.db.prepare(`SELECT epoch FROM ${SEQ} WHERE tid = ?`).pluck().get(tid) as string;
+  }
+
+  /** The table has a row predicate: some of its log entries are never sent. */
+  hasPredicate(tid: number): boolean {
+    return this.views.get(tid)?.where !== undefined;
+  }
+
+  /** Every change of the table through `seq` of `epoch` is confirmed by the cloud. */
+  confirmed(tid: number, epoch: string, seq: number): void {
+    if (this.views.get(tid)?.where !== undefined) this.keys?.confirmed(tid, epoch, seq);
+  }
+
+  private decode(v: View, seq: number, r: unknown[], epoch: string): RowChange | undefined {
     const op = r[1] as string;
     const nk = v.keys.length;
     if (op === 'X') return undefined;
@@ -197,23 +276,53 @@ export class Journal {
       return { commit_seq: seq, op: 'sweep', pk: {}, row: null, sweep };
     }
     const found = r[2 + nk] === 1n || r[2 + nk] === 1;
-    if ((op === 'I' || op === 'U') && found && v.schema) {
-      const s = v.schema;
-      const row: Record<string, WireValue> = {};
-      let bad: string | undefined;
-      s.columns.forEach((c, i) => {
-        const val = r[3 + nk + i] as SqliteValue;
-        if (bad === undefined && typeof val === 'string' && val.includes(REPLACEMENT)) {
-          if (!this.textIsExact(val, this.rowTextBytes(v, seq, c))) bad = c;
-        }
-        row[c] = encodeSqliteValue(val);
-      });
-      const pk: Record<string, WireValue> = {};
-      for (const k of s.pk) pk[k] = row[k] ?? null;
-      if (bad !== undefined) return this.refuseText(v, seq, bad);
-      return { commit_seq: seq, op: op === 'I' ? 'insert' : 'update', pk, row };
+    if (v.where !== undefined) {
+      // A row predicate: the row goes when it matches now; otherwise the cloud gets a delete only
+      // if it may hold the key (the row left the filter), and nothing at all if not.
+      const keys = this.filterKeys();
+      const key = FilterKeys.keyOf(this.logKey(v, r));
+      const match = r[3 + nk] === 1n || r[3 + nk] === 1;
+      if ((op === 'I' || op === 'U') && found && match) {
+        const c = this.decodeRow(v, seq, r, op, 4 + nk);
+        if (c.op !== 'refused') keys.sent(v.tid, key, epoch, seq);
+        return c;
+      }
+      if (!keys.has(v.tid, key)) return undefined;
+      const c = this.decodeDelete(v, seq, r);
+      if (c.op === 'delete') keys.deleted(v.tid, key, epoch, seq);
+      return c;
     }
+    if ((op === 'I' || op === 'U') && found && v.schema) return this.decodeRow(v, seq, r, op, 3 + nk);
     // A delete, or an insert/update whose row is gone by now (a later entry deletes it anyway).
+    return this.decodeDelete(v, seq, r);
+  }
+
+  /** The key as the log holds it (what the key set is keyed by). */
+  private logKey(v: View, r: unknown[]): Record<string, WireValue> {
+    const pk: Record<string, WireValue> = {};
+    v.keys.forEach((k, i) => (pk[k] = encodeSqliteValue(r[2 + i] as SqliteValue)));
+    return pk;
+  }
+
+  /** An insert/update with the row's values from column `first` of the read on. */
+  private decodeRow(v: View, seq: number, r: unknown[], op: string, first: number): RowChange {
+    const s = v.schema!;
+    const row: Record<string, WireValue> = {};
+    let bad: string | undefined;
+    s.columns.forEach((c, i) => {
+      const val = r[first + i] as SqliteValue;
+      if (bad === undefined && typeof val === 'string' && val.includes(REPLACEMENT)) {
+        if (!this.textIsExact(val, this.rowTextBytes(v, seq, c))) bad = c;
+      }
+      row[c] = encodeSqliteValue(val);
+    });
+    const pk: Record<string, WireValue> = {};
+    for (const k of s.pk) pk[k] = row[k] ?? null;
+    if (bad !== undefined) return this.refuseText(v, seq, bad);
+    return { commit_seq: seq, op: op === 'I' ? 'insert' : 'update', pk, row };
+  }
+
+  private decodeDelete(v: View, seq: number, r: unknown[]): RowChange {
     const pk: Record<string, WireValue> = {};
     let bad: string | undefined;
     v.keys.forEach((k, i) => {
@@ -312,7 +421,11 @@ export class Journal {
     const digests = new BucketDigests();
     if (v.schema) {
       const it = this.db
-        .prepare(`SELECT ${used.map(quoteIdent).join(', ')} FROM ${quoteIdent(v.schema.name)}`)
+        .prepare(
+          `SELECT ${used.map(quoteIdent).join(', ')} FROM ${quoteIdent(v.schema.name)}` +
+            // The same rows the batches carry: those matching the predicate now.
+            (v.schema.where !== undefined ? ` WHERE (${v.schema.where})` : ''),
+        )
         .raw(true)
         .safeIntegers(true)
         .iterate() as IterableIterator<SqliteValue[]>;
@@ -461,4 +574,25 @@ export class Journal {
     });
     return tx.immediate();
   }
+}
+
+/**
+ * The read of a table with a row predicate. The table is read through a subquery whose columns
+ * are renamed c0…, so the predicate's names resolve among the table's columns only (never the
+ * log's seq, op, k0…), and SQLite evaluates it as a WHERE would (NULL is no match).
+ */
+function filteredReadSql(tid: number, s: TableSchema, ks: readonly string[]): string {
+  const cols = s.columns.map((c, i) => `${quoteIdent(c)} AS c${i}`);
+  const keyAt = s.pk.map((k) => s.columns.indexOf(k));
+  if (keyAt.some((i) => i < 0)) throw new Error(`key columns of ${s.name} are not among the columns sent`);
+  const sub =
+    `SELECT ${cols.join(', ')}, 1 AS f, CASE WHEN (${s.where!}) THEN 1 ELSE 0 END AS m ` +
+    `FROM ${quoteIdent(s.name)}`;
+  const on = keyAt.map((ci, i) => `__t.c${ci} IS l.${ks[i]}`).join(' AND ');
+  const lk = ks.map((k) => `l.${k}`).join(', ');
+  const out = s.columns.map((_, i) => `__t.c${i}`).join(', ');
+  return (
+    `SELECT l.seq, l.op, ${lk}, __t.f IS NOT NULL, __t.m, ${out} FROM ${logTable(tid)} AS l ` +
+    `LEFT JOIN (${sub}) AS __t ON l.op IN ('I', 'U') AND ${on} WHERE l.seq > ? ORDER BY l.seq LIMIT ?`
+  );
 }

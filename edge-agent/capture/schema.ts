@@ -13,6 +13,8 @@ export type TableSchema = Readonly<{
   defaults: readonly (string | null)[];
   fingerprint: SchemaColumns;
   hash: string;
+  /** The row predicate of the table's edge filter (capture/filter.ts): only matching rows are sent. */
+  where?: string;
 }>;
 
 type ColumnInfo = {

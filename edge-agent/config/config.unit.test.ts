@@ -151,7 +151,7 @@ security:
         'sqlite-replication.source_db_path_env: is required (or source_db_path inline)',
         'sqlite-replication.max_batch_bytes: must be between 4KiB and 524288 bytes (512 KiB, the wire limit)',
         'sqlite-replication.max_batch_rows: must be at most 4096 (the wire limit)',
-        'sqlite-replication.table_strategies.temps.timestamp_column: is required for strategy telemetry',
+        'sqlite-replication.table_strategies.temps.ts_column: is required for strategy telemetry',
         'security.signed_control.public_key_env: is required (or public_key inline)',
       ].sort(),
     );

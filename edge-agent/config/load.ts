@@ -4,13 +4,17 @@ import type { KeyObject } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { MAX_BATCH_ROWS, MAX_PAYLOAD_BYTES } from '../../domain/protocol/contracts';
+import { checkPredicateText, type TableFilter } from '../capture/filter';
 import { toPublicKey } from '../control/signature';
 import { rawConfigSchema, type RawConfig } from './schema';
 import { parseDuration, parseSize } from './units';
 
 export type TableStrategyConfig = Readonly<{
   strategy: 'rows' | 'telemetry' | 'ignore';
+  /** `ts_column` (or its older name `timestamp_column`): a telemetry row's sample time. */
   timestampColumn?: string;
+  /** Edge filters; absent when the table has none. */
+  filter?: TableFilter;
 }>;
 
 /** The resolved configuration: env names replaced by their values, units in ms and bytes. */
@@ -278,20 +282,7 @@ function resolveConfig(raw: RawConfig, env: Env): LoadResult {
   }
   const strategies: Record<string, TableStrategyConfig> = {};
   for (const [table, s] of Object.entries(r.table_strategies)) {
-    const where = `sqlite-replication.table_strategies.${table}`;
-    if (s.strategy === 'telemetry' && !s.timestamp_column) {
-      problems.push({
-        path: `${where}.timestamp_column`,
-        message: 'is required for strategy telemetry',
-      });
-    }
-    if (s.strategy !== 'telemetry' && s.timestamp_column) {
-      warnings.push({ path: `${where}.timestamp_column`, message: 'only used by strategy telemetry' });
-    }
-    strategies[table] = {
-      strategy: s.strategy,
-      ...(s.timestamp_column ? { timestampColumn: s.timestamp_column } : {}),
-    };
+    strategies[table] = resolveTable(`sqlite-replication.table_strategies.${table}`, s, problems, warnings);
   }
 
   const sc = raw.security?.signed_control;
@@ -354,4 +345,74 @@ function resolveConfig(raw: RawConfig, env: Env): LoadResult {
     security: { signedControl: { enabled: sc?.enabled ?? false, ...(publicKey ? { publicKey } : {}) } },
   };
   return { ok: true, config, warnings };
+}
+
+type RawTable = RawConfig['sqlite-replication']['table_strategies'][string];
+
+/**
+ * One table's strategy and filters, with the checks that need no database (`sluice-agent
+ * validate` checks the rest against it: capture/filter.ts checkTableConfig).
+ */
+function resolveTable(
+  where: string,
+  s: RawTable,
+  problems: Problems,
+  warnings: Problems,
+): TableStrategyConfig {
+  if (s.ts_column && s.timestamp_column && s.ts_column !== s.timestamp_column) {
+    problems.push({
+      path: `${where}.timestamp_column`,
+      message: `names ${s.timestamp_column} but ts_column names ${s.ts_column}; keep one (ts_column)`,
+    });
+  }
+  const ts = s.ts_column ?? s.timestamp_column;
+  const tsPath = `${where}.${s.ts_column ? 'ts_column' : 'timestamp_column'}`;
+  if (s.strategy === 'telemetry' && !ts) {
+    problems.push({ path: `${where}.ts_column`, message: 'is required for strategy telemetry' });
+  }
+  if (s.strategy !== 'telemetry' && ts) {
+    warnings.push({ path: tsPath, message: 'only used by strategy telemetry' });
+  }
+  const filtered = s.include_columns || s.exclude_columns || s.where !== undefined;
+  if (filtered && s.strategy === 'ignore') {
+    warnings.push({
+      path: where,
+      message: 'filters of a table with strategy ignore do nothing: nothing of it is sent',
+    });
+  }
+  if (s.include_columns && s.exclude_columns) {
+    problems.push({
+      path: `${where}.exclude_columns`,
+      message:
+        'include_columns and exclude_columns cannot both be set: list what is sent, or what is kept back',
+    });
+  }
+  for (const field of ['include_columns', 'exclude_columns'] as const) {
+    const list = s[field] ?? [];
+    const dup = list.filter((c, i) => list.indexOf(c) !== i);
+    if (dup.length > 0)
+      problems.push({ path: `${where}.${field}`, message: `names ${dup.join(', ')} twice` });
+  }
+  if (ts && s.strategy === 'telemetry') {
+    if (s.exclude_columns?.includes(ts) || (s.include_columns && !s.include_columns.includes(ts))) {
+      problems.push({
+        path: tsPath,
+        message: `${ts} holds the sample time: it cannot be left out by include_columns/exclude_columns`,
+      });
+    }
+  }
+  if (s.where !== undefined) {
+    const bad = checkPredicateText(s.where);
+    if (bad) problems.push({ path: `${where}.where`, message: bad });
+  }
+  const filter: TableFilter = {
+    ...(s.include_columns ? { include: s.include_columns } : {}),
+    ...(s.exclude_columns ? { exclude: s.exclude_columns } : {}),
+    ...(s.where !== undefined ? { where: s.where } : {}),
+  };
+  return {
+    strategy: s.strategy,
+    ...(ts ? { timestampColumn: ts } : {}),
+    ...(filtered && s.strategy !== 'ignore' ? { filter } : {}),
+  };
 }

@@ -18,9 +18,21 @@ const envName = z
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the name of an environment variable' });
 const nonEmpty = z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' });
 
+const columnList = z
+  .array(nonEmpty, { error: 'expected a list of column names' })
+  .min(1, { error: 'must name at least one column' });
+
 const tableStrategy = z.strictObject({
-  strategy: z.enum(['rows', 'telemetry', 'ignore'], { error: 'expected rows, telemetry or ignore' }),
+  strategy: z
+    .enum(['rows', 'telemetry', 'ignore'], { error: 'expected rows, telemetry or ignore' })
+    .default('rows'),
+  /** The column holding a telemetry row's sample time. `timestamp_column` is the older name. */
+  ts_column: nonEmpty.optional(),
   timestamp_column: nonEmpty.optional(),
+  /** Edge filters (docs/agent.md, "Filters"): what never leaves the device. */
+  include_columns: columnList.optional(),
+  exclude_columns: columnList.optional(),
+  where: nonEmpty.max(4000, { error: 'must be at most 4000 characters' }).optional(),
 });
 
 export const rawConfigSchema = z.looseObject({

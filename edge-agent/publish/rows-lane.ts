@@ -54,6 +54,12 @@ export class RowsLane extends Lane {
   private avgRowBytes = 200;
   private cleanupThrough = 0;
   private readonly sendingReports = new Set<string>();
+  /**
+   * The largest commit_seq put on the wire in this epoch, as far as this run knows (from the
+   * confirmed cursor at start). With a row predicate, a verify reports this position: entries the
+   * filter skipped never reach the cloud, which waits for the report's position to be taken in.
+   */
+  private wireSeq: number;
   /** The upload in progress: while it is open, no batch of this table goes out. */
   upload: UploadJob | null = null;
 
@@ -70,6 +76,7 @@ export class RowsLane extends Lane {
     this.confirmedSeq = st.confirmedSeq;
     this.sentSeq = st.confirmedSeq;
     this.cleanupThrough = st.confirmedSeq;
+    this.wireSeq = st.confirmedSeq;
     this.paused = st.paused;
     this.pauseEpoch = st.pauseEpoch;
     this.watermark = st.serverWatermark;
@@ -286,6 +293,8 @@ export class RowsLane extends Lane {
       if (this.upload) return;
     }
     if (this.paused) return;
+    // Its filter cannot apply to its schema now (main.ts logs why): nothing of it goes out.
+    if (this.r.journal.withheld(this.tid)) return;
     // A verify's digest is taken: nothing more of this table goes before its report, so the cloud
     // compares the mirror at exactly the digest's position.
     if (this.reportHeld()) return;
@@ -377,6 +386,7 @@ export class RowsLane extends Lane {
     }
     const b = res.batch;
     // The digest stands for this read only when the batch carries every change read.
+    if (b) this.wireSeq = Math.max(this.wireSeq, b.lastSeq);
     if (want && read.verify && res.throughSeq >= (read.changes.at(-1)?.commit_seq ?? 0)) {
       this.digested(want.verifyId, read.verify);
     }
@@ -391,12 +401,19 @@ export class RowsLane extends Lane {
       if (this.inflight.length === 0) this.advanceTo(through, []);
       return true;
     }
+    // Entries read after the batch's last change and left out of it (a row predicate's skips) are
+    // covered by it: its confirmation moves the cursor past them, so a verify digested at the
+    // head of this read is confirmed with it.
+    const lastSeq =
+      res.throughSeq >= (read.changes.at(-1)?.commit_seq ?? 0)
+        ? Math.max(b.lastSeq, read.throughSeq)
+        : b.lastSeq;
     this.r.state.recordRowBatch({
       batchId,
       table: this.table,
       epoch: this.epoch,
       firstSeq: b.firstSeq,
-      lastSeq: b.lastSeq,
+      lastSeq,
       withSchema: b.withSchema,
       hash: b.hash,
       payload: b.payload,
@@ -407,7 +424,7 @@ export class RowsLane extends Lane {
     }
     this.avgRowBytes = Math.max(16, Math.round(b.bytes / b.rowCount));
     // Placeholders read after the last change of a full batch are read again next time: harmless.
-    this.sentSeq = Math.max(this.sentSeq, b.lastSeq);
+    this.sentSeq = Math.max(this.sentSeq, lastSeq);
     const f: RowsInflight = {
       batchId,
       payload: b.payload,
@@ -416,7 +433,7 @@ export class RowsLane extends Lane {
       sends: 0,
       confirmed: false,
       firstSeq: b.firstSeq,
-      lastSeq: b.lastSeq,
+      lastSeq,
     };
     this.inflight.push(f);
     this.send(f);
@@ -456,7 +473,10 @@ export class RowsLane extends Lane {
     }
   }
 
-  private digested(verifyId: string, v: VerifyResult): void {
+  private digested(verifyId: string, digest: VerifyResult): void {
+    const v = this.r.journal.hasPredicate(this.tid)
+      ? { ...digest, throughSeq: Math.min(digest.throughSeq, this.wireSeq) }
+      : digest;
     if (v.missing.length > 0) {
       this.r.log.warn(
         { event: 'verify_columns_missing', table: this.table, verify_id: verifyId, missing: v.missing },
@@ -593,6 +613,7 @@ export class RowsLane extends Lane {
     if (seq > this.confirmedSeq || batchIds.length > 0) {
       this.confirmedSeq = Math.max(this.confirmedSeq, seq);
       this.r.state.confirmRows(this.table, this.confirmedSeq, batchIds);
+      this.r.journal.confirmed(this.tid, this.epoch, this.confirmedSeq);
     }
     this.sentSeq = Math.max(this.sentSeq, this.confirmedSeq);
     this.cleanupThrough = this.confirmedSeq;
@@ -713,6 +734,7 @@ export class RowsLane extends Lane {
     this.epoch = epoch;
     this.confirmedSeq = 0;
     this.sentSeq = 0;
+    this.wireSeq = 0;
     this.counterSeq = counterSeq;
     this.cleanupThrough = 0;
     this.r.state.resetEpoch(this.table, epoch);

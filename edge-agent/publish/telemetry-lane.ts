@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import type { Receipt, WireValue } from '../../domain/protocol/contracts';
 import { readTableSchema, type TableSchema } from '../capture/schema';
 import { quoteIdent } from '../capture/sql';
+import { filterSchema, type TableFilter } from '../capture/filter';
 import { encodeSqliteValue, type SqliteValue } from '../../domain/protocol/wire-values';
 import type { StateStore, TelemetryCursor } from '../state/state-db';
 import { type Inflight, Lane, type LaneDeps } from './lane';
@@ -16,6 +17,8 @@ export type TelemetryLaneDeps = LaneDeps &
     maxRows: number;
     maxBytes: number;
     timestampColumn: string;
+    /** Edge filters: the columns and rows sent (docs/agent.md, "Filters"). */
+    filter?: TableFilter;
   }>;
 
 const NAIVE_DATETIME = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)$/;
@@ -70,14 +73,18 @@ export class TelemetryLane extends Lane {
     const cols = this.schema!.columns.map(quoteIdent).join(', ');
     const ts = quoteIdent(t.timestampColumn);
     const from = quoteIdent(table);
+    // A row outside the predicate when the cursor passes it is never sent (samples are not updated).
+    const where = t.filter?.where !== undefined ? ` AND (${t.filter.where})` : '';
     this.query = t.db
       .prepare(
-        `SELECT rowid, ${cols} FROM ${from} WHERE ${ts} IS NOT NULL AND (${ts} > ? OR (${ts} = ? AND rowid > ?)) ORDER BY ${ts}, rowid LIMIT ?`,
+        `SELECT rowid, ${cols} FROM ${from} WHERE ${ts} IS NOT NULL AND (${ts} > ? OR (${ts} = ? AND rowid > ?))${where} ORDER BY ${ts}, rowid LIMIT ?`,
       )
       .raw(true)
       .safeIntegers(true);
     this.queryFirst = t.db
-      .prepare(`SELECT rowid, ${cols} FROM ${from} WHERE ${ts} IS NOT NULL ORDER BY ${ts}, rowid LIMIT ?`)
+      .prepare(
+        `SELECT rowid, ${cols} FROM ${from} WHERE ${ts} IS NOT NULL${where} ORDER BY ${ts}, rowid LIMIT ?`,
+      )
       .raw(true)
       .safeIntegers(true);
     for (const rec of t.state.inflight(table)) {
@@ -97,7 +104,13 @@ export class TelemetryLane extends Lane {
   }
 
   refreshSchema(): void {
-    this.schema = readTableSchema(this.t.db, this.table);
+    const full = readTableSchema(this.t.db, this.table);
+    this.schema = full && filterSchema(full, this.t.filter);
+  }
+
+  /** The schema as sent (filtered). */
+  get sentSchema(): Pick<TableSchema, 'hash' | 'fingerprint'> | undefined {
+    return this.schema;
   }
 
   pendingRows(): number {
