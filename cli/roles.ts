@@ -143,7 +143,8 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       fleetOf,
       log,
       metrics,
-      ...(env.SLUICE_STREAM_REPLICAS !== undefined ? { replicas: env.SLUICE_STREAM_REPLICAS } : {}),
+      replicas: env.SLUICE_STREAM_REPLICAS,
+      ...(env.SLUICE_WORKER_ID ? { memberId: env.SLUICE_WORKER_ID } : {}),
       ...(uploads ? { uploads } : {}),
     });
     await worker.start();

@@ -135,6 +135,61 @@ export class LineageCommandHandler {
     }
   }
 
+  /**
+   * Several commands of one lineage decided together and appended as one decision: each is
+   * decided on the state the ones before it left, and a command the domain refuses is reported
+   * in its place without stopping the others. A retried delivery is safe however the commands are
+   * grouped again, because intake dedupes by commit sequence in the state, not by message id.
+   */
+  async executeAll(
+    lineageId: string,
+    items: readonly Readonly<{ command: LineageCommand; meta: CommandMeta }>[],
+  ): Promise<{ outcomes: Outcome[]; state: LineageState }> {
+    let current = this.cache.get(lineageId) ?? (await this.load(lineageId));
+    for (let attempt = 0; ; attempt++) {
+      let state = current.state;
+      const outcomes: Outcome[] = [];
+      const all: StoredEvent<LineageEvent>[] = [];
+      const now = this.clock();
+      for (const { command, meta } of items) {
+        try {
+          const stored = stamp(decide(command, state), meta, now) as StoredEvent<LineageEvent>[];
+          state = stored.reduce<LineageState>(evolve, state);
+          all.push(...stored);
+          outcomes.push({ ok: true, events: stored });
+        } catch (err) {
+          if (!(err instanceof DomainError)) throw err;
+          outcomes.push({ ok: false, error: err });
+        }
+      }
+      if (all.length === 0) return { outcomes, state };
+      const decisionId = `${items[0]!.meta.decision_id}+${items.length - 1}`;
+      try {
+        const r = await this.store.append(lineageId, all, current.version, decisionId);
+        if (r.duplicate) {
+          const reloaded = await this.load(lineageId, true);
+          return {
+            outcomes: outcomes.map((o) => (o.ok ? { ok: true, events: [] } : o)),
+            state: reloaded.state,
+          };
+        }
+        const next: Cached = { state, version: r.version, sinceSnapshot: current.sinceSnapshot + all.length };
+        this.cache.set(lineageId, next);
+        await this.maybeSnapshot(lineageId, next);
+        items.forEach(({ command }, i) => {
+          if (outcomes[i]!.ok) this.metrics?.decisions.inc({ command: command.type });
+        });
+        countOutcomes(this.metrics, all);
+        logDecision(this.log, lineageId, items[0]!.command.type, all, state);
+        return { outcomes, state };
+      } catch (err) {
+        if (!isConcurrencyError(err) || attempt >= 20) throw err;
+        this.metrics?.conflicts.inc();
+        current = await this.load(lineageId);
+      }
+    }
+  }
+
   async execute(lineageId: string, command: LineageCommand, meta: CommandMeta): Promise<CommandResult> {
     let current = this.cache.get(lineageId) ?? (await this.load(lineageId));
     for (let attempt = 0; ; attempt++) {
@@ -171,6 +226,11 @@ export class LineageCommandHandler {
     }
   }
 }
+
+/** One command's part of `executeAll`: its stored events, or the domain's refusal. */
+export type Outcome =
+  | Readonly<{ ok: true; events: readonly StoredEvent<LineageEvent>[] }>
+  | Readonly<{ ok: false; error: DomainError }>;
 
 /** The slice of a logger decisions are written to (pino's `info`). */
 export type DecisionLog = Readonly<{ info: (obj: Record<string, unknown>, msg: string) => void }>;

@@ -127,4 +127,41 @@ describe('lineage command handler', () => {
     await h.execute(L, ingest(2), { decision_id: id() });
     expect(lines).toEqual([]); // one more batch: nothing worth a line
   });
+
+  it('decides several batches of a lineage as one append, each on the state the ones before left', async () => {
+    const together = new InMemoryEventStore();
+    const alone = new InMemoryEventStore();
+    const batches = [1, 2, 3].map((seq) => ingest(seq));
+    const conflicting: LineageCommand = {
+      type: 'IngestRowBatch',
+      data: { ...(batches[1]!.data as Extract<LineageCommand, { type: 'IngestRowBatch' }>['data']) },
+    };
+    const meta = () => ({ decision_id: id() });
+    // The second one comes again with other content under its batch id: refused, the rest go on.
+    const digest = (c: LineageCommand, d: string): LineageCommand =>
+      ({ ...c, data: { ...c.data, payload_digest: d } }) as LineageCommand;
+    const items = [
+      { command: digest(batches[0]!, 'a'), meta: meta() },
+      { command: digest(batches[1]!, 'b'), meta: meta() },
+      { command: digest(conflicting, 'other'), meta: meta() },
+      { command: digest(batches[2]!, 'c'), meta: meta() },
+    ];
+    const r = await new LineageCommandHandler(together).executeAll(L, items);
+    expect(r.outcomes.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual([
+      'ok',
+      'ok',
+      'batch_id_conflict',
+      'ok',
+    ]);
+    const one = new LineageCommandHandler(alone);
+    for (const i of [0, 1, 3]) await one.execute(L, items[i]!.command, items[i]!.meta);
+    expect((await together.load(L)).version).toBe(1); // one append
+    const a = (await new LineageCommandHandler(together).load(L)).state;
+    const b = (await new LineageCommandHandler(alone).load(L)).state;
+    expect(a.status === 'registered' && a.staged_rows).toBe(3);
+    expect(a).toEqual(b);
+    // Delivered again, grouped otherwise: nothing is taken in twice.
+    const again = await new LineageCommandHandler(together).executeAll(L, [items[3]!, items[0]!]);
+    expect(again.outcomes.every((o) => o.ok && o.events.length === 0)).toBe(true);
+  });
 });

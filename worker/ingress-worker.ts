@@ -21,7 +21,8 @@ import type { Policy } from '../domain/policy/policy';
 import type { RegistryView } from '../domain/registry/decide';
 import { type RegistryKey, coalescingScope, registryId } from '../domain/registry/events';
 import type { LineageState } from '../domain/lineage/state';
-import type { LineageCommandHandler } from './handler';
+import type { LineageCommandHandler, Outcome } from './handler';
+import { type BatchMessage, batchDecisionId, groupBatches, intakeCommand, isBatch } from './intake';
 import { applyApproval } from './registry-follower';
 import type { RegistryCommandHandler } from './registry-handler';
 import { type RegistryGate, UploadIngest } from './uploads';
@@ -138,10 +139,11 @@ export class IngressWorker {
       nc: this.opts.nc,
       stream: STREAMS.ingress,
       config: ingressConsumerConfig(p, this.opts.ackWaitMs),
-      handle: (m) => {
-        this.handled[p]!++;
-        this.opts.metrics?.ingressMessages.inc();
-        return this.process(m);
+      handle: (m) => this.processMany([m]),
+      handleMany: (ms) => {
+        this.handled[p]! += ms.length;
+        this.opts.metrics?.ingressMessages.inc(ms.length);
+        return this.processMany(ms);
       },
       log: this.opts.log,
       what: `ingress partition ${p}`,
@@ -189,15 +191,91 @@ export class IngressWorker {
     await legacy.stop();
   }
 
-  private async process(m: JsMsg): Promise<void> {
-    let msg: IngressMessage;
+  private decode(m: JsMsg): IngressMessage | undefined {
     try {
-      msg = decodeJson<IngressMessage>(m.data);
+      return decodeJson<IngressMessage>(m.data);
     } catch {
       this.opts.log.error({ seq: m.seq }, 'undecodable ingress message dropped (term)');
       m.term();
+      return undefined;
+    }
+  }
+
+  /**
+   * What queued up in a partition while the last decision ran: the batches of one lineage are
+   * decided together, as one append (one event-store message for the projections instead of one
+   * per batch); everything else goes one by one, in delivery order.
+   */
+  private async processMany(ms: readonly JsMsg[]): Promise<void> {
+    const items = ms.flatMap((m) => {
+      const msg = this.decode(m);
+      return msg ? [{ m, msg }] : [];
+    });
+    for (const unit of groupBatches(items)) {
+      if (unit.length === 1) await this.process(unit[0]!.m, unit[0]!.msg);
+      else await this.decideTogether(unit as { m: JsMsg; msg: BatchMessage }[]);
+    }
+  }
+
+  private async decideTogether(unit: readonly { m: JsMsg; msg: BatchMessage }[]): Promise<void> {
+    const { registry, handler, metrics } = this.opts;
+    const first = unit[0]!.msg;
+    let outcomes: Outcome[];
+    try {
+      const device = await registry.resolveDevice(
+        first.project_id,
+        first.topic_slug,
+        first.device_name,
+        uuidv7(),
+        this.opts.fleetOf?.(first.topic_slug) ?? null,
+      );
+      const policy = await registry.policy(first.project_id);
+      if (
+        this.opts.registries &&
+        coalescingScope(policy.schema_coalescing_mode, first.project_id, device.fleet_id)
+      ) {
+        // Under coalescing each batch passes the registry gate on its own.
+        for (const { m, msg } of unit) await this.process(m, msg);
+        return;
+      }
+      const { lineageId } = await registry.resolveLineage(
+        device.device_id,
+        first.payload.source_table,
+        uuidv7(),
+      );
+      const r = await handler.executeAll(
+        lineageId,
+        unit.map(({ msg }) => ({
+          command: intakeCommand(msg, device, lineageId, policy),
+          meta: { decision_id: batchDecisionId(msg) },
+        })),
+      );
+      outcomes = r.outcomes;
+    } catch (err) {
+      this.opts.log.warn(
+        { err: (err as Error).message, device: first.device_key, batches: unit.length },
+        'ingress decision failed; will retry',
+      );
+      for (const { m } of unit) m.nak(1000);
       return;
     }
+    for (const [i, { m, msg }] of unit.entries()) {
+      const o = outcomes[i]!;
+      if (o.ok) {
+        countDecision(metrics, o.events);
+        m.ack();
+      } else if (o.error.code === 'lineage_deleted') {
+        await this.process(m, msg); // the one-by-one path starts the lineage that replaces it
+      } else {
+        await this.recordRejection(msg, o.error.code, o.error.message);
+        m.ack();
+      }
+    }
+  }
+
+  private async process(m: JsMsg, decoded?: IngressMessage): Promise<void> {
+    const msg = decoded ?? this.decode(m);
+    if (!msg) return;
     if (msg.kind === 'request') {
       // A finalize may take minutes (a whole object, chunk by chunk): it runs beside the loop and
       // acks its message itself once every chunk is appended. A verify_report goes the same way
@@ -232,7 +310,7 @@ export class IngressWorker {
       await recordSchemaObserve(this.opts, msg);
       return;
     }
-    if (msg.kind !== 'rows' && msg.kind !== 'telemetry') {
+    if (!isBatch(msg)) {
       // Upload requests: handled by later stages.
       this.opts.log.debug({ kind: msg.kind, device: msg.device_key }, 'ingress message noted');
       return;
@@ -246,12 +324,7 @@ export class IngressWorker {
     );
     const table = msg.payload.source_table;
     const policy = await registry.policy(msg.project_id);
-    // With its content digest: other content under a known batch id is decided (and refused), not
-    // mistaken for a retry of the first decision by the event store's dedupe.
-    const decisionId =
-      msg.payload_digest !== undefined
-        ? `${msg.device_key}:${msg.payload.batch_id}:${msg.payload_digest}`
-        : `${msg.device_key}:${msg.payload.batch_id}`;
+    const decisionId = batchDecisionId(msg);
     let { lineageId } = await registry.resolveLineage(device.device_id, table, uuidv7());
     for (let attempt = 0; attempt < 3; attempt++) {
       const gate =
@@ -265,35 +338,7 @@ export class IngressWorker {
               policy,
             )
           : undefined;
-      const view = gate?.view;
-      const common = {
-        project_id: msg.project_id,
-        device_id: device.device_id,
-        device_name: device.device_name,
-        topic_slug: msg.topic_slug,
-        new_lineage_id: lineageId,
-        new_review_id: uuidv7(),
-        new_control_id: uuidv7(),
-        new_replay_id: uuidv7(),
-        new_write_control_id: uuidv7(),
-        now: new Date().toISOString(),
-        policy,
-        fleet_id: device.fleet_id,
-        ...(msg.payload_digest !== undefined ? { payload_digest: msg.payload_digest } : {}),
-      };
-      const command =
-        msg.kind === 'rows'
-          ? ({
-              type: 'IngestRowBatch',
-              data: {
-                ...common,
-                batch: msg.payload,
-                new_resync_id: uuidv7(),
-                new_resync_control_id: uuidv7(),
-                ...(view ? { registry: view } : {}),
-              },
-            } as const)
-          : ({ type: 'IngestTelemetryBatch', data: { ...common, batch: msg.payload } } as const);
+      const command = intakeCommand(msg, device, lineageId, policy, gate?.view);
       try {
         const result = await handler.execute(lineageId, command, { decision_id: decisionId });
         countDecision(metrics, result.events);

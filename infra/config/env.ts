@@ -30,6 +30,14 @@ export const envSchema = z.object({
   SLUICE_MQTT_USERNAME: z.string().optional(),
   SLUICE_MQTT_PASSWORD: z.string().optional(),
   SLUICE_BRIDGE_CLIENT_ID: z.string().default('sluice-bridge'),
+  /**
+   * A worker's name among the workers sharing the ingress partitions; stable across its restarts,
+   * it takes its partitions back at once (otherwise after their leases expire). Unique per process.
+   */
+  SLUICE_WORKER_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - (at most 64)')
+    .optional(),
   SLUICE_READ_STORE: z.string().default('sqlite:.data/sluice.db'),
   SLUICE_API_HOST: z.string().default('127.0.0.1'),
   SLUICE_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),

@@ -14,6 +14,11 @@ export type DurableConsumerOptions = Readonly<{
   config: Partial<ConsumerConfig> & { durable_name: string };
   /** Handles one message; it acks, naks or terms it itself. */
   handle: (m: JsMsg) => Promise<void>;
+  /**
+   * Hand-off mode only: handles every message that arrived while the previous call ran, in
+   * delivery order, so a handler can decide several at once. Each is acked, nak'ed or termed by it.
+   */
+  handleMany?: (ms: JsMsg[]) => Promise<void>;
   log: Logger;
   what: string;
   maxMessages?: number;
@@ -60,6 +65,39 @@ export class DurableConsumer {
     await this.loop;
   }
 
+  /** Handle a fetch's messages as they come; with handleMany, what queued up meanwhile goes together. */
+  private async drain(batch: AsyncIterable<JsMsg>): Promise<void> {
+    const many = this.opts.handleMany;
+    if (!many) {
+      for await (const m of batch) await this.opts.handle(m);
+      return;
+    }
+    const queued: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    let done = false;
+    const reader = (async () => {
+      try {
+        for await (const m of batch) {
+          queued.push(m);
+          wake?.();
+        }
+      } finally {
+        done = true;
+        wake?.();
+      }
+    })();
+    for (;;) {
+      if (queued.length === 0) {
+        if (done) break;
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        continue;
+      }
+      await many(queued.splice(0));
+    }
+    await reader;
+  }
+
   private async run(): Promise<void> {
     const js = jetstream(this.opts.nc);
     while (this.running) {
@@ -71,7 +109,7 @@ export class DurableConsumer {
               max_messages: this.opts.maxMessages ?? 128,
               expires: HANDOFF_FETCH_MS,
             });
-            for await (const m of batch) await this.opts.handle(m);
+            await this.drain(batch);
           }
           break;
         }

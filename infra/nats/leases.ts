@@ -140,12 +140,8 @@ export class PartitionLeases {
     for (let i = 0; i < n && this.owned.size < share && !this.stopped; i++) {
       const p = (start + i) % n;
       if (this.owned.has(p)) continue;
-      let revision: number;
-      try {
-        revision = await this.kv!.create(this.leaseKey(p), this.o.memberId);
-      } catch {
-        continue; // held by a live member
-      }
+      const revision = await this.take(p);
+      if (revision === undefined) continue;
       this.owned.set(p, revision);
       try {
         await this.o.onAcquire(p);
@@ -153,6 +149,20 @@ export class PartitionLeases {
         this.o.log.warn({ partition: p, err: (err as Error).message }, 'partition could not start');
         await this.release(p);
       }
+    }
+  }
+
+  /**
+   * The lease of a free partition, or of one this member held before it restarted (same member
+   * id: it takes it back at once instead of waiting for it to expire); undefined if another holds it.
+   */
+  private async take(p: number): Promise<number | undefined> {
+    try {
+      return await this.kv!.create(this.leaseKey(p), this.o.memberId);
+    } catch {
+      const held = await this.kv!.get(this.leaseKey(p)).catch(() => null);
+      if (held?.operation !== 'PUT' || held.string() !== this.o.memberId) return undefined;
+      return this.kv!.update(this.leaseKey(p), this.o.memberId, held.revision).catch(() => undefined);
     }
   }
 

@@ -56,6 +56,7 @@ describe('kill -9 of the bridge and the worker under load', () => {
       SLUICE_MQTT_URL: mosq.url,
       SLUICE_PROJECT_ID: TEST_PROJECT,
       SLUICE_BRIDGE_CLIENT_ID: 'bridge-under-fire',
+      SLUICE_WORKER_ID: 'worker-under-fire',
       SLUICE_LOG_LEVEL: 'info',
     };
     const start = (role: 'bridge' | 'worker') => startProcess(join(ROOT, 'bin', 'sluice'), [role], { env });

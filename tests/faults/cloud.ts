@@ -166,6 +166,7 @@ export class Cloud {
       SLUICE_MQTT_URL: this.mqttUrl,
       SLUICE_READ_STORE: this.readStoreUrl,
       SLUICE_BRIDGE_CLIENT_ID: `faults-bridge-${index}`,
+      SLUICE_WORKER_ID: `faults-worker-${index}`,
     };
   }
 

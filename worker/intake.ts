@@ -1,0 +1,84 @@
+import { uuidv7 } from 'uuidv7';
+import type { LineageCommand } from '../domain/lineage/decide';
+import type { Policy } from '../domain/policy/policy';
+import type { RegistryView } from '../domain/registry/decide';
+import type { IngressMessage } from '../infra/nats/ingress';
+import type { DeviceRecord } from '../infra/nats/registry';
+
+/** A row or telemetry batch as it came off the ingress stream. */
+export type BatchMessage = Extract<IngressMessage, { kind: 'rows' | 'telemetry' }>;
+
+export const isBatch = (msg: IngressMessage): msg is BatchMessage =>
+  msg.kind === 'rows' || msg.kind === 'telemetry';
+
+/**
+ * The decision id of a batch. With its content digest: other content under a known batch id is
+ * decided (and refused), not mistaken for a retry of the first decision by the event store's dedupe.
+ */
+export function batchDecisionId(msg: BatchMessage): string {
+  return msg.payload_digest !== undefined
+    ? `${msg.device_key}:${msg.payload.batch_id}:${msg.payload_digest}`
+    : `${msg.device_key}:${msg.payload.batch_id}`;
+}
+
+/** The lineage command that takes a batch in, with fresh ids for whatever it may start. */
+export function intakeCommand(
+  msg: BatchMessage,
+  device: DeviceRecord,
+  lineageId: string,
+  policy: Policy,
+  view?: RegistryView,
+): LineageCommand {
+  const common = {
+    project_id: msg.project_id,
+    device_id: device.device_id,
+    device_name: device.device_name,
+    topic_slug: msg.topic_slug,
+    new_lineage_id: lineageId,
+    new_review_id: uuidv7(),
+    new_control_id: uuidv7(),
+    new_replay_id: uuidv7(),
+    new_write_control_id: uuidv7(),
+    now: new Date().toISOString(),
+    policy,
+    fleet_id: device.fleet_id,
+    ...(msg.payload_digest !== undefined ? { payload_digest: msg.payload_digest } : {}),
+  };
+  return msg.kind === 'rows'
+    ? {
+        type: 'IngestRowBatch',
+        data: {
+          ...common,
+          batch: msg.payload,
+          new_resync_id: uuidv7(),
+          new_resync_control_id: uuidv7(),
+          ...(view ? { registry: view } : {}),
+        },
+      }
+    : { type: 'IngestTelemetryBatch', data: { ...common, batch: msg.payload } };
+}
+
+/**
+ * Messages in delivery order, with the batches of one (kind, device, table) gathered where the
+ * first of them stood: each group is one lineage's, decided together; the rest stay alone.
+ */
+export function groupBatches<T extends { msg: IngressMessage }>(items: readonly T[]): T[][] {
+  const units: T[][] = [];
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const { msg } = item;
+    if (!isBatch(msg)) {
+      units.push([item]);
+      continue;
+    }
+    const key = JSON.stringify([msg.kind, msg.device_key, msg.payload.source_table]);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else {
+      const fresh = [item];
+      groups.set(key, fresh);
+      units.push(fresh);
+    }
+  }
+  return units;
+}
