@@ -1,18 +1,27 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
 import type { KeyObject } from 'node:crypto';
 import { CONTROL_TOPIC, type Control } from '../../domain/protocol/contracts';
 import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
 import { signControl } from '../../edge-agent/control/signature';
 import { decodeCommit } from '../../infra/nats/event-store';
 import { DurableConsumer } from '../../infra/nats/durable-consumer';
-import { STREAMS } from '../../infra/nats/names';
+import { STREAMS, subjects } from '../../infra/nats/names';
 import type { ControlRoute, Registry } from '../../infra/nats/registry';
 import type { Logger } from '../../infra/log';
 import type { CommandService } from '../../worker/commands';
 import type { UploadClaims } from '../../infra/uploads/token';
 
 export const DISPATCHER_CONSUMER = 'sluice-dispatcher';
+/** The consumer of the control retries, shared by every bridge: each retry is handled by one. */
+export const RETRY_CONSUMER = 'sluice-control-retries';
 
 export type DispatcherOptions = {
   nc: NatsConnection;
@@ -28,7 +37,6 @@ export type DispatcherOptions = {
   log: Logger;
   firstRetryMs?: number;
   maxRetryMs?: number;
-  scanIntervalMs?: number;
   now?: () => number;
 };
 
@@ -37,11 +45,16 @@ export type DispatcherOptions = {
  * recorded as pending (KV `sluice_controls`, which also routes the device's ACK back to the
  * lineage) and published at QoS 1; it is re-delivered with exponential backoff until a
  * `ControlAcknowledged` arrives. The event is acked only after the pending record is durable.
+ *
+ * Re-delivery: each pending control has one message on the work queue `SLUICE_CONTROL_RETRIES`.
+ * Its consumer, shared by every bridge, hands it to one bridge, which naks it with a delay until
+ * the control is due, sends it again and naks it until the next attempt; once the control is
+ * acknowledged the message is acked and gone. No bridge scans the pending controls.
  */
 export class ControlDispatcher {
   private readonly consumer: DurableConsumer;
-  private timer: NodeJS.Timeout | undefined;
-  private scanning = false;
+  private readonly retries: DurableConsumer;
+  private readonly js: JetStreamClient;
 
   constructor(private readonly opts: DispatcherOptions) {
     this.consumer = new DurableConsumer({
@@ -58,6 +71,22 @@ export class ControlDispatcher {
       log: opts.log,
       what: 'dispatcher',
     });
+    this.retries = new DurableConsumer({
+      nc: opts.nc,
+      stream: STREAMS.controlRetries,
+      config: {
+        durable_name: RETRY_CONSUMER,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: 30_000_000_000,
+        // A message waiting out its delay counts as pending: allow one per pending control.
+        max_ack_pending: 100_000,
+      },
+      handle: (m) => this.retry(m),
+      log: opts.log,
+      what: 'control retries',
+    });
+    this.js = jetstream(opts.nc);
   }
 
   private get now(): number {
@@ -65,13 +94,33 @@ export class ControlDispatcher {
   }
 
   async start(): Promise<void> {
+    await this.enqueueUnscheduled();
     await this.consumer.start();
-    this.timer = setInterval(() => void this.redeliverDue(), this.opts.scanIntervalMs ?? 1_000);
+    await this.retries.start();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    await this.retries.stop();
     await this.consumer.stop();
+  }
+
+  /** Schedule the control's re-delivery; the msg-id makes a repeat within the window a no-op. */
+  private async schedule(controlId: string): Promise<void> {
+    await this.js.publish(subjects.controlRetry(controlId), new Uint8Array(), {
+      msgID: `retry:${controlId}`,
+    });
+  }
+
+  /**
+   * Controls left pending by a version that re-delivered by scanning have no retry message yet:
+   * schedule them, once, when the bridge starts (the msg-id dedupes other bridges doing the same).
+   */
+  private async enqueueUnscheduled(): Promise<void> {
+    const jsm = await jetstreamManager(this.opts.nc);
+    const consumer = await jsm.consumers.info(STREAMS.controlRetries, RETRY_CONSUMER).catch(() => undefined);
+    if (consumer) return; // retries have been scheduled through the stream since it was made
+    for (const route of await this.opts.registry.pendingControls())
+      await this.schedule(route.control.control_id);
   }
 
   private async handle(m: JsMsg): Promise<void> {
@@ -95,7 +144,11 @@ export class ControlDispatcher {
       return;
     }
     if (e.type !== 'ControlIssued') return;
-    if (await this.opts.registry.getControl(e.data.control_id)) return; // already pending (redelivered event)
+    if (await this.opts.registry.getControl(e.data.control_id)) {
+      // Already pending (a redelivered event): make sure its re-delivery is scheduled.
+      await this.schedule(e.data.control_id);
+      return;
+    }
     const root = await this.opts.deviceRootOf(lineageId);
     if (!root) {
       this.opts.log.error(
@@ -134,6 +187,7 @@ export class ControlDispatcher {
     };
     // Durable first: the route is what turns the device's ACK into an event on this lineage.
     await this.opts.registry.putControl(route);
+    await this.schedule(route.control.control_id);
     await this.deliver(route);
   }
 
@@ -177,7 +231,8 @@ export class ControlDispatcher {
     };
   }
 
-  private async deliver(route: ControlRoute): Promise<void> {
+  /** Send the control; the route as recorded after it, or undefined when the lineage holds its ACK. */
+  private async deliver(route: ControlRoute): Promise<ControlRoute | undefined> {
     // The delivery is recorded before the publish: a device may ACK before a record made after
     // it, and the lineage takes no delivery of an acknowledged control.
     const r = await this.opts.commands.reply('control.delivered', {
@@ -187,7 +242,7 @@ export class ControlDispatcher {
     if (r.ok && r.events.length === 0) {
       // No event: the lineage already holds the ACK. Stop delivering.
       await this.opts.registry.deleteControl(route.control.control_id);
-      return;
+      return undefined;
     }
     if (!r.ok)
       this.opts.log.warn(
@@ -199,9 +254,9 @@ export class ControlDispatcher {
     const body = this.opts.signingKey ? signControl(addressed, this.opts.signingKey) : addressed;
     await this.opts.publish(route.topic, body);
     const attempts = route.attempts + 1;
-    const first = this.opts.firstRetryMs ?? 5_000;
-    const delay = Math.min(first * 2 ** (attempts - 1), this.opts.maxRetryMs ?? 300_000);
-    await this.opts.registry.putControl({ ...route, attempts, next_attempt_at: this.now + delay });
+    const delay = Math.min(this.firstRetryMs * 2 ** (attempts - 1), this.opts.maxRetryMs ?? 300_000);
+    const next = { ...route, attempts, next_attempt_at: this.now + delay };
+    await this.opts.registry.putControl(next);
     this.opts.log.info(
       {
         lineage: route.lineage_id,
@@ -212,27 +267,45 @@ export class ControlDispatcher {
       },
       'control published',
     );
+    return next;
   }
 
-  /** Re-deliver every pending control whose backoff has elapsed. */
-  async redeliverDue(): Promise<void> {
-    if (this.scanning || !this.consumer.isRunning) return;
-    this.scanning = true;
+  /**
+   * One control's retry message: gone (acknowledged) → ack it; not yet due → nak until it is;
+   * due → send it again and nak until the next attempt. An expired upload grant is dropped: the
+   * device asks again and gets a new one.
+   */
+  private async retry(m: JsMsg): Promise<void> {
+    const controlId = m.subject.slice(m.subject.lastIndexOf('.') + 1);
     try {
-      for (const route of await this.opts.registry.pendingControls()) {
-        if (route.next_attempt_at > this.now || route.attempts === 0) continue;
-        const exp = route.control.presigned_url_expires_at;
-        if (exp !== undefined && Date.parse(exp) <= this.now) {
-          // An expired grant is of no use to the device: it asks again and gets a new one.
-          await this.opts.registry.deleteControl(route.control.control_id);
-          continue;
-        }
-        await this.deliver(route);
+      let route = await this.opts.registry.getControl(controlId);
+      if (!route) {
+        m.ack();
+        return;
       }
+      const exp = route.control.presigned_url_expires_at;
+      if (exp !== undefined && Date.parse(exp) <= this.now) {
+        await this.opts.registry.deleteControl(controlId);
+        m.ack();
+        return;
+      }
+      // attempts 0: the first delivery is the event handler's; wait for it.
+      if (route.attempts > 0 && route.next_attempt_at <= this.now) {
+        route = await this.deliver(route);
+        if (!route) {
+          m.ack();
+          return;
+        }
+      }
+      const wait = route.attempts === 0 ? this.firstRetryMs : route.next_attempt_at - this.now;
+      m.nak(Math.max(10, wait));
     } catch (err) {
-      this.opts.log.warn({ err: (err as Error).message }, 'control re-delivery scan failed');
-    } finally {
-      this.scanning = false;
+      this.opts.log.warn({ err: (err as Error).message, control: controlId }, 'control re-delivery failed');
+      m.nak(1_000);
     }
+  }
+
+  private get firstRetryMs(): number {
+    return this.opts.firstRetryMs ?? 5_000;
   }
 }

@@ -7,6 +7,8 @@ export const STREAMS = {
   rejections: 'SLUICE_REJECTIONS',
   /** Registry entries (coalescing): one subject per (scope, table, schema hash), by its hash id. */
   registry: 'SLUICE_REGISTRY',
+  /** One message per control awaiting its ACK, re-delivered by delayed naks (bridge/downlink). */
+  controlRetries: 'SLUICE_CONTROL_RETRIES',
 } as const;
 
 export const KV_BUCKETS = {
@@ -39,4 +41,6 @@ export const subjects = {
   cmd: (verb: string) => `edge.cmd.${verb}`,
   registry: (registryId: string) => `edge.registry.${registryId}`,
   registryAll: 'edge.registry.*',
+  controlRetry: (controlId: string) => `edge.control.retry.${controlId}`,
+  controlRetryAll: 'edge.control.retry.*',
 } as const;

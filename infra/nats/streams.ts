@@ -51,6 +51,16 @@ export async function ensureStreams(jsm: JetStreamManager, opts: StreamOptions =
       num_replicas: replicas,
     },
     {
+      // Controls awaiting their device's ACK: a work queue whose consumer re-delivers each one by
+      // a delayed nak, so no process scans the pending controls.
+      name: STREAMS.controlRetries,
+      subjects: [subjects.controlRetryAll],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Workqueue,
+      duplicate_window: dupe,
+      num_replicas: replicas,
+    },
+    {
       name: STREAMS.rejections,
       subjects: [subjects.rejectedAll],
       storage: StorageType.File,

@@ -8,6 +8,7 @@ import { ControlDispatcher } from '../../bridge/downlink/dispatcher';
 import { schemaHash } from '../../domain/protocol/fingerprint';
 import { verifyControl } from '../../edge-agent/control/signature';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
+import { STREAMS } from '../../infra/nats/names';
 import { Registry } from '../../infra/nats/registry';
 import { ensureStreams } from '../../infra/nats/streams';
 import { silentLogger } from '../../infra/log';
@@ -89,7 +90,6 @@ describe.each([
       signingKey: privateKey,
       log: silentLogger(),
       firstRetryMs: 150,
-      scanIntervalMs: 50,
     });
     cleanups.push(() => nc.close());
     await bridge.start();
@@ -98,6 +98,12 @@ describe.each([
     cleanups.push(() => worker.stop());
     await dispatcher.start();
     cleanups.push(() => dispatcher.stop());
+    // Re-delivery never lists the pending controls (a KV key listing is a consumer on its stream).
+    const listings = nc.subscribe('$JS.EVENT.ADVISORY.CONSUMER.CREATED.KV_sluice_controls.>');
+    let controlListings = 0;
+    void (async () => {
+      for await (const _ of listings) controlListings++;
+    })();
 
     const dev = `gw-${uuidv7().slice(-8)}`;
     const device = await mqtt.connectAsync(url(), { clientId: dev, clean: false, protocolVersion: 4 });
@@ -169,7 +175,9 @@ describe.each([
     );
     expect(events.pause_reasons).toEqual(expect.arrayContaining(['schema_review', 'volume_backpressure']));
     expect(await registry.getControl(String(control.control_id))).toBeUndefined();
-    // An acknowledged control is no longer pending, so no re-delivery scan sends it again.
+    listings.unsubscribe();
+    expect(controlListings).toBe(0);
+    // An acknowledged control is no longer pending, so nothing sends it again.
     await waitFor(async () => (await registry.pendingControls()).length === 0, {
       message: 'no pending control',
     });
@@ -178,11 +186,16 @@ describe.each([
       delivered.status === 'registered'
         ? delivered.controls.find((c) => c.control_id === control.control_id)?.deliveries
         : -1;
-    for (let i = 0; i < 3; i++) await dispatcher.redeliverDue();
+    // Its retry message is gone from the work queue: nothing is left to send it again.
+    const jsm = await jetstreamManager(nc);
+    await waitFor(async () => (await jsm.streams.info(STREAMS.controlRetries)).state.messages === 0, {
+      message: 'the retry message acked',
+    });
     const after = (await handler.load(lineageId, true)).state;
     expect(
       after.status === 'registered' &&
         after.controls.find((c) => c.control_id === control.control_id)?.deliveries,
     ).toBe(attempts);
+    expect(attempts).toBeGreaterThanOrEqual(2);
   });
 });
