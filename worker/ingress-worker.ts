@@ -143,8 +143,9 @@ export class IngressWorker {
         : `${msg.device_key}:${msg.payload.batch_id}`;
     let { lineageId } = await registry.resolveLineage(device.device_id, table, uuidv7());
     for (let attempt = 0; attempt < 3; attempt++) {
+      // Telemetry too: one review per schema in scope, coalesced edge_ts_p…/edge_ts_f… tables.
       const gate =
-        msg.kind === 'rows'
+        msg.kind === 'rows' || msg.kind === 'telemetry'
           ? await this.registryGate(
               msg.project_id,
               device.fleet_id,
@@ -182,7 +183,10 @@ export class IngressWorker {
                 ...(view ? { registry: view } : {}),
               },
             } as const)
-          : ({ type: 'IngestTelemetryBatch', data: { ...common, batch: msg.payload } } as const);
+          : ({
+              type: 'IngestTelemetryBatch',
+              data: { ...common, batch: msg.payload, ...(view ? { registry: view } : {}) },
+            } as const);
       try {
         const result = await handler.execute(lineageId, command, { decision_id: decisionId });
         countDecision(metrics, result.events);

@@ -5,6 +5,7 @@ import { assertNever } from '../shared/decider';
 import type {
   Classification,
   ColumnBinding,
+  DataPoint,
   LineageAuthority,
   LineageEvent,
   LineageKind,
@@ -87,6 +88,8 @@ export type ActiveLineage = Readonly<{
   resyncs?: readonly ResyncState[];
   /** The most recent verify runs, newest last (the last one is what the API and CLI show). */
   verifies?: readonly VerifyState[];
+  /** Telemetry data points of this device table by name (docs/telemetry.md). */
+  data_points?: Readonly<Record<string, DataPoint>>;
 }>;
 
 export type ResyncState = Readonly<{
@@ -338,6 +341,14 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
         status: 'rejected',
         action_version: event.data.action_version,
       });
+    case 'DataPointsCreated':
+      return {
+        ...s,
+        data_points: {
+          ...s.data_points,
+          ...Object.fromEntries(event.data.data_points.map((p) => [p.name, p])),
+        },
+      };
     case 'LineagePaused':
       return s.pause_reasons.includes(event.data.reason)
         ? s
