@@ -36,6 +36,8 @@ export interface EdgeTableLineagesTable {
   status: LineageStatus;
   /** JSON array of pause reasons, in the order they were raised. */
   pause_reasons: string;
+  /** JSON {reason: detail} of the pauses that said why; null when none did. */
+  pause_details: string | null;
   current_schema_hash: string | null;
   approved_schema_hash: string | null;
   staged_rows: number;

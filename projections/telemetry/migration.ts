@@ -3,7 +3,7 @@ import type { Kysely, Migration } from 'kysely';
 /**
  * `edge_ts_coalesced_tables`: the coalesced telemetry tables (`edge_ts_p…` / `edge_ts_f…`) with
  * every column any entry of the scope binds; `edge_data_points`: the data points approvals
- * created (docs/telemetry.md).
+ * created (docs/telemetry.md); `edge_table_lineages.pause_details`: what a pause said.
  */
 export const telemetryReadsMigration: Migration = {
   async up(db: Kysely<unknown>) {
@@ -30,8 +30,11 @@ export const telemetryReadsMigration: Migration = {
       .addColumn('created_at', 'text', (c) => c.notNull())
       .addPrimaryKeyConstraint('edge_data_points_pk', ['lineage_id', 'name'])
       .execute();
+    // Why a lineage is paused, by reason, when the decision said (JSON object; null: nothing said).
+    await db.schema.alterTable('edge_table_lineages').addColumn('pause_details', 'text').execute();
   },
   async down(db: Kysely<unknown>) {
+    await db.schema.alterTable('edge_table_lineages').dropColumn('pause_details').execute();
     await db.schema.dropTable('edge_data_points').ifExists().execute();
     await db.schema.dropTable('edge_ts_coalesced_tables').ifExists().execute();
   },
