@@ -16,6 +16,8 @@ import { createTestDatabase, type TestDatabase } from '../support/postgres';
 import { tempDir } from '../support/proc';
 import { startNats, type NatsServer } from '../support/nats';
 import { waitFor } from '../support/wait';
+import { captureIo } from '../support/cli-io';
+import { runCli } from '../../cli/program';
 
 const PROJECTS = {
   sqlite: '0190a000-0000-7000-8000-0000000007e1',
@@ -357,5 +359,42 @@ describe.each(DIALECTS)('a telemetry table on %s, coalesced across a fleet of 20
       `/telemetry?fleet_id=${FLEET}`,
     );
     expect(tables.items).toHaveLength(1);
+
+    // The CLI reads the same through the operator client: JSON equal to the API's, text with a sparkline.
+    const cli = async (...args: string[]) => {
+      const io = captureIo();
+      const { code } = await runCli(
+        [...args, '--api', cloud!.api!.url, '--token', TOKEN, '--project', PROJECT],
+        io,
+        {},
+      );
+      return { code, out: io.stdout(), err: io.stderr() };
+    };
+    const range = ['--from', from, '--to', to, '--fields', 'temperature,hum', '--bucket', '1m'];
+    const asJson = await cli(
+      'telemetry',
+      'fleet',
+      FLEET,
+      'temps',
+      ...range,
+      '--limit',
+      '3',
+      '--all',
+      '--json',
+    );
+    expect(asJson.code).toBe(0);
+    expect((JSON.parse(asJson.out) as { buckets: Bucket[] }).buckets).toEqual(want);
+    const text = await cli('telemetry', 'fleet', FLEET, 'temps', ...range, '--all', '--chart', 'hum');
+    expect(text.code).toBe(0);
+    expect(text.out).toContain('temperature avg');
+    expect(text.out).toMatch(new RegExp(`hum avg  [▁-█ ]{${want.length}}  `));
+    const lineage = await cli('telemetry', 'read', one.lineage_id, '--fields', 'temperature', '--limit', '5');
+    expect(lineage.out).toContain(mine[0]!.row.ts);
+    expect(lineage.out).toContain('more: --cursor ');
+    const listed = await cli('telemetry', 'points', '--device', one.device_name);
+    expect(listed.out).toMatch(/temperature\s+value_c\s+REAL/);
+    const wrong = await cli('telemetry', 'fleet', FLEET, 'temps', '--fields', 'nope');
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.err).toContain('nope');
   });
 });
