@@ -360,6 +360,27 @@ describe.each(DIALECTS)('a telemetry table on %s, coalesced across a fleet of 20
     );
     expect(tables.items).toHaveLength(1);
 
+    // OpenAPI documents the routes and their query.
+    const doc = (await (await fetch(`${cloud!.api!.url}/openapi.json`)).json()) as {
+      paths: Record<string, { get?: { parameters?: { name: string; in: string }[] } }>;
+    };
+    const prefix = '/core/api/v1/projects/{project_id}/edge';
+    const fleetRoute = doc.paths[`${prefix}/fleets/{fleet_id}/telemetry/{source_table}`]?.get;
+    expect(
+      fleetRoute?.parameters
+        ?.filter((p) => p.in === 'query')
+        .map((p) => p.name)
+        .sort(),
+    ).toEqual(['bucket', 'cursor', 'device', 'fields', 'from', 'limit', 'to']);
+    for (const path of [
+      '/lineages/{lineage_id}/telemetry',
+      '/telemetry/{source_table}',
+      '/telemetry',
+      '/data-points',
+    ]) {
+      expect(doc.paths[`${prefix}${path}`]?.get).toBeDefined();
+    }
+
     // The CLI reads the same through the operator client: JSON equal to the API's, text with a sparkline.
     const cli = async (...args: string[]) => {
       const io = captureIo();
