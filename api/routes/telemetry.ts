@@ -198,7 +198,7 @@ export async function registerTelemetryRoutes(app: App, deps: Readonly<{ store: 
           coalesced: false,
           device_id: null,
           fields: [],
-          bucket_seconds: q(req.query.bucket),
+          bucket_seconds: req.query.bucket !== undefined ? parseBucket(req.query.bucket) : null,
           ...(req.query.bucket !== undefined ? { buckets: [] } : { rows: [] }),
           next_cursor: null,
         };
@@ -311,5 +311,3 @@ export async function registerTelemetryRoutes(app: App, deps: Readonly<{ store: 
     },
   );
 }
-
-const q = (bucket: string | undefined) => (bucket !== undefined ? parseBucket(bucket) : null);
