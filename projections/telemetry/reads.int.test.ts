@@ -103,7 +103,7 @@ const answers: Record<string, unknown> = {};
 describe.each(DIALECTS)('telemetry reads and coalesced telemetry tables (%s)', (kind) => {
   let t: TestStore;
   let projector: Projector;
-  const project = uuidv7();
+  const project = randomUUID();
   // Random (not time-ordered) so the two runs' fleets differ in their first 8 digits.
   const fleet = randomUUID();
   const lineages: TestLineage[] = [];
@@ -277,6 +277,37 @@ describe.each(DIALECTS)('telemetry reads and coalesced telemetry tables (%s)', (
     ).toBe('invalid_cursor');
     expect(await code(readTelemetryRows(t.store, source, { limit: 5, cursor: '%%%' }))).toBe(
       'invalid_cursor',
+    );
+  });
+
+  it('a project scope gets its own edge_ts_p… table', async () => {
+    const l = new TestLineage(nats.events, {
+      project_id: project,
+      device_id: randomUUID(),
+      device_name: 'solo',
+      source_table: 'temps',
+      kind: 'telemetry',
+    });
+    const rows = rowsOf(7).slice(0, 5);
+    await l.append(l.registered(), l.observed(TEMPS));
+    await l.append({
+      type: 'SchemaApprovedByRegistry',
+      data: {
+        registry_id: 'b'.repeat(64),
+        review_id: null,
+        schema_hash: schemaHash(TEMPS),
+        scope: 'project',
+        scope_id: project,
+        bindings: BINDINGS,
+      },
+    });
+    await l.append(l.telemetry(1, rows));
+    await projector.waitForCaughtUp();
+    const p = (await coalescedTelemetrySource(t.store, project, 'project', project, 'temps', null))!;
+    expect(p.table).toBe(`edge_ts_p${project.replaceAll('-', '').slice(0, 8)}_temps`);
+    const got = await readTelemetryRows(t.store, p, { fields: ['count'], limit: 10 });
+    expect(got.items.map((r) => [r.device_id, r.ts, r.values.count])).toEqual(
+      rows.map((r) => [l.ids.device_id, r.ts, r.fields.count]),
     );
   });
 
