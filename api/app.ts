@@ -29,6 +29,7 @@ import { registerReadStoreGauges } from './metrics';
 import { type EventReader, registerAuditRoutes } from './routes/audit';
 import { type PolicyStore, registerEdgeRoutes } from './routes/edge';
 import { registerRegistryRoutes } from './routes/registry';
+import { registerTelemetryRoutes } from './routes/telemetry';
 import { registerWriteBackRoutes } from './routes/write-back';
 import { type UploadDeps, registerUploadRoutes } from './routes/uploads';
 
@@ -173,6 +174,7 @@ async function build(deps: AppDeps) {
       await registerEdgeRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
       await registerAuditRoutes(scope.withTypeProvider<ZodTypeProvider>(), deps);
       await registerRegistryRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
+      await registerTelemetryRoutes(scope.withTypeProvider<ZodTypeProvider>(), deps);
       await registerWriteBackRoutes(scope.withTypeProvider<ZodTypeProvider>(), { ...deps, idempotency });
     },
     { prefix: API_PREFIX },

@@ -8,6 +8,7 @@ const PAUSE_REASONS = [
   'volume_backpressure',
   'circuit_breaker',
   'deferred_columns',
+  'data_points',
 ] as const;
 
 /**

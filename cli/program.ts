@@ -7,6 +7,7 @@ import { registerDeviceCommands } from './devices';
 import { registerOperatorCommands } from './operator';
 import { registerPolicyCommands } from './policy';
 import { registerRegistryCommands } from './registry';
+import { registerTelemetryCommands } from './telemetry';
 import { type Io, json, table } from './output';
 import { VERSION } from './version';
 
@@ -119,6 +120,7 @@ function buildProgram(io: Io, state: { daemon: boolean }, env: Env): Command {
   registerDeviceCommands(program, io);
   registerRegistryCommands(program, io);
   registerPolicyCommands(program, io);
+  registerTelemetryCommands(program, io);
   withSettings(program, env);
   return program;
 }

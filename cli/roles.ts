@@ -148,7 +148,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       ...(uploads ? { uploads } : {}),
     });
     await worker.start();
-    const follower = new RegistryFollower({ nc, lineages: handler, registries, log });
+    const follower = new RegistryFollower({ nc, lineages: handler, registries, log, policies: registry });
     await follower.start();
     const verifies = new VerifyScheduler({
       commands,

@@ -21,3 +21,4 @@ export type {
 } from './runner/types';
 export { createProjections, PROJECTION_NAMES } from './registry';
 export * from './store/registry-queries';
+export * from './telemetry/queries';

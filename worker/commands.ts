@@ -122,6 +122,7 @@ const CONVERTERS: { [V in CommandVerb]: (i: Inputs[V], c: Ctx) => LineageCommand
       review_id: i.review_id,
       action_version: i.action_version,
       replay_id: c.new_replay_id,
+      policy: c.policy,
       ...(i.column_actions ? { column_actions: i.column_actions } : {}),
     },
   }),

@@ -327,8 +327,9 @@ export class IngressWorker {
     const decisionId = batchDecisionId(msg);
     let { lineageId } = await registry.resolveLineage(device.device_id, table, uuidv7());
     for (let attempt = 0; attempt < 3; attempt++) {
+      // Telemetry too: one review per schema in scope, coalesced edge_ts_p…/edge_ts_f… tables.
       const gate =
-        msg.kind === 'rows'
+        msg.kind === 'rows' || msg.kind === 'telemetry'
           ? await this.registryGate(
               msg.project_id,
               device.fleet_id,

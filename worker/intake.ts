@@ -55,7 +55,10 @@ export function intakeCommand(
           ...(view ? { registry: view } : {}),
         },
       }
-    : { type: 'IngestTelemetryBatch', data: { ...common, batch: msg.payload } };
+    : {
+        type: 'IngestTelemetryBatch',
+        data: { ...common, batch: msg.payload, ...(view ? { registry: view } : {}) },
+      };
 }
 
 /**

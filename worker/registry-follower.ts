@@ -9,6 +9,8 @@ import { type RegistryCommit, decodeRegistryCommit } from '../infra/nats/registr
 import type { Logger } from '../infra/log';
 import type { LineageCommandHandler } from './handler';
 import type { RegistryCommandHandler } from './registry-handler';
+import type { PolicySource } from './commands';
+import type { Policy } from '../domain/policy/policy';
 
 export const REGISTRY_FOLLOWER = 'sluice-registry-follower';
 
@@ -27,6 +29,8 @@ export class RegistryFollower {
       lineages: LineageCommandHandler;
       registries: RegistryCommandHandler;
       log: Logger;
+      /** The project's policy, for the data points an approval of telemetry creates. */
+      policies?: PolicySource;
     },
   ) {
     this.consumer = new DurableConsumer({
@@ -86,9 +90,11 @@ export class RegistryFollower {
     if (!approval) return;
     const { state } = await this.opts.registries.load(commit.registry_id);
     if (state.status !== 'registered' || state.decision?.kind !== 'approved') return;
+    const policy = await this.opts.policies?.policy(state.project_id);
     for (const lineageId of state.lineages) {
       await applyApproval(this.opts.lineages, state, lineageId, {
         causation_id: approval.id,
+        ...(policy ? { policy } : {}),
         ...(approval.metadata.actor ? { actor: approval.metadata.actor } : {}),
       });
     }
@@ -100,7 +106,7 @@ export async function applyApproval(
   lineages: LineageCommandHandler,
   entry: RegisteredEntry,
   lineageId: string,
-  meta: { causation_id: string; actor?: string },
+  meta: { causation_id: string; actor?: string; policy?: Policy },
 ): Promise<void> {
   if (entry.decision?.kind !== 'approved') return;
   try {
@@ -116,6 +122,7 @@ export async function applyApproval(
           scope_id: entry.scope_id,
           bindings: entry.decision.bindings,
           replay_id: uuidv7(),
+          ...(meta.policy ? { policy: meta.policy } : {}),
         },
       },
       {

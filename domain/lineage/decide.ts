@@ -6,6 +6,7 @@ import { assertNever } from '../shared/decider';
 import { DomainError } from '../shared/errors';
 import { classifySchema } from './classify';
 import { decideObserveSchema, type ObserveSchemaData } from './observe';
+import { decideTelemetryBatch, withDataPoints } from './telemetry';
 import type {
   ColumnAction,
   ColumnBinding,
@@ -66,6 +67,7 @@ export type LineageCommand =
           policy: Policy;
           fleet_id?: string | null;
           payload_digest?: string;
+          registry?: RegistryView;
         };
     }>
   | Readonly<{ type: 'ClaimReview'; data: { review_id: string; action_version: number } }>
@@ -76,6 +78,7 @@ export type LineageCommand =
         action_version: number;
         column_actions?: readonly ColumnAction[];
         replay_id: string;
+        policy?: Policy;
       };
     }>
   | Readonly<{ type: 'RejectReview'; data: { review_id: string; action_version: number; reason: string } }>
@@ -134,7 +137,10 @@ export type LineageCommand =
   | Readonly<{ type: 'RecordControlDelivery'; data: { control_id: string; delivered_at: string } }>
   | Readonly<{ type: 'AcknowledgeControl'; data: { control_id: string; acknowledged_at: string } }>
   | Readonly<{ type: 'DeleteLineage'; data: { reason: string } }>
-  | Readonly<{ type: 'ApplyRegistryApproval'; data: RegistryApproval & { replay_id: string } }>
+  | Readonly<{
+      type: 'ApplyRegistryApproval';
+      data: RegistryApproval & { replay_id: string; policy?: Policy };
+    }>
   | Readonly<{ type: 'AssignFleet'; data: { fleet_id: string | null } }>
   | Readonly<{ type: 'SetLineageAuthority'; data: { authority: LineageAuthority } }>
   | Readonly<{ type: 'WriteCloudRows'; data: WriteCloudRowsData }>
@@ -174,20 +180,25 @@ export type LineageCommandType = LineageCommand['type'];
 export { MAX_PENDING_STATE_WRITES, MAX_WRITE_ROWS } from './write-back';
 
 /** Gate reasons that hold rows in staging; volume backpressure alone drains staging instead. */
-const GATING: readonly PauseReason[] = ['schema_review', 'deferred_columns', 'circuit_breaker'];
+export const GATING: readonly PauseReason[] = [
+  'schema_review',
+  'deferred_columns',
+  'circuit_breaker',
+  'data_points',
+];
 
-function requireLineage(state: LineageState): ActiveLineage {
+export function requireLineage(state: LineageState): ActiveLineage {
   if (state.status === 'registered') return state;
   if (state.status === 'deleted')
     throw new DomainError('lineage_deleted', `lineage ${state.lineage_id} was deleted`);
   throw new DomainError('not_found', 'lineage not found');
 }
 
-function apply(state: LineageState, events: readonly LineageEvent[]): LineageState {
+export function apply(state: LineageState, events: readonly LineageEvent[]): LineageState {
   return events.reduce(evolve, state);
 }
 
-function register(
+export function register(
   state: LineageState,
   d: Identity & { new_lineage_id: string },
   source_table: string,
@@ -213,7 +224,7 @@ function register(
 }
 
 /** Decide what a batch's schema hash means for the lineage: observe, classify, maybe review and pause. */
-function governSchema(
+export function governSchema(
   s: ActiveLineage,
   hash: string,
   columns: RowBatch['schema_columns'],
@@ -369,22 +380,22 @@ function decideRegistryApproval(
   d: Extract<LineageCommand, { type: 'ApplyRegistryApproval' }>['data'],
 ): LineageEvent[] {
   const s = requireLineage(state);
-  if (s.kind !== 'rows' || s.coalesced?.registry_id === d.registry_id) return [];
+  if (s.coalesced?.registry_id === d.registry_id) return [];
   const waiting = (s.awaiting ?? {})[d.schema_hash] === d.registry_id;
   // Not waiting and not already on this hash: the approval does not concern this lineage (any more).
   if (!waiting && s.approved_hash !== d.schema_hash) return [];
   const events: LineageEvent[] = [];
-  const { replay_id, ...approval } = d;
+  const { replay_id, policy: _policy, ...approval } = d;
   registryApproval(s, events, approval, replay_id);
   return events;
 }
 
-function fleetEvents(s: ActiveLineage, fleet: string | null | undefined): LineageEvent[] {
+export function fleetEvents(s: ActiveLineage, fleet: string | null | undefined): LineageEvent[] {
   if (fleet === undefined || (s.fleet_id ?? null) === fleet) return [];
   return [{ type: 'LineageFleetAssigned', data: { fleet_id: fleet } }];
 }
 
-function stagingReason(s: ActiveLineage, hash: string): StagingReason | null {
+export function stagingReason(s: ActiveLineage, hash: string): StagingReason | null {
   if (s.pause_reasons.includes('schema_review') || s.pause_reasons.includes('deferred_columns'))
     return 'schema_review';
   if (s.pause_reasons.includes('circuit_breaker')) return 'lineage_paused';
@@ -471,7 +482,11 @@ function control(
 }
 
 /** Append `more` to `events`, and return the state they lead to. */
-function push(state: ActiveLineage, events: LineageEvent[], more: readonly LineageEvent[]): ActiveLineage {
+export function push(
+  state: ActiveLineage,
+  events: LineageEvent[],
+  more: readonly LineageEvent[],
+): ActiveLineage {
   events.push(...more);
   return requireLineage(apply(state, more));
 }
@@ -480,7 +495,7 @@ function push(state: ActiveLineage, events: LineageEvent[], more: readonly Linea
  * A batch's rows: staged while something gates them; otherwise accepted, after any rows left in
  * staging (released first, so commit order holds). Then the backlog is checked for backpressure.
  */
-function intake(
+export function intake(
   s: ActiveLineage,
   events: LineageEvent[],
   cmd: Minted & { policy: Policy },
@@ -502,7 +517,7 @@ function intake(
  * A batch id names one content (docs/exact-replication.md, "Batch identity"): a batch that reuses
  * a recent id with another digest is refused before anything of it is decided.
  */
-function checkBatchIdentity(s: ActiveLineage, batchId: string, digest: string | undefined): void {
+export function checkBatchIdentity(s: ActiveLineage, batchId: string, digest: string | undefined): void {
   if (digest === undefined) return;
   const known = batchDigestOf(s, batchId);
   if (known !== undefined && known !== digest) {
@@ -787,55 +802,6 @@ function decideRowBatch(
     type: 'RowsAccepted',
     data: common,
   });
-}
-
-function decideTelemetryBatch(
-  state: LineageState,
-  cmd: Extract<LineageCommand, { type: 'IngestTelemetryBatch' }>['data'],
-) {
-  const { batch } = cmd;
-  const events = register(state, cmd, batch.source_table, 'telemetry');
-  let s = requireLineage(apply(state, events));
-  checkBatchIdentity(s, batch.batch_id, cmd.payload_digest);
-  s = push(s, events, fleetEvents(s, cmd.fleet_id));
-  if (batch.batch_seq <= s.last_batch_seq) {
-    const recorded = s.recent_batches.find(([seq]) => seq === batch.batch_seq);
-    if (recorded?.[1] === batch.batch_id) return events; // same id + seq: acknowledged no-op
-    if (recorded) {
-      throw new DomainError(
-        'duplicate_batch_seq',
-        `batch_seq ${batch.batch_seq} was already used by batch ${recorded[1]}`,
-      );
-    }
-    throw new DomainError(
-      'stale_batch_seq',
-      `batch_seq ${batch.batch_seq} is below the last accepted ${s.last_batch_seq}`,
-    );
-  }
-  s = push(
-    s,
-    events,
-    governSchema(s, batch.schema_hash, batch.schema_columns, cmd.new_review_id, cmd.policy),
-  );
-  const reason = stagingReason(s, batch.schema_hash);
-  const common = {
-    batch_id: batch.batch_id,
-    batch_seq: batch.batch_seq,
-    schema_hash: batch.schema_hash,
-    rows: batch.rows,
-    ...(cmd.payload_digest !== undefined ? { payload_digest: cmd.payload_digest } : {}),
-  };
-  return intake(
-    s,
-    events,
-    cmd,
-    reason,
-    (r) => ({ type: 'TelemetryStaged', data: { ...common, reason: r } }),
-    {
-      type: 'TelemetryAccepted',
-      data: common,
-    },
-  );
 }
 
 function decideFailure(
@@ -1242,7 +1208,7 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
       ];
     }
     case 'ApproveReview':
-      return decideApprove(state, command.data);
+      return withDataPoints(state, decideApprove(state, command.data), command.data);
     case 'RejectReview': {
       const s = requireLineage(state);
       if (command.data.reason.trim() === '') {
@@ -1342,7 +1308,7 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
       return [{ type: 'LineageDeleted', data: { reason: command.data.reason } }];
     }
     case 'ApplyRegistryApproval':
-      return decideRegistryApproval(state, command.data);
+      return withDataPoints(state, decideRegistryApproval(state, command.data), command.data);
     case 'AssignFleet':
       return fleetEvents(requireLineage(state), command.data.fleet_id);
     case 'SetLineageAuthority':

@@ -2,7 +2,21 @@ import type { ControlKind, RowChange, WireValue } from '../protocol/contracts';
 import type { Affinity, SchemaColumns } from '../protocol/fingerprint';
 
 export type LineageKind = 'rows' | 'telemetry';
-export type PauseReason = 'schema_review' | 'volume_backpressure' | 'circuit_breaker' | 'deferred_columns';
+export type PauseReason =
+  | 'schema_review'
+  | 'volume_backpressure'
+  | 'circuit_breaker'
+  | 'deferred_columns'
+  /** A telemetry approval maps a column to a data point the device does not have (docs/telemetry.md). */
+  | 'data_points';
+
+/** A named, typed series of one device table (docs/telemetry.md): what `map` binds a column to. */
+export type DataPoint = Readonly<{
+  name: string;
+  column: string;
+  affinity: Affinity;
+  action: 'map' | 'auto_create_and_map';
+}>;
 export type Classification = 'compatible_mapped' | 'compatible_additive' | 'ambiguous' | 'breaking';
 export type StagingReason = 'schema_review' | 'lineage_paused' | 'materialization_failed';
 export type ColumnActionKind = 'mirror' | 'map' | 'ignore' | 'defer' | 'auto_create_and_map';
@@ -83,6 +97,7 @@ export type LineageEvent =
       type: 'SchemaVersionAdopted';
       data: { schema_hash: string; bindings: readonly ColumnBinding[]; unbound_columns: readonly string[] };
     }>
+  | Readonly<{ type: 'DataPointsCreated'; data: { data_points: readonly DataPoint[] } }>
   | Readonly<{ type: 'LineagePaused'; data: { reason: PauseReason; detail?: string } }>
   | Readonly<{ type: 'LineageResumed'; data: { reason: PauseReason } }>
   | Readonly<{

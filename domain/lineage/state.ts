@@ -5,6 +5,7 @@ import { assertNever } from '../shared/decider';
 import type {
   Classification,
   ColumnBinding,
+  DataPoint,
   LineageAuthority,
   LineageEvent,
   LineageKind,
@@ -89,6 +90,8 @@ export type ActiveLineage = Readonly<{
   verifies?: readonly VerifyState[];
   /** The last schema the device announced on sync/schema/observe (advisory). */
   observed_schema?: ObservedSchema;
+  /** Telemetry data points of this device table by name (docs/telemetry.md). */
+  data_points?: Readonly<Record<string, DataPoint>>;
 }>;
 
 export type ObservedSchema = Readonly<{
@@ -348,6 +351,14 @@ export function evolve(state: LineageState, event: LineageEvent): LineageState {
         status: 'rejected',
         action_version: event.data.action_version,
       });
+    case 'DataPointsCreated':
+      return {
+        ...s,
+        data_points: {
+          ...s.data_points,
+          ...Object.fromEntries(event.data.data_points.map((p) => [p.name, p])),
+        },
+      };
     case 'LineagePaused':
       return s.pause_reasons.includes(event.data.reason)
         ? s

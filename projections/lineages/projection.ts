@@ -70,6 +70,8 @@ async function patch(tx: Tx, lineageId: string, values: LineagePatch, at: string
 }
 
 const reasonsOf = (l: EdgeTableLineagesTable): PauseReason[] => JSON.parse(l.pause_reasons) as PauseReason[];
+const detailsOf = (l: EdgeTableLineagesTable): Record<string, string> =>
+  JSON.parse(l.pause_details ?? '{}') as Record<string, string>;
 
 /**
  * The watermark exactly as the decider keeps it (state.ts `takeIn`): an epoch never seen before
@@ -108,6 +110,7 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
         kind: d.kind,
         status: 'active',
         pause_reasons: '[]',
+        pause_details: null,
         current_schema_hash: null,
         approved_schema_hash: null,
         staged_rows: 0,
@@ -285,15 +288,29 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
     case 'LineagePaused': {
       const reasons = reasonsOf(l);
       if (!reasons.includes(event.data.reason)) reasons.push(event.data.reason);
-      await patch(tx, id, { pause_reasons: JSON.stringify(reasons), status: 'paused' }, at);
+      const details = {
+        ...detailsOf(l),
+        ...(event.data.detail ? { [event.data.reason]: event.data.detail } : {}),
+      };
+      await patch(
+        tx,
+        id,
+        { pause_reasons: JSON.stringify(reasons), status: 'paused', pause_details: JSON.stringify(details) },
+        at,
+      );
       return;
     }
     case 'LineageResumed': {
       const reasons = reasonsOf(l).filter((r) => r !== event.data.reason);
+      const { [event.data.reason]: _gone, ...details } = detailsOf(l);
       await patch(
         tx,
         id,
-        { pause_reasons: JSON.stringify(reasons), status: reasons.length > 0 ? 'paused' : 'active' },
+        {
+          pause_reasons: JSON.stringify(reasons),
+          status: reasons.length > 0 ? 'paused' : 'active',
+          pause_details: JSON.stringify(details),
+        },
         at,
       );
       return;

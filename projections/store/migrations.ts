@@ -5,6 +5,7 @@
  */
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
 import { cloudRowsMigration } from '../cloud_rows/migration';
+import { telemetryReadsMigration } from '../telemetry/migration';
 import type { ReadStore } from './open';
 
 type Db = Kysely<unknown>;
@@ -636,6 +637,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0005_cloud_rows': cloudRowsMigration,
   '0006_exact_replication': exactReplication,
   '0007_last_seen': lastSeen,
+  '0008_telemetry_reads': telemetryReadsMigration,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...MIGRATIONS }) };

@@ -40,6 +40,8 @@ export type LineageSummary = Readonly<{
   kind: 'rows' | 'telemetry';
   status: LineageStatus;
   pause_reasons: string[];
+  /** What a pause said about itself, by reason (e.g. which data points are missing). */
+  pause_details: Record<string, string>;
   current_schema_hash: string | null;
   approved_schema_hash: string | null;
   staged_rows: number;
@@ -92,6 +94,7 @@ function lineageSummary(r: ReadStoreDB['edge_table_lineages']): LineageSummary {
     kind: r.kind,
     status: r.status,
     pause_reasons: JSON.parse(r.pause_reasons) as string[],
+    pause_details: JSON.parse(r.pause_details ?? '{}') as Record<string, string>,
     current_schema_hash: r.current_schema_hash,
     approved_schema_hash: r.approved_schema_hash,
     staged_rows: r.staged_rows,

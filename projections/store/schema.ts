@@ -36,6 +36,8 @@ export interface EdgeTableLineagesTable {
   status: LineageStatus;
   /** JSON array of pause reasons, in the order they were raised. */
   pause_reasons: string;
+  /** JSON {reason: detail} of the pauses that said why; null when none did. */
+  pause_details: string | null;
   current_schema_hash: string | null;
   approved_schema_hash: string | null;
   staged_rows: number;
@@ -382,7 +384,34 @@ export interface EdgeTsHeldRowsTable {
   fields: string;
 }
 
+/** A coalesced telemetry table of one (scope, source table). */
+export interface EdgeTsCoalescedTable {
+  table_name: string;
+  project_id: string;
+  scope: 'project' | 'fleet';
+  scope_id: string;
+  source_table: string;
+  /** JSON MirrorColumn[]: every column an entry of the table binds. */
+  columns: string;
+}
+
+/** A data point: a named, typed series of one device table (docs/telemetry.md). */
+export interface EdgeDataPointsTable {
+  lineage_id: string;
+  name: string;
+  project_id: string;
+  device_id: string;
+  device_name: string;
+  source_table: string;
+  source_column: string;
+  affinity: string;
+  action: string;
+  created_at: string;
+}
+
 export type TelemetryTables = {
+  edge_ts_coalesced_tables: EdgeTsCoalescedTable;
+  edge_data_points: EdgeDataPointsTable;
   edge_ts_lineages: EdgeTsLineagesTable;
   edge_ts_held_rows: EdgeTsHeldRowsTable;
   edge_ts_replays: HeldReplayTable;

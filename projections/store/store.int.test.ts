@@ -10,6 +10,7 @@ const TABLES = [
   'edge_cloud_rows',
   'edge_column_bindings',
   'edge_control_lineages',
+  'edge_data_points',
   'edge_export_segments',
   'edge_mirror_coalesced_entries',
   'edge_mirror_coalesced_members',
@@ -34,6 +35,7 @@ const TABLES = [
   'edge_staged_lineages',
   'edge_staged_rows',
   'edge_table_lineages',
+  'edge_ts_coalesced_tables',
   'edge_ts_held_rows',
   'edge_ts_lineages',
   'edge_ts_replays',
@@ -59,6 +61,7 @@ describe.each(DIALECTS)('read store on %s', (kind) => {
       '0005_cloud_rows',
       '0006_exact_replication',
       '0007_last_seen',
+      '0008_telemetry_reads',
     ]);
     const tables = await t.store.dialect.listTables(t.store.db);
     expect(tables.filter((n) => !n.startsWith('kysely_'))).toEqual(TABLES);

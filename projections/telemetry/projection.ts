@@ -1,15 +1,20 @@
 /**
- * `telemetry`: approved telemetry lineages as append-only tables `edge_ts_{device8}_{table}`:
- * `device_id`, `event_ts`, `row_id`, the batch position (`batch_seq`, `batch_row`, the key that
- * makes re-application harmless) and one column per mirrored or mapped field.
+ * `telemetry`: approved telemetry lineages as append-only tables: `edge_ts_{device8}_{table}` per
+ * device, or the coalesced `edge_ts_p…` / `edge_ts_f…` of a registry entry's scope (shapes in
+ * tables.ts), and the data points approvals created (`edge_data_points`, docs/telemetry.md).
  */
-import type { ColumnBinding, LineageEvent, StoredEvent, TelemetryRow } from '../../domain/lineage/events';
+import type {
+  ColumnBinding,
+  DataPoint,
+  LineageEvent,
+  StoredEvent,
+  TelemetryRow,
+} from '../../domain/lineage/events';
 import { assertNever } from '../../domain/shared/decider';
 import type { ApplyContext, CommandSender, Log, Projection, Tx } from '../runner/types';
 import { silentLog } from '../runner/types';
-import type { SqlDialect } from '../store/dialect';
 import { errorCode } from '../store/dialect';
-import { physicalColumnName, quoteIdent, telemetryTableName } from '../store/identifiers';
+import { quoteIdent, telemetryTableName } from '../store/identifiers';
 import {
   markReplayCompleted,
   recordReplay,
@@ -20,10 +25,14 @@ import type { EdgeTsLineagesTable } from '../store/schema';
 import type { DbValue } from '../store/values';
 import type { MirrorColumn } from '../mirror/columns';
 import { dropTable, withSavepoint } from '../mirror/ddl';
+import { isCoalescedTable, provisionCoalesced } from './coalesced';
+import { SYSTEM, addTelemetryColumns, createTelemetryTable, planColumns } from './tables';
 
 const HANDLES = [
   'LineageRegistered',
   'SchemaReviewApproved',
+  'SchemaApprovedByRegistry',
+  'DataPointsCreated',
   'TelemetryStaged',
   'TelemetryAccepted',
   'StagedRowsReleased',
@@ -35,58 +44,10 @@ type Handled = StoredEvent<Extract<LineageEvent, { type: (typeof HANDLES)[number
 
 export type TelemetryDeps = Readonly<{ commands?: CommandSender; log?: Log }>;
 
-const SYSTEM = ['device_id', 'event_ts', 'row_id', 'batch_seq', 'batch_row'] as const;
-const FIELD_ACTIONS = new Set<ColumnBinding['action']>(['mirror', 'map', 'auto_create_and_map']);
 const MAX_ROWS_PER_INSERT = 500;
 const HELD_CHUNK = 4_096;
 
 type Positioned = Readonly<{ batch_seq: number; batch_row: number; row: TelemetryRow }>;
-
-/** Columns after an approval: existing ones kept (unbound unless approved again), new ones added. */
-function planColumns(bindings: readonly ColumnBinding[], existing: readonly MirrorColumn[]) {
-  const taken = new Set<string>([...SYSTEM, ...existing.map((c) => c.name.toLowerCase())]);
-  const next = new Map(existing.map((c) => [`${c.target}\u0000${c.affinity}`, { ...c, bound: false }]));
-  const added: MirrorColumn[] = [];
-  for (const b of bindings) {
-    if (!FIELD_ACTIONS.has(b.action) || b.target === null) continue;
-    const id = `${b.target}\u0000${b.affinity}`;
-    const old = next.get(id);
-    if (old) {
-      next.set(id, { ...old, source: b.column, bound: true });
-      continue;
-    }
-    // Same name, new type: a separate column, so old values keep their type.
-    const wanted = existing.some((c) => c.target === b.target)
-      ? `${b.target}_${b.affinity.toLowerCase()}`
-      : b.target;
-    const name = physicalColumnName(wanted, taken);
-    taken.add(name.toLowerCase());
-    const col: MirrorColumn = {
-      source: b.column,
-      target: b.target,
-      name,
-      affinity: b.affinity,
-      key: 0,
-      bound: true,
-    };
-    added.push(col);
-    next.set(id, col);
-  }
-  return { columns: [...next.values()], added };
-}
-
-async function createTable(tx: Tx, dialect: SqlDialect, table: string, columns: readonly MirrorColumn[]) {
-  const defs = [
-    `"device_id" ${dialect.columnType('TEXT')} NOT NULL`,
-    `"event_ts" ${dialect.columnType('TEXT')} NOT NULL`,
-    `"row_id" ${dialect.columnType('TEXT')}`,
-    `"batch_seq" ${dialect.columnType('INTEGER')} NOT NULL`,
-    `"batch_row" ${dialect.columnType('INTEGER')} NOT NULL`,
-    ...columns.map((c) => `${quoteIdent(c.name)} ${dialect.columnType(c.affinity)}`),
-    'PRIMARY KEY ("batch_seq", "batch_row")',
-  ];
-  await dialect.exec(tx, `CREATE TABLE ${quoteIdent(table)} (${defs.join(', ')})`, []);
-}
 
 /** Like mirror tables: a name another lineage already holds gets this lineage's id hashed in. */
 async function uniqueName(tx: Tx, l: EdgeTsLineagesTable): Promise<string> {
@@ -102,6 +63,27 @@ async function uniqueName(tx: Tx, l: EdgeTsLineagesTable): Promise<string> {
       .where('table_name', '=', name)
       .executeTakeFirst();
     if (!taken) return name;
+  }
+}
+
+async function recordDataPoints(tx: Tx, l: EdgeTsLineagesTable, points: readonly DataPoint[], at: string) {
+  for (const p of points) {
+    await tx
+      .insertInto('edge_data_points')
+      .values({
+        lineage_id: l.lineage_id,
+        name: p.name,
+        project_id: l.project_id,
+        device_id: l.device_id,
+        device_name: l.device_name,
+        source_table: l.source_table,
+        source_column: p.column,
+        affinity: p.affinity,
+        action: p.action,
+        created_at: at,
+      })
+      .onConflict((oc) => oc.columns(['lineage_id', 'name']).doNothing())
+      .execute();
   }
 }
 
@@ -156,21 +138,15 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
     bindings: readonly ColumnBinding[],
     hash: string,
   ) {
-    const existing = JSON.parse(l.columns) as MirrorColumn[];
+    // A review of its own after a registry approval: the lineage gets a device table (again).
+    const own = (await isCoalescedTable(tx, l.table_name)) ? { ...l, table_name: null, columns: '[]' } : l;
+    const existing = JSON.parse(own.columns) as MirrorColumn[];
     const plan = planColumns(bindings, existing);
     try {
       await withSavepoint(tx, ctx.dialect, 'sluice_ts_ddl', async () => {
-        const table = l.table_name ?? (await uniqueName(tx, l));
-        if (l.table_name === null) await createTable(tx, ctx.dialect, table, plan.columns);
-        else {
-          for (const c of plan.added) {
-            await ctx.dialect.exec(
-              tx,
-              `ALTER TABLE ${quoteIdent(table)} ADD COLUMN ${quoteIdent(c.name)} ${ctx.dialect.columnType(c.affinity)}`,
-              [],
-            );
-          }
-        }
+        const table = own.table_name ?? (await uniqueName(tx, own));
+        if (own.table_name === null) await createTelemetryTable(tx, ctx.dialect, table, plan.columns, false);
+        else await addTelemetryColumns(tx, ctx.dialect, table, plan.added);
         await tx
           .updateTable('edge_ts_lineages')
           .set({ table_name: table, schema_hash: hash, columns: JSON.stringify(plan.columns) })
@@ -205,6 +181,7 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
         params.push([
           l.device_id,
           row.ts,
+          Date.parse(row.ts),
           row.row_id ?? null,
           batch_seq,
           batch_row,
@@ -227,8 +204,9 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
           const tuples = chunk.map(() => `(${names.map(() => ctx.dialect.placeholder(++p)).join(', ')})`);
           await ctx.dialect.exec(
             tx,
+            // Either key (device table or coalesced) holds the batch position: a repeat is a no-op.
             `INSERT INTO ${quoteIdent(l.table_name!)} (${names.join(', ')}) VALUES ${tuples.join(', ')} ` +
-              'ON CONFLICT ("batch_seq", "batch_row") DO NOTHING',
+              'ON CONFLICT DO NOTHING',
             chunk.flat(),
           );
         }
@@ -346,6 +324,19 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
       case 'SchemaReviewApproved':
         await provision(tx, ctx, l, event.data.bindings, event.data.schema_hash);
         return;
+      case 'SchemaApprovedByRegistry':
+        try {
+          await withSavepoint(tx, ctx.dialect, 'sluice_ts_ddl', () =>
+            provisionCoalesced(tx, ctx, l, event.data),
+          );
+        } catch (err) {
+          if (ctx.dialect.classifyError(err) === 'transient') throw err;
+          await recordFailure(tx, ctx, l, 0, err);
+        }
+        return;
+      case 'DataPointsCreated':
+        await recordDataPoints(tx, l, event.data.data_points, ctx.occurred_at);
+        return;
       case 'TelemetryStaged':
         await hold(tx, l, event.data.batch_seq, event.data.rows);
         return;
@@ -373,8 +364,19 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
           .execute();
         return;
       case 'LineageDeleted':
-        if (l.table_name) await dropTable(tx, ctx.dialect, l.table_name);
-        for (const t of ['edge_ts_held_rows', 'edge_ts_replays', 'edge_ts_lineages'] as const) {
+        if (await isCoalescedTable(tx, l.table_name)) {
+          await ctx.dialect.exec(
+            tx,
+            `DELETE FROM ${quoteIdent(l.table_name!)} WHERE "device_id" = ${ctx.dialect.placeholder(1)}`,
+            [l.device_id],
+          );
+        } else if (l.table_name) await dropTable(tx, ctx.dialect, l.table_name);
+        for (const t of [
+          'edge_ts_held_rows',
+          'edge_ts_replays',
+          'edge_data_points',
+          'edge_ts_lineages',
+        ] as const) {
           await tx.deleteFrom(t).where('lineage_id', '=', l.lineage_id).execute();
         }
         return;
@@ -386,8 +388,9 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
   return {
     name: 'telemetry',
     // 2: values keep their storage class (the mirror's codec; PostgreSQL jsonb for BLOB and
-    // NUMERIC affinity): existing tables are rebuilt.
-    version: 2,
+    // NUMERIC affinity). 3: `event_ms` and its index, coalesced tables, data points. Existing
+    // tables are rebuilt.
+    version: 3,
     stream: 'SLUICE_LINEAGE',
     handles: HANDLES,
     apply,
@@ -397,8 +400,17 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
         .select('table_name')
         .where('table_name', 'is not', null)
         .execute();
-      for (const t of tables) await dropTable(tx, dialect, t.table_name!);
-      for (const t of ['edge_ts_held_rows', 'edge_ts_replays', 'edge_ts_lineages'] as const) {
+      const coalesced = await tx.selectFrom('edge_ts_coalesced_tables').select('table_name').execute();
+      for (const name of new Set([...tables, ...coalesced].map((t) => t.table_name!))) {
+        await dropTable(tx, dialect, name);
+      }
+      for (const t of [
+        'edge_ts_held_rows',
+        'edge_ts_replays',
+        'edge_data_points',
+        'edge_ts_coalesced_tables',
+        'edge_ts_lineages',
+      ] as const) {
         await tx.deleteFrom(t).execute();
       }
     },

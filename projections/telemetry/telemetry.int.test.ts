@@ -106,6 +106,7 @@ describe.each(DIALECTS)('telemetry projection (%s)', (kind) => {
       {
         device_id: l.ids.device_id,
         event_ts: '2026-04-28T09:00:01Z',
+        event_ms: Date.parse('2026-04-28T09:00:01Z'),
         row_id: null,
         batch_seq: 1,
         batch_row: 0,
@@ -115,6 +116,7 @@ describe.each(DIALECTS)('telemetry projection (%s)', (kind) => {
       {
         device_id: l.ids.device_id,
         event_ts: '2026-04-28T09:00:02Z',
+        event_ms: Date.parse('2026-04-28T09:00:02Z'),
         row_id: '01900000-0000-7000-8000-00000000000a',
         batch_seq: 1,
         batch_row: 1,
@@ -124,6 +126,7 @@ describe.each(DIALECTS)('telemetry projection (%s)', (kind) => {
       {
         device_id: l.ids.device_id,
         event_ts: '2026-04-28T09:00:03Z',
+        event_ms: Date.parse('2026-04-28T09:00:03Z'),
         row_id: null,
         batch_seq: 2,
         batch_row: 0,
