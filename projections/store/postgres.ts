@@ -115,6 +115,15 @@ export function createPostgresStore(
           return 'jsonb';
       }
     },
+    // bindValue gives text (or null) for every affinity; pg quotes each array element.
+    arrayType: (a) =>
+      a === 'INTEGER'
+        ? 'bigint[]'
+        : a === 'REAL'
+          ? 'double precision[]'
+          : a === 'TEXT'
+            ? 'text[]'
+            : 'jsonb[]',
     placeholder: (i) => `$${i}`,
     bindValue,
     execExact: (ex: Executor, text, params) => dialect.exec(ex, text, params),
