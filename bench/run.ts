@@ -5,7 +5,8 @@
  *   node --import ./node_modules/tsx/dist/loader.mjs bench/run.ts [--quick] [--out FILE]
  *     [--profile default|safe|both] [--only GROUP,…] [--cpu-prof DIR] [--max-seconds N]
  *
- * Groups: raw, edge, ingest, naive, full, drain, rebuild, api. Everything runs on private
+ * Groups: raw, edge, ingest, naive, full, fleet (the many-device stage of full alone), drain,
+ * rebuild, api. Everything runs on private
  * servers on loopback ports (tests/support), which are removed at the end. The run stops by
  * itself: each stage is bounded, and a watchdog ends the run at --max-seconds.
  */
@@ -243,13 +244,23 @@ async function main(): Promise<void> {
         await attempt('ingest', profile, () => ingest(ctx, size));
       if (want('naive')) await attempt('naive', profile, () => naive(ctx, size));
     }
-    if (want('full') || want('drain')) {
+    // `fleet`: only the many-device stage of `full` (the 1-device stages are skipped).
+    if (want('full') || want('drain') || want('fleet')) {
       try {
         const cloud = await startCloud(ctx, await createDatabase(`read_${profile}`));
         const stopCloud = onCleanup(() => cloud.stop());
         log(`  sluice roles up (bridge, worker, projector, api)`);
         for (const size of rowSizes) {
           if (!want('full') && size !== REFERENCE_SIZE) continue;
+          if (!want('full') && !want('drain')) {
+            if (size === REFERENCE_SIZE)
+              await attempt(
+                'full.sustained.fleet',
+                profile,
+                async () => (await fullSystem(ctx, cloud, size, sizes.fleetDevices)).results,
+              );
+            continue;
+          }
           let single: Awaited<ReturnType<typeof fullSystem>> | undefined;
           await attempt('full.sustained', profile, async () => {
             single = await fullSystem(ctx, cloud, size, 1);

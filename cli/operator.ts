@@ -757,18 +757,24 @@ export function registerOperatorCommands(program: Command, io: Io): void {
 
   apiCommand(rows, 'mirror <lineage>', 'rows of the lineage’s mirror table, by key')
     .option('--page <n>', 'page number', positiveInt('--page'))
+    .option('--after <cursor>', 'the rows after this cursor (printed under a page)')
     .option('--limit <n>', 'rows per page (max 500)', positiveInt('--limit', 500))
     .option('--all', 'every page')
     .action(
-      run(io, async (ctx, [id = ''], o: { page?: number; limit?: number; all?: boolean }) => {
+      run(io, async (ctx, [id = ''], o: { page?: number; after?: string; limit?: number; all?: boolean }) => {
         const lineage = uuidArg('LINEAGE')(id);
-        type MirrorPage = Page<MirrorRowView> & { table: string | null; columns: { name: string }[] };
-        const get = (page: number) =>
-          ctx.client.get<MirrorPage>(`/lineages/${lineage}/mirror-rows`, {
-            page: o.all ? page : (o.page ?? page),
-            limit: o.limit ?? (o.all ? 500 : undefined),
-          });
-        const first = await get(o.all ? 1 : (o.page ?? 1));
+        type MirrorPage = Omit<Page<MirrorRowView>, 'total'> & {
+          total: number | null;
+          next_cursor: string | null;
+          table: string | null;
+          columns: { name: string }[];
+        };
+        // Counting scans the lineage's rows: asked once, for the first page a person reads.
+        const first = await ctx.client.get<MirrorPage>(`/lineages/${lineage}/mirror-rows`, {
+          ...(o.after ? { after: o.after } : { page: o.all ? 1 : (o.page ?? 1) }),
+          limit: o.limit ?? (o.all ? 500 : undefined),
+          count: true,
+        });
         if (!first.table && !ctx.json) {
           await ctx.io.out(
             `lineage ${lineage} has no mirror table yet: it is provisioned when a review is approved (sluice reviews ls --lineage ${lineage})\n`,
@@ -783,13 +789,20 @@ export function registerOperatorCommands(program: Command, io: Io): void {
           })),
           { header: 'SOURCE_COMMIT_SEQ', get: (r) => r.source_commit_seq, right: true },
         ];
-        async function* pages(): AsyncGenerator<Page<MirrorRowView>> {
-          yield first;
+        // Later pages carry no count; the first page's is the one shown.
+        const counted = (p: MirrorPage) => ({ ...p, total: first.total ?? 0 });
+        async function* pages(): AsyncGenerator<ReturnType<typeof counted>> {
+          yield counted(first);
           if (!o.all) return;
-          for (let page = 2; (page - 1) * first.limit < first.total; page++) {
-            const p = await get(page);
+          // By key from the cursor: every page costs the same, however deep.
+          for (let after = first.next_cursor; after;) {
+            const p = await ctx.client.get<MirrorPage>(`/lineages/${lineage}/mirror-rows`, {
+              after,
+              limit: o.limit ?? 500,
+            });
             if (p.items.length === 0) return;
-            yield p;
+            yield counted(p);
+            after = p.next_cursor;
           }
         }
         await printList(
@@ -798,8 +811,10 @@ export function registerOperatorCommands(program: Command, io: Io): void {
           cols,
           pages(),
           (p) =>
-            `${p.items.length} of ${p.total} rows in ${first.table}${
-              p.total > p.page * p.limit ? `; next: --page ${p.page + 1}, or --all` : ''
+            `${p.items.length} of ${first.total} rows in ${first.table}${
+              p.next_cursor
+                ? `; next: sluice rows mirror ${lineage} --after ${p.next_cursor}   (or --all)`
+                : ''
             }\n`,
         );
       }),

@@ -13,6 +13,7 @@ import {
   getLineage,
   getReview,
   listLineages,
+  lineageExists,
   listMirrorRows,
   listPendingControls,
   listRejections,
@@ -193,16 +194,37 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
 
   app.get(
     `${base}/lineages/:lineage_id/mirror-rows`,
-    { schema: { tags: ['lineages'], params: lineageParams, querystring: z.object(paging) } },
+    {
+      schema: {
+        tags: ['lineages'],
+        description:
+          'The lineage’s mirror rows by key: {items: [{key, row, device_id, source_commit_seq, ' +
+          'source_journal_epoch}], total, page, limit, next_cursor, table, columns}. Page with `after` ' +
+          '(the previous page’s next_cursor: reads by key, at any depth) or `page`. `total` is null ' +
+          'unless `count=true` (counting scans the lineage’s rows).',
+        params: lineageParams,
+        querystring: z.object({
+          ...paging,
+          after: z.string().max(20_000).optional(),
+          count: z.enum(['true', 'false']).optional(),
+        }),
+      },
+    },
     async (req) => {
-      const l = await getLineage(db, req.params.project_id, req.params.lineage_id);
-      if (!l) throw notFound('lineage');
-      return listMirrorRows(db, {
-        project_id: req.params.project_id,
-        lineage_id: req.params.lineage_id,
-        ...(req.query.page ? { page: req.query.page } : {}),
-        ...(req.query.limit ? { limit: req.query.limit } : {}),
-      });
+      if (!(await lineageExists(db, req.params.project_id, req.params.lineage_id))) throw notFound('lineage');
+      try {
+        return await listMirrorRows(db, {
+          project_id: req.params.project_id,
+          lineage_id: req.params.lineage_id,
+          ...(req.query.page ? { page: req.query.page } : {}),
+          ...(req.query.limit ? { limit: req.query.limit } : {}),
+          ...(req.query.after ? { after: req.query.after } : {}),
+          count: req.query.count === 'true',
+        });
+      } catch (err) {
+        if (err instanceof RangeError) throw new ApiError(400, 'invalid_cursor', err.message);
+        throw err;
+      }
     },
   );
 

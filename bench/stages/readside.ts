@@ -64,6 +64,7 @@ export async function rebuild(ctx: Ctx, size: number, perEvent?: number): Promis
         project_id: PROJECT,
         lineage_id: l.lineage_id,
         limit: 1,
+        count: true,
       });
       if (page.total !== keys) throw new Error(`the mirror holds ${page.total} rows, not ${keys}`);
     };

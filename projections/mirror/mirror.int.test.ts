@@ -135,6 +135,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
       lineage_id: l.lineage_id,
       page: 8,
       limit: 500,
+      count: true,
     });
     expect(page.total).toBe(4000);
     expect(page.items.map((r) => r.row.mode)).toEqual(

@@ -8,7 +8,7 @@ import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
 import type { RowChange } from '../../domain/protocol/contracts';
 import { pkHash } from '../../domain/shared/canonical';
 import { assertNever } from '../../domain/shared/decider';
-import type { ApplyContext, CommandSender, Log, Projection, Tx } from '../runner/types';
+import type { ApplyContext, BatchItem, CommandSender, Log, Projection, Tx } from '../runner/types';
 import { silentLog } from '../runner/types';
 import {
   markReplayCompleted,
@@ -102,6 +102,9 @@ function lookups(tx: Tx): Lookups {
   }
   return l;
 }
+
+/** Thrown inside the row-set savepoint to undo it: the events are then applied one by one. */
+const ONE_BY_ONE = Symbol('one by one');
 
 const noTable = (l: MaterializedLineageTable) =>
   new MaterializationError(
@@ -419,6 +422,67 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
     }
   }
 
+  /**
+   * Consecutive RowsAccepted of a transaction, written as one set per lineage: the changes of all
+   * its events in stream order, so `materialize` keeps the latest per key (a position only moves
+   * forward within a lineage) and runs sweeps in their place. The result is what applying the
+   * events one by one leaves. Failures are rare and recorded per event (per message reports):
+   * when any row fails, the set is undone and the events are applied one by one instead.
+   */
+  async function applyAccepted(tx: Tx, items: readonly BatchItem<Handled>[]): Promise<void> {
+    if (items.length === 0) return;
+    if (items.length === 1) return apply(tx, items[0]!.event, items[0]!.ctx);
+    const dialect = items[0]!.ctx.dialect;
+    const written = await withSavepoint(tx, dialect, 'sluice_mirror_rows', async () => {
+      if (!(await writeAccepted(tx, items))) throw ONE_BY_ONE;
+      return true;
+    }).catch((err: unknown) => {
+      if (err === ONE_BY_ONE) return false;
+      throw err;
+    });
+    if (written) return;
+    // What the rolled-back set read or assigned (epoch ordinals) must be read again.
+    lookupsOf.delete(tx);
+    for (const { event, ctx } of items) await apply(tx, event, ctx);
+  }
+
+  /** False as soon as a lineage's set has a failure (the caller undoes it all). */
+  async function writeAccepted(tx: Tx, items: readonly BatchItem<Handled>[]): Promise<boolean> {
+    const cache = lookups(tx);
+    const sets = new Map<string, { l: MaterializedLineageTable; ctx: ApplyContext; ops: MirrorOp[] }>();
+    for (const { event, ctx } of items) {
+      if (event.type !== 'RowsAccepted') throw new Error(`not a row event: ${event.type}`);
+      const l = cache.lineages.get(ctx.lineage_id) ?? (await mirrorLineage(tx, ctx.lineage_id));
+      if (!l) continue;
+      cache.lineages.set(ctx.lineage_id, l);
+      const epoch = event.data.journal_epoch;
+      const epochKey = `${l.lineage_id}\u0000${epoch}`;
+      const ordinal = cache.epochs.get(epochKey) ?? (await epochOrdinal(tx, l.lineage_id, epoch));
+      cache.epochs.set(epochKey, ordinal);
+      let set = sets.get(l.lineage_id);
+      if (!set) sets.set(l.lineage_id, (set = { l, ctx, ops: [] }));
+      for (const r of materializable(event.data.rows)) set.ops.push(toOp(epoch, ordinal, r));
+    }
+    for (const { l, ctx, ops } of sets.values()) {
+      const tally = new FailureTally();
+      await writeRows(tx, ctx, l, ops, tally, cache);
+      if (tally.first !== undefined) return false;
+    }
+    return true;
+  }
+
+  async function applyBatch(tx: Tx, items: readonly BatchItem<Handled>[]): Promise<void> {
+    let start = 0;
+    for (let i = 0; i < items.length; i++) {
+      if (items[i]!.event.type === 'RowsAccepted') continue;
+      // Anything else (approvals, releases, deletions) sees every row event before it written.
+      await applyAccepted(tx, items.slice(start, i));
+      await apply(tx, items[i]!.event, items[i]!.ctx);
+      start = i + 1;
+    }
+    await applyAccepted(tx, items.slice(start));
+  }
+
   return {
     name: 'mirror',
     // 2: values keep their storage class (bigint/REAL apart, -0, ±Infinity; PostgreSQL jsonb for
@@ -427,6 +491,7 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
     stream: 'SLUICE_LINEAGE',
     handles: HANDLES,
     apply,
+    applyBatch,
     async truncate(tx, dialect) {
       await truncateCoalesced(tx, dialect);
       const tables = await tx.selectFrom('edge_mirror_tables').select('table_name').execute();

@@ -107,7 +107,8 @@ async function loadTombstones(
   return out;
 }
 
-function upsertSql(dialect: SqlDialect, target: MirrorTarget, rows: number): string {
+/** `INSERT INTO t (columns)` and its `ON CONFLICT … DO UPDATE … WHERE` (position moves forward). */
+function upsertParts(target: MirrorTarget): { insert: string; conflict: string } {
   const bound = target.columns.filter((c) => c.bound);
   const t = quoteIdent(target.table);
   const cols = [...bound.map((c) => c.name), ...SYSTEM_COLUMNS].map(quoteIdent);
@@ -116,16 +117,23 @@ function upsertSql(dialect: SqlDialect, target: MirrorTarget, rows: number): str
     ...keyColumns(bound).map((c) => quoteIdent(c.name)),
   ];
   const keySet = new Set(keys);
-  let p = 0;
-  const tuple = () => `(${cols.map(() => dialect.placeholder(++p)).join(', ')})`;
-  const values = Array.from({ length: rows }, tuple).join(', ');
   const set = cols.filter((c) => !keySet.has(c)).map((c) => `${c} = excluded.${c}`);
-  return (
-    `INSERT INTO ${t} (${cols.join(', ')}) VALUES ${values} ` +
-    `ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${set.join(', ')} ` +
-    `WHERE ${t}."source_epoch_ordinal" < excluded."source_epoch_ordinal" OR ` +
-    `(${t}."source_epoch_ordinal" = excluded."source_epoch_ordinal" AND ${t}."source_commit_seq" < excluded."source_commit_seq")`
-  );
+  return {
+    insert: `INSERT INTO ${t} (${cols.join(', ')})`,
+    conflict:
+      `ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${set.join(', ')} ` +
+      `WHERE ${t}."source_epoch_ordinal" < excluded."source_epoch_ordinal" OR ` +
+      `(${t}."source_epoch_ordinal" = excluded."source_epoch_ordinal" AND ${t}."source_commit_seq" < excluded."source_commit_seq")`,
+  };
+}
+
+function upsertSql(dialect: SqlDialect, target: MirrorTarget, rows: number): string {
+  const width = target.columns.filter((c) => c.bound).length + SYSTEM_COLUMNS.length;
+  let p = 0;
+  const tuple = () => `(${Array.from({ length: width }, () => dialect.placeholder(++p)).join(', ')})`;
+  const values = Array.from({ length: rows }, tuple).join(', ');
+  const { insert, conflict } = upsertParts(target);
+  return `${insert} VALUES ${values} ${conflict}`;
 }
 
 function deleteSql(dialect: SqlDialect, target: MirrorTarget, rows: number): string {
@@ -142,6 +150,86 @@ function deleteSql(dialect: SqlDialect, target: MirrorTarget, rows: number): str
     return `(${k} AND ("source_epoch_ordinal" < ${e1} OR ("source_epoch_ordinal" = ${e2} AND "source_commit_seq" < ${s})))`;
   };
   return `DELETE FROM ${quoteIdent(target.table)} WHERE ${Array.from({ length: rows }, one).join(' OR ')}`;
+}
+
+const SYSTEM_AFFINITY = {
+  device_id: 'TEXT',
+  source_commit_seq: 'INTEGER',
+  source_journal_epoch: 'TEXT',
+  source_epoch_ordinal: 'INTEGER',
+} as const;
+
+/**
+ * PostgreSQL: `INSERT … SELECT * FROM unnest($1::bigint[], …)`, one array parameter per column,
+ * the same text for any number of rows (the parameters of `prepare`, transposed).
+ */
+function unnestUpsertSql(dialect: SqlDialect, target: MirrorTarget): string {
+  const bound = target.columns.filter((c) => c.bound);
+  const affinities = [...bound.map((c) => c.affinity), ...SYSTEM_COLUMNS.map((c) => SYSTEM_AFFINITY[c])];
+  const arrays = affinities.map((a, i) => `${dialect.placeholder(i + 1)}::${dialect.arrayType!(a)}`);
+  const { insert, conflict } = upsertParts(target);
+  return `${insert} SELECT * FROM unnest(${arrays.join(', ')}) ${conflict}`;
+}
+
+/**
+ * PostgreSQL: `DELETE … USING unnest(keys…, epoch ordinals, commit seqs)`: each key is deleted
+ * when its row is older than the delete's position.
+ */
+function unnestDeleteSql(dialect: SqlDialect, target: MirrorTarget): string {
+  const keys = [
+    ...(target.coalesced ? [{ name: 'device_id', affinity: 'TEXT' as const }] : []),
+    ...keyColumns(target.columns.filter((c) => c.bound)),
+  ];
+  const t = quoteIdent(target.table);
+  const arrays = [...keys.map((k) => k.affinity), 'INTEGER' as const, 'INTEGER' as const].map(
+    (a, i) => `${dialect.placeholder(i + 1)}::${dialect.arrayType!(a)}`,
+  );
+  const alias = [...keys.map((_, i) => `"k${i}"`), '"e"', '"s"'];
+  // Aliases, not device column names; text keys compare in the column's byte order.
+  const match = keys.map(
+    (k, i) => `${t}.${quoteIdent(k.name)} = d."k${i}"${k.affinity === 'TEXT' ? ' COLLATE "C"' : ''}`,
+  );
+  return (
+    `DELETE FROM ${t} USING unnest(${arrays.join(', ')}) AS d(${alias.join(', ')}) WHERE ${match.join(' AND ')} ` +
+    `AND (${t}."source_epoch_ordinal" < d."e" OR (${t}."source_epoch_ordinal" = d."e" AND ${t}."source_commit_seq" < d."s"))`
+  );
+}
+
+/** The i-th parameter of every item, as one array. */
+const column = (items: readonly Prepared[], i: number): DbValue[] => items.map((x) => x.params[i] as DbValue);
+
+async function writeUpserts(tx: Tx, dialect: SqlDialect, target: MirrorTarget, items: readonly Prepared[]) {
+  if (!dialect.arrayType)
+    return inChunks(tx, dialect, items, MAX_UPSERT_ROWS, (n) => upsertSql(dialect, target, n));
+  if (items.length === 0) return;
+  const sql = unnestUpsertSql(dialect, target);
+  const width = items[0]!.params.length;
+  for (let i = 0; i < items.length; i += MAX_UPSERT_ROWS) {
+    const chunk = items.slice(i, i + MAX_UPSERT_ROWS);
+    await dialect.exec(
+      tx,
+      sql,
+      Array.from({ length: width }, (_, j) => column(chunk, j)),
+    );
+  }
+}
+
+async function writeDeletes(tx: Tx, dialect: SqlDialect, target: MirrorTarget, items: readonly Prepared[]) {
+  if (!dialect.arrayType)
+    return inChunks(tx, dialect, items, MAX_DELETE_ROWS, (n) => deleteSql(dialect, target, n));
+  if (items.length === 0) return;
+  const sql = unnestDeleteSql(dialect, target);
+  // Delete parameters: keys…, epoch ordinal, epoch ordinal again, commit_seq (see deleteSql).
+  const width = items[0]!.params.length;
+  const take = [...Array.from({ length: width - 3 }, (_, j) => j), width - 3, width - 1];
+  for (let i = 0; i < items.length; i += MAX_UPSERT_ROWS) {
+    const chunk = items.slice(i, i + MAX_UPSERT_ROWS);
+    await dialect.exec(
+      tx,
+      sql,
+      take.map((j) => column(chunk, j)),
+    );
+  }
 }
 
 async function inChunks(
@@ -178,8 +266,8 @@ async function writePrepared(tx: Tx, dialect: SqlDialect, target: MirrorTarget, 
   });
   const upserts = live.filter((x) => x.op.op !== 'delete');
   const deletes = live.filter((x) => x.op.op === 'delete');
-  await inChunks(tx, dialect, upserts, MAX_UPSERT_ROWS, (n) => upsertSql(dialect, target, n));
-  await inChunks(tx, dialect, deletes, MAX_DELETE_ROWS, (n) => deleteSql(dialect, target, n));
+  await writeUpserts(tx, dialect, target, upserts);
+  await writeDeletes(tx, dialect, target, deletes);
 
   const revived = upserts.filter((x) => tombstones.has(x.op.pk_hash)).map((x) => x.op.pk_hash);
   for (let i = 0; i < revived.length; i += LOOKUP_CHUNK) {
@@ -326,7 +414,7 @@ async function sweepRows(tx: Tx, dialect: SqlDialect, target: MirrorTarget, op: 
     ];
     gone.push({ op: del, params });
   }
-  await inChunks(tx, dialect, gone, MAX_DELETE_ROWS, (n) => deleteSql(dialect, target, n));
+  await writeDeletes(tx, dialect, target, gone);
   await writeTombstones(
     tx,
     target.lineage_id,

@@ -78,6 +78,12 @@ export type ApplyContext = Readonly<{
   afterCommit(fn: () => Promise<void>): void;
 }>;
 
+/** One event of a transaction's batch, with the context `apply` would get for it. */
+export type BatchItem<E extends ProjectionEvent = ProjectionEvent> = Readonly<{
+  event: E;
+  ctx: ApplyContext;
+}>;
+
 export type StreamName = 'SLUICE_LINEAGE' | 'SLUICE_REJECTIONS' | 'SLUICE_REGISTRY';
 
 /**
@@ -93,6 +99,13 @@ export interface Projection<E extends ProjectionEvent = ProjectionEvent> {
   readonly stream: StreamName;
   readonly handles: readonly E['type'][];
   apply(tx: Tx, event: E, ctx: ApplyContext): Promise<void>;
+  /**
+   * Optional set-based path: every handled event of one transaction, in stream order, at once.
+   * It must leave the store exactly as `apply` over the same events one by one would (same rows,
+   * same after-commit actions in the same order); the runner uses it instead of `apply` when
+   * present. Row events can then be folded into a few multi-row statements.
+   */
+  applyBatch?(tx: Tx, items: readonly BatchItem<E>[]): Promise<void>;
   /** Empty every table the projection owns (drop dynamic ones). Runs in the rebuild transaction. */
   truncate(tx: Tx, dialect: SqlDialect): Promise<void>;
   /**

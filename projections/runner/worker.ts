@@ -8,7 +8,7 @@ import type { ReadStore } from '../store/open';
 import { BoundedBuffer, backoffMs, cancellableDelay } from './buffer';
 import { lockCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoints';
 import { type DecodedMessage, decodeMessage } from './decode';
-import type { AnyProjection, ApplyContext, Log } from './types';
+import type { AnyProjection, ApplyContext, BatchItem, Log } from './types';
 
 export type BatchLimits = Readonly<{ maxMessages: number; maxBytes: number }>;
 export const DEFAULT_LIMITS: BatchLimits = { maxMessages: 500, maxBytes: 4 * 1024 * 1024 };
@@ -425,6 +425,7 @@ export class ProjectionWorker {
         throw new CheckpointMoved(cp?.version, cp?.position);
       }
       let pos = cp.position;
+      const items: BatchItem[] = [];
       for (const m of batch) {
         // Exactly once in effect: what the checkpoint covers is already in the store.
         if (m.seq <= pos) continue;
@@ -443,10 +444,12 @@ export class ProjectionWorker {
               if (!rebuilding) effects.push(fn);
             },
           };
-          await p.apply(tx, event, ctx);
+          if (p.applyBatch) items.push({ event, ctx });
+          else await p.apply(tx, event, ctx);
         }
         pos = m.seq;
       }
+      if (p.applyBatch && items.length > 0) await p.applyBatch(tx, items);
       if (pos !== cp.position) await writeCheckpoint(tx, p.name, p.version, pos);
       return pos;
     });

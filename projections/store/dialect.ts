@@ -20,6 +20,12 @@ export interface SqlDialect {
   readonly rowLocks: boolean;
   /** Column type of a SQLite affinity in a mirror or telemetry table. */
   columnType(affinity: Affinity): string;
+  /**
+   * Array type of a column of `affinity` (`bigint[]`…), where one array parameter can carry a
+   * column of many rows (`unnest`): one statement text for any number of rows, no parameter
+   * limit. Absent: rows are written as multi-row VALUES lists.
+   */
+  arrayType?(affinity: Affinity): string;
   /** Positional parameter `i` (1-based) in raw SQL. */
   placeholder(i: number): string;
   /** A wire value as this dialect binds it into a column of `affinity`; throws MaterializationError. */

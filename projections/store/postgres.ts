@@ -44,7 +44,7 @@ const I64_LIMIT = 2 ** 63;
  * re-typing. BLOB and NUMERIC affinity columns can hold every class on SQLite: they are jsonb
  * holding the canonical wire value, which keeps class and value exactly.
  */
-function bindValue(affinity: Affinity, v: WireValue): DbValue {
+export function bindPostgresValue(affinity: Affinity, v: WireValue): DbValue {
   if (v === null) return null;
   const d = decodeForStore(v);
   if (affinity === 'BLOB' || affinity === 'NUMERIC') {
@@ -115,8 +115,17 @@ export function createPostgresStore(
           return 'jsonb';
       }
     },
+    // bindValue gives text (or null) for every affinity; pg quotes each array element.
+    arrayType: (a) =>
+      a === 'INTEGER'
+        ? 'bigint[]'
+        : a === 'REAL'
+          ? 'double precision[]'
+          : a === 'TEXT'
+            ? 'text[]'
+            : 'jsonb[]',
     placeholder: (i) => `$${i}`,
-    bindValue,
+    bindValue: bindPostgresValue,
     execExact: (ex: Executor, text, params) => dialect.exec(ex, text, params),
     toWire: postgresToWire,
     async exec(ex: Executor, text, params) {

@@ -214,7 +214,37 @@ describe.each(DIALECTS)('read queries (%s)', (kind) => {
       page: 2,
       limit: 10,
     });
-    expect(p2).toMatchObject({ total: 30, page: 2, limit: 10 });
+    // No count unless asked: a poller reading page 1 again and again never scans the table.
+    expect(p2).toMatchObject({ total: null, page: 2, limit: 10 });
+    const counted = await listMirrorRows(t.store.db, {
+      project_id: A,
+      lineage_id: approved.lineage_id,
+      limit: 10,
+      count: true,
+    });
+    expect(counted).toMatchObject({ total: 30, page: 1 });
+    const next = await listMirrorRows(t.store.db, {
+      project_id: A,
+      lineage_id: approved.lineage_id,
+      limit: 10,
+      after: counted.next_cursor!,
+    });
+    expect(next.items).toEqual(p2.items);
+    const last = await listMirrorRows(t.store.db, {
+      project_id: A,
+      lineage_id: approved.lineage_id,
+      limit: 10,
+      after: next.next_cursor!,
+    });
+    expect(last.items.map((r) => r.key)).toEqual(Array.from({ length: 10 }, (_, i) => ({ id: 21 + i })));
+    expect(last.next_cursor).not.toBeNull();
+    const beyond = await listMirrorRows(t.store.db, {
+      project_id: A,
+      lineage_id: approved.lineage_id,
+      limit: 10,
+      after: last.next_cursor!,
+    });
+    expect(beyond).toMatchObject({ items: [], next_cursor: null });
     expect(p2.items.map((r) => r.key)).toEqual(Array.from({ length: 10 }, (_, i) => ({ id: 11 + i })));
     expect(p2.columns.map((c) => [c.name, c.pk_ordinal])).toEqual([
       ['id', 1],

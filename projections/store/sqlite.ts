@@ -47,7 +47,7 @@ const TRANSIENT = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|NOMEM|CANTOPEN|PROTOCOL|INTER
 // SQLite is dynamically typed: the value is bound with its own storage class (INTEGER as bigint,
 // REAL as a JS number, -0 and ±Infinity included) and the column's affinity does to it exactly
 // what it did on the device, whose column has the same affinity.
-function bindValue(_affinity: Affinity, v: WireValue): DbValue {
+export function bindSqliteValue(_affinity: Affinity, v: WireValue): DbValue {
   const d = decodeForStore(v);
   return d instanceof Uint8Array && !Buffer.isBuffer(d) ? Buffer.from(d) : (d as DbValue);
 }
@@ -89,7 +89,7 @@ export function createSqliteStore(path: string): {
     rowLocks: false,
     columnType: (a) => a,
     placeholder: () => '?',
-    bindValue,
+    bindValue: bindSqliteValue,
     async execExact(ex: Executor, text, params) {
       const marked = `${EXACT_MARKER} ${text}`;
       if (!ex.isTransaction) {

@@ -247,7 +247,7 @@ describe('the 5-minute tour', () => {
     });
     const orders = await waitFor(
       async () => {
-        const m = await getJson<Mirror>(`${cloud.base}/lineages/${O}/mirror-rows`);
+        const m = await getJson<Mirror>(`${cloud.base}/lineages/${O}/mirror-rows?count=true`);
         return m.body.total > 0 ? m.body : undefined;
       },
       { timeoutMs: 30_000, message: 'order_events mirror rows' },

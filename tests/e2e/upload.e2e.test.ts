@@ -139,7 +139,9 @@ describe('bootstrap through the upload flow', () => {
     const device = db.prepare('SELECT id, name, qty, note FROM items ORDER BY id').all() as Item[];
     await waitFor(
       async () => {
-        const m = await getJson<Page<MirrorRow>>(`${cloud.base}/lineages/${L}/mirror-rows?limit=1`);
+        const m = await getJson<Page<MirrorRow>>(
+          `${cloud.base}/lineages/${L}/mirror-rows?limit=1&count=true`,
+        );
         return m.body.total === device.length || undefined;
       },
       { timeoutMs: 60_000, message: `mirror has ${device.length} rows (${logs()})` },

@@ -301,7 +301,7 @@ describe.each(DIALECTS)('a fleet of devices coalesced on the %s read store', (di
       table: string;
       items: { row: { mode: string }; device_id: string }[];
       total: number;
-    }>(`/lineages/${active[7]!.lineage_id}/mirror-rows`);
+    }>(`/lineages/${active[7]!.lineage_id}/mirror-rows?count=true`);
     expect(one.table).toBe(table.table_name);
     expect(one.total).toBe(3);
     expect(one.items.map((i) => i.row.mode)).toEqual([1, 2, 3].map((q) => `${active[7]!.device_name}-m${q}`));

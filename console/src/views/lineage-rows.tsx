@@ -22,7 +22,13 @@ export function MirrorRows({ lineageId }: { lineageId: string }) {
   const { client } = useSignedIn();
   const [page, setPage] = useState(1);
   const res = useResource(
-    () => client.get<MirrorPage>(`/edge/lineages/${lineageId}/mirror-rows`, { page, limit: LIMIT }),
+    // A person reads it: the total (a count of the lineage's rows) is asked for.
+    () =>
+      client.get<MirrorPage>(`/edge/lineages/${lineageId}/mirror-rows`, {
+        page,
+        limit: LIMIT,
+        count: 'true',
+      }),
     [lineageId, page],
   );
   const m = res.data;
