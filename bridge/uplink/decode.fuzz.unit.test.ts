@@ -12,6 +12,7 @@ import {
   validTelemetryBatch,
 } from '../../tests/support/fuzz';
 import { UPLINK_TOPICS } from '../../domain/protocol/contracts';
+import { partitionOf } from '../../infra/nats/partitions';
 import { untoken } from '../../infra/nats/names';
 import { decodeUplink } from './decode';
 
@@ -62,10 +63,9 @@ describe('bridge decoding of uplinks', () => {
           expect(m.device_key).toBe(`${levels[0]}/${levels[1]}`);
           expect(`${m.device_key}/${UPLINK_TOPICS[m.kind]}`).toBe(t);
           const tokens = d.subject.split('.');
-          expect(tokens.slice(0, 3)).toEqual(['edge', 'ingress', m.kind]);
-          expect(tokens).toHaveLength(4);
-          expect(tokens[3]).toMatch(TOKEN);
-          expect(untoken(tokens[3]!)).toBe(m.device_key);
+          expect(tokens).toEqual(['edge', 'ingress', String(partitionOf(m.device_key)), m.kind, tokens[4]]);
+          expect(tokens[4]).toMatch(TOKEN);
+          expect(untoken(tokens[4]!)).toBe(m.device_key);
           expect(d.msgID.startsWith(`${m.device_key}:`)).toBe(true);
           expect(m.project_id).toBe(PROJECT);
           expect(JSON.parse(JSON.stringify(m))).toEqual(m); // encodes as it is
