@@ -75,12 +75,15 @@ export class DurableConsumer {
     const queued: JsMsg[] = [];
     let wake: (() => void) | undefined;
     let done = false;
+    let failed: unknown;
     const reader = (async () => {
       try {
         for await (const m of batch) {
           queued.push(m);
           wake?.();
         }
+      } catch (err) {
+        failed = err; // rethrown below, never left as an unhandled rejection while a step runs
       } finally {
         done = true;
         wake?.();
@@ -96,6 +99,7 @@ export class DurableConsumer {
       await many(queued.splice(0));
     }
     await reader;
+    if (failed) throw failed;
   }
 
   private async run(): Promise<void> {
