@@ -21,6 +21,7 @@ test: deps build ## typecheck, lint, format check, then every suite against real
 	npx tsc --noEmit -p .
 	npx tsc --noEmit -p console
 	npx eslint --max-warnings 0 .
+	npx depcruise --config .dependency-cruiser.cjs domain worker bridge projections api cli infra edge-agent bench tests
 	npx prettier --check .
 	npx jest --ci --forceExit --json --outputFile=$(JEST_RESULTS)
 

@@ -10,7 +10,7 @@ import { TokenBook } from '../api/auth/tokens';
 import { type ProjectionLagSource, readinessCheck, recordProjectionLag } from '../api/health';
 import { ControlDispatcher } from '../bridge/downlink/dispatcher';
 import { UplinkBridge } from '../bridge/uplink/bridge';
-import { toPrivateKey } from '../edge-agent/control/signature';
+import { toPrivateKey } from '../infra/security/control-signature';
 import { type Env, parseReadStore, topicFleets, topicProjects } from '../infra/config/env';
 import { type Logger, createLogger } from '../infra/log';
 import { createMetrics } from '../infra/metrics';

@@ -10,7 +10,7 @@ import {
 import type { KeyObject } from 'node:crypto';
 import { CONTROL_TOPIC, type Control } from '../../domain/protocol/contracts';
 import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
-import { signControl } from '../../edge-agent/control/signature';
+import { signControl } from '../../infra/security/control-signature';
 import { decodeCommit } from '../../infra/nats/event-store';
 import { DurableConsumer } from '../../infra/nats/durable-consumer';
 import { STREAMS, subjects } from '../../infra/nats/names';

@@ -1,6 +1,6 @@
 import type { SchemaObserve } from '../protocol/contracts';
-import { DomainError } from '../shared/errors';
 import type { LineageEvent } from './events';
+import { register } from './lifecycle';
 import type { LineageState } from './state';
 
 /** `ObserveSchema`: a device's sync/schema/observe, as the worker hands it to the lineage. */
@@ -22,25 +22,10 @@ export type ObserveSchemaData = Readonly<{
  * product's shape). The same observation again records nothing.
  */
 export function decideObserveSchema(state: LineageState, d: ObserveSchemaData): readonly LineageEvent[] {
-  if (state.status === 'deleted') {
-    throw new DomainError('lineage_deleted', `lineage ${state.lineage_id} was deleted`);
-  }
   const o = d.observe;
-  const events: LineageEvent[] = [];
-  if (state.status === 'unregistered') {
-    events.push({
-      type: 'LineageRegistered',
-      data: {
-        lineage_id: d.new_lineage_id,
-        project_id: d.project_id,
-        device_id: d.device_id,
-        device_name: d.device_name,
-        source_table: o.source_table,
-        kind: o.capture_strategy === 'sqlite_telemetry_batch_v1' ? 'telemetry' : 'rows',
-        ...(d.topic_slug !== undefined ? { topic_slug: d.topic_slug } : {}),
-      },
-    });
-  } else {
+  const kind = o.capture_strategy === 'sqlite_telemetry_batch_v1' ? 'telemetry' : 'rows';
+  const events = register(state, d, o.source_table, kind);
+  if (state.status === 'registered') {
     const last = state.observed_schema;
     // Nothing new: the same hash, and no columns where the record has them (or none at all).
     if (last?.schema_hash === o.schema_hash && (last.schema_columns !== null || !o.schema_columns)) return [];

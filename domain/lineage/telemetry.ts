@@ -3,29 +3,31 @@
  * review of its own or, with coalescing on, by the registry entry of its scope), and the data
  * points its approval binds (docs/telemetry.md).
  */
+import type { TelemetryBatch } from '../protocol/contracts';
 import type { Policy } from '../policy/policy';
+import type { RegistryView } from '../registry/view';
 import { DomainError } from '../shared/errors';
+import { type Identity, type Minted, apply, push, requireLineage } from './common';
 import { dataPointEvents, planDataPoints } from './data-points';
-import {
-  GATING,
-  type LineageCommand,
-  apply,
-  checkBatchIdentity,
-  fleetEvents,
-  governSchema,
-  intake,
-  push,
-  register,
-  requireLineage,
-  stagingReason,
-} from './decide';
 import type { LineageEvent } from './events';
+import { governSchema } from './governance';
+import { checkBatchIdentity, intake } from './intake';
+import { fleetEvents, register } from './lifecycle';
+import { releaseLeftovers, stagingReason } from './staging';
 import type { LineageState } from './state';
 
-export function decideTelemetryBatch(
-  state: LineageState,
-  cmd: Extract<LineageCommand, { type: 'IngestTelemetryBatch' }>['data'],
-): LineageEvent[] {
+export type IngestTelemetryBatchData = Identity &
+  Minted & {
+    batch: TelemetryBatch;
+    new_lineage_id: string;
+    new_review_id: string;
+    policy: Policy;
+    fleet_id?: string | null;
+    payload_digest?: string;
+    registry?: RegistryView;
+  };
+
+export function decideTelemetryBatch(state: LineageState, cmd: IngestTelemetryBatchData): LineageEvent[] {
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'telemetry');
   let s = requireLineage(apply(state, events));
@@ -94,10 +96,6 @@ export function withDataPoints(
   const events = decided.filter((e) => e.type !== 'StagedRowsReleased');
   let s = requireLineage(apply(state, events));
   s = push(s, events, dataPointEvents(s, d.policy));
-  if (s.staged_rows > 0 && s.approved_hash !== null && !s.pause_reasons.some((r) => GATING.includes(r))) {
-    push(s, events, [
-      { type: 'StagedRowsReleased', data: { replay_id: d.replay_id, schema_hash: s.approved_hash } },
-    ]);
-  }
+  push(s, events, releaseLeftovers(s, d.replay_id));
   return events;
 }

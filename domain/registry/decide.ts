@@ -1,12 +1,12 @@
-import { bindSchema } from '../lineage/decide';
+import { bindSchema } from '../lineage/bindings';
 import type { ColumnAction, ColumnBinding } from '../lineage/events';
 import type { SchemaColumns } from '../protocol/fingerprint';
 import { assertNever } from '../shared/decider';
 import { DomainError } from '../shared/errors';
+import { findReview, requireStatus } from '../shared/reviews';
 import { type RegistryEvent, type RegistryKey, registryId } from './events';
 import {
   type RegisteredEntry,
-  type RegistryReview,
   type RegistryState,
   evolveRegistry,
   initialRegistryState,
@@ -54,6 +54,8 @@ export type RegistryCommand =
 
 export type RegistryCommandType = RegistryCommand['type'];
 
+const NOUN = 'registry review';
+
 function register(state: RegistryState, key: RegistryKey): RegistryEvent[] {
   if (state.status === 'registered') {
     if (state.registry_id !== registryId(key)) {
@@ -81,27 +83,6 @@ function schemaEvents(s: RegisteredEntry, columns: SchemaColumns | null): Regist
   return !s.schema_columns && columns
     ? [{ type: 'RegistrySchemaObserved', data: { schema_columns: columns } }]
     : [];
-}
-
-function findReview(s: RegisteredEntry, reviewId: string, actionVersion: number): RegistryReview {
-  const r = s.reviews.find((x) => x.review_id === reviewId);
-  if (!r) throw new DomainError('review_not_found', `registry review ${reviewId} not found`);
-  if (r.action_version !== actionVersion) {
-    throw new DomainError(
-      'stale_action_version',
-      `action_version ${actionVersion} is stale; the registry review is at ${r.action_version}`,
-      { current_action_version: r.action_version, status: r.status },
-    );
-  }
-  return r;
-}
-
-function mustBe(r: RegistryReview, status: RegistryReview['status'], what: string): void {
-  if (r.status !== status) {
-    throw new DomainError('illegal_transition', `registry review is ${r.status}; ${what}`, {
-      status: r.status,
-    });
-  }
 }
 
 function enroll(state: RegistryState, d: Extract<RegistryCommand, { type: 'EnrollLineage' }>['data']) {
@@ -164,8 +145,8 @@ export function decideRegistry(command: RegistryCommand, state: RegistryState): 
       return adopt(state, command.data);
     case 'ClaimRegistryReview': {
       const s = requireEntry(state);
-      const r = findReview(s, command.data.review_id, command.data.action_version);
-      mustBe(r, 'queued', 'only a queued review can be claimed');
+      const r = findReview(s.reviews, command.data.review_id, command.data.action_version, NOUN);
+      requireStatus(r, 'queued', 'only a queued review can be claimed', NOUN);
       return [
         {
           type: 'RegistryReviewClaimed',
@@ -175,8 +156,8 @@ export function decideRegistry(command: RegistryCommand, state: RegistryState): 
     }
     case 'ApproveRegistryReview': {
       const s = requireEntry(state);
-      const r = findReview(s, command.data.review_id, command.data.action_version);
-      mustBe(r, 'in_review', 'claim it before approving');
+      const r = findReview(s.reviews, command.data.review_id, command.data.action_version, NOUN);
+      requireStatus(r, 'in_review', 'claim it before approving', NOUN);
       const bindings = bindSchema(s.schema_columns, command.data.column_actions);
       return [
         {
@@ -187,8 +168,8 @@ export function decideRegistry(command: RegistryCommand, state: RegistryState): 
     }
     case 'RejectRegistryReview': {
       const s = requireEntry(state);
-      const r = findReview(s, command.data.review_id, command.data.action_version);
-      mustBe(r, 'in_review', 'claim it before rejecting');
+      const r = findReview(s.reviews, command.data.review_id, command.data.action_version, NOUN);
+      requireStatus(r, 'in_review', 'claim it before rejecting', NOUN);
       return [
         {
           type: 'RegistryReviewRejected',
@@ -198,7 +179,7 @@ export function decideRegistry(command: RegistryCommand, state: RegistryState): 
     }
     case 'AbandonRegistryReview': {
       const s = requireEntry(state);
-      const r = findReview(s, command.data.review_id, command.data.action_version);
+      const r = findReview(s.reviews, command.data.review_id, command.data.action_version, NOUN);
       if (r.status !== 'queued' && r.status !== 'in_review') {
         throw new DomainError(
           'illegal_transition',
@@ -226,23 +207,4 @@ export const registryDecider = {
   initialState: initialRegistryState,
 };
 
-/** What a lineage's decision needs to know of its registry entry (passed in with the batch). */
-export type RegistryView = Readonly<{
-  registry_id: string;
-  scope: RegistryKey['scope'];
-  scope_id: string;
-  status: 'none' | 'open' | 'approved' | 'rejected';
-  review_id: string | null;
-  bindings: readonly ColumnBinding[] | null;
-}>;
-
-export function registryView(key: RegistryKey, state: RegistryState): RegistryView {
-  const base = { registry_id: registryId(key), scope: key.scope, scope_id: key.scope_id };
-  if (state.status !== 'registered') return { ...base, status: 'none', review_id: null, bindings: null };
-  const d = state.decision;
-  if (d?.kind === 'approved')
-    return { ...base, status: 'approved', review_id: d.review_id, bindings: d.bindings };
-  if (d?.kind === 'rejected') return { ...base, status: 'rejected', review_id: d.review_id, bindings: null };
-  const open = openReview(state);
-  return { ...base, status: open ? 'open' : 'none', review_id: open?.review_id ?? null, bindings: null };
-}
+export { type RegistryView, registryView } from './view';

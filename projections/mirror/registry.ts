@@ -4,12 +4,19 @@
  * `edge_mirror_lineages`).
  */
 import type { RowChange } from '../../domain/protocol/contracts';
-import type { ApplyContext, CommandSender, Db, Log, MaterializationFailure, Tx } from '../runner/types';
+import type {
+  ApplyContext,
+  CommandSender,
+  Db,
+  Log,
+  MaterializationFailure,
+  Tx,
+  VerifyOutcomeReport,
+} from '../runner/types';
 import { errorCode } from '../store/dialect';
 import { mirrorTableName } from '../store/identifiers';
 import type { EdgeMirrorTablesTable, MaterializedLineageTable } from '../store/schema';
 import type { MirrorColumn } from './columns';
-import type { VerifyOutboxEntry } from './verify';
 import type { MirrorOp, MirrorTarget, RowFailure } from './write';
 
 export async function mirrorLineage(
@@ -250,6 +257,9 @@ export async function reportTaken(
     .where('journal_epoch', '=', epoch ?? '')
     .execute();
 }
+
+/** A verify outcome in the report outbox (written by verify.ts), told apart from failures by `kind`. */
+export type VerifyOutboxEntry = VerifyOutcomeReport & { kind: 'verify' };
 
 /** After a (re)start has caught up: reports still in the outbox never reached the domain. */
 export async function resendPendingReports(

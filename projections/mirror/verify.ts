@@ -13,7 +13,7 @@ import type { ApplyContext, CommandSender, Tx, VerifyOutcomeReport } from '../ru
 import type { MaterializedLineageTable } from '../store/schema';
 import { coalescedTarget } from './coalesced';
 import { keyColumns, type MirrorColumn } from './columns';
-import { currentTable, targetOf } from './registry';
+import { type VerifyOutboxEntry, currentTable, targetOf } from './registry';
 import { readMirrorRows } from './write';
 
 type Reported = Extract<LineageEvent, { type: 'VerifyReported' }>['data'];
@@ -21,8 +21,6 @@ type Completed = Extract<LineageEvent, { type: 'VerifyCompleted' }>['data'];
 
 /** The outbox key of a verify outcome: failure reports use the journal epoch, never this prefix. */
 export const verifyOutboxKey = (verifyId: string): string => `verify:${verifyId}`;
-
-export type VerifyOutboxEntry = VerifyOutcomeReport & { kind: 'verify' };
 
 type Comparison = Omit<VerifyOutcomeReport, 'verify_id'>;
 
