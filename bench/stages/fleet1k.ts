@@ -11,7 +11,8 @@
  * - Freshness at 50 % of that rate: every marker committed in the window and seen in the mirror.
  *
  * Visibility is read from the read store itself (PostgreSQL, each device's mirror table, the probe
- * row id 0 whose `n` is its commit time), 100 tables per prepared statement, round robin: the API
+ * row id 0 whose `n` is its commit time), 100 tables per prepared statement, round robin, a round
+ * at most every 250 ms (which the latencies include): the API
  * would spend more CPU than the pipeline polling a thousand lineages. Commit and visible times are
  * both wall-clock ms on this machine.
  */
@@ -30,6 +31,8 @@ import { api, type Cloud, LINEAGE_PROJECTIONS, nodeCommand, waitReady } from './
 /** A step keeps up when the p99 of commit → visible stays under this. */
 export const KEEP_UP_MS = 3_000;
 const POLL_CHUNK = 100;
+/** A full round of the read-store poller takes at least this long (it adds up to it to a latency). */
+const POLL_CYCLE_MS = 250;
 
 type SimStats = {
   t: number;
@@ -136,6 +139,9 @@ export async function fleet1k(ctx: Ctx, cloud: Cloud, size: number): Promise<Sta
         }
         await sleep(2);
       }
+      // Paced: the poller's statements are PostgreSQL work beside the projector's.
+      const spent = Date.now() - cycleStart;
+      if (spent < POLL_CYCLE_MS) await sleep(POLL_CYCLE_MS - spent);
       cycles++;
       const t = Date.now();
       cycleMs += t - cycleStart;
