@@ -4,9 +4,11 @@
  *
  *   node --import ./node_modules/tsx/dist/loader.mjs bench/run.ts [--quick] [--out FILE]
  *     [--profile default|safe|both] [--only GROUP,…] [--cpu-prof DIR] [--max-seconds N]
+ *     [--fleet-devices N]
  *
- * Groups: raw, edge, ingest, naive, full, fleet (the many-device stage of full alone), drain,
- * rebuild, api. Everything runs on private
+ * Groups: raw, edge, ingest, naive, full, fleet (the 50-device stage of full alone), fleet1k (1,000
+ * simulated devices; `--fleet-devices N` for another count; alone it also runs the 1-device burst
+ * at 256 B for the fleet/single ratio), drain, rebuild, api. Everything runs on private
  * servers on loopback ports (tests/support), which are removed at the end. The run stops by
  * itself: each stage is bounded, and a watchdog ends the run at --max-seconds.
  */
@@ -31,6 +33,7 @@ import { ratio } from './lib/stats';
 import { renderTable } from './lib/table';
 import { apiReads } from './stages/api';
 import { agentPublish, ingest } from './stages/edge';
+import { fleet1k } from './stages/fleet1k';
 import { drain, fullSystem, startCloud } from './stages/full';
 import { naive } from './stages/naive';
 import { rawJetStream, rawMqtt, rawPostgres, sqliteWrites } from './stages/raw';
@@ -43,6 +46,7 @@ type Args = {
   only?: Set<string>;
   cpuProf?: string;
   maxSeconds: number;
+  fleetDevices?: number;
 };
 
 function parseArgs(argv: string[]): Args {
@@ -53,7 +57,15 @@ function parseArgs(argv: string[]): Args {
     if (!v || v.startsWith('--')) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const known = new Set(['--quick', '--out', '--profile', '--only', '--cpu-prof', '--max-seconds']);
+  const known = new Set([
+    '--quick',
+    '--out',
+    '--profile',
+    '--only',
+    '--cpu-prof',
+    '--max-seconds',
+    '--fleet-devices',
+  ]);
   for (const a of argv) if (a.startsWith('--') && !known.has(a)) throw new Error(`unknown option ${a}`);
   const quick = argv.includes('--quick');
   const profile = value('--profile') ?? (quick ? 'default' : 'both');
@@ -62,12 +74,16 @@ function parseArgs(argv: string[]): Args {
   const only = value('--only');
   const out = value('--out');
   const cpuProf = value('--cpu-prof');
+  const fleetDevices = value('--fleet-devices');
+  if (fleetDevices !== undefined && !(Number(fleetDevices) >= 1))
+    throw new Error(`--fleet-devices is a positive number, not ${fleetDevices}`);
   return {
     quick,
     ...(out ? { out } : {}),
     profiles: profile === 'both' ? ['default', 'safe'] : [profile as Profile],
     ...(only ? { only: new Set(only.split(',')) } : {}),
     ...(cpuProf ? { cpuProf } : {}),
+    ...(fleetDevices ? { fleetDevices: Number(fleetDevices) } : {}),
     maxSeconds: Number(value('--max-seconds') ?? (quick ? 150 : 1800)),
   };
 }
@@ -90,14 +106,19 @@ function ratios(results: readonly StageResult[]) {
     capture_100_per_tx: ratio(rate('edge.capture.tx100'), rate('raw.sqlite.tx100')),
     rebuild: ratio(rate('rebuild'), rawPg),
     'safe/default': ratio(rate('full.sustained', 'safe'), full),
-    'fleet/single': ratio(rate('full.sustained.fleet'), full),
+    // The 1,000-device stage (sustained under stepped load) over the 1-device burst.
+    'fleet/single': ratio(rate('full.sustained.fleet1k'), full),
+    'fleet50/single': ratio(rate('full.sustained.fleet'), full),
   };
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
-  const sizes = args.quick ? QUICK : FULL;
+  const sizes = {
+    ...(args.quick ? QUICK : FULL),
+    ...(args.fleetDevices ? { fleet1kDevices: args.fleetDevices } : {}),
+  };
   // Stages stop starting new runs past this; the watchdog ends everything a little later.
   const deadline = started + args.maxSeconds * 1000 * 0.85;
   let onLimit = () => undefined as void;
@@ -174,7 +195,7 @@ async function main(): Promise<void> {
       );
     }
     console.log(
-      `ratios: full/naive=${r['full/naive']} full/raw=${r['full/raw']} capture=${r.capture} rebuild=${r.rebuild}`,
+      `ratios: full/naive=${r['full/naive']} full/raw=${r['full/raw']} capture=${r.capture} rebuild=${r.rebuild} fleet/single=${r['fleet/single']}`,
     );
   };
   onLimit = () => finish(true);
@@ -244,38 +265,39 @@ async function main(): Promise<void> {
         await attempt('ingest', profile, () => ingest(ctx, size));
       if (want('naive')) await attempt('naive', profile, () => naive(ctx, size));
     }
-    // `fleet`: only the many-device stage of `full` (the 1-device stages are skipped).
-    if (want('full') || want('drain') || want('fleet')) {
+    // `fleet`: only the 50-device stage of `full` (the 1-device stages are skipped); `fleet1k`:
+    // the simulated 1,000 devices, with the 1-device burst at the reference size for its ratio.
+    if (want('full') || want('drain') || want('fleet') || want('fleet1k')) {
       try {
         const cloud = await startCloud(ctx, await createDatabase(`read_${profile}`));
         const stopCloud = onCleanup(() => cloud.stop());
         log(`  sluice roles up (bridge, worker, projector, api)`);
         for (const size of rowSizes) {
           if (!want('full') && size !== REFERENCE_SIZE) continue;
-          if (!want('full') && !want('drain')) {
-            if (size === REFERENCE_SIZE)
-              await attempt(
-                'full.sustained.fleet',
-                profile,
-                async () => (await fullSystem(ctx, cloud, size, sizes.fleetDevices)).results,
-              );
-            continue;
+          if (want('full') || want('drain') || want('fleet1k')) {
+            let single: Awaited<ReturnType<typeof fullSystem>> | undefined;
+            await attempt('full.sustained', profile, async () => {
+              single = await fullSystem(ctx, cloud, size, 1);
+              if (want('full')) return single.results;
+              return want('fleet1k') ? single.results.filter((r) => r.stage === 'full.sustained') : [];
+            });
+            if (size === REFERENCE_SIZE && want('drain') && single?.device && single.agents) {
+              const { device, agents } = single;
+              await attempt('drain', profile, () => drain(ctx, cloud, size, device, agents));
+            } else {
+              await single?.agents?.stop();
+              single?.device?.db.close();
+            }
           }
-          let single: Awaited<ReturnType<typeof fullSystem>> | undefined;
-          await attempt('full.sustained', profile, async () => {
-            single = await fullSystem(ctx, cloud, size, 1);
-            return want('full') ? single.results : [];
-          });
-          if (size === REFERENCE_SIZE && want('drain') && single?.device && single.agents) {
-            const { device, agents } = single;
-            await attempt('drain', profile, () => drain(ctx, cloud, size, device, agents));
-          } else await single?.agents?.stop();
-          if (size === REFERENCE_SIZE && want('full'))
+          if (size === REFERENCE_SIZE && (want('full') || want('fleet')))
             await attempt(
               'full.sustained.fleet',
               profile,
               async () => (await fullSystem(ctx, cloud, size, sizes.fleetDevices)).results,
             );
+          // The safe profile changes the devices' SQLite, which simulated devices do not have.
+          if (size === REFERENCE_SIZE && want('fleet1k') && profile === 'default')
+            await attempt('full.sustained.fleet1k', profile, () => fleet1k(ctx, cloud, size));
         }
         await cloud.stop();
         stopCloud();

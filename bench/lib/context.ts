@@ -54,6 +54,11 @@ export type Sizes = Readonly<{
   freshnessSeconds: number;
   fleetDevices: number;
   fleetRows: number;
+  /** The simulated-device stage (`fleet1k`): devices, seconds per load step, first step, freshness window. */
+  fleet1kDevices: number;
+  fleet1kStepSeconds: number;
+  fleet1kStartRate: number;
+  fleet1kFreshSeconds: number;
   rebuildRows: number;
   drainRows: number;
   apiLineages: number;
@@ -74,6 +79,10 @@ export const QUICK: Sizes = {
   freshnessSeconds: 2,
   fleetDevices: 10,
   fleetRows: 2_500,
+  fleet1kDevices: 100,
+  fleet1kStepSeconds: 3,
+  fleet1kStartRate: 250,
+  fleet1kFreshSeconds: 3,
   rebuildRows: 30_000,
   drainRows: 8_000,
   apiLineages: 1_000,
@@ -94,6 +103,10 @@ export const FULL: Sizes = {
   freshnessSeconds: 10,
   fleetDevices: 50,
   fleetRows: 25_000,
+  fleet1kDevices: 1_000,
+  fleet1kStepSeconds: 5,
+  fleet1kStartRate: 250,
+  fleet1kFreshSeconds: 10,
   rebuildRows: 1_000_000,
   drainRows: 100_000,
   apiLineages: 10_000,

@@ -17,6 +17,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { STREAMS } from '../../infra/nats/names';
+import { createProjections } from '../../projections/registry';
 import { ingressBacklog } from '../../worker/ingress-worker';
 import { freePort, type Managed, startProcess, tempDir } from '../../tests/support/proc';
 import { ROOT, TEST_PROJECT, TEST_TOKEN } from '../../tests/support/stack';
@@ -45,7 +46,7 @@ export type Cloud = {
  * (node with the tsx loader), with `--cpu-prof` into the profile directory when asked (Node does
  * not take --cpu-prof from NODE_OPTIONS).
  */
-function nodeCommand(ctx: Ctx, who: string, script: string, args: string[]): [string, string[]] {
+export function nodeCommand(ctx: Ctx, who: string, script: string, args: string[]): [string, string[]] {
   const prof: string[] = [];
   if (ctx.cpuProfDir) {
     const dir = join(ctx.cpuProfDir, `${ctx.profile}-${who}`);
@@ -59,7 +60,7 @@ function nodeCommand(ctx: Ctx, who: string, script: string, args: string[]): [st
 }
 
 /** Wait for every process to print its ready line; fail at once if one exits. */
-async function waitReady(
+export async function waitReady(
   procs: readonly { name: string; proc: Managed; ready: string }[],
   timeoutMs: number,
 ): Promise<void> {
@@ -136,7 +137,7 @@ export async function startCloud(ctx: Ctx, readStoreUrl: string): Promise<Cloud>
   };
 }
 
-async function api<T>(url: string, init?: { method: string; body: unknown }): Promise<T> {
+export async function api<T>(url: string, init?: { method: string; body: unknown }): Promise<T> {
   const r = await fetch(url, {
     method: init?.method ?? 'GET',
     headers: {
@@ -310,6 +311,15 @@ async function waitUntilVisible(
   }
 }
 
+/**
+ * The projections that follow the lineage stream: their checkpoints are positions in it. (The
+ * registry and rejections projections follow streams of their own; a lag against the lineage
+ * stream's last sequence means nothing for them.)
+ */
+export const LINEAGE_PROJECTIONS: readonly string[] = createProjections()
+  .filter((p) => p.stream === STREAMS.lineage)
+  .map((p) => p.name);
+
 export type Backlog = { journal_rows: number; ingress_msgs: number; projection_lag_msgs: number };
 
 /**
@@ -332,9 +342,9 @@ export async function backlogSampler(ctx: Ctx, cloud: Cloud, devices: readonly D
     const journal = devices.reduce((n, d) => n + journalBacklog(d.db), 0);
     const ingress = await ingressBacklog(jsm);
     const last = (await jsm.streams.info(STREAMS.lineage)).state.last_seq;
-    // Projections of the lineage stream (rejections follows its own stream).
     const cp = await db.query<{ name: string; position: string }>(
-      "SELECT name, position FROM projection_checkpoints WHERE name <> 'rejections'",
+      'SELECT name, position FROM projection_checkpoints WHERE name = ANY($1)',
+      [LINEAGE_PROJECTIONS],
     );
     for (const r of cp.rows) lagBy[r.name] = (lagBy[r.name] ?? 0) + Math.max(0, last - Number(r.position));
     const now: Backlog = {
