@@ -1,4 +1,4 @@
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type ISubscriptionMap, type MqttClient } from 'mqtt';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type JetStreamClient, jetstream } from '@nats-io/jetstream';
 import type { Receipt } from '../../domain/protocol/contracts';
@@ -125,7 +125,12 @@ export class UplinkBridge {
       if (err) this.opts.log.warn({ err: err.message }, 'bridge unsubscribe failed');
     });
     if (source !== 'shared') return;
-    client.subscribe(sharedTopics(), { qos: 1 }, (err) => {
+    // Sent at every connect, even to a present session: Mosquitto 2.0.11 restores a shared
+    // subscription from its persistence file after a restart but delivers nothing to it until it
+    // is subscribed again (and mqtt.js skips topics it believes subscribed unless told).
+    const topics: ISubscriptionMap = Object.fromEntries(sharedTopics().map((t) => [t, { qos: 1 }]));
+    topics.resubscribe = true;
+    client.subscribe(topics, (err) => {
       if (err) this.opts.log.error({ err: err.message }, 'bridge subscribe failed');
     });
   }

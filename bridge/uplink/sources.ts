@@ -78,7 +78,8 @@ export function mqttStreamConsumers(o: {
 /**
  * Whether the MQTT broker is this NATS server's own MQTT listener: a QoS 1 probe published over
  * MQTT shows up on the NATS subject it maps to. (nats-server 2.9 grants a `$share/...`
- * subscription but delivers nothing to it, so the two must not be confused.)
+ * subscription but delivers nothing to it, so the two must not be confused.) The probe goes to a
+ * receipt topic of a device that does not exist: the bridge's broker permissions allow it there.
  */
 export async function brokerIsNatsListener(
   client: MqttClient,
@@ -86,7 +87,7 @@ export async function brokerIsNatsListener(
   probeId: string,
   timeoutMs = 3_000,
 ): Promise<boolean> {
-  const topic = `sluice/bridge-probe/${probeId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  const topic = `sluice-probe/${probeId.replace(/[^A-Za-z0-9_-]/g, '_')}/sync/ingest/receipt`;
   const sub = nc.subscribe(topicToSubject(topic), { max: 1 });
   try {
     await nc.flush();
