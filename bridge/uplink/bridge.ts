@@ -83,24 +83,27 @@ export class UplinkBridge {
       );
     };
     client.on('error', (err) => o.log.warn({ err: err.message }, 'mqtt error'));
-    client.on('connect', (ack) => {
+    const connected = (sessionPresent: boolean) =>
       o.log.info(
         {
-          sessionPresent: ack.sessionPresent,
+          sessionPresent,
           clientId: o.clientId,
           broker: `${client.options.host ?? ''}:${client.options.port ?? ''}`,
+          uplinks: this.source,
         },
         'bridge connected to MQTT broker',
       );
-      if (this.source) this.subscribe(client, this.source);
+    // Logged once the uplinks are subscribed (scripts wait for this line before devices publish).
+    client.on('connect', (ack) => {
+      if (this.source) void this.subscribe(client, this.source).then(() => connected(ack.sessionPresent));
     });
-    await new Promise<void>((resolve, reject) => {
+    const first = await new Promise<boolean>((resolve, reject) => {
       const onErr = (err: Error) => {
         if (!client.connected) reject(err);
       };
-      client.once('connect', () => {
+      client.once('connect', (ack) => {
         client.off('error', onErr);
-        resolve();
+        resolve(ack.sessionPresent);
       });
       client.once('error', onErr);
     });
@@ -111,28 +114,42 @@ export class UplinkBridge {
         : (await brokerIsNatsListener(client, o.nc, o.clientId))
           ? 'jetstream'
           : 'shared';
-    o.log.info({ uplinks: this.source, clientId: o.clientId }, 'bridge reading uplinks');
-    this.subscribe(client, this.source);
     if (this.source === 'jetstream') {
       this.consumers = mqttStreamConsumers({ nc: o.nc, handle: (t, p) => this.handle(t, p), log: o.log });
       for (const c of this.consumers) await c.start();
     }
+    await this.subscribe(client, this.source);
+    connected(first);
   }
 
-  /** Drops the plain subscriptions an older bridge left in this session (each would get every batch). */
-  private subscribe(client: MqttClient, source: 'shared' | 'jetstream'): void {
-    client.unsubscribe([...UPLINK_TOPICS], (err) => {
-      if (err) this.opts.log.warn({ err: err.message }, 'bridge unsubscribe failed');
-    });
-    if (source !== 'shared') return;
+  /**
+   * Subscribes the shared uplink topics (`shared`), and drops the plain ones an older bridge left
+   * in this session (each would get every batch). Resolves once the broker answered.
+   */
+  private async subscribe(client: MqttClient, source: 'shared' | 'jetstream'): Promise<void> {
+    const log = this.opts.log;
+    const unsubscribed = client
+      .unsubscribeAsync([...UPLINK_TOPICS])
+      .catch((err: Error) => log.warn({ err: err.message }, 'bridge unsubscribe failed'));
+    if (source !== 'shared') {
+      await unsubscribed;
+      return;
+    }
     // Sent at every connect, even to a present session: Mosquitto 2.0.11 restores a shared
     // subscription from its persistence file after a restart but delivers nothing to it until it
     // is subscribed again (and mqtt.js skips topics it believes subscribed unless told).
     const topics: ISubscriptionMap = Object.fromEntries(sharedTopics().map((t) => [t, { qos: 1 }]));
     topics.resubscribe = true;
-    client.subscribe(topics, (err) => {
-      if (err) this.opts.log.error({ err: err.message }, 'bridge subscribe failed');
-    });
+    await Promise.all([
+      unsubscribed,
+      client.subscribeAsync(topics).then(
+        (granted) => {
+          if (granted.some((g) => g.qos === 128))
+            log.error({ granted }, 'the broker refused a shared uplink subscription; check its ACL');
+        },
+        (err: Error) => log.error({ err: err.message }, 'bridge subscribe failed'),
+      ),
+    ]);
   }
 
   /** Which way this bridge reads uplinks (after start). */
