@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -17,7 +18,7 @@ import { createMetrics } from '../infra/metrics';
 import { JetStreamEventStore } from '../infra/nats/event-store';
 import { Registry } from '../infra/nats/registry';
 import { KvSnapshotStore } from '../infra/nats/snapshots';
-import { ensureStreams } from '../infra/nats/streams';
+import { ensureStreams, isStreamSettingError } from '../infra/nats/streams';
 import { type Projector, type ReadStore, migrate, openReadStore, startProjector } from '../projections';
 import { CommandService, projectorCommands, serveCommands } from '../worker/commands';
 import { LineageCommandHandler } from '../worker/handler';
@@ -58,7 +59,7 @@ export const isNatsConnected = (nc: NatsConnection): boolean => !nc.isClosed() &
 
 export async function connectNats(env: Env, log: Logger, name: string): Promise<NatsConnection> {
   const nc = await connect({
-    servers: env.SLUICE_NATS_URL,
+    servers: env.SLUICE_NATS_URL.split(',').map((u) => u.trim()),
     name,
     ...(env.SLUICE_NATS_USER ? { user: env.SLUICE_NATS_USER, pass: env.SLUICE_NATS_PASSWORD ?? '' } : {}),
     ...(env.SLUICE_NATS_TLS_CA ? { tls: { caFile: env.SLUICE_NATS_TLS_CA } } : {}),
@@ -75,6 +76,17 @@ export async function connectNats(env: Env, log: Logger, name: string): Promise<
     }
   })().catch(() => undefined);
   return nc;
+}
+
+/**
+ * Unique per bridge (two on one id take each other's session) and stable across restarts of the
+ * same bridge (its persistent session holds the uplinks it had not acked): the host name, or
+ * SLUICE_BRIDGE_ID where several bridges share a host. docs/scale-out.md.
+ */
+export function bridgeClientId(env: Env): string {
+  if (env.SLUICE_BRIDGE_CLIENT_ID) return env.SLUICE_BRIDGE_CLIENT_ID;
+  const id = env.SLUICE_BRIDGE_ID ?? hostname().replace(/[^A-Za-z0-9_-]/g, '-');
+  return `sluice-bridge-${id}`;
 }
 
 /** The bridge's TLS material for the broker (files read once, at start). */
@@ -106,7 +118,14 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
   });
   const metrics = createMetrics();
   const nc = await connectNats(env, log, `sluice ${roles.join(',')}`);
-  await ensureStreams(await jetstreamManager(nc), { replicas: env.SLUICE_STREAM_REPLICAS });
+  await ensureStreams(await jetstreamManager(nc), { replicas: env.SLUICE_STREAM_REPLICAS }).catch(
+    async (err: unknown) => {
+      if (isStreamSettingError(err))
+        log.error({ code: err.code, stream: err.stream, setting: err.setting }, err.message);
+      await nc.close();
+      throw err;
+    },
+  );
   const stops: (() => Promise<void>)[] = [];
   const running: Running = { nc, log, stop: async () => undefined };
 
@@ -194,7 +213,8 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
     const bridge = new UplinkBridge({
       nc,
       mqttUrl: env.SLUICE_MQTT_URL,
-      clientId: env.SLUICE_BRIDGE_CLIENT_ID,
+      clientId: bridgeClientId(env),
+      uplinks: env.SLUICE_BRIDGE_UPLINKS,
       ...(env.SLUICE_MQTT_USERNAME
         ? { username: env.SLUICE_MQTT_USERNAME, password: env.SLUICE_MQTT_PASSWORD ?? '' }
         : {}),

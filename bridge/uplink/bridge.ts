@@ -1,4 +1,4 @@
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type ISubscriptionMap, type MqttClient } from 'mqtt';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type JetStreamClient, jetstream } from '@nats-io/jetstream';
 import type { Receipt } from '../../domain/protocol/contracts';
@@ -7,11 +7,24 @@ import { subjects } from '../../infra/nats/names';
 import type { Logger } from '../../infra/log';
 import { decodeUplink } from './decode';
 import type { Metrics } from '../../infra/metrics';
+import { brokerServers } from '../../infra/config/brokers';
+import type { DurableConsumer } from '../../infra/nats/durable-consumer';
+import { UPLINK_TOPICS, brokerIsNatsListener, mqttStreamConsumers, sharedTopics } from './sources';
+
+/**
+ * `shared`: a `$share/sluice-bridge/...` MQTT subscription (Mosquitto). `jetstream`: durable
+ * consumers on nats-server's MQTT stream (its 2.9 listener has no shared subscriptions).
+ * `auto`: `jetstream` when the broker turns out to be this NATS server's listener.
+ */
+export type UplinkSource = 'auto' | 'shared' | 'jetstream';
 
 export type BridgeOptions = {
   nc: NatsConnection;
+  /** One broker URL or several, comma-separated (cluster nodes): reconnects go round robin. */
   mqttUrl: string;
+  /** Unique per bridge: two bridges on one client id take each other's session. */
   clientId: string;
+  uplinks?: UplinkSource;
   username?: string;
   password?: string;
   /** TLS to the broker (mqtts://): its CA, and a client certificate where the broker maps them. */
@@ -22,24 +35,20 @@ export type BridgeOptions = {
   now?: () => Date;
 };
 
-const UPLINK_SUBSCRIPTIONS = [
-  '+/+/sync/rows/batch',
-  '+/+/sync/telemetry/batch',
-  '+/+/sync/schema/observe',
-  '+/+/sync/ingest/ack',
-  '+/+/sync/ingest/request',
-];
-
 /**
  * MQTT → JetStream. Each uplink is validated, then appended to the ingress stream; only after
- * JetStream acknowledged the append does the bridge PUBACK the device's message and send a
- * receipt. If JetStream is unreachable the message stays un-acked (retried here; the broker
- * redelivers it if the bridge dies), so a broker PUBACK never stands for a lost batch.
+ * JetStream acknowledged the append does the bridge ack the message (PUBACK, or the JetStream
+ * ack on the MQTT listener's stream) and send a receipt. If JetStream is unreachable the message
+ * stays un-acked (retried here; redelivered if the bridge dies), so a broker PUBACK never stands
+ * for a lost batch. Any number of bridges share the uplinks: each message reaches one of them.
  */
 export class UplinkBridge {
   private client: MqttClient | undefined;
   private readonly js: JetStreamClient;
   private stopping = false;
+  private consumers: DurableConsumer[] = [];
+  private source: 'shared' | 'jetstream' | undefined;
+  private readonly inflight = new Set<Promise<void>>();
 
   constructor(private readonly opts: BridgeOptions) {
     this.js = jetstream(opts.nc);
@@ -47,6 +56,7 @@ export class UplinkBridge {
 
   async start(): Promise<void> {
     const o = this.opts;
+    const servers = brokerServers(o.mqttUrl);
     const options: IClientOptions = {
       clientId: o.clientId,
       clean: false, // the persistent session keeps un-acked uplinks across bridge restarts
@@ -55,11 +65,16 @@ export class UplinkBridge {
       connectTimeout: 10_000,
       ...(o.username ? { username: o.username, password: o.password } : {}),
       ...(o.tls ?? {}),
+      ...servers[0],
+      servers,
     };
-    const client = mqtt.connect(o.mqttUrl, options);
+    const client = mqtt.connect(options);
     this.client = client;
     client.handleMessage = (packet, callback) => {
-      this.handle(packet.topic, packet.payload as Buffer).then(
+      const handled = this.handle(packet.topic, packet.payload as Buffer);
+      this.inflight.add(handled);
+      void handled.catch(() => undefined).finally(() => this.inflight.delete(handled));
+      handled.then(
         () => callback(),
         (err: unknown) => {
           o.log.error({ err, topic: packet.topic }, 'uplink not handled; left un-acked for redelivery');
@@ -68,27 +83,95 @@ export class UplinkBridge {
       );
     };
     client.on('error', (err) => o.log.warn({ err: err.message }, 'mqtt error'));
+    const connected = (sessionPresent: boolean) =>
+      o.log.info(
+        {
+          sessionPresent,
+          clientId: o.clientId,
+          broker: `${client.options.host ?? ''}:${client.options.port ?? ''}`,
+          uplinks: this.source,
+        },
+        'bridge connected to MQTT broker',
+      );
+    // Logged once the uplinks are subscribed (scripts wait for this line before devices publish).
     client.on('connect', (ack) => {
-      o.log.info({ sessionPresent: ack.sessionPresent }, 'bridge connected to MQTT broker');
-      client.subscribe(UPLINK_SUBSCRIPTIONS, { qos: 1 }, (err) => {
-        if (err) o.log.error({ err: err.message }, 'bridge subscribe failed');
-      });
+      if (this.source) void this.subscribe(client, this.source).then(() => connected(ack.sessionPresent));
     });
-    await new Promise<void>((resolve, reject) => {
+    const first = await new Promise<boolean>((resolve, reject) => {
       const onErr = (err: Error) => {
         if (!client.connected) reject(err);
       };
-      client.once('connect', () => {
+      client.once('connect', (ack) => {
         client.off('error', onErr);
-        resolve();
+        resolve(ack.sessionPresent);
       });
       client.once('error', onErr);
     });
+    const wanted = o.uplinks ?? 'auto';
+    this.source =
+      wanted !== 'auto'
+        ? wanted
+        : (await brokerIsNatsListener(client, o.nc, o.clientId))
+          ? 'jetstream'
+          : 'shared';
+    if (this.source === 'jetstream') {
+      this.consumers = mqttStreamConsumers({ nc: o.nc, handle: (t, p) => this.handle(t, p), log: o.log });
+      for (const c of this.consumers) await c.start();
+    }
+    await this.subscribe(client, this.source);
+    connected(first);
   }
 
+  /**
+   * Subscribes the shared uplink topics (`shared`), and drops the plain ones an older bridge left
+   * in this session (each would get every batch). Resolves once the broker answered.
+   */
+  private async subscribe(client: MqttClient, source: 'shared' | 'jetstream'): Promise<void> {
+    const log = this.opts.log;
+    const unsubscribed = client
+      .unsubscribeAsync([...UPLINK_TOPICS])
+      .catch((err: Error) => log.warn({ err: err.message }, 'bridge unsubscribe failed'));
+    if (source !== 'shared') {
+      await unsubscribed;
+      return;
+    }
+    // Sent at every connect, even to a present session: Mosquitto 2.0.11 restores a shared
+    // subscription from its persistence file after a restart but delivers nothing to it until it
+    // is subscribed again (and mqtt.js skips topics it believes subscribed unless told).
+    const topics: ISubscriptionMap = Object.fromEntries(sharedTopics().map((t) => [t, { qos: 1 }]));
+    topics.resubscribe = true;
+    await Promise.all([
+      unsubscribed,
+      client.subscribeAsync(topics).then(
+        (granted) => {
+          if (granted.some((g) => g.qos === 128))
+            log.error({ granted }, 'the broker refused a shared uplink subscription; check its ACL');
+        },
+        (err: Error) => log.error({ err: err.message }, 'bridge subscribe failed'),
+      ),
+    ]);
+  }
+
+  /** Which way this bridge reads uplinks (after start). */
+  get uplinkSource(): 'shared' | 'jetstream' | undefined {
+    return this.source;
+  }
+
+  /**
+   * A stopped bridge leaves the share group first: Mosquitto keeps sending a share to a member's
+   * offline session, where it would wait for a bridge that may never come back. (One that crashes
+   * stays a member; its share waits for it to restart under the same id.)
+   */
   async stop(): Promise<void> {
+    const client = this.client;
+    if (this.source === 'shared' && client?.connected)
+      await client.unsubscribeAsync(sharedTopics()).catch(() => undefined);
+    // Uplinks being appended get a moment to finish and be acked; past it they stay un-acked.
+    const grace = new Promise((r) => setTimeout(r, 5_000).unref());
+    await Promise.race([Promise.allSettled([...this.inflight]), grace]);
     this.stopping = true;
-    await this.client?.endAsync();
+    await Promise.all(this.consumers.map((c) => c.stop()));
+    await client?.endAsync();
   }
 
   /** Publish a message to a device (receipts here; controls through the downlink dispatcher). */

@@ -8,6 +8,7 @@ import { checkPredicateText, type TableFilter } from '../capture/filter';
 import { toPublicKey } from '../control/signature';
 import { rawConfigSchema, type RawConfig } from './schema';
 import { parseDuration, parseSize } from './units';
+import { badBrokerUrls, splitBrokerUrls } from '../../infra/config/brokers';
 
 export type TableStrategyConfig = Readonly<{
   strategy: 'rows' | 'telemetry' | 'ignore';
@@ -20,6 +21,7 @@ export type TableStrategyConfig = Readonly<{
 /** The resolved configuration: env names replaced by their values, units in ms and bytes. */
 export type AgentConfig = Readonly<{
   connection: Readonly<{
+    /** One broker URL or several, comma-separated (tried in order, then round robin). */
     serverUrl: string;
     deviceId: string;
     rootTopic: string;
@@ -181,12 +183,14 @@ function resolveConfig(raw: RawConfig, env: Env): LoadResult {
   const deviceId = pick(problems, env, 'connection', 'device_id', c.device_id, c.device_id_env, true);
   const rootTopic = pick(problems, env, 'connection', 'root_topic', c.root_topic, c.root_topic_env, true);
 
-  if (serverUrl && !/^(mqtt|mqtts|tcp|ssl|tls):\/\/[^/]+/.test(serverUrl)) {
+  for (const bad of serverUrl ? badBrokerUrls(serverUrl) : []) {
     problems.push({
       path: `connection.server_url${c.server_url_env ? '_env' : ''}`,
-      message: `expected a broker URL like mqtt://host:1883 or ssl://host:8883, got "${serverUrl}"`,
+      message: `expected a broker URL like mqtt://host:1883 or ssl://host:8883, got "${bad}"`,
     });
   }
+  if (serverUrl !== undefined && splitBrokerUrls(serverUrl).length === 0)
+    problems.push({ path: 'connection.server_url', message: 'expected at least one broker URL' });
   if (rootTopic) {
     const m = ROOT_TOPIC.exec(rootTopic);
     const where = `connection.root_topic${c.root_topic_env ? '_env' : ''}`;

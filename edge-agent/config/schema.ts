@@ -39,7 +39,11 @@ export const rawConfigSchema = z.looseObject({
   connection: z.looseObject({
     transport: z.literal('mqtt', { error: 'only mqtt is supported' }).default('mqtt'),
     server_url_env: envName.optional(),
-    server_url: nonEmpty.optional(),
+    /** One URL, or several (a list, or comma-separated) of cluster nodes to fail over between. */
+    server_url: z
+      .union([nonEmpty, z.array(nonEmpty).min(1)])
+      .transform((v) => (Array.isArray(v) ? v.join(',') : v))
+      .optional(),
     device_id_env: envName.optional(),
     device_id: nonEmpty.optional(),
     root_topic_env: envName.optional(),

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load';
+import { anyTls, brokerServers } from '../../infra/config/brokers';
 
 export type Backoff = Readonly<{ minMs: number; maxMs: number }>;
 
@@ -15,7 +16,8 @@ export type LinkEvents = Readonly<{
 /**
  * One MQTT 3.1.1 connection with a persistent session (clean=false, stable client id), so the
  * broker queues controls and receipts while the device is away. Reconnects with capped
- * exponential backoff; mqtt.js's own fixed-period reconnect is off.
+ * exponential backoff; mqtt.js's own fixed-period reconnect is off. With several broker URLs
+ * (cluster nodes sharing sessions), each reconnect tries the next one.
  */
 export class MqttLink {
   private client: MqttClient | undefined;
@@ -38,7 +40,7 @@ export class MqttLink {
 
   start(): void {
     const tls = this.conn.tls;
-    if (tls?.caPath === undefined && /^(mqtts|ssl|tls):/.test(this.conn.serverUrl))
+    if (tls?.caPath === undefined && anyTls(this.conn.serverUrl))
       this.log.warn(
         { event: 'tls_without_ca' },
         'TLS without connection.mqtt.tls.ca_env: the broker is checked against the system CAs only',
@@ -55,12 +57,18 @@ export class MqttLink {
       ...(this.conn.password !== undefined ? { password: this.conn.password } : {}),
       ...tlsFiles(tls),
     };
-    const client = mqtt.connect(this.conn.serverUrl, options);
+    const servers = brokerServers(this.conn.serverUrl);
+    const client = mqtt.connect({ ...options, ...servers[0], servers });
     this.client = client;
     client.on('connect', (ack) => {
       this.attempt = 0;
       this.log.info(
-        { event: 'mqtt_connected', session_present: ack.sessionPresent, client_id: this.conn.clientId },
+        {
+          event: 'mqtt_connected',
+          session_present: ack.sessionPresent,
+          client_id: this.conn.clientId,
+          broker: `${client.options.host ?? ''}:${client.options.port ?? ''}`,
+        },
         'connected to the broker',
       );
       client

@@ -19,6 +19,7 @@ export const envSchema = z.object({
   SLUICE_NATS_PASSWORD: z.string().optional(),
   /** TLS (docs/security.md): the CA file the NATS server's certificate chains to (tls:// URLs). */
   SLUICE_NATS_TLS_CA: z.string().optional(),
+  /** One broker URL, or several comma-separated (cluster nodes): the bridge fails over between them. */
   SLUICE_MQTT_URL: z.string().default('mqtt://127.0.0.1:1883'),
   /** The bridge's MQTT TLS: the broker's CA file; a certificate and key where the broker maps certificates. */
   SLUICE_MQTT_TLS_CA: z.string().optional(),
@@ -29,7 +30,6 @@ export const envSchema = z.object({
   SLUICE_API_TLS_KEY: z.string().optional(),
   SLUICE_MQTT_USERNAME: z.string().optional(),
   SLUICE_MQTT_PASSWORD: z.string().optional(),
-  SLUICE_BRIDGE_CLIENT_ID: z.string().default('sluice-bridge'),
   /**
    * A worker's name among the workers sharing the ingress partitions; stable across its restarts,
    * it takes its partitions back at once (otherwise after their leases expire). Unique per process.
@@ -38,6 +38,15 @@ export const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - (at most 64)')
     .optional(),
+  /** This bridge's name among several (client id `sluice-bridge-<id>`); default: the host name. */
+  SLUICE_BRIDGE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "_" and "-" only (it becomes an MQTT client id)')
+    .optional(),
+  /** The whole MQTT client id, overriding SLUICE_BRIDGE_ID (kept for existing deployments). */
+  SLUICE_BRIDGE_CLIENT_ID: z.string().optional(),
+  /** Where bridges read uplinks: `shared` MQTT subscription, `jetstream` ($MQTT_msgs of nats-server's MQTT listener), or `auto`. */
+  SLUICE_BRIDGE_UPLINKS: z.enum(['auto', 'shared', 'jetstream']).default('auto'),
   SLUICE_READ_STORE: z.string().default('sqlite:.data/sluice.db'),
   SLUICE_API_HOST: z.string().default('127.0.0.1'),
   SLUICE_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -54,7 +63,8 @@ export const envSchema = z.object({
   SLUICE_UPLOAD_SECRET: z.string().optional(),
   /** Base URL devices reach the API's upload endpoint at (default http://SLUICE_API_HOST:SLUICE_API_PORT). */
   SLUICE_UPLOAD_BASE_URL: z.string().url().optional(),
-  SLUICE_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /** Unset: new streams get 1 and existing streams keep theirs; never lower than a stream has. */
+  SLUICE_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).optional(),
   SLUICE_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   SLUICE_LOG_PRETTY: bool,
   /** `/readyz` fails while a projection is more than this many events behind its stream. */
