@@ -14,7 +14,7 @@ import { DurableConsumer } from '../infra/nats/durable-consumer';
 import { PartitionLeases } from '../infra/nats/leases';
 import { STREAMS, subjects } from '../infra/nats/names';
 import { INGRESS_PARTITIONS } from '../infra/nats/partitions';
-import type { Registry } from '../infra/nats/registry';
+import type { DeviceRecord, Registry } from '../infra/nats/registry';
 import type { Logger } from '../infra/log';
 import { type Metrics, countDecision } from '../infra/metrics';
 import type { Policy } from '../domain/policy/policy';
@@ -84,7 +84,6 @@ export class IngressWorker {
   private readonly consumers = new Map<number, DurableConsumer>();
   private readonly uploads: UploadIngest;
   private readonly leases: PartitionLeases;
-  private readonly handled: number[] = Array.from({ length: INGRESS_PARTITIONS }, () => 0);
 
   constructor(private readonly opts: IngressWorkerOptions) {
     this.uploads = new UploadIngest({
@@ -117,11 +116,6 @@ export class IngressWorker {
     return this.leases.partitionsOwned;
   }
 
-  /** Messages this process handled, per partition, since it started. */
-  get handledPerPartition(): readonly number[] {
-    return this.handled;
-  }
-
   async start(): Promise<void> {
     await this.drainLegacy();
     await this.leases.start();
@@ -141,7 +135,6 @@ export class IngressWorker {
       config: ingressConsumerConfig(p, this.opts.ackWaitMs),
       handle: (m) => this.processMany([m]),
       handleMany: (ms) => {
-        this.handled[p]! += ms.length;
         this.opts.metrics?.ingressMessages.inc(ms.length);
         return this.processMany(ms);
       },
@@ -217,18 +210,23 @@ export class IngressWorker {
     }
   }
 
+  /** The device's record, registered (in its topic's fleet) on first sight. */
+  private deviceOf(msg: IngressMessage): Promise<DeviceRecord> {
+    return this.opts.registry.resolveDevice(
+      msg.project_id,
+      msg.topic_slug,
+      msg.device_name,
+      uuidv7(),
+      this.opts.fleetOf?.(msg.topic_slug) ?? null,
+    );
+  }
+
   private async decideTogether(unit: readonly { m: JsMsg; msg: BatchMessage }[]): Promise<void> {
     const { registry, handler, metrics } = this.opts;
     const first = unit[0]!.msg;
     let outcomes: Outcome[];
     try {
-      const device = await registry.resolveDevice(
-        first.project_id,
-        first.topic_slug,
-        first.device_name,
-        uuidv7(),
-        this.opts.fleetOf?.(first.topic_slug) ?? null,
-      );
+      const device = await this.deviceOf(first);
       const policy = await registry.policy(first.project_id);
       if (
         this.opts.registries &&
@@ -315,13 +313,7 @@ export class IngressWorker {
       this.opts.log.debug({ kind: msg.kind, device: msg.device_key }, 'ingress message noted');
       return;
     }
-    const device = await registry.resolveDevice(
-      msg.project_id,
-      msg.topic_slug,
-      msg.device_name,
-      uuidv7(),
-      this.opts.fleetOf?.(msg.topic_slug) ?? null,
-    );
+    const device = await this.deviceOf(msg);
     const table = msg.payload.source_table;
     const policy = await registry.policy(msg.project_id);
     const decisionId = batchDecisionId(msg);
