@@ -203,6 +203,15 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
       ...(opts.only ? { only: opts.only } : {}),
       commands: projectorCommands(commands),
       log,
+      metrics: {
+        applied: (projection, n) => metrics.projectionMessages.inc({ projection }, n),
+        conflict: (projection) => metrics.projectionConflicts.inc({ projection }),
+      },
+      share: {
+        ...(env.SLUICE_PROJECTOR_ID ? { memberId: env.SLUICE_PROJECTOR_ID } : {}),
+        ...(env.SLUICE_STREAM_REPLICAS !== undefined ? { replicas: env.SLUICE_STREAM_REPLICAS } : {}),
+        onOwned: (group, n) => metrics.partitionsOwned.set({ group }, n),
+      },
     });
     running.projector = projector;
     stops.push(() => projector.stop());

@@ -63,6 +63,18 @@ export function createMetrics() {
       help: 'Ingress messages handled by this worker',
       registers: [registry],
     }),
+    projectionMessages: new Counter({
+      name: 'sluice_projection_messages_total',
+      help: 'Lineage-stream messages a projection applied in this process (a partitioned one: of its partitions)',
+      labelNames: ['projection'],
+      registers: [registry],
+    }),
+    projectionConflicts: new Counter({
+      name: 'sluice_projection_conflicts_total',
+      help: 'Batches a projection re-read because another projector had moved its checkpoint first',
+      labelNames: ['projection'],
+      registers: [registry],
+    }),
     partitionsOwned: new Gauge({
       name: 'sluice_partitions_owned',
       help: 'Partitions of the work this process holds the lease of',

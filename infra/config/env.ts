@@ -38,6 +38,11 @@ export const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - (at most 64)')
     .optional(),
+  /** A projector's name among the projectors sharing the projections' partitions; like SLUICE_WORKER_ID. */
+  SLUICE_PROJECTOR_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - (at most 64)')
+    .optional(),
   /** This bridge's name among several (client id `sluice-bridge-<id>`); default: the host name. */
   SLUICE_BRIDGE_ID: z
     .string()

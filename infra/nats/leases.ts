@@ -1,7 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
-import type { Logger } from '../log';
 import { KV_BUCKETS } from './names';
 import { fnv1a } from './partitions';
 
@@ -21,7 +20,7 @@ export type PartitionLeaseOptions = Readonly<{
   onAcquire: (partition: number) => Promise<void>;
   /** Stop the work of a partition and wait for it: called before the lease is given back. */
   onRelease: (partition: number) => Promise<void>;
-  log: Logger;
+  log: Readonly<{ warn(obj: object, msg?: string): void }>;
   /** Called after every round (tests and metrics read the partitions owned). */
   onRound?: (owned: readonly number[]) => void;
 }>;

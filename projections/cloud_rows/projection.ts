@@ -157,6 +157,7 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
 export function cloudRowsProjection(): Projection<Handled> {
   return {
     name: 'cloud_rows',
+    partitioned: true,
     version: 1,
     stream: 'SLUICE_LINEAGE',
     handles: HANDLES,

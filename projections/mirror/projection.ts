@@ -485,6 +485,8 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
 
   return {
     name: 'mirror',
+    // Not partitioned: a table name another device's lineage holds gets a salt, so names depend on
+    // the order of every device's events, which only one global fold keeps (docs/scale-out.md).
     // 2: values keep their storage class (bigint/REAL apart, -0, ±Infinity; PostgreSQL jsonb for
     // BLOB and NUMERIC affinity), sweeps, verify runs.
     version: 2,
@@ -510,9 +512,9 @@ export function mirrorProjection(deps: MirrorDeps = {}): Projection<Handled> {
         await tx.deleteFrom(t).execute();
       }
     },
-    onCaughtUp: async (db, { sentUpTo }) => {
-      await resendPendingReplays(db, 'edge_mirror_replays', sentUpTo, deps.commands, log);
-      await resendPendingReports(db, deps.commands, log);
+    onCaughtUp: async (db, { sentUpTo, owns }) => {
+      await resendPendingReplays(db, 'edge_mirror_replays', sentUpTo, deps.commands, log, owns);
+      await resendPendingReports(db, deps.commands, log, owns);
     },
   };
 }

@@ -266,6 +266,7 @@ export async function resendPendingReports(
   db: Db,
   commands: CommandSender | undefined,
   log: Log,
+  owns: (lineageId: string) => Promise<boolean> = async () => true,
 ): Promise<void> {
   const report = commands?.reportMaterializationFailure?.bind(commands);
   const verify = commands?.reportVerifyOutcome?.bind(commands);
@@ -273,6 +274,7 @@ export async function resendPendingReports(
   const pending = await db.selectFrom('edge_mirror_reports').selectAll().orderBy('source_seq').execute();
   for (const r of pending) {
     try {
+      if (!(await owns(r.lineage_id))) continue;
       // The outbox holds failure reports and verify outcomes (verify.ts), told apart by `kind`.
       const parsed = JSON.parse(r.report) as MaterializationFailure | VerifyOutboxEntry;
       if ('kind' in parsed && parsed.kind === 'verify') {

@@ -3,6 +3,14 @@ import type { Db, Tx } from './types';
 
 export type Checkpoint = Readonly<{ version: number; position: number }>;
 
+/**
+ * A partitioned projection keeps one checkpoint per partition, `<name>#<partition>`: the
+ * messages of that partition's lineages up to `position` are in the store.
+ */
+export function partitionCheckpoint(name: string, partition: number): string {
+  return `${name}#${partition}`;
+}
+
 export async function readCheckpoint(db: Db | Tx, name: string): Promise<Checkpoint | undefined> {
   return db
     .selectFrom('projection_checkpoints')
@@ -11,22 +19,39 @@ export async function readCheckpoint(db: Db | Tx, name: string): Promise<Checkpo
     .executeTakeFirst();
 }
 
+export async function readCheckpoints(
+  db: Db | Tx,
+  names: readonly string[],
+): Promise<Map<string, Checkpoint>> {
+  if (names.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('projection_checkpoints')
+    .select(['name', 'version', 'position'])
+    .where('name', 'in', [...names])
+    .execute();
+  return new Map(rows.map((r) => [r.name, { version: r.version, position: r.position }]));
+}
+
 /**
- * Read the checkpoint inside the applying transaction, locking its row on PostgreSQL: a second
- * projector of the same projection waits here and then skips what the first one applied.
- * (SQLite has a single writer, so its transactions serialise anyway.)
+ * Read the checkpoints inside the applying transaction, locking their rows on PostgreSQL (in name
+ * order, so two projectors never deadlock): a second projector of the same projection or
+ * partition waits here and then skips what the first one applied. (SQLite has a single writer,
+ * so its transactions serialise anyway.)
  */
-export async function lockCheckpoint(
+export async function lockCheckpoints(
   tx: Tx,
   dialect: SqlDialect,
-  name: string,
-): Promise<Checkpoint | undefined> {
-  return tx
+  names: readonly string[],
+): Promise<Map<string, Checkpoint>> {
+  if (names.length === 0) return new Map();
+  const rows = await tx
     .selectFrom('projection_checkpoints')
-    .select(['version', 'position'])
-    .where('name', '=', name)
+    .select(['name', 'version', 'position'])
+    .where('name', 'in', [...names])
+    .orderBy('name')
     .$if(dialect.rowLocks, (q) => q.forUpdate())
-    .executeTakeFirst();
+    .execute();
+  return new Map(rows.map((r) => [r.name, { version: r.version, position: r.position }]));
 }
 
 export async function writeCheckpoint(
@@ -41,4 +66,51 @@ export async function writeCheckpoint(
     .values({ name, version, position, updated_at })
     .onConflict((oc) => oc.column('name').doUpdateSet({ version, position, updated_at }))
     .execute();
+}
+
+/** Several checkpoints of one projection in one statement. */
+export async function writeCheckpoints(
+  tx: Tx,
+  version: number,
+  positions: ReadonlyMap<string, number>,
+): Promise<void> {
+  if (positions.size === 0) return;
+  const updated_at = new Date().toISOString();
+  await tx
+    .insertInto('projection_checkpoints')
+    .values([...positions].map(([name, position]) => ({ name, version, position, updated_at })))
+    .onConflict((oc) =>
+      oc.column('name').doUpdateSet((eb) => ({
+        version: eb.ref('excluded.version'),
+        position: eb.ref('excluded.position'),
+        updated_at: eb.ref('excluded.updated_at'),
+      })),
+    )
+    .execute();
+}
+
+/**
+ * Create the partition checkpoints of a projection that has none yet. A projection that ran
+ * unpartitioned before has one checkpoint under its bare name: every partition starts from it
+ * (all of them were applied up to there), and it is removed in the same transaction.
+ */
+export async function ensurePartitionCheckpoints(
+  db: Db,
+  name: string,
+  version: number,
+  partitions: number,
+): Promise<void> {
+  const names = Array.from({ length: partitions }, (_, p) => partitionCheckpoint(name, p));
+  if ((await readCheckpoints(db, names)).size === partitions) return;
+  await db.transaction().execute(async (tx) => {
+    const legacy = await readCheckpoint(tx, name);
+    const from = legacy ?? { version, position: 0 };
+    const updated_at = new Date().toISOString();
+    await tx
+      .insertInto('projection_checkpoints')
+      .values(names.map((n) => ({ name: n, version: from.version, position: from.position, updated_at })))
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    if (legacy) await tx.deleteFrom('projection_checkpoints').where('name', '=', name).execute();
+  });
 }

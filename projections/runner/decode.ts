@@ -8,6 +8,8 @@ export type DecodedMessage = Readonly<{
   size: number;
   lineage_id: string;
   events: readonly (ProjectionEvent & { occurred_at?: string })[];
+  /** Of a partitioned projection's message (`runner/partitions.ts`). */
+  partition?: number;
 }>;
 
 /** What the bridge publishes on `edge.rejected.<token>` (SLUICE_REJECTIONS). */

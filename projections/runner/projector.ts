@@ -1,16 +1,21 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { uuidv7 } from 'uuidv7';
+import { PartitionLeases } from '../../infra/nats/leases';
+import { STREAMS } from '../../infra/nats/names';
 import { createProjections } from '../registry';
 import { migrate } from '../store/migrations';
 import type { ReadStore } from '../store/open';
 import type { AnyProjection, CommandSender, Log, StreamName } from './types';
 import { silentLog } from './types';
-import { readCheckpoint } from './checkpoints';
+import { partitionCheckpoint, readCheckpoints } from './checkpoints';
+import { LineagePartitions, PROJECTION_PARTITIONS } from './partitions';
 import {
   type BatchLimits,
   DEFAULT_LIMITS,
   type Progress,
   type ProjectionStatus,
+  type ProjectorMetrics,
   ProjectionWorker,
 } from './worker';
 
@@ -28,6 +33,20 @@ export type ProjectorOptions = Readonly<{
   /** Replace the built-in projections (tests, tools). */
   projections?: readonly AnyProjection[];
   limits?: Partial<BatchLimits>;
+  /**
+   * Share the work with the other projectors of the deployment (the `projector` role): the
+   * partitions of the partitioned projections, and the other projections whole, are spread over
+   * the live projectors through leases (`infra/nats/leases.ts`, groups `projector` and
+   * `projector-global`). Without it (tests, tools, `--only`) this projector runs all it selected.
+   */
+  metrics?: ProjectorMetrics;
+  share?: Readonly<{
+    /** Stable per process (SLUICE_PROJECTOR_ID): a restart takes its leases back at once. */
+    memberId?: string;
+    replicas?: number;
+    /** After each lease round: how many partitions (or whole projections) this process runs. */
+    onOwned?: (group: 'projector' | 'projector-global', owned: number) => void;
+  }>;
 }>;
 
 export type CaughtUpTarget = number | Partial<Record<StreamName, number>>;
@@ -65,18 +84,107 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
   const js = jetstream(opts.nc);
   const jsm = await jetstreamManager(opts.nc);
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const make = (projection: AnyProjection) =>
-    new ProjectionWorker({ projection, store: opts.store, js, jsm, log, limits });
-  const workers = new Map<string, ProjectionWorker>(selected.map((p) => [p.name, make(p)]));
-  for (const w of workers.values()) await w.start();
-  if (workers.size > 0) log.info({ projections: [...workers.keys()] }, 'projector started');
+  const router = new LineagePartitions(jsm, STREAMS.lineage);
+  const sharing = opts.share && !opts.only ? opts.share : undefined;
+  const everyPartition = new Set(Array.from({ length: PROJECTION_PARTITIONS }, (_, p) => p));
+  const make = (projection: AnyProjection, owned: ReadonlySet<number> = everyPartition) =>
+    new ProjectionWorker({
+      projection,
+      store: opts.store,
+      js,
+      jsm,
+      log,
+      limits,
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+      ...(projection.partitioned && projection.stream === 'SLUICE_LINEAGE'
+        ? { partitions: { router, owned } }
+        : {}),
+    });
+  const workers = new Map<string, ProjectionWorker>(
+    selected.map((p) => [p.name, make(p, sharing ? new Set() : everyPartition)]),
+  );
+  const leases: PartitionLeases[] = [];
+  /** Whole projections this process runs under a lease (sharing only). */
+  const leased = new Set<string>();
+  if (!sharing) {
+    for (const w of workers.values()) await w.start();
+  } else {
+    const memberId = sharing.memberId ?? uuidv7();
+    const partitioned = [...workers.values()].filter((w) => w.partitions !== null);
+    const whole = [...workers.values()].filter((w) => w.partitions === null);
+    // Partitions acquired in a round start together at its end (one restart of each consumer,
+    // not one per partition); a released one is stopped before its lease is given back.
+    const desired = new Set<number>();
+    let applying: Promise<void> = Promise.resolve();
+    const apply = (): Promise<void> =>
+      (applying = applying
+        .then(() => Promise.all(partitioned.map((w) => w.setPartitions(new Set(desired)))))
+        .then(
+          () => undefined,
+          (err: unknown) => log.error({ err: (err as Error).message }, 'projection partitions not applied'),
+        ));
+    for (const w of partitioned) await w.start();
+    leases.push(
+      new PartitionLeases({
+        nc: opts.nc,
+        group: 'projector',
+        partitions: PROJECTION_PARTITIONS,
+        memberId,
+        ...(sharing.replicas !== undefined ? { replicas: sharing.replicas } : {}),
+        log,
+        onAcquire: async (p) => void desired.add(p),
+        onRelease: async (p) => {
+          desired.delete(p);
+          await apply();
+        },
+        onRound: (owned) => {
+          void apply();
+          sharing.onOwned?.('projector', owned.length);
+        },
+      }),
+    );
+    if (whole.length > 0) {
+      leases.push(
+        new PartitionLeases({
+          nc: opts.nc,
+          group: 'projector-global',
+          partitions: whole.length,
+          memberId,
+          ...(sharing.replicas !== undefined ? { replicas: sharing.replicas } : {}),
+          log,
+          onAcquire: async (i) => {
+            leased.add(whole[i]!.name);
+            await whole[i]!.start();
+          },
+          onRelease: async (i) => {
+            leased.delete(whole[i]!.name);
+            await whole[i]!.stop();
+          },
+          onRound: (owned) => sharing.onOwned?.('projector-global', owned.length),
+        }),
+      );
+    }
+    for (const l of leases) await l.start();
+    await applying;
+  }
+  /** Sharing, a whole projection runs in the process holding its lease. */
+  const runsHere = (w: ProjectionWorker) => !sharing || w.partitions !== null || leased.has(w.name);
+  if (workers.size > 0) {
+    log.info({ projections: [...workers.keys()], shared: sharing !== undefined }, 'projector started');
+  }
 
   /** Status of a projection this projector does not run (e.g. `sluice projections status`). */
   async function idleStatus(p: AnyProjection): Promise<ProjectionStatus> {
-    const [cp, info] = await Promise.all([
-      readCheckpoint(opts.store.db, p.name),
+    const names = p.partitioned
+      ? Array.from({ length: PROJECTION_PARTITIONS }, (_, i) => partitionCheckpoint(p.name, i))
+      : [p.name];
+    const [cps, info] = await Promise.all([
+      readCheckpoints(opts.store.db, names),
       jsm.streams.info(p.stream).catch(() => undefined),
     ]);
+    // A partitioned projection is as far as its slowest partition.
+    const stored = [...cps.values()];
+    const cp = stored.length > 0 ? stored.reduce((a, b) => (b.position < a.position ? b : a)) : undefined;
     const position = cp?.position ?? 0;
     const last = info?.state.last_seq ?? 0;
     return {
@@ -97,11 +205,13 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
 
   return {
     async stop() {
+      // Leases first: each one stops its work before giving the lease back.
+      await Promise.all(leases.map((l) => l.stop()));
       await Promise.all([...workers.values()].map((w) => w.stop()));
     },
     async waitForCaughtUp(target, { timeoutMs = 30_000 } = {}) {
       await Promise.all(
-        [...workers.values()].map(async (w) => {
+        [...workers.values()].filter(runsHere).map(async (w) => {
           const explicit =
             typeof target === 'number'
               ? w.stream === 'SLUICE_LINEAGE'
@@ -112,7 +222,13 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
         }),
       );
     },
-    status: () => Promise.all(all.map((p) => workers.get(p.name)?.status() ?? idleStatus(p))),
+    status: () =>
+      Promise.all(
+        all.map((p) => {
+          const w = workers.get(p.name);
+          return w && runsHere(w) ? w.status() : idleStatus(p);
+        }),
+      ),
     async rebuild(name, onProgress) {
       const cb = typeof onProgress === 'function' ? onProgress : onProgress?.onProgress;
       let w = workers.get(name);
@@ -125,6 +241,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
         workers.set(name, w);
       }
       await w.rebuild(cb);
+      // Rebuilt here, but another projector holds its lease: that one runs it from now on.
+      if (sharing && w.partitions === null && !leased.has(name)) await w.stop();
     },
   };
 }

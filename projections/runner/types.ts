@@ -97,6 +97,12 @@ export interface Projection<E extends ProjectionEvent = ProjectionEvent> {
   /** Bump when the fold changes: the runner then rebuilds the projection from sequence 1. */
   readonly version: number;
   readonly stream: StreamName;
+  /**
+   * Each of its rows belongs to one lineage and nothing it writes depends on another device's
+   * events: its work splits by partitions of devices (`runner/partitions.ts`), each with its own
+   * checkpoint, shared among projectors. Only for SLUICE_LINEAGE projections.
+   */
+  readonly partitioned?: boolean;
   readonly handles: readonly E['type'][];
   apply(tx: Tx, event: E, ctx: ApplyContext): Promise<void>;
   /**
@@ -113,8 +119,15 @@ export interface Projection<E extends ProjectionEvent = ProjectionEvent> {
    * `sentUpTo`: events up to this sequence had their after-commit actions suppressed (rebuild)
    * or run by an earlier process; later ones ran theirs live.
    */
-  onCaughtUp?(db: Db, info: { sentUpTo: number; dialect: SqlDialect }): Promise<void>;
+  onCaughtUp?(db: Db, info: CaughtUpInfo): Promise<void>;
 }
+
+export type CaughtUpInfo = Readonly<{
+  sentUpTo: number;
+  dialect: SqlDialect;
+  /** A partitioned projection's catch-up covers these lineages only (the others are another projector's). */
+  owns: (lineageId: string) => Promise<boolean>;
+}>;
 
 // Projections are stored heterogeneously by the runner; each one narrows its own event type.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- variance of apply's parameter

@@ -6,9 +6,17 @@ import {
 } from '@nats-io/jetstream';
 import type { ReadStore } from '../store/open';
 import { BoundedBuffer, backoffMs, cancellableDelay } from './buffer';
-import { lockCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoints';
+import {
+  ensurePartitionCheckpoints,
+  lockCheckpoints,
+  partitionCheckpoint,
+  readCheckpoints,
+  writeCheckpoint,
+  writeCheckpoints,
+} from './checkpoints';
 import { type DecodedMessage, decodeMessage } from './decode';
-import type { AnyProjection, ApplyContext, BatchItem, Log } from './types';
+import { type LineagePartitions, PROJECTION_PARTITIONS } from './partitions';
+import type { AnyProjection, ApplyContext, BatchItem, CaughtUpInfo, Log } from './types';
 
 export type BatchLimits = Readonly<{ maxMessages: number; maxBytes: number }>;
 export const DEFAULT_LIMITS: BatchLimits = { maxMessages: 500, maxBytes: 4 * 1024 * 1024 };
@@ -45,13 +53,14 @@ export type ProjectionStatus = Readonly<{
   last_error: string | null;
 }>;
 
-/** The checkpoint row no longer says what this worker last wrote: someone else moved it. */
+/** A checkpoint row no longer says what this worker last wrote: someone else moved it. */
 class CheckpointMoved extends Error {
   constructor(
+    readonly checkpoint: string,
     readonly version: number | undefined,
     readonly position: number | undefined,
   ) {
-    super(`checkpoint moved (version ${version}, position ${position})`);
+    super(`checkpoint ${checkpoint} moved (version ${version}, position ${position})`);
   }
 }
 
@@ -62,15 +71,39 @@ type Deps = Readonly<{
   jsm: JetStreamManager;
   log: Log;
   limits: BatchLimits;
+  /**
+   * For a partitioned projection: tells a message's partition, and the partitions this worker
+   * starts with (all of them unless a projector shares them through leases).
+   */
+  partitions?: Readonly<{ router: LineagePartitions; owned: ReadonlySet<number> }>;
+  metrics?: ProjectorMetrics;
+}>;
+
+/** What a projector counts (the `projector` role exports them to Prometheus). */
+export type ProjectorMetrics = Readonly<{
+  /** Messages a projection applied here (a partitioned one: of the partitions it owns). */
+  applied(projection: string, messages: number): void;
+  /** A checkpoint moved under this projector: another one applied the same messages first. */
+  conflict(projection: string): void;
 }>;
 
 /**
  * Runs one projection: an ordered consumer of its stream from checkpoint + 1, messages applied
  * in batches, each batch and the new checkpoint in one transaction. Never throws out of its loop:
  * failures are logged, shown in `status()`, and retried with backoff.
+ *
+ * A partitioned projection has a checkpoint per partition and runs only the partitions it owns:
+ * the consumer starts after the lowest of their checkpoints, messages of other partitions are
+ * skipped unread (their partition comes from the subject), and each batch advances every owned
+ * checkpoint past it.
  */
 export class ProjectionWorker {
+  /** The lowest owned checkpoint: every message up to here is applied or not ours. */
   private position = 0;
+  /** Checkpoint name → position, for what this worker owns (the bare name when unpartitioned). */
+  private positions = new Map<string, number>();
+  /** Owned partitions; null for a projection that is not partitioned. */
+  private owned: ReadonlySet<number> | null;
   private state: WorkerState = 'starting';
   private stopping = false;
   private loopDone: Promise<void> = Promise.resolve();
@@ -79,6 +112,8 @@ export class ProjectionWorker {
   private cancelWait: (() => void) | undefined;
   /** While position < rebuildTarget the projection is refolding history. */
   private rebuildTarget: number | null = null;
+  /** The checkpoints being refolded from 0 (null: all); the others' new events are live. */
+  private historyKeys: ReadonlySet<string> | null = null;
   /** Reaching it after a start or rebuild calls the projection's onCaughtUp. */
   private catchUpTarget: number | null = null;
   /** Events up to here had their after-commit actions suppressed or run by an earlier process. */
@@ -92,6 +127,54 @@ export class ProjectionWorker {
 
   constructor(private readonly deps: Deps) {
     this.handles = new Set(deps.projection.handles);
+    this.owned = deps.partitions ? new Set(deps.partitions.owned) : null;
+  }
+
+  /** Partitions this worker runs; null when the projection is not partitioned. */
+  get partitions(): number[] | null {
+    return this.owned ? [...this.owned].sort((a, b) => a - b) : null;
+  }
+
+  /** The checkpoints this worker advances. */
+  private keys(): string[] {
+    const name = this.deps.projection.name;
+    return this.owned ? this.partitions!.map((p) => partitionCheckpoint(name, p)) : [name];
+  }
+
+  /** Every checkpoint of the projection, owned here or not (a reset writes them all). */
+  private allKeys(): string[] {
+    const name = this.deps.projection.name;
+    return this.owned
+      ? Array.from({ length: PROJECTION_PARTITIONS }, (_, p) => partitionCheckpoint(name, p))
+      : [name];
+  }
+
+  /** The checkpoint a message advances here; undefined when another projector owns its partition. */
+  private keyOf(m: DecodedMessage): string | undefined {
+    if (!this.owned) return this.deps.projection.name;
+    return m.partition !== undefined && this.owned.has(m.partition)
+      ? partitionCheckpoint(this.deps.projection.name, m.partition)
+      : undefined;
+  }
+
+  private setPositions(positions: Map<string, number>): void {
+    this.positions = positions;
+    this.position = positions.size > 0 ? Math.min(...positions.values()) : 0;
+    this.notify();
+  }
+
+  /**
+   * Run these partitions from now on (a projector's leases changed): the loop stops, and starts
+   * again from the lowest checkpoint of the new set. Resolves once the released ones are no longer
+   * being written.
+   */
+  async setPartitions(owned: ReadonlySet<number>): Promise<void> {
+    if (!this.owned) throw new Error(`projection ${this.name} is not partitioned`);
+    const same = owned.size === this.owned.size && [...owned].every((p) => this.owned!.has(p));
+    if (same && this.state !== 'stopped') return;
+    await this.stopLoop();
+    this.owned = new Set(owned);
+    await this.start();
   }
 
   get name(): string {
@@ -130,31 +213,53 @@ export class ProjectionWorker {
   /** Load the checkpoint, rebuild when the code's version differs, then consume. */
   async start(): Promise<void> {
     const { projection: p, store, log } = this.deps;
-    const cp = await readCheckpoint(store.db, p.name);
+    await this.stopLoop();
+    if (this.owned) await ensurePartitionCheckpoints(store.db, p.name, p.version, PROJECTION_PARTITIONS);
+    const keys = this.keys();
+    if (keys.length === 0) {
+      // A partitioned projection whose partitions are all run by other projectors (for now).
+      this.setPositions(new Map());
+      this.state = 'idle';
+      this.notify();
+      return;
+    }
+    const cps = await readCheckpoints(store.db, keys);
     const last = await this.lastSeqOrUnknown();
-    if (!cp) {
+    const changed = [...cps.values()].find((cp) => cp.version !== p.version);
+    if (cps.size === 0 && !this.owned) {
       await writeCheckpoint(store.db, p.name, p.version, 0);
-      this.position = 0;
-    } else if (cp.version !== p.version) {
+      this.setPositions(new Map([[p.name, 0]]));
+    } else if (changed) {
       log.warn(
-        { projection: p.name, stored_version: cp.version, version: p.version },
+        { projection: p.name, stored_version: changed.version, version: p.version },
         'projection version changed: rebuilding it from sequence 1',
       );
       await this.reset();
+    } else if (cps.size < keys.length) {
+      this.state = 'blocked';
+      this.lastError =
+        `checkpoints of ${p.name} disappeared while its tables were kept; ` +
+        `run \`sluice projections rebuild ${p.name}\``;
+      log.error({ projection: p.name }, this.lastError);
+      this.notify();
+      return;
     } else {
-      this.position = cp.position;
+      this.setPositions(new Map([...cps].map(([k, cp]) => [k, cp.position])));
     }
-    if (last !== undefined && this.position > last) {
+    const highest = Math.max(...this.positions.values());
+    if (last !== undefined && highest > last) {
       // Never truncate on this evidence alone: a wrong NATS address would wipe the store.
       this.state = 'blocked';
       this.lastError =
-        `the read store is at ${this.position} but ${p.stream} ends at ${last}: was the stream recreated? ` +
+        `the read store is at ${highest} but ${p.stream} ends at ${last}: was the stream recreated? ` +
         `Nothing was changed; run \`sluice projections rebuild ${p.name}\` to refold it from the stream.`;
-      log.error({ projection: p.name, position: this.position, last }, this.lastError);
+      log.error({ projection: p.name, position: highest, last }, this.lastError);
+      this.notify();
       return;
     }
     // From position 0 every event is history: suppress side effects until caught up.
     this.rebuildTarget = this.position === 0 && last ? last : null;
+    this.historyKeys = new Set([...this.positions].filter(([, pos]) => pos === 0).map(([k]) => k));
     this.catchUpTarget = last ?? null;
     this.sentUpTo = Math.max(this.position, this.rebuildTarget ?? 0);
     this.startLoop();
@@ -175,6 +280,7 @@ export class ProjectionWorker {
     this.lastError = null;
     const target = (await this.lastSeqOrUnknown()) ?? 0;
     this.rebuildTarget = target;
+    this.historyKeys = null;
     this.catchUpTarget = target;
     this.sentUpTo = target;
     onProgress?.({ name: this.name, position: 0, target });
@@ -193,7 +299,7 @@ export class ProjectionWorker {
   /** Resolve when the checkpoint reaches `seq` (the stream's current last sequence by default). */
   async waitFor(seq: number, timeoutMs: number): Promise<void> {
     if (this.state === 'blocked') throw new Error(`projection ${this.name} is blocked: ${this.lastError}`);
-    if (this.position >= seq) return;
+    if (this.position >= seq || this.owned?.size === 0) return;
     await new Promise<void>((resolve, reject) => {
       const timer = Number.isFinite(timeoutMs)
         ? setTimeout(() => {
@@ -207,7 +313,7 @@ export class ProjectionWorker {
           }, timeoutMs)
         : undefined;
       const check = () => {
-        if (this.position >= seq) {
+        if (this.position >= seq || this.owned?.size === 0) {
           if (timer) clearTimeout(timer);
           this.listeners.delete(check);
           resolve();
@@ -223,14 +329,23 @@ export class ProjectionWorker {
 
   async status(): Promise<ProjectionStatus> {
     const last = await this.streamLastSeq().catch(() => this.position);
+    // Owning no partition, it reports where the projection as a whole is (its lowest checkpoint).
+    const checkpoint =
+      this.owned?.size === 0
+        ? Math.min(
+            ...[...(await readCheckpoints(this.deps.store.db, this.allKeys())).values()].map(
+              (c) => c.position,
+            ),
+          )
+        : this.position;
     return {
       name: this.name,
       version: this.deps.projection.version,
       stream: this.stream,
       state: this.state,
-      checkpoint: this.position,
+      checkpoint,
       stream_last_seq: last,
-      lag: Math.max(0, last - this.position),
+      lag: Math.max(0, last - checkpoint),
       rebuilding: this.rebuildTarget !== null,
       retries: this.retries,
       skipped_messages: this.skipped,
@@ -245,9 +360,9 @@ export class ProjectionWorker {
     const { projection: p, store } = this.deps;
     await store.db.transaction().execute(async (tx) => {
       await p.truncate(tx, store.dialect);
-      await writeCheckpoint(tx, p.name, p.version, 0);
+      await writeCheckpoints(tx, p.version, new Map(this.allKeys().map((k) => [k, 0])));
     });
-    this.position = 0;
+    this.setPositions(new Map(this.keys().map((k) => [k, 0])));
     this.notify();
   }
 
@@ -289,12 +404,14 @@ export class ProjectionWorker {
       } catch (err) {
         if (this.stopping) break;
         if (err instanceof CheckpointMoved) {
-          const back = (err.position ?? 0) < this.position;
-          if (!this.onCheckpointMoved(err)) return;
+          this.deps.metrics?.conflict(this.name);
+          const back = (err.position ?? 0) < (this.positions.get(err.checkpoint) ?? 0);
+          if (!(await this.onCheckpointMoved(err))) return;
           if (back) {
             // Someone else rebuilt it: what we fold again is history, so no side effects.
             const last = await this.streamLastSeq().catch(() => this.position);
             this.rebuildTarget = last;
+            this.historyKeys = null;
             this.catchUpTarget = last;
             this.sentUpTo = last;
             this.state = 'rebuilding';
@@ -307,8 +424,8 @@ export class ProjectionWorker {
     }
   }
 
-  /** Someone else wrote the checkpoint (another projector or a rebuild). Resume from theirs. */
-  private onCheckpointMoved(err: CheckpointMoved): boolean {
+  /** Someone else wrote a checkpoint (another projector or a rebuild). Resume from theirs. */
+  private async onCheckpointMoved(err: CheckpointMoved): Promise<boolean> {
     const { projection: p, log } = this.deps;
     if (err.version === undefined) {
       // Its tables may still hold everything: refolding from 0 onto them would double it.
@@ -328,10 +445,16 @@ export class ProjectionWorker {
       return false;
     }
     log.warn(
-      { projection: p.name, ours: this.position, theirs: err.position ?? 0 },
+      {
+        projection: p.name,
+        checkpoint: err.checkpoint,
+        ours: this.positions.get(err.checkpoint),
+        theirs: err.position ?? 0,
+      },
       'checkpoint moved under this projector; resuming from the stored one',
     );
-    this.position = err.position ?? 0;
+    const stored = await readCheckpoints(this.deps.store.db, this.keys());
+    this.setPositions(new Map(this.keys().map((k) => [k, stored.get(k)?.position ?? 0])));
     return true;
   }
 
@@ -353,12 +476,19 @@ export class ProjectionWorker {
     const buffer = new BoundedBuffer<DecodedMessage>(limits.maxMessages * 2, limits.maxBytes * 2);
     this.buffer = buffer;
     if (this.stopping) buffer.close();
+    const router = this.deps.partitions?.router;
     const reader = (async () => {
       try {
         for await (const m of messages) {
           let decoded: DecodedMessage;
+          const partition = router ? await this.partitionOf(router, m.subject, m.data) : undefined;
+          if (partition !== undefined && !this.owned!.has(partition)) {
+            // Another projector's: only its sequence matters here (it moves our checkpoints on).
+            if (!(await buffer.push({ seq: m.seq, size: 0, lineage_id: '', events: [], partition }))) break;
+            continue;
+          }
           try {
-            decoded = decodeMessage(p.stream, m.seq, m.data);
+            decoded = { ...decodeMessage(p.stream, m.seq, m.data), partition };
           } catch (err) {
             // A message we cannot read would block the projection forever: skip it, loudly.
             this.skipped++;
@@ -366,7 +496,7 @@ export class ProjectionWorker {
               { projection: p.name, seq: m.seq, err: (err as Error).message },
               'undecodable message skipped; its events are missing from this projection',
             );
-            decoded = { seq: m.seq, size: m.data.byteLength, lineage_id: '', events: [] };
+            decoded = { seq: m.seq, size: m.data.byteLength, lineage_id: '', events: [], partition };
           }
           if (!(await buffer.push(decoded))) break;
         }
@@ -389,6 +519,16 @@ export class ProjectionWorker {
       buffer.close();
       await reader.catch(() => undefined);
       this.messages = undefined;
+    }
+  }
+
+  private async partitionOf(router: LineagePartitions, subject: string, data: Uint8Array): Promise<number> {
+    try {
+      return await router.of(subject, data);
+    } catch (err) {
+      // The consumer ends and a new one starts from the checkpoint, after a backoff.
+      this.noteError(err, 'could not tell the partition of a message');
+      throw err;
     }
   }
 
@@ -415,21 +555,31 @@ export class ProjectionWorker {
   private async applyBatch(batch: readonly DecodedMessage[]): Promise<void> {
     const { projection: p, store } = this.deps;
     const effects: (() => Promise<void>)[] = [];
-    const ours = this.position;
-    const position = await store.db.transaction().execute(async (tx) => {
+    const ours = this.positions;
+    const keys = [...ours.keys()];
+    let applied = 0;
+    const positions = await store.db.transaction().execute(async (tx) => {
       effects.length = 0;
-      const cp =
-        (await lockCheckpoint(tx, store.dialect, p.name)) ??
-        (ours === 0 ? { version: p.version, position: 0 } : undefined);
-      if (!cp || cp.version !== p.version || cp.position < ours) {
-        throw new CheckpointMoved(cp?.version, cp?.position);
+      const cps = await lockCheckpoints(tx, store.dialect, keys);
+      const stored = new Map<string, number>();
+      for (const key of keys) {
+        const mine = ours.get(key) ?? 0;
+        const cp =
+          cps.get(key) ?? (!this.owned && mine === 0 ? { version: p.version, position: 0 } : undefined);
+        if (!cp || cp.version !== p.version || cp.position < mine) {
+          throw new CheckpointMoved(key, cp?.version, cp?.position);
+        }
+        stored.set(key, cp.position);
       }
-      let pos = cp.position;
       const items: BatchItem[] = [];
+      applied = 0;
       for (const m of batch) {
+        const key = this.keyOf(m);
         // Exactly once in effect: what the checkpoint covers is already in the store.
-        if (m.seq <= pos) continue;
-        const rebuilding = this.rebuildTarget !== null && m.seq <= this.rebuildTarget;
+        if (key === undefined || m.seq <= stored.get(key)!) continue;
+        applied++;
+        const rebuilding =
+          this.rebuildTarget !== null && m.seq <= this.rebuildTarget && (this.historyKeys?.has(key) ?? true);
         for (let index = 0; index < m.events.length; index++) {
           const event = m.events[index]!;
           if (!this.handles.has(event.type)) continue;
@@ -447,13 +597,16 @@ export class ProjectionWorker {
           if (p.applyBatch) items.push({ event, ctx });
           else await p.apply(tx, event, ctx);
         }
-        pos = m.seq;
       }
       if (p.applyBatch && items.length > 0) await p.applyBatch(tx, items);
-      if (pos !== cp.position) await writeCheckpoint(tx, p.name, p.version, pos);
-      return pos;
+      // Every message up to the batch's last is now applied or another partition's.
+      const last = batch.at(-1)?.seq ?? 0;
+      const next = new Map([...stored].map(([k, pos]) => [k, Math.max(pos, last)]));
+      await writeCheckpoints(tx, p.version, new Map([...next].filter(([k, pos]) => pos !== stored.get(k))));
+      return next;
     });
-    this.position = Math.max(this.position, position);
+    this.setPositions(new Map(keys.map((k) => [k, Math.max(ours.get(k) ?? 0, positions.get(k) ?? 0)])));
+    if (applied > 0) this.deps.metrics?.applied(p.name, applied);
     if (this.state === 'retrying') {
       this.state =
         this.rebuildTarget !== null ? 'rebuilding' : this.catchUpTarget !== null ? 'catching_up' : 'live';
@@ -471,7 +624,13 @@ export class ProjectionWorker {
     if (this.state !== 'superseded' && this.state !== 'stopped') this.state = 'live';
     const { projection: p, store, log } = this.deps;
     if (wasRebuilding) log.info({ projection: p.name, position: this.position }, 'projection rebuilt');
-    const info = { sentUpTo: this.sentUpTo, dialect: store.dialect };
+    const router = this.deps.partitions?.router;
+    const owned = this.owned;
+    const info: CaughtUpInfo = {
+      sentUpTo: this.sentUpTo,
+      dialect: store.dialect,
+      owns: async (lineageId) => !router || !owned || owned.has(await router.ofLineage(lineageId)),
+    };
     if (p.onCaughtUp) this.enqueueEffect(() => p.onCaughtUp!(store.db, info));
   }
 

@@ -151,6 +151,7 @@ async function applyBatch(tx: Tx, items: readonly BatchItem<Handled>[]): Promise
 export function stagedRowsProjection(): Projection<Handled> {
   return {
     name: 'staged_rows',
+    partitioned: true,
     // 2: keeps edge_staged_counts (a version bump refolds the projection and fills it).
     version: 2,
     stream: 'SLUICE_LINEAGE',

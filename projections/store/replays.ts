@@ -46,6 +46,7 @@ export async function resendPendingReplays(
   upTo: number,
   commands: CommandSender | undefined,
   log: Log,
+  owns: (lineageId: string) => Promise<boolean> = async () => true,
 ): Promise<void> {
   if (!commands) return;
   const pending = await db
@@ -57,6 +58,7 @@ export async function resendPendingReplays(
     .execute();
   for (const r of pending) {
     try {
+      if (!(await owns(r.lineage_id))) continue;
       await sendCompleteReplay(commands, r.lineage_id, r.replay_id, r.rows);
     } catch (err) {
       log.warn(

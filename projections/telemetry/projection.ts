@@ -387,6 +387,8 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
 
   return {
     name: 'telemetry',
+    // Not partitioned: a table name another device's lineage holds gets a salt, so names depend on
+    // the order of every device's events, which only one global fold keeps (docs/scale-out.md).
     // 2: values keep their storage class (the mirror's codec; PostgreSQL jsonb for BLOB and
     // NUMERIC affinity). 3: `event_ms` and its index, coalesced tables, data points. Existing
     // tables are rebuilt.
@@ -414,7 +416,7 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
         await tx.deleteFrom(t).execute();
       }
     },
-    onCaughtUp: (db, { sentUpTo }) =>
-      resendPendingReplays(db, 'edge_ts_replays', sentUpTo, deps.commands, log),
+    onCaughtUp: (db, { sentUpTo, owns }) =>
+      resendPendingReplays(db, 'edge_ts_replays', sentUpTo, deps.commands, log, owns),
   };
 }
