@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { type ConnectionOptions, connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { FastifyInstance } from 'fastify';
 import { ROLES, type Role } from './role-names';
@@ -57,7 +57,12 @@ export type RoleOptions = { only?: string[] };
 const natsUp = new WeakMap<NatsConnection, boolean>();
 export const isNatsConnected = (nc: NatsConnection): boolean => !nc.isClosed() && natsUp.get(nc) !== false;
 
-export async function connectNats(env: Env, log: Logger, name: string): Promise<NatsConnection> {
+export async function connectNats(
+  env: Env,
+  log: Logger,
+  name: string,
+  extra: Partial<ConnectionOptions> = {},
+): Promise<NatsConnection> {
   const nc = await connect({
     servers: env.SLUICE_NATS_URL.split(',').map((u) => u.trim()),
     name,
@@ -65,6 +70,7 @@ export async function connectNats(env: Env, log: Logger, name: string): Promise<
     ...(env.SLUICE_NATS_TLS_CA ? { tls: { caFile: env.SLUICE_NATS_TLS_CA } } : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    ...extra,
   });
   natsUp.set(nc, true);
   (async () => {
@@ -229,6 +235,9 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
         : {}),
       ...(env.SLUICE_MQTT_TLS_CA || env.SLUICE_MQTT_TLS_CERT ? { tls: mqttTls(env) } : {}),
       projectOf: topicProjects(env),
+      // Pings every 2 s: a reader stalled by an undeliverable subject is noticed within ~6 s.
+      uplinkConnection: () =>
+        connectNats(env, log, 'sluice-bridge-uplinks', { pingInterval: 2_000, maxPingOut: 2 }),
       log,
       metrics,
     });

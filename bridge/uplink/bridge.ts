@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type ISubscriptionMap, type MqttClient } from 'mqtt';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { type JetStreamClient, jetstream } from '@nats-io/jetstream';
+import { type JetStreamClient, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Receipt } from '../../domain/protocol/contracts';
 import { type RejectionRecord, encodeJson } from '../../infra/nats/ingress';
 import { subjects } from '../../infra/nats/names';
@@ -9,7 +9,13 @@ import { decodeUplink } from './decode';
 import type { Metrics } from '../../infra/metrics';
 import { brokerServers } from '../../infra/config/brokers';
 import type { DurableConsumer } from '../../infra/nats/durable-consumer';
-import { UPLINK_TOPICS, brokerIsNatsListener, mqttStreamConsumers, sharedTopics } from './sources';
+import {
+  UPLINK_TOPICS,
+  brokerIsNatsListener,
+  mqttStreamConsumers,
+  removeUndeliverable,
+  sharedTopics,
+} from './sources';
 
 /**
  * `shared`: a `$share/sluice-bridge/...` MQTT subscription (Mosquitto). `jetstream`: durable
@@ -30,6 +36,12 @@ export type BridgeOptions = {
   /** TLS to the broker (mqtts://): its CA, and a client certificate where the broker maps them. */
   tls?: Readonly<{ ca?: Buffer; cert?: Buffer; key?: Buffer }>;
   projectOf: (slug: string) => string;
+  /**
+   * A connection of its own for reading uplinks from nats-server's MQTT listener (`jetstream`),
+   * with short pings: a message that stalls its reader (`removeUndeliverable`) is then noticed in
+   * seconds and the rest of the bridge keeps its connection. Without it the uplinks share `nc`.
+   */
+  uplinkConnection?: () => Promise<NatsConnection>;
   log: Logger;
   metrics?: Metrics;
   now?: () => Date;
@@ -49,6 +61,8 @@ export class UplinkBridge {
   private consumers: DurableConsumer[] = [];
   private source: 'shared' | 'jetstream' | undefined;
   private readonly inflight = new Set<Promise<void>>();
+  private uplinkNc: NatsConnection | undefined;
+  private sweeping: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: BridgeOptions) {
     this.js = jetstream(opts.nc);
@@ -115,7 +129,11 @@ export class UplinkBridge {
           ? 'jetstream'
           : 'shared';
     if (this.source === 'jetstream') {
-      this.consumers = mqttStreamConsumers({ nc: o.nc, handle: (t, p) => this.handle(t, p), log: o.log });
+      const nc = o.uplinkConnection ? await o.uplinkConnection() : o.nc;
+      if (nc !== o.nc) this.uplinkNc = nc;
+      this.watchUplinks(nc);
+      await this.sweep();
+      this.consumers = mqttStreamConsumers({ nc, handle: (t, p) => this.handle(t, p), log: o.log });
       for (const c of this.consumers) await c.start();
     }
     await this.subscribe(client, this.source);
@@ -152,6 +170,29 @@ export class UplinkBridge {
     ]);
   }
 
+  /** A stale or lost uplink connection may be a reader stopped by an undeliverable subject. */
+  private watchUplinks(nc: NatsConnection): void {
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (this.stopping) return;
+        if (s.type === 'staleConnection' || s.type === 'disconnect') void this.sweep();
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Remove undeliverable uplinks (one sweep at a time); failures are logged, never thrown. */
+  private sweep(): Promise<void> {
+    this.sweeping = this.sweeping.then(async () => {
+      try {
+        const jsm = await jetstreamManager(this.opts.nc);
+        await removeUndeliverable({ jsm, handle: (t, p) => this.handle(t, p), log: this.opts.log });
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message }, 'undeliverable uplink sweep failed');
+      }
+    });
+    return this.sweeping;
+  }
+
   /** Which way this bridge reads uplinks (after start). */
   get uplinkSource(): 'shared' | 'jetstream' | undefined {
     return this.source;
@@ -171,6 +212,8 @@ export class UplinkBridge {
     await Promise.race([Promise.allSettled([...this.inflight]), grace]);
     this.stopping = true;
     await Promise.all(this.consumers.map((c) => c.stop()));
+    await this.sweeping;
+    await this.uplinkNc?.close().catch(() => undefined);
     await client?.endAsync();
   }
 

@@ -1,6 +1,6 @@
 import type { MqttClient } from 'mqtt';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { DurableConsumer } from '../../infra/nats/durable-consumer';
 import type { Logger } from '../../infra/log';
 
@@ -34,6 +34,51 @@ export const subjectToTopic = (subject: string): string =>
     .map((t) => (t === '/' ? '' : t))
     .join('/');
 
+const durableOf = (topic: string): string => `sluice-bridge-${topic.split('/').slice(3).join('-')}`;
+const filterOf = (topic: string): string => `${MQTT_MSGS_PREFIX}${topicToSubject(topic)}`;
+
+/** A byte that separates the fields of a NATS protocol line (`HMSG <subject> <sid> …`). */
+export const breaksProtocolLine = (subject: string): boolean => /[ \t\r\n]/.test(subject);
+
+/**
+ * nats-server 2.9's MQTT listener keeps a topic with a space, tab, CR or LF in its subject as is.
+ * Delivered to a client, that subject splits the protocol line and the client stops reading the
+ * connection: every bridge pulling it would stall, and get it again after ack_wait. This finds
+ * such messages among those the uplink consumers delivered and not yet acked, reading them through
+ * the JSON API (where a subject is a JSON string, harmless), hands each to `handle` (the topic is
+ * rejected there, recorded like any bad uplink) and deletes it from the stream, so it is never
+ * delivered again. Run on the main connection when the uplink connection went stale.
+ */
+export async function removeUndeliverable(o: {
+  jsm: JetStreamManager;
+  handle: (topic: string, payload: Buffer) => Promise<void>;
+  log: Logger;
+}): Promise<number> {
+  let removed = 0;
+  for (const topic of UPLINK_TOPICS) {
+    const info = await o.jsm.consumers.info(MQTT_MSGS_STREAM, durableOf(topic)).catch(() => null);
+    if (!info) continue;
+    const last = info.delivered.stream_seq;
+    let seq = info.ack_floor.stream_seq + 1;
+    while (seq <= last) {
+      const query = { seq, next_by_subj: filterOf(topic) } as unknown as { seq: number };
+      const m = await o.jsm.streams.getMessage(MQTT_MSGS_STREAM, query).catch(() => null);
+      if (!m || m.seq > last) break;
+      if (breaksProtocolLine(m.subject)) {
+        o.log.warn(
+          { seq: m.seq, subject: JSON.stringify(m.subject).slice(0, 200) },
+          'undeliverable uplink removed',
+        );
+        await o.handle(subjectToTopic(m.subject.slice(MQTT_MSGS_PREFIX.length)), Buffer.from(m.data));
+        await o.jsm.streams.deleteMessage(MQTT_MSGS_STREAM, m.seq, false);
+        removed++;
+      }
+      seq = m.seq + 1;
+    }
+  }
+  return removed;
+}
+
 /**
  * One durable pull consumer per uplink topic on the MQTT listener's own stream (2.9 consumers
  * take one filter subject). Every bridge pulls from the same durables, so each message goes to
@@ -46,13 +91,12 @@ export function mqttStreamConsumers(o: {
   log: Logger;
 }): DurableConsumer[] {
   return UPLINK_TOPICS.map((topic) => {
-    const filter = `${MQTT_MSGS_PREFIX}${topicToSubject(topic)}`;
     return new DurableConsumer({
       nc: o.nc,
       stream: MQTT_MSGS_STREAM,
       config: {
-        durable_name: `sluice-bridge-${topic.split('/').slice(3).join('-')}`,
-        filter_subject: filter,
+        durable_name: durableOf(topic),
+        filter_subject: filterOf(topic),
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
         ack_wait: 30_000_000_000,

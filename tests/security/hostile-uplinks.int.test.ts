@@ -47,6 +47,9 @@ afterAll(async () => {
   await nats?.stop();
 });
 
+/** The bridge's own uplink connection, with the short pings the `bridge` role gives it. */
+const uplinkConnection = () => connect({ servers: nats.url, pingInterval: 1_000, maxPingOut: 2 });
+
 const lineageSubjects = async (): Promise<Record<string, number>> =>
   (await jsm.streams.info(STREAMS.lineage, { subjects_filter: '>' })).state.subjects ?? {};
 
@@ -59,6 +62,7 @@ it('rejects every generated invalid uplink without a lineage or an event, and ke
     mqttUrl: nats.mqttUrl,
     clientId: `b-${uuidv7()}`,
     projectOf: () => PROJECT,
+    uplinkConnection: uplinkConnection,
     log: silentLogger(),
     metrics,
   });
@@ -86,14 +90,11 @@ it('rejects every generated invalid uplink without a lineage or an event, and ke
       hostileJson.map((v) => JSON.stringify(v) ?? ''),
       fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a).toString('latin1')),
     );
-    // Topics the NATS MQTT listener lets a client publish (no wildcards, dots or NUL), but that are
-    // no Sluice uplink. Not whitespace: nats-server 2.9 stores such a topic under a subject with a
-    // space, tab, CR or LF in it, which breaks every NATS client's protocol parser when delivered
-    // (docs/security.md, "Whitespace in MQTT topics"); per-device permissions keep devices off it.
+    // Topics the NATS MQTT listener lets a client publish (no wildcards, dots or NUL), but that are no Sluice uplink.
     const badTopic = hostileTopic.filter(
       (t) =>
         t.length > 0 &&
-        !['+', '#', '.', '\u0000', ' ', '\t', '\r', '\n'].some((c) => t.includes(c)) &&
+        !['+', '#', '.', '\u0000'].some((c) => t.includes(c)) &&
         !t.startsWith('$') &&
         t.isWellFormed() &&
         !parseUplinkTopic(t).ok,
@@ -146,6 +147,74 @@ it('rejects every generated invalid uplink without a lineage or an event, and ke
     });
     const after = await lineageSubjects();
     expect(Object.keys(after).filter((s) => !(s in before))).toEqual([`edge.lineage.${lineageId}`]);
+  } finally {
+    await client.endAsync();
+    await worker.stop();
+    await bridge.stop();
+  }
+});
+
+it('rejects topics whose subject would break the NATS protocol line, and keeps serving', async () => {
+  const metrics = createMetrics();
+  const registry = await Registry.open(nc);
+  const store = await JetStreamEventStore.create(nc);
+  const bridge = new UplinkBridge({
+    nc,
+    mqttUrl: nats.mqttUrl,
+    clientId: `b-${uuidv7()}`,
+    projectOf: () => PROJECT,
+    uplinkConnection,
+    log: silentLogger(),
+    metrics,
+  });
+  await bridge.start();
+  const worker = new IngressWorker({
+    nc,
+    handler: new LineageCommandHandler(store),
+    registry,
+    log: silentLogger(),
+    metrics,
+  });
+  await worker.start();
+  const device = `ws-${uuidv7().slice(-8)}`;
+  const client = await mqtt.connectAsync(nats.mqttUrl, { clientId: device, protocolVersion: 4 });
+  try {
+    const batch = JSON.stringify(fc.sample(validRowBatch, { numRuns: 1, seed: 7 })[0]!);
+    // The listener stores each under a subject with the control character in it. (It refuses a
+    // space in a topic by closing the client's connection.)
+    const poisoned = [
+      `hos\ttile/${device}/sync/rows/batch`,
+      `hostile/${device}\t/sync/rows/batch`,
+      `hostile\r/${device}/sync/telemetry/batch`,
+      `hostile/\n${device}/sync/ingest/ack`,
+    ];
+    for (const topic of poisoned) await client.publishAsync(topic, batch, { qos: 1 });
+    const rejected = async (code: string) => {
+      const text = await metrics.registry.getSingleMetricAsString('sluice_rejections_total');
+      return Number(new RegExp(`code="${code}"} (\\d+)`).exec(text)?.[1] ?? 0);
+    };
+    const total = async () => {
+      const text = await metrics.registry.getSingleMetricAsString('sluice_rejections_total');
+      return [...text.matchAll(/} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    await waitFor(async () => (await total()) === poisoned.length, {
+      message: `${poisoned.length} rejections`,
+      timeoutMs: 60_000,
+    });
+    expect(await rejected('invalid_topic')).toBe(poisoned.length);
+    // None is left in the listener's stream to stall a bridge again.
+    const left = await jsm.streams.info('$MQTT_msgs', { subjects_filter: '$MQTT.msgs.>' });
+    expect(Object.keys(left.state.subjects ?? {}).filter((s) => /[ \t\r\n]/.test(s))).toEqual([]);
+
+    // Still serving: a valid batch from the same device is staged.
+    await client.publishAsync(`hostile/${device}/sync/rows/batch`, batch, { qos: 1 });
+    const d = await registry.resolveDevice(PROJECT, 'hostile', device, uuidv7());
+    const table = (JSON.parse(batch) as { source_table: string }).source_table;
+    const { lineageId } = await registry.resolveLineage(d.device_id, table, uuidv7());
+    await waitFor(async () => (await store.load(lineageId)).events.some((e) => e.type === 'RowsStaged'), {
+      message: 'valid batch staged',
+      timeoutMs: 60_000,
+    });
   } finally {
     await client.endAsync();
     await worker.stop();
