@@ -52,7 +52,10 @@ describe('make run', () => {
         const demo = body.items.filter((l) => l.device_name === 'demo-gw-01' && l.staged_rows > 0);
         return demo.length === 2 ? demo : undefined;
       },
-      { timeoutMs: 30_000, message: `demo lineages with staged rows (${stack.output().slice(-1000)})` },
+      {
+        timeoutMs: 30_000,
+        message: () => `demo lineages with staged rows (${stack!.output().slice(-1000)})`,
+      },
     );
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(lineages.map((l) => l.source_table).sort()).toEqual(['device_state', 'order_events']);
