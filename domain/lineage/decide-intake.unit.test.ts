@@ -5,6 +5,7 @@
 import { schemaHash, type SchemaColumns } from '../protocol/fingerprint';
 import type { RowBatch } from '../protocol/contracts';
 import { DEFAULT_POLICY } from '../policy/policy';
+import { TEMPS } from '../../tests/support/fixtures';
 import {
   approve,
   claim,
@@ -137,13 +138,6 @@ describe('lineage decider: ingest', () => {
 });
 
 describe('lineage decider: telemetry', () => {
-  const temps: SchemaColumns = {
-    table_name: 'temps',
-    columns: [
-      { name: 'ts', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: true },
-      { name: 'value_c', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
-    ],
-  };
   const tb = (
     seq: number,
     id = `0190a000-0000-7000-8000-${String(seq).padStart(12, '0')}`,
@@ -161,8 +155,8 @@ describe('lineage decider: telemetry', () => {
         batch_id: id,
         batch_seq: seq,
         source_table: 'temps',
-        schema_hash: schemaHash(temps),
-        schema_columns: temps,
+        schema_hash: schemaHash(TEMPS),
+        schema_columns: TEMPS,
         cursor_start_ts: '2026-04-28T09:00:00Z',
         cursor_end_ts: '2026-04-28T09:00:10Z',
         row_count: 1,

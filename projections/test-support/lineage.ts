@@ -235,15 +235,6 @@ export function rowBatch(
   };
 }
 
-export const DEVICE_STATE: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-    { name: 'setpoint', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
-  ],
-};
-
 /** The ids and time a command handler mints for the decider. */
 export const minted = () => ({
   new_control_id: uuidv7(),

@@ -6,15 +6,11 @@ import type { LineageCommand } from '../../domain/lineage/decide';
 import { DEFAULT_POLICY } from '../../domain/policy/policy';
 import type { RowBatch } from '../../domain/protocol/contracts';
 import { schemaHash, type SchemaColumns } from '../../domain/protocol/fingerprint';
+import { DEVICE_STATE } from './fixtures';
 import { DEVICE, EPOCH, L, MINT, R1 } from './lineage-spec';
 
-export const v1: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-  ],
-};
+/** Version 1 of the table's schema. */
+export const v1 = DEVICE_STATE;
 export const H1 = schemaHash(v1);
 
 /** Inserts of rows `{ id: seq, mode: 'm' }` at these commit_seqs. */
