@@ -9,6 +9,7 @@ import { ensureStreams } from '../infra/nats/streams';
 import { silentLogger } from '../infra/log';
 import { createMetrics } from '../infra/metrics';
 import { type Projector, startProjector } from '../projections';
+import { DEVICE_STATE } from '../tests/support/fixtures';
 import { DIALECTS, openTestStore, type TestStore } from '../projections/test-support/stores';
 import { CommandService } from '../worker/commands';
 import { LineageCommandHandler } from '../worker/handler';
@@ -23,13 +24,6 @@ const B = '0190a000-0000-7000-8000-00000000000b';
 const MANAGER = 'manager-token-aaaaaaaaaaaa';
 const READER = 'reader-token-aaaaaaaaaaaaa';
 const OTHER = 'other-project-token-bbbbbb';
-const schema = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER' as const, pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT' as const, pk_ordinal: 0, not_null: false },
-  ],
-};
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -98,8 +92,8 @@ describe.each(DIALECTS)('HTTP API on %s', (dialect) => {
             batch_id: uuidv7(),
             journal_epoch: uuidv7(),
             source_table: 'device_state',
-            schema_hash: schemaHash(schema),
-            schema_columns: schema,
+            schema_hash: schemaHash(DEVICE_STATE),
+            schema_columns: DEVICE_STATE,
             first_commit_seq: 1,
             last_commit_seq: 3,
             rows,

@@ -3,14 +3,7 @@ import { uuidv7 } from 'uuidv7';
 import { DEFAULT_POLICY } from '../domain/policy/policy';
 import { schemaHash } from '../domain/protocol/fingerprint';
 import type { LineageCommandHandler } from '../worker/handler';
-
-export const DEVICE_STATE_SCHEMA = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER' as const, pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT' as const, pk_ordinal: 0, not_null: false },
-  ],
-};
+import { DEVICE_STATE } from '../tests/support/fixtures';
 
 /**
  * One row batch of `device_state` (ids `seqs`, mode `m<seq>`) decided by the handler: a new
@@ -53,8 +46,8 @@ export async function ingestRows(
           batch_id: uuidv7(),
           journal_epoch: o.journal_epoch ?? uuidv7(),
           source_table: 'device_state',
-          schema_hash: schemaHash(DEVICE_STATE_SCHEMA),
-          schema_columns: DEVICE_STATE_SCHEMA,
+          schema_hash: schemaHash(DEVICE_STATE),
+          schema_columns: DEVICE_STATE,
           first_commit_seq: Math.min(...o.seqs),
           last_commit_seq: Math.max(...o.seqs),
           rows,

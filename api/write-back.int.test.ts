@@ -10,13 +10,14 @@ import { ensureStreams } from '../infra/nats/streams';
 import { silentLogger } from '../infra/log';
 import { createMetrics } from '../infra/metrics';
 import { type Projector, startProjector } from '../projections';
+import { DEVICE_STATE } from '../tests/support/fixtures';
 import { DIALECTS, openTestStore, type TestStore } from '../projections/test-support/stores';
 import { CommandService, serveCommands } from '../worker/commands';
 import { LineageCommandHandler } from '../worker/handler';
 import { startNats, type NatsServer } from '../tests/support/nats';
 import { MANAGE, READ, TokenBook } from './auth/tokens';
 import { buildApp } from './app';
-import { DEVICE_STATE_SCHEMA, ingestRows } from './testing';
+import { ingestRows } from './testing';
 
 const A = '0190a000-0000-7000-8000-0000000000a1';
 const B = '0190a000-0000-7000-8000-0000000000b1';
@@ -80,7 +81,7 @@ describe.each(DIALECTS)('cloud write-back through the API on %s', (dialect) => {
             batch_id: uuidv7(),
             journal_epoch: epoch,
             source_table: 'device_state',
-            schema_hash: schemaHash(DEVICE_STATE_SCHEMA),
+            schema_hash: schemaHash(DEVICE_STATE),
             first_commit_seq: Math.min(...rows.map((r) => r.commit_seq)),
             last_commit_seq: Math.max(...rows.map((r) => r.commit_seq)),
             rows,

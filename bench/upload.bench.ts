@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   const put = await waitFor(() => /"event":"upload_put"[^\n]*/.exec(agent.output())?.[0], {
     timeoutMs: LONG,
     intervalMs: 500,
-    message: `the agent's PUT (${logs()})`,
+    message: () => `the agent's PUT (${logs()})`,
   });
   const tPut = Date.now();
   console.log(`PUT done after ${(tPut - t0) / 1000} s`);
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   const taken = await waitFor(() => /[^\n]*"msg":"upload taken in"/.exec(cloud.output())?.[0], {
     timeoutMs: LONG,
     intervalMs: 1000,
-    message: `the upload taken in (${logs()})`,
+    message: () => `the upload taken in (${logs()})`,
   });
   const completed = { chunks: Number(/"chunks":(\d+)/.exec(taken)?.[1]) };
   const tTaken = Date.now();
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     async () =>
       (await getJson<{ total: number }>(`${cloud.base}/lineages/${lineageId}/mirror-rows?limit=1`)).body
         .total === ROWS || undefined,
-    { timeoutMs: LONG, intervalMs: 2000, message: `mirror with ${ROWS} rows (${logs()})` },
+    { timeoutMs: LONG, intervalMs: 2000, message: () => `mirror with ${ROWS} rows (${logs()})` },
   );
   const tMirror = Date.now();
   clearInterval(sampler);

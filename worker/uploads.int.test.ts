@@ -13,6 +13,7 @@ import { Registry } from '../infra/nats/registry';
 import { ensureStreams } from '../infra/nats/streams';
 import { silentLogger } from '../infra/log';
 import { openUploadStore } from '../infra/uploads/store';
+import { DEVICE_STATE } from '../tests/support/fixtures';
 import { startNats, type NatsServer } from '../tests/support/nats';
 import { waitFor } from '../tests/support/wait';
 import { type CommandMeta, type CommandResult, LineageCommandHandler } from './handler';
@@ -21,13 +22,6 @@ import { RegistryCommandHandler } from './registry-handler';
 import { RegistryEventStore } from '../infra/nats/registry-events';
 
 const PROJECT = '0190a000-0000-7000-8000-000000000001';
-const schema = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER' as const, pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT' as const, pk_ordinal: 0, not_null: false },
-  ],
-};
 const ROWS = 20_000; // with ~120-byte lines: several chunks of 4096 rows
 
 /** A handler that fails (like a crash of the worker) once, on one chunk of the upload. */
@@ -70,7 +64,7 @@ async function uploadOf(
     upload_id: uploadId,
     source_table: 'device_state',
     journal_epoch: epoch,
-    schema_hash: schemaHash(schema),
+    schema_hash: schemaHash(DEVICE_STATE),
     first_commit_seq: 1,
     last_commit_seq: opts.rows,
     row_count: opts.rows,
@@ -88,7 +82,7 @@ async function uploadOf(
   await js.publish(
     subjects.ingress('request', deviceKey),
     encodeJson(
-      ingress({ ...common, request_kind: 'url_request', request_id: uuidv7(), schema_columns: schema }),
+      ingress({ ...common, request_kind: 'url_request', request_id: uuidv7(), schema_columns: DEVICE_STATE }),
     ),
   );
   const lineageId = (

@@ -1,7 +1,8 @@
-import { schemaHash, type SchemaColumns } from '../protocol/fingerprint';
+import { schemaHash } from '../protocol/fingerprint';
 import { DEFAULT_POLICY, type Policy } from '../policy/policy';
 import type { RegistryView } from '../registry/decide';
 import { deciderSpec } from '../../tests/support/decider-spec';
+import { TEMPS } from '../../tests/support/fixtures';
 import { type LineageCommand, lineageDecider } from './decide';
 import type { ColumnBinding, LineageEvent } from './events';
 
@@ -19,14 +20,7 @@ const MINT = {
 };
 const ALLOW: Policy = { ...DEFAULT_POLICY, allow_auto_create_device_data_points: true };
 
-const temps: SchemaColumns = {
-  table_name: 'temps',
-  columns: [
-    { name: 'ts', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: true },
-    { name: 'value_c', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
-  ],
-};
-const H = schemaHash(temps);
+const H = schemaHash(TEMPS);
 
 const tb = (seq: number, policy: Policy = DEFAULT_POLICY, registry?: RegistryView): LineageCommand => ({
   type: 'IngestTelemetryBatch',
@@ -44,7 +38,7 @@ const tb = (seq: number, policy: Policy = DEFAULT_POLICY, registry?: RegistryVie
       batch_seq: seq,
       source_table: 'temps',
       schema_hash: H,
-      schema_columns: temps,
+      schema_columns: TEMPS,
       cursor_start_ts: '2026-04-28T09:00:00Z',
       cursor_end_ts: '2026-04-28T09:00:10Z',
       row_count: 1,

@@ -1,7 +1,8 @@
-import { schemaHash, type SchemaColumns } from '../protocol/fingerprint';
+import { schemaHash } from '../protocol/fingerprint';
 import type { RowChange, UrlRequest } from '../protocol/contracts';
 import { DEFAULT_POLICY } from '../policy/policy';
 import { deciderSpec } from '../../tests/support/decider-spec';
+import { DEVICE_STATE } from '../../tests/support/fixtures';
 import { fold } from '../shared/decider';
 import { type LineageCommand, lineageDecider } from './decide';
 import type { LineageEvent } from './events';
@@ -16,14 +17,7 @@ const NOW = '2026-11-22T00:00:00.000Z';
 const EXPIRES = '2026-11-22T00:15:00.000Z';
 const MINT = { new_control_id: CONTROL, new_replay_id: '0190a000-0000-7000-8000-0000000000f2', now: NOW };
 
-const v1: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-  ],
-};
-const H1 = schemaHash(v1);
+const H1 = schemaHash(DEVICE_STATE);
 
 const request = (over: Partial<UrlRequest> = {}): UrlRequest => ({
   format_version: 1,
@@ -33,7 +27,7 @@ const request = (over: Partial<UrlRequest> = {}): UrlRequest => ({
   source_table: 'device_state',
   journal_epoch: EPOCH,
   schema_hash: H1,
-  schema_columns: v1,
+  schema_columns: DEVICE_STATE,
   first_commit_seq: 1,
   last_commit_seq: 10,
   row_count: 10,

@@ -1,8 +1,9 @@
-import { schemaHash, type SchemaColumns } from '../protocol/fingerprint';
+import { schemaHash } from '../protocol/fingerprint';
 import type { RowBatch, RowChange } from '../protocol/contracts';
 import { DEFAULT_POLICY } from '../policy/policy';
 import { fold } from '../shared/decider';
 import { deciderSpec } from '../../tests/support/decider-spec';
+import { DEVICE_STATE_SETPOINT } from '../../tests/support/fixtures';
 import { type LineageCommand, MAX_PENDING_STATE_WRITES, lineageDecider } from './decide';
 import type { LineageEvent } from './events';
 import type { ActiveLineage } from './state';
@@ -24,15 +25,6 @@ const MINT = {
   now: NOW,
 };
 
-const schema: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-    { name: 'setpoint', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
-  ],
-};
-
 let batchNo = 0;
 function batch(rows: RowChange[]): RowBatch {
   batchNo++;
@@ -42,8 +34,8 @@ function batch(rows: RowChange[]): RowBatch {
     batch_id: `0190a000-0000-7000-8000-${String(batchNo).padStart(12, '0')}`,
     journal_epoch: EPOCH,
     source_table: 'device_state',
-    schema_hash: schemaHash(schema),
-    schema_columns: schema,
+    schema_hash: schemaHash(DEVICE_STATE_SETPOINT),
+    schema_columns: DEVICE_STATE_SETPOINT,
     first_commit_seq: Math.min(...rows.map((r) => r.commit_seq)),
     last_commit_seq: Math.max(...rows.map((r) => r.commit_seq)),
     rows,
@@ -302,7 +294,7 @@ describe('write-back: the conflict rule (cloud wins on a cloud_authoritative lin
           data: {
             batch_id: b.batch_id,
             journal_epoch: EPOCH,
-            schema_hash: schemaHash(schema),
+            schema_hash: schemaHash(DEVICE_STATE_SETPOINT),
             rows: [change(4, 2, 'device-ok')],
             duplicates_skipped: 0,
           },

@@ -1,7 +1,8 @@
-import { schemaHash, type SchemaColumns } from '../protocol/fingerprint';
+import { schemaHash } from '../protocol/fingerprint';
 import type { RowBatch } from '../protocol/contracts';
 import { DEFAULT_POLICY } from '../policy/policy';
 import { deciderSpec } from '../../tests/support/decider-spec';
+import { DEVICE_STATE } from '../../tests/support/fixtures';
 import { type LineageCommand, bindSchema, lineageDecider } from '../lineage/decide';
 import type { LineageEvent } from '../lineage/events';
 import { type RegistryCommand, registryDecider, registryView } from './decide';
@@ -11,14 +12,7 @@ import { initialRegistryState } from './state';
 const registry = deciderSpec(registryDecider);
 const lineage = deciderSpec(lineageDecider);
 
-const schema: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-  ],
-};
-const H = schemaHash(schema);
+const H = schemaHash(DEVICE_STATE);
 const P = '0190a000-0000-7000-8000-000000000001';
 const KEY = {
   project_id: P,
@@ -32,7 +26,7 @@ const REVIEW = '0190a000-0000-7000-8000-0000000000a1';
 const REVIEW2 = '0190a000-0000-7000-8000-0000000000b2';
 const L1 = '0190a000-0000-7000-8000-0000000000c1';
 const L2 = '0190a000-0000-7000-8000-0000000000c2';
-const BINDINGS = bindSchema(schema);
+const BINDINGS = bindSchema(DEVICE_STATE);
 
 const enroll = (lineage_id: string, review = REVIEW): RegistryCommand => ({
   type: 'EnrollLineage',
@@ -40,7 +34,7 @@ const enroll = (lineage_id: string, review = REVIEW): RegistryCommand => ({
     ...KEY,
     lineage_id,
     device_id: `dev-${lineage_id.slice(-2)}`,
-    schema_columns: schema,
+    schema_columns: DEVICE_STATE,
     new_review_id: review,
   },
 });
@@ -51,7 +45,7 @@ const opened: RegistryEvent = {
 };
 const first: RegistryEvent[] = [
   registered,
-  { type: 'RegistrySchemaObserved', data: { schema_columns: schema } },
+  { type: 'RegistrySchemaObserved', data: { schema_columns: DEVICE_STATE } },
   { type: 'RegistryLineageEnrolled', data: { lineage_id: L1, device_id: 'dev-c1' } },
   opened,
 ];
@@ -150,7 +144,7 @@ describe('registry decider', () => {
   it('adopting a lineage approval supersedes an open review; a rejected entry adopts nothing', () => {
     const adopt: RegistryCommand = {
       type: 'AdoptApproval',
-      data: { ...KEY, lineage_id: L2, review_id: null, bindings: BINDINGS, schema_columns: schema },
+      data: { ...KEY, lineage_id: L2, review_id: null, bindings: BINDINGS, schema_columns: DEVICE_STATE },
     };
     registry
       .given(first)
@@ -209,7 +203,7 @@ function batch(seqs: number[]): RowBatch {
     journal_epoch: EPOCH,
     source_table: 'device_state',
     schema_hash: H,
-    schema_columns: schema,
+    schema_columns: DEVICE_STATE,
     first_commit_seq: Math.min(...seqs),
     last_commit_seq: Math.max(...seqs),
     rows: seqs.map((s) => ({

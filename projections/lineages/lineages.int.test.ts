@@ -1,4 +1,5 @@
 import { uuidv7 } from 'uuidv7';
+import { DEVICE_STATE_SETPOINT } from '../../tests/support/fixtures';
 import { waitFor } from '../../tests/support/wait';
 import type { ActiveLineage } from '../../domain/lineage/state';
 import { DEFAULT_POLICY } from '../../domain/policy/policy';
@@ -12,14 +13,7 @@ import {
   listSegments,
   listStagedRows,
 } from '../store/queries';
-import {
-  decideAndAppend,
-  DEVICE_STATE,
-  minted,
-  RecordingCommands,
-  rowBatch,
-  upsert,
-} from '../test-support/lineage';
+import { decideAndAppend, minted, RecordingCommands, rowBatch, upsert } from '../test-support/lineage';
 import { quoteIdent } from '../store/identifiers';
 import { startTestNats, type TestNats } from '../test-support/nats';
 import { DIALECTS, openTestStore, type TestStore } from '../test-support/stores';
@@ -58,7 +52,7 @@ describe.each(DIALECTS)('lineage flow through the real decider (%s)', (kind) => 
         type: 'IngestRowBatch',
         data: {
           ...device,
-          batch: rowBatch(DEVICE_STATE, epoch, rows, { withColumns }),
+          batch: rowBatch(DEVICE_STATE_SETPOINT, epoch, rows, { withColumns }),
           new_lineage_id: lineageId,
           new_review_id: uuidv7(),
           new_control_id: uuidv7(),
@@ -169,7 +163,7 @@ describe.each(DIALECTS)('lineage flow through the real decider (%s)', (kind) => 
       { replay_id: replayId, status: 'completed', staged_rows: 3, completed_rows: 3 },
     ]);
     expect(detail!.schema_versions).toHaveLength(1);
-    expect(detail!.schema_versions[0]!.schema_columns).toEqual(DEVICE_STATE);
+    expect(detail!.schema_versions[0]!.schema_columns).toEqual(DEVICE_STATE_SETPOINT);
     // Suffixed when another lineage already holds the name: UUIDv7 device ids minted within the
     // same minute share their first 8 hex digits.
     const mirrorTable = detail!.materialization.table_name!;
@@ -225,7 +219,7 @@ describe.each(DIALECTS)('lineage flow through the real decider (%s)', (kind) => 
         type: 'IngestRowBatch',
         data: {
           ...device,
-          batch: rowBatch(DEVICE_STATE, epoch, rows),
+          batch: rowBatch(DEVICE_STATE_SETPOINT, epoch, rows),
           new_lineage_id: lineageId,
           new_review_id: uuidv7(),
           ...minted(),
@@ -308,7 +302,7 @@ describe.each(DIALECTS)('lineage flow through the real decider (%s)', (kind) => 
       data: {
         ...device,
         batch: rowBatch(
-          DEVICE_STATE,
+          DEVICE_STATE_SETPOINT,
           epoch,
           [1, 2, 3].map((i) => upsert(i, { id: i, mode: 'x', setpoint: null })),
         ),

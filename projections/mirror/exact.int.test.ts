@@ -4,6 +4,7 @@ import type { RowChange, WireValue } from '../../domain/protocol/contracts';
 import { type SchemaColumns, schemaHash } from '../../domain/protocol/fingerprint';
 import { BucketDigests, bucketOf, normalizeWire, storageClassOf } from '../../domain/protocol/wire-values';
 import { pkHash } from '../../domain/shared/canonical';
+import { DEVICE_STATE } from '../../tests/support/fixtures';
 import { waitFor } from '../../tests/support/wait';
 import { startProjector, type Projector } from '../runner/projector';
 import { quoteIdent } from '../store/identifiers';
@@ -20,14 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await nats?.stop();
 });
-
-const STATE: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-  ],
-};
 
 const VALUES: SchemaColumns = {
   table_name: 'vals',
@@ -245,7 +238,7 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
   });
 
   it('sweeps every older row of the table (an older epoch too) and tombstones it', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e1 = uuidv7();
     await l.append(
       l.accepted(
@@ -278,7 +271,7 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
   });
 
   it('sweeps only the named buckets, after the changes before it in the same batch', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e = uuidv7();
     await l.append(
       l.accepted(
@@ -302,10 +295,15 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
   });
 
   it('replays a staged sweep in order and lists it among staged rows', async () => {
-    const l = lineage(STATE);
+    const l = lineage(DEVICE_STATE);
     const review = uuidv7();
     const e = uuidv7();
-    await l.append(l.registered(), l.observed(STATE), l.queued(review, STATE), l.paused('schema_review'));
+    await l.append(
+      l.registered(),
+      l.observed(DEVICE_STATE),
+      l.queued(review, DEVICE_STATE),
+      l.paused('schema_review'),
+    );
     const s = sweep(5, 3);
     await l.append(
       l.staged(e, [
@@ -325,17 +323,17 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
     });
     await l.append(l.claimed(review));
     await l.append(
-      l.approved(review, STATE, bindAll(STATE)),
+      l.approved(review, DEVICE_STATE, bindAll(DEVICE_STATE)),
       l.resumed('schema_review'),
-      l.released(uuidv7(), STATE),
+      l.released(uuidv7(), DEVICE_STATE),
     );
     expect(await ids(l)).toEqual([3, 4]);
   });
 
   it('sweeps only its own device rows in a coalesced table', async () => {
     const registry = uuidv7();
-    const a = await coalescedLineage(STATE, registry);
-    const b = await coalescedLineage(STATE, registry);
+    const a = await coalescedLineage(DEVICE_STATE, registry);
+    const b = await coalescedLineage(DEVICE_STATE, registry);
     const e = uuidv7();
     await a.append(
       a.accepted(
@@ -358,7 +356,7 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
   });
 
   it('never materializes refused changes and shows them on the lineage', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e = uuidv7();
     const refused: RowChange = {
       commit_seq: 2,
@@ -369,7 +367,7 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
     };
     await l.append(l.accepted(e, [upsert(1, { id: 1, mode: 'ok' })]), {
       type: 'RowsRefused',
-      data: { batch_id: uuidv7(), journal_epoch: e, schema_hash: schemaHash(STATE), rows: [refused] },
+      data: { batch_id: uuidv7(), journal_epoch: e, schema_hash: schemaHash(DEVICE_STATE), rows: [refused] },
     });
     // Defensive: a refused change inside accepted rows is not written either.
     await l.append(l.accepted(e, [{ ...refused, commit_seq: 3, pk: { id: 3 } }]));
@@ -409,7 +407,7 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
         verify_id,
         journal_epoch: epoch,
         through_commit_seq: through,
-        schema_hash: schemaHash(STATE),
+        schema_hash: schemaHash(DEVICE_STATE),
         columns: cols,
         digests: digestsOf(rows),
       },
@@ -426,7 +424,7 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
     };
 
     it('reports equal, then the divergent bucket of a row corrupted in the store', async () => {
-      const l = await approvedLineage(STATE);
+      const l = await approvedLineage(DEVICE_STATE);
       const e = uuidv7();
       const device = range(1, 40).map((id) => ({ id, mode: `m${id}` }) as Record<string, WireValue>);
       const v1 = uuidv7();
@@ -471,7 +469,7 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
     });
 
     it('compares at the report position: rows after it are not counted yet', async () => {
-      const l = await approvedLineage(STATE);
+      const l = await approvedLineage(DEVICE_STATE);
       const e = uuidv7();
       const device = range(1, 5).map((id) => ({ id, mode: 'x' }) as Record<string, WireValue>);
       const v = uuidv7();
@@ -487,8 +485,8 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
     });
 
     it('is not comparable with staged rows waiting or a column that is not mirrored', async () => {
-      const bindings = bindAll(STATE, { mode: { action: 'ignore', target: null } });
-      const l = await approvedLineage(STATE, bindings);
+      const bindings = bindAll(DEVICE_STATE, { mode: { action: 'ignore', target: null } });
+      const l = await approvedLineage(DEVICE_STATE, bindings);
       const e = uuidv7();
       await l.append(l.accepted(e, [upsert(1, { id: 1, mode: 'a' })]));
       const v1 = uuidv7();
@@ -507,7 +505,7 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
     });
 
     it('keeps the outcome in the outbox until VerifyCompleted, re-sends it after a restart, never while rebuilding', async () => {
-      const l = await approvedLineage(STATE);
+      const l = await approvedLineage(DEVICE_STATE);
       const e = uuidv7();
       const v = uuidv7();
       await l.append(
@@ -565,9 +563,14 @@ describe.each(DIALECTS)('exact replication in the mirror (%s)', (kind) => {
   });
 
   it('shows the last resync on the lineage and reopens a rejected review', async () => {
-    const l = lineage(STATE);
+    const l = lineage(DEVICE_STATE);
     const review = uuidv7();
-    await l.append(l.registered(), l.observed(STATE), l.queued(review, STATE), l.paused('schema_review'));
+    await l.append(
+      l.registered(),
+      l.observed(DEVICE_STATE),
+      l.queued(review, DEVICE_STATE),
+      l.paused('schema_review'),
+    );
     await l.append(l.claimed(review));
     await l.append({
       type: 'SchemaReviewRejected',

@@ -1,4 +1,5 @@
 import { uuidv7 } from 'uuidv7';
+import { DEVICE_STATE } from '../../tests/support/fixtures';
 import { waitFor } from '../../tests/support/wait';
 import type { ColumnBinding } from '../../domain/lineage/events';
 import type { RowChange } from '../../domain/protocol/contracts';
@@ -19,14 +20,6 @@ afterAll(async () => {
 });
 
 const PROJECT = uuidv7();
-
-const STATE: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-  ],
-};
 
 describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
   let t: TestStore;
@@ -72,7 +65,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
   }
 
   it('upserts by key, deletes, and never lets a lower position overwrite or resurrect a row', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e1 = uuidv7();
     await l.append(l.accepted(e1, [upsert(1, { id: 1, mode: 'a' }), upsert(2, { id: 2, mode: 'a' })]));
     await l.append(l.accepted(e1, [{ ...upsert(5, { id: 1, mode: 'b' }), op: 'update' }]));
@@ -98,7 +91,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
   });
 
   it('keeps only the latest change of a key within one batch', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e = uuidv7();
     await l.append(
       l.accepted(e, [
@@ -118,7 +111,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
   });
 
   it('writes full 4096-row batches', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e = uuidv7();
     const batch = (from: number, mode: string): RowChange[] =>
       Array.from({ length: 4096 }, (_, i) => upsert(from + i, { id: i, mode: `${mode}-${i}` }));
@@ -217,7 +210,12 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
     });
     const review = uuidv7();
     const e = uuidv7();
-    await l.append(l.registered(), l.observed(STATE), l.queued(review, STATE), l.paused('schema_review'));
+    await l.append(
+      l.registered(),
+      l.observed(DEVICE_STATE),
+      l.queued(review, DEVICE_STATE),
+      l.paused('schema_review'),
+    );
     // Out of commit order on purpose: the replay sorts.
     await l.append(l.staged(e, [upsert(3, { id: 1, mode: 'third' }), del(4, { id: 2 })]));
     await l.append(l.staged(e, [upsert(1, { id: 1, mode: 'first' }), upsert(2, { id: 2, mode: 'x' })]));
@@ -225,9 +223,9 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
     const replay = uuidv7();
     await l.append(l.claimed(review));
     await l.append(
-      l.approved(review, STATE, bindAll(STATE)),
+      l.approved(review, DEVICE_STATE, bindAll(DEVICE_STATE)),
       l.resumed('schema_review'),
-      l.released(replay, STATE),
+      l.released(replay, DEVICE_STATE),
     );
     expect(await rows(l)).toEqual([{ id: 1, mode: 'third', _seq: 3 }]);
     const held = await t.store.db
@@ -263,13 +261,18 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
       });
       const review = uuidv7();
       const replay = uuidv7();
-      await l.append(l.registered(), l.observed(STATE), l.queued(review, STATE), l.paused('schema_review'));
+      await l.append(
+        l.registered(),
+        l.observed(DEVICE_STATE),
+        l.queued(review, DEVICE_STATE),
+        l.paused('schema_review'),
+      );
       await l.append(l.staged(uuidv7(), [upsert(1, { id: 1, mode: 'a' })]));
       await l.append(l.claimed(review));
       await l.append(
-        l.approved(review, STATE, bindAll(STATE)),
+        l.approved(review, DEVICE_STATE, bindAll(DEVICE_STATE)),
         l.resumed('schema_review'),
-        l.released(replay, STATE),
+        l.released(replay, DEVICE_STATE),
       );
       if (complete) await l.append(l.completed(replay, 1));
       return { lineageId: l.lineage_id, replay };
@@ -300,13 +303,13 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
   });
 
   it('adds columns for an additive approval and starts a new generation when the key changes', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e = uuidv7();
     await l.append(l.accepted(e, [upsert(1, { id: 1, mode: 'a' })]));
     const wider: SchemaColumns = {
-      ...STATE,
+      ...DEVICE_STATE,
       columns: [
-        ...STATE.columns,
+        ...DEVICE_STATE.columns,
         { name: 'fan', decl_type_affinity: 'INTEGER', pk_ordinal: 0, not_null: false },
       ],
     };
@@ -352,7 +355,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
   }
 
   it('records rows it cannot write on the lineage, reports them, and goes on', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e = uuidv7();
     // One row without a key value fails alone; the others land.
     const seq = await l.append(
@@ -380,7 +383,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
       .table!;
     await t.store.dialect.exec(t.store.db, `DROP TABLE ${quoteIdent(table)}`, []);
     await l.append(l.accepted(e, [upsert(4, { id: 4, mode: 'lost' }), upsert(5, { id: 5, mode: 'lost' })]));
-    const other = await approvedLineage(STATE);
+    const other = await approvedLineage(DEVICE_STATE);
     await other.append(other.accepted(e, [upsert(1, { id: 1, mode: 'still flowing' })]));
     expect(await rows(other)).toEqual([{ id: 1, mode: 'still flowing', _seq: 1 }]);
 
@@ -398,7 +401,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
   });
 
   it('keeps a failure report until the domain has taken it, and re-sends it after a restart', async () => {
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e = uuidv7();
     const seq = await l.append(
       l.accepted(e, [{ commit_seq: 1, op: 'insert', pk: { id: null }, row: { id: null, mode: 'x' } }]),
@@ -436,7 +439,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
   it('reports the failures of one decision (a release and the batch after it) as one report with every row', async () => {
     // The domain takes one report per (stream sequence, journal epoch): two reports for one
     // message would lose the second one's rows, which then were never staged nor replayed.
-    const l = await approvedLineage(STATE);
+    const l = await approvedLineage(DEVICE_STATE);
     const e = uuidv7();
     const table = (
       await (async () => {
@@ -448,7 +451,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
     await l.append(l.staged(e, [upsert(2, { id: 2, mode: 'held' })], { reason: 'lineage_paused' }));
     await t.store.dialect.exec(t.store.db, `DROP TABLE ${quoteIdent(table)}`, []);
     const seq = await l.append(
-      l.released(uuidv7(), STATE),
+      l.released(uuidv7(), DEVICE_STATE),
       l.accepted(e, [upsert(3, { id: 3, mode: 'live' }), del(4, { id: 1 })]),
     );
     await projector.waitForCaughtUp();
@@ -465,7 +468,7 @@ describe.each(DIALECTS)('mirror projection (%s)', (kind) => {
 
   if (kind === 'postgres') {
     it('isolates a value PostgreSQL refuses (text in a bigint column) to its own row', async () => {
-      const l = await approvedLineage(STATE);
+      const l = await approvedLineage(DEVICE_STATE);
       await l.append(
         l.accepted(uuidv7(), [
           upsert(1, { id: 1, mode: 'ok' }),

@@ -1,7 +1,8 @@
 import { uuidv7 } from 'uuidv7';
 import type { RowChange } from '../../domain/protocol/contracts';
 import { startProjector, type Projector } from '../runner/projector';
-import { bindAll, DEVICE_STATE, TestLineage, upsert } from '../test-support/lineage';
+import { DEVICE_STATE_SETPOINT } from '../../tests/support/fixtures';
+import { bindAll, TestLineage, upsert } from '../test-support/lineage';
 import { startTestNats, type TestNats } from '../test-support/nats';
 import { DIALECTS, openTestStore, type TestStore } from '../test-support/stores';
 import {
@@ -42,8 +43,8 @@ beforeAll(async () => {
     reviewIds.push(review);
     await l.append(
       l.registered(),
-      l.observed(DEVICE_STATE),
-      l.queued(review, DEVICE_STATE),
+      l.observed(DEVICE_STATE_SETPOINT),
+      l.queued(review, DEVICE_STATE_SETPOINT),
       l.paused('schema_review'),
     );
   }
@@ -60,12 +61,16 @@ beforeAll(async () => {
   approved = lineages[1]!;
   await approved.append(approved.claimed(reviewIds[1]!));
   await approved.append(
-    approved.approved(reviewIds[1]!, DEVICE_STATE, bindAll(DEVICE_STATE)),
+    approved.approved(reviewIds[1]!, DEVICE_STATE_SETPOINT, bindAll(DEVICE_STATE_SETPOINT)),
     approved.resumed('schema_review'),
   );
   await approved.append(approved.accepted(uuidv7(), rows(1, 30)));
   const other = make(B, uuidv7(), 'gw-b', 't0');
-  await other.append(other.registered(), other.observed(DEVICE_STATE), other.queued(uuidv7(), DEVICE_STATE));
+  await other.append(
+    other.registered(),
+    other.observed(DEVICE_STATE_SETPOINT),
+    other.queued(uuidv7(), DEVICE_STATE_SETPOINT),
+  );
   for (const [project, n] of [
     [A, 3],
     [B, 2],
@@ -202,7 +207,7 @@ describe.each(DIALECTS)('read queries (%s)', (kind) => {
       source_table: 't0',
       action_version: 1,
     });
-    expect(review!.schema_columns).toEqual(DEVICE_STATE);
+    expect(review!.schema_columns).toEqual(DEVICE_STATE_SETPOINT);
     const detail = await getLineage(t.store.db, A, staged.lineage_id);
     expect(detail!.open_review!.review_id).toBe(reviewIds[0]);
   });

@@ -3,6 +3,7 @@ import { type SchemaColumns, schemaHash } from '../../domain/protocol/fingerprin
 import { BucketDigests, bucketOf } from '../../domain/protocol/wire-values';
 import { bindAll, del, TestLineage, upsert } from './lineage';
 import type { TestNats } from './nats';
+import { TEMPS } from '../../tests/support/fixtures';
 
 const SCHEMA: SchemaColumns = {
   table_name: 'device_state',
@@ -10,13 +11,6 @@ const SCHEMA: SchemaColumns = {
     { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
     { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
     { name: 'blob', decl_type_affinity: 'BLOB', pk_ordinal: 0, not_null: false },
-  ],
-};
-const TEMPS: SchemaColumns = {
-  table_name: 'temps',
-  columns: [
-    { name: 'ts', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: true },
-    { name: 'value_c', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
   ],
 };
 

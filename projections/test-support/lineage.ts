@@ -69,22 +69,12 @@ export const del = (commit_seq: number, pk: RowChange['pk']): RowChange => ({
   row: null,
 });
 
-/** Appends hand-written events of one lineage through the real JetStream event store. */
-export class TestLineage {
-  readonly lineage_id = uuidv7();
-  private version = 0;
+/** Hand-written events of one lineage, in the words of the rules that decide them. */
+export class LineageEvents {
   constructor(
-    private readonly store: EventStore,
     readonly ids: Identity,
+    readonly lineage_id: string = uuidv7(),
   ) {}
-
-  /** One decision: resolves to the stream sequence of its message. */
-  async append(...events: (LineageEvent | StoredEvent<LineageEvent>)[]): Promise<number> {
-    const full = events.map((e) => ('id' in e ? e : stored(e)));
-    const r = await this.store.append(this.lineage_id, full, this.version, uuidv7());
-    this.version = r.version;
-    return r.version;
-  }
 
   registered(): LineageEvent {
     const { kind = 'rows', ...rest } = this.ids;
@@ -171,8 +161,47 @@ export class TestLineage {
   completed(replay_id: string, rows: number): LineageEvent {
     return { type: 'ReplayCompleted', data: { replay_id, rows } };
   }
+  /** What the domain records of a failed write the mirror reported: `rows` wait in staging. */
+  failed(
+    source_seq: number,
+    journal_epoch: string | null,
+    rows: readonly RowChange[],
+    consecutive_failures = 1,
+  ): LineageEvent {
+    return {
+      type: 'MaterializationFailed',
+      data: {
+        source_seq,
+        code: '42P01',
+        message: 'relation does not exist',
+        permanent: true,
+        rows,
+        journal_epoch,
+        consecutive_failures,
+      },
+    };
+  }
   deleted(reason = 'test'): LineageEvent {
     return { type: 'LineageDeleted', data: { reason } };
+  }
+}
+
+/** Appends hand-written events of one lineage through the real JetStream event store. */
+export class TestLineage extends LineageEvents {
+  private version = 0;
+  constructor(
+    private readonly store: EventStore,
+    ids: Identity,
+  ) {
+    super(ids);
+  }
+
+  /** One decision: resolves to the stream sequence of its message. */
+  async append(...events: (LineageEvent | StoredEvent<LineageEvent>)[]): Promise<number> {
+    const full = events.map((e) => ('id' in e ? e : stored(e)));
+    const r = await this.store.append(this.lineage_id, full, this.version, uuidv7());
+    this.version = r.version;
+    return r.version;
   }
 }
 
@@ -234,15 +263,6 @@ export function rowBatch(
     rows: rows as RowChange[],
   };
 }
-
-export const DEVICE_STATE: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-    { name: 'setpoint', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
-  ],
-};
 
 /** The ids and time a command handler mints for the decider. */
 export const minted = () => ({

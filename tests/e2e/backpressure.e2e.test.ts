@@ -156,7 +156,7 @@ describe('backpressure end to end', () => {
       },
       {
         timeoutMs: 30_000,
-        message: `lineage paused for volume_backpressure (agent: ${agent.output().slice(-1500)})`,
+        message: () => `lineage paused for volume_backpressure (agent: ${agent!.output().slice(-1500)})`,
       },
     );
     expect(paused.status).toBe('paused');
@@ -168,7 +168,7 @@ describe('backpressure end to end', () => {
         ),
       {
         timeoutMs: 30_000,
-        message: `pause_lineage acknowledged by the device (agent: ${agent.output().slice(-1500)})`,
+        message: () => `pause_lineage acknowledged by the device (agent: ${agent!.output().slice(-1500)})`,
       },
     );
     expect(pause.reason).toContain('backpressure');
@@ -199,7 +199,10 @@ describe('backpressure end to end', () => {
         (await controls(cloud!.base, lineage_id)).find(
           (c) => c.control_kind === 'resume_lineage' && c.status === 'acknowledged',
         ),
-      { timeoutMs: 30_000, message: `resume_lineage acknowledged (cloud: ${cloud.output().slice(-2000)})` },
+      {
+        timeoutMs: 30_000,
+        message: () => `resume_lineage acknowledged (cloud: ${cloud!.output().slice(-2000)})`,
+      },
     );
     expect(resume.reason).toContain('backpressure');
     expect(resume.server_watermark).toBe(whilePaused.last_commit_seq);

@@ -52,7 +52,7 @@ describe('broker failover on a 3-node cluster', () => {
     agent = startAgentProcess({ mqttUrl: cluster.mqttUrls, sourceDb: appDb, device: 'gw-failover', dir });
     await waitFor(() => agent!.output().includes(`"broker":"127.0.0.1:${a!.mqttPort}"`), {
       timeoutMs: 30_000,
-      message: `agent connected to node 0 (${agent.output().slice(-1000)})`,
+      message: () => `agent connected to node 0 (${agent!.output().slice(-1000)})`,
     });
     expect(cloud.output()).toContain(
       `"clientId":"sluice-bridge-failover","broker":"127.0.0.1:${a!.mqttPort}"`,
@@ -87,7 +87,10 @@ describe('broker failover on a 3-node cluster', () => {
     await cluster.kill(0);
     const next = await waitFor(
       () => receipts.find((x) => x.at >= killedAt && x.r.last_commit_seq > seenBefore),
-      { timeoutMs: 120_000, message: `a batch after the kill (agent: ${agent.output().slice(-1500)})` },
+      {
+        timeoutMs: 120_000,
+        message: () => `a batch after the kill (agent: ${agent!.output().slice(-1500)})`,
+      },
     );
     const stallS = (next.at - killedAt) / 1000;
     console.log(`node 0 killed: next batch receipt after ${stallS.toFixed(2)} s`);

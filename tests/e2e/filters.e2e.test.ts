@@ -131,7 +131,8 @@ describe('edge filters', () => {
     const converged = (what: string) =>
       waitFor(async () => JSON.stringify(await mirrorImage()) === JSON.stringify(deviceImage()), {
         timeoutMs: 30_000,
-        message: `${what}: mirror ${JSON.stringify(deviceImage())} (agent log: ${agent!.output().slice(-1500)})`,
+        message: () =>
+          `${what}: mirror ${JSON.stringify(deviceImage())} (agent log: ${agent!.output().slice(-1500)})`,
       });
     await converged('snapshot');
     expect(Object.keys(await mirrorImage())).toEqual(['1', '3']);

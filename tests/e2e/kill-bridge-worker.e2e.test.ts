@@ -145,7 +145,8 @@ describe('kill -9 of the bridge and the worker under load', () => {
       },
       {
         timeoutMs: 60_000,
-        message: `all ${total} rows in the lineage (seed ${seed}; bridge: ${procs.bridge.output().slice(-800)}; worker: ${procs.worker.output().slice(-800)}; exit ${procs.worker.child.exitCode})`,
+        message: () =>
+          `all ${total} rows in the lineage (seed ${seed}; bridge: ${procs.bridge.output().slice(-800)}; worker: ${procs.worker.output().slice(-800)}; exit ${procs.worker.child.exitCode})`,
       },
     );
     expect(seqs).toHaveLength(total); // none applied twice

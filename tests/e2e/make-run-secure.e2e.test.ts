@@ -45,7 +45,7 @@ describe('make run-secure', () => {
     });
     const banner = await waitFor(() => /Token\s+(\S+)/.exec(stack!.output()), {
       timeoutMs: 60_000,
-      message: `the banner (${stack.output().slice(-1000)})`,
+      message: () => `the banner (${stack!.output().slice(-1000)})`,
     });
     const token = banner[1]!;
     const project = /Project\s+(\S+)/.exec(stack.output())![1]!;
@@ -59,7 +59,7 @@ describe('make run-secure', () => {
         );
         return demo.length === 2 ? demo : undefined;
       },
-      { timeoutMs: 30_000, message: `demo lineages over HTTPS (${stack.output().slice(-1000)})` },
+      { timeoutMs: 30_000, message: () => `demo lineages over HTTPS (${stack!.output().slice(-1000)})` },
     );
     expect(lineages.map((l) => l.source_table).sort()).toEqual(['device_state', 'order_events']);
     // Plain HTTP gets no answer from the API port.

@@ -76,7 +76,8 @@ describe('walking skeleton', () => {
       },
       {
         timeoutMs: 30_000,
-        message: `lineage with a staged row (cloud log: ${cloud.output().slice(-1500)}; agent log: ${agent.output().slice(-1500)})`,
+        message: () =>
+          `lineage with a staged row (cloud log: ${cloud.output().slice(-1500)}; agent log: ${agent.output().slice(-1500)})`,
       },
     );
     expect(lineage.status).toBe('paused');

@@ -124,7 +124,7 @@ describe('the 5-minute tour', () => {
         const [a, b] = await Promise.all([lineageOf('device_state'), lineageOf('order_events')]);
         return a && b && a.staged_rows >= 5 && b.staged_rows >= 1 ? { state: a, orders: b } : undefined;
       },
-      { timeoutMs: 30_000, message: `both demo lineages with staged rows (${logs()})` },
+      { timeoutMs: 30_000, message: () => `both demo lineages with staged rows (${logs()})` },
     );
     for (const l of Object.values(lineages))
       expect(l).toMatchObject({ status: 'paused', pause_reasons: ['schema_review'] });
@@ -184,7 +184,7 @@ describe('the 5-minute tour', () => {
         const row = await mirrorRow(L, 100);
         return row?.row.hvac_mode === 'tour-before' ? row : undefined;
       },
-      { timeoutMs: 30_000, message: `row 100 in the mirror (${logs()})` },
+      { timeoutMs: 30_000, message: () => `row 100 in the mirror (${logs()})` },
     );
     const mirror = await getJson<Mirror>(`${cloud.base}/lineages/${L}/mirror-rows`);
     expect(mirror.body.table).toMatch(/^edge_mirror_[0-9a-f]{8}_device_state$/);
@@ -208,7 +208,7 @@ describe('the 5-minute tour', () => {
         const row = await mirrorRow(L, 100);
         return row?.row.hvac_mode === 'tour-live' ? row : undefined;
       },
-      { timeoutMs: 30_000, message: `the live change of row 100 (${logs()})` },
+      { timeoutMs: 30_000, message: () => `the live change of row 100 (${logs()})` },
     );
     expect(after.source_commit_seq).toBeGreaterThan(before.source_commit_seq);
 
@@ -292,7 +292,7 @@ describe('the 5-minute tour', () => {
         const row = await mirrorRow(L, 50);
         return row?.row.hvac_mode === 'eco' ? row : undefined;
       },
-      { timeoutMs: 30_000, message: `the written row in the mirror (${logs()})` },
+      { timeoutMs: 30_000, message: () => `the written row in the mirror (${logs()})` },
     );
     // A REAL column holds 21.0: the API says REAL, not the INTEGER 21 (docs/wire-values.md).
     expect(landed.row).toMatchObject({ id: 50, hvac_mode: 'eco', setpoint: { $real: '21' } });

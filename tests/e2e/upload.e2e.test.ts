@@ -88,7 +88,7 @@ describe('bootstrap through the upload flow', () => {
         const l = await lineage();
         return l && l.staged_rows >= ROWS ? l : undefined;
       },
-      { timeoutMs: 60_000, message: `the uploaded snapshot staged (${logs()})` },
+      { timeoutMs: 60_000, message: () => `the uploaded snapshot staged (${logs()})` },
     );
     const L = staged.lineage_id;
     expect(staged.staged_rows).toBe(ROWS);
@@ -116,7 +116,9 @@ describe('bootstrap through the upload flow', () => {
     expect(agent.output()).not.toContain('"event":"upload_abandoned"');
 
     // Live changes after the snapshot travel as ordinary batches.
-    await waitFor(() => /"via":"upload"/.test(agent.output()), { message: `upload confirmed (${logs()})` });
+    await waitFor(() => /"via":"upload"/.test(agent.output()), {
+      message: () => `upload confirmed (${logs()})`,
+    });
     db.prepare("UPDATE items SET name = 'changed', note = NULL WHERE id <= 10").run();
     db.prepare('DELETE FROM items WHERE id > ? - 5').run(ROWS);
     db.prepare(
@@ -124,7 +126,7 @@ describe('bootstrap through the upload flow', () => {
     ).run();
     await waitFor(async () => ((await lineage())?.staged_rows ?? 0) >= ROWS + 17 || undefined, {
       timeoutMs: 30_000,
-      message: `live changes staged (${logs()})`,
+      message: () => `live changes staged (${logs()})`,
     });
 
     // Approve: the mirror fills from staging and equals the device table.
@@ -144,7 +146,7 @@ describe('bootstrap through the upload flow', () => {
         );
         return m.body.total === device.length || undefined;
       },
-      { timeoutMs: 60_000, message: `mirror has ${device.length} rows (${logs()})` },
+      { timeoutMs: 60_000, message: () => `mirror has ${device.length} rows (${logs()})` },
     );
     const mirrored: Item[] = [];
     for (let page = 1; mirrored.length < device.length; page++) {

@@ -161,7 +161,7 @@ describe('write-back end to end', () => {
         { id: number; mode: string; setpoint: number | null } | undefined;
     await waitFor(() => deviceRow(2)?.mode === 'cloud-cool' && deviceRow(10) !== undefined, {
       timeoutMs: 30_000,
-      message: `state_write applied on the device (agent: ${agent.output().slice(-1500)})`,
+      message: () => `state_write applied on the device (agent: ${agent!.output().slice(-1500)})`,
     });
     expect(deviceRow(2)).toEqual({ id: 2, mode: 'cloud-cool', setpoint: 19.5 });
     expect(deviceRow(10)).toEqual({ id: 10, mode: 'cloud-new', setpoint: null });

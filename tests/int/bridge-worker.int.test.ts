@@ -12,18 +12,12 @@ import { createLogger, silentLogger } from '../../infra/log';
 import { createMetrics } from '../../infra/metrics';
 import { LineageCommandHandler } from '../../worker/handler';
 import { IngressWorker } from '../../worker/ingress-worker';
+import { DEVICE_STATE } from '../support/fixtures';
 import { startMosquitto, type MosquittoServer } from '../support/mosquitto';
 import { startNats, type NatsServer } from '../support/nats';
 import { waitFor } from '../support/wait';
 
 const PROJECT = '0190a000-0000-7000-8000-000000000001';
-const schema = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER' as const, pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT' as const, pk_ordinal: 0, not_null: false },
-  ],
-};
 function rowBatch(seqs: number[], epoch: string) {
   return {
     format_version: 1,
@@ -31,8 +25,8 @@ function rowBatch(seqs: number[], epoch: string) {
     batch_id: uuidv7(),
     journal_epoch: epoch,
     source_table: 'device_state',
-    schema_hash: schemaHash(schema),
-    schema_columns: schema,
+    schema_hash: schemaHash(DEVICE_STATE),
+    schema_columns: DEVICE_STATE,
     first_commit_seq: Math.min(...seqs),
     last_commit_seq: Math.max(...seqs),
     rows: seqs.map((s) => ({ commit_seq: s, op: 'insert', pk: { id: s }, row: { id: s, mode: `m${s}` } })),

@@ -14,6 +14,7 @@ import { silentLogger } from '../../infra/log';
 import { createMetrics, type Metrics } from '../../infra/metrics';
 import { LineageCommandHandler } from '../../worker/handler';
 import { IngressWorker, ingressBacklog } from '../../worker/ingress-worker';
+import { TEMPS } from '../support/fixtures';
 import { startMosquitto, type MosquittoServer } from '../support/mosquitto';
 import { startNats, type NatsServer } from '../support/nats';
 import { waitFor } from '../support/wait';
@@ -160,21 +161,14 @@ describe('ingest pipeline', () => {
     const receipts: { batch_seq?: number }[] = [];
     device.on('message', (_t, p) => receipts.push(JSON.parse(p.toString())));
     await device.subscribeAsync(`t/${dev}/sync/ingest/receipt`, { qos: 1 });
-    const temps = {
-      table_name: 'temps',
-      columns: [
-        { name: 'ts', decl_type_affinity: 'TEXT' as const, pk_ordinal: 0, not_null: true },
-        { name: 'value_c', decl_type_affinity: 'REAL' as const, pk_ordinal: 0, not_null: false },
-      ],
-    };
     const tb = (seq: number, id = uuidv7()) => ({
       format_version: 1,
       capture_strategy: 'sqlite_telemetry_batch_v1',
       batch_id: id,
       batch_seq: seq,
       source_table: 'temps',
-      schema_hash: schemaHash(temps),
-      schema_columns: temps,
+      schema_hash: schemaHash(TEMPS),
+      schema_columns: TEMPS,
       cursor_start_ts: '2026-04-28T09:00:00Z',
       cursor_end_ts: '2026-04-28T09:00:10Z',
       row_count: 1,

@@ -10,6 +10,7 @@ import { readEnv } from '../../infra/config/env';
 import { type Running, startRoles } from '../../cli/roles';
 import { runCli } from '../../cli/program';
 import { EXIT } from '../../cli/client';
+import { DEVICE_STATE } from '../support/fixtures';
 import { DIALECTS } from '../../projections/test-support/stores';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
 import { tempDir } from '../support/proc';
@@ -25,13 +26,6 @@ const FLEET = '0190a0cf-0000-7000-8000-0000000000cf';
 const TOKEN = 'registry-consolidation-token-01234';
 const SLUG = 'plant';
 
-const schema: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-  ],
-};
 const other: SchemaColumns = {
   table_name: 'device_state',
   columns: [
@@ -44,7 +38,7 @@ async function sendBatch(
   mqttUrl: string,
   device: string,
   seqs: number[],
-  s = schema,
+  s = DEVICE_STATE,
   epoch = uuidv7(),
   op: 'insert' | 'delete' = 'insert',
   ids: number[] = seqs,
@@ -174,7 +168,7 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
     const t = dialect === 'sqlite' ? 's' : 'p';
     const [a, b] = [`${t}-a`, `${t}-b`];
     const epochA = uuidv7();
-    await sendBatch(nats.mqttUrl, a, [1, 2, 3], schema, epochA);
+    await sendBatch(nats.mqttUrl, a, [1, 2, 3], DEVICE_STATE, epochA);
     await sendBatch(nats.mqttUrl, b, [1, 2, 3]);
     // Coalescing off: a review per lineage, approved one by one into device mirrors.
     const reviews = await waitFor(
@@ -231,7 +225,7 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
     expect(before.map((l) => l.lineage_id)).toContain(entries.items[0]!.adopted_from);
 
     // Later changes of a consolidated device land in the coalesced table.
-    await sendBatch(nats.mqttUrl, a, [4], schema, epochA);
+    await sendBatch(nats.mqttUrl, a, [4], DEVICE_STATE, epochA);
     await waitFor(
       async () =>
         (await get<{ items: { rows: number }[] }>('/coalesced-mirrors')).items[0]?.rows === 7
@@ -241,7 +235,7 @@ describe.each(DIALECTS)('consolidation and registry verbs on %s', (dialect) => {
     );
 
     // A delete on a consolidated device removes its own row only: the key includes device_id.
-    await sendBatch(nats.mqttUrl, a, [5], schema, epochA, 'delete', [1]);
+    await sendBatch(nats.mqttUrl, a, [5], DEVICE_STATE, epochA, 'delete', [1]);
     await waitFor(
       async () =>
         (await get<{ items: { rows: number }[] }>('/coalesced-mirrors')).items[0]?.rows === 6

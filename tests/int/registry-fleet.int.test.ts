@@ -13,6 +13,7 @@ import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { ensureStreams } from '../../infra/nats/streams';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type Running, startRoles } from '../../cli/roles';
+import { DEVICE_STATE } from '../support/fixtures';
 import { DIALECTS } from '../../projections/test-support/stores';
 import { RegistryCommandHandler } from '../../worker/registry-handler';
 import { registryId } from '../../domain/registry/events';
@@ -36,17 +37,10 @@ const TOKEN = 'registry-fleet-token-0123456789';
 const SLUG = 'fleet-a';
 const FLEET_SIZE = 50;
 
-const schema: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-  ],
-};
 const wider: SchemaColumns = {
   table_name: 'device_state',
   columns: [
-    ...schema.columns,
+    ...DEVICE_STATE.columns,
     { name: 'setpoint', decl_type_affinity: 'REAL', pk_ordinal: 0, not_null: false },
   ],
 };
@@ -72,7 +66,7 @@ function batch(s: SchemaColumns, seqs: number[], device: string) {
 }
 
 /** One device: its own MQTT connection, one batch of three rows, then gone. */
-async function sendBatch(mqttUrl: string, device: string, s: SchemaColumns = schema): Promise<void> {
+async function sendBatch(mqttUrl: string, device: string, s: SchemaColumns = DEVICE_STATE): Promise<void> {
   const c = await mqtt.connectAsync(mqttUrl, { clientId: `dev-${device}`, clean: true, protocolVersion: 4 });
   try {
     await c.publishAsync(`${SLUG}/${device}/sync/rows/batch`, JSON.stringify(batch(s, [1, 2, 3], device)), {
@@ -114,7 +108,7 @@ describe('registry review races', () => {
       scope: 'project' as const,
       scope_id: RACE_PROJECT,
       source_table: `race-${uuidv7()}`,
-      schema_hash: schemaHash(schema),
+      schema_hash: schemaHash(DEVICE_STATE),
     };
     const id = registryId(key);
     // Two handlers with their own caches, as two worker processes have.
@@ -130,7 +124,7 @@ describe('registry review races', () => {
             ...key,
             lineage_id: uuidv7(),
             device_id: `d${n}`,
-            schema_columns: schema,
+            schema_columns: DEVICE_STATE,
             new_review_id: uuidv7(),
           },
         },

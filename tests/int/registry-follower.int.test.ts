@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { uuidv7 } from 'uuidv7';
 import { DEFAULT_POLICY } from '../../domain/policy/policy';
-import { schemaHash, type SchemaColumns } from '../../domain/protocol/fingerprint';
+import { schemaHash } from '../../domain/protocol/fingerprint';
 import { registryView } from '../../domain/registry/decide';
 import { registryId } from '../../domain/registry/events';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
@@ -17,18 +17,12 @@ import { silentLogger } from '../../infra/log';
 import { LineageCommandHandler } from '../../worker/handler';
 import { RegistryFollower } from '../../worker/registry-follower';
 import { RegistryCommandHandler } from '../../worker/registry-handler';
+import { DEVICE_STATE } from '../support/fixtures';
 import { startNats, type NatsServer } from '../support/nats';
 import { waitFor } from '../support/wait';
 
 const P = '0190a000-0000-7000-8000-0000000000d1';
-const schema: SchemaColumns = {
-  table_name: 'device_state',
-  columns: [
-    { name: 'id', decl_type_affinity: 'INTEGER', pk_ordinal: 1, not_null: true },
-    { name: 'mode', decl_type_affinity: 'TEXT', pk_ordinal: 0, not_null: false },
-  ],
-};
-const H = schemaHash(schema);
+const H = schemaHash(DEVICE_STATE);
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -81,7 +75,7 @@ it('an approval made while no worker runs reaches every waiting lineage once a f
             journal_epoch: uuidv7(),
             source_table: 'device_state',
             schema_hash: H,
-            schema_columns: schema,
+            schema_columns: DEVICE_STATE,
             first_commit_seq: 1,
             last_commit_seq: 2,
             rows: [1, 2].map((q) => ({
@@ -103,7 +97,7 @@ it('an approval made while no worker runs reaches every waiting lineage once a f
           ...key,
           lineage_id: lineageId,
           device_id: `d${n}`,
-          schema_columns: schema,
+          schema_columns: DEVICE_STATE,
           new_review_id: uuidv7(),
         },
       },

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import {
   type RowBatch,
   type TelemetryBatch,
+  type Validated,
   type WireValue,
   MAX_BATCH_ROWS,
   REJECTION_CODES,
@@ -54,6 +55,21 @@ export function deepFreeze<T>(v: T): T {
 
 /** Prototype pollution shows as a new key on Object.prototype. */
 export const prototypeKeys = (): string[] => Object.getOwnPropertyNames(Object.prototype).sort();
+
+// ---- verdicts ----
+
+/** The rejection code of a decoder's answer; undefined when it accepted. */
+export const rejected = (r: Validated<unknown>): string | undefined => (r.ok ? undefined : r.rejection.code);
+/** Refused with exactly this code (the code is on both sides so a failure shows which one). */
+export const expectCode = (r: Validated<unknown>, code: string) =>
+  expect([code, rejected(r)]).toEqual([code, code]);
+/** Accepted, or refused with a code the SPEC lists. */
+export const expectKnown = (r: Validated<unknown>) => {
+  if (!r.ok) expect(CODES.has(r.rejection.code)).toBe(true);
+};
+export const bytes = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+/** A value as it arrives after JSON on the wire (undefined fields gone). */
+export const roundTrip = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
 // ---- arbitraries ----
 

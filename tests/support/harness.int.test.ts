@@ -30,8 +30,13 @@ describe('test harness', () => {
   it('runs nats-server with JetStream', async () => {
     const nc = await connect({ servers: nats.url });
     const jsm = await jetstreamManager(nc);
+    // The config sets an 8 MB max_payload and JetStream with no account limits.
+    expect(nc.info?.max_payload).toBe(8 * 1024 * 1024);
     const info = await jsm.getAccountInfo();
-    expect(info.limits).toBeDefined();
+    expect(info).toMatchObject({
+      streams: 0,
+      limits: { max_streams: -1, max_consumers: -1, max_storage: -1, max_memory: -1 },
+    });
     await nc.close();
   });
 

@@ -120,7 +120,7 @@ export async function startTlsNats(store: CredentialStore, caDir: string): Promi
       reloads = Math.max(reloads, seen) + 1;
       proc.child.kill('SIGHUP');
       await waitFor(() => (proc.output().match(/Reloaded server configuration/g) ?? []).length >= reloads, {
-        message: `nats-server reload (${proc.output().slice(-300)})`,
+        message: () => `nats-server reload (${proc.output().slice(-300)})`,
       });
     },
   };
