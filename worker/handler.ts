@@ -80,7 +80,7 @@ export class LineageCommandHandler {
   private readonly log?: DecisionLog;
 
   constructor(
-    private readonly store: EventStore,
+    private readonly store: EventStore<StoredEvent<LineageEvent>>,
     opts: Readonly<{
       cache?: LineageCache;
       clock?: () => Date;

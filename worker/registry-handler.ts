@@ -7,8 +7,8 @@ import {
 import { type RegistryKey, registryId } from '../domain/registry/events';
 import { type RegistryState, evolveRegistry, initialRegistryState } from '../domain/registry/state';
 import { DomainError } from '../domain/shared/errors';
-import { isConcurrencyError } from '../domain/shared/ports';
-import type { RegistryEventStore, StoredRegistryEvent } from '../infra/nats/registry-events';
+import { type EventStore, isConcurrencyError } from '../domain/shared/ports';
+import type { StoredRegistryEvent } from '../infra/nats/registry-events';
 import { type CommandMeta, stamp } from './handler';
 
 type Cached = { state: RegistryState; version: number };
@@ -29,7 +29,7 @@ export class RegistryCommandHandler {
   private readonly cache = new Map<string, Cached>();
 
   constructor(
-    private readonly store: RegistryEventStore,
+    private readonly store: EventStore<StoredRegistryEvent>,
     private readonly clock: () => Date = () => new Date(),
   ) {}
 

@@ -17,6 +17,8 @@ import { fold } from '../../domain/shared/decider';
 import type { MaterializationFailure, VerifyOutcomeReport } from '../runner/types';
 import { type EventStore, isConcurrencyError } from '../../domain/shared/ports';
 
+type LineageStore = EventStore<StoredEvent<LineageEvent>>;
+
 export type Identity = Readonly<{
   project_id: string;
   device_id: string;
@@ -74,7 +76,7 @@ export class TestLineage {
   readonly lineage_id = uuidv7();
   private version = 0;
   constructor(
-    private readonly store: EventStore,
+    private readonly store: LineageStore,
     readonly ids: Identity,
   ) {}
 
@@ -178,7 +180,7 @@ export class TestLineage {
 
 /** Runs commands through the real decider and appends what it decides (a miniature worker). */
 export async function decideAndAppend(
-  store: EventStore,
+  store: LineageStore,
   lineageId: string,
   command: LineageCommand,
   actor?: string,
@@ -194,7 +196,7 @@ export async function decideAndAppend(
 }
 
 async function decideOnce(
-  store: EventStore,
+  store: LineageStore,
   lineageId: string,
   command: LineageCommand,
   actor?: string,
@@ -256,7 +258,7 @@ export class RecordingCommands {
   readonly sent: { lineageId: string; command: LineageCommand }[] = [];
   readonly failures: { lineageId: string; info: MaterializationFailure }[] = [];
   readonly verifyOutcomes: { lineageId: string; info: VerifyOutcomeReport }[] = [];
-  constructor(private readonly forward?: EventStore) {}
+  constructor(private readonly forward?: LineageStore) {}
   async send(lineageId: string, command: LineageCommand): Promise<void> {
     if (this.forward) await decideAndAppend(this.forward, lineageId, command);
     this.sent.push({ lineageId, command });
