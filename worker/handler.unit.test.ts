@@ -94,6 +94,17 @@ describe('lineage command handler', () => {
     expect(state.status === 'registered' && state.staged_rows).toBe(3);
   });
 
+  it("stamps a decision's events with the time its command carries, else the handler's clock", async () => {
+    const h = new LineageCommandHandler(new InMemoryEventStore<StoredEvent<LineageEvent>>(), {
+      clock: () => new Date('2030-01-01T00:00:00.000Z'),
+    });
+    const now = '2026-11-22T00:00:00.000Z';
+    const first = await h.execute(L, ingest(1), { decision_id: id(), now });
+    expect(new Set(first.events.map((e) => e.occurred_at))).toEqual(new Set([now]));
+    const second = await h.execute(L, ingest(2), { decision_id: id() });
+    expect(second.events.map((e) => e.occurred_at)).toEqual(['2030-01-01T00:00:00.000Z']);
+  });
+
   it('keeps operators inside their project', async () => {
     const store = new InMemoryEventStore<StoredEvent<LineageEvent>>();
     const h = new LineageCommandHandler(store);

@@ -241,11 +241,12 @@ export class IngressWorker {
         first.payload.source_table,
         uuidv7(),
       );
+      const now = handler.clock().toISOString();
       const r = await handler.executeAll(
         lineageId,
         unit.map(({ msg }) => ({
-          command: intakeCommand(msg, device, lineageId, policy),
-          meta: { decision_id: batchDecisionId(msg) },
+          command: intakeCommand(msg, device, lineageId, policy, now),
+          meta: { decision_id: batchDecisionId(msg), now },
         })),
       );
       outcomes = r.outcomes;
@@ -331,9 +332,10 @@ export class IngressWorker {
               policy,
             )
           : undefined;
-      const command = intakeCommand(msg, device, lineageId, policy, gate?.view);
+      const now = handler.clock().toISOString();
+      const command = intakeCommand(msg, device, lineageId, policy, now, gate?.view);
       try {
-        const result = await handler.execute(lineageId, command, { decision_id: decisionId });
+        const result = await handler.execute(lineageId, command, { decision_id: decisionId, now });
         countDecision(metrics, result.events);
         if (gate) await this.settleGate(gate, lineageId, device.device_id, result.state);
         return;
@@ -464,11 +466,11 @@ export class IngressWorker {
     if (!route || !route.topic.startsWith(`${deviceKey}/`)) {
       throw new DomainError('unknown_control_id', `control ${controlId} is not pending for this device`);
     }
-    const now = new Date().toISOString();
+    const now = this.opts.handler.clock().toISOString();
     await this.opts.handler.execute(
       route.lineage_id,
       { type: 'AcknowledgeControl', data: { control_id: controlId, acknowledged_at: now } },
-      { decision_id: `ack:${controlId}` },
+      { decision_id: `ack:${controlId}`, now },
     );
     await this.opts.registry.deleteControl(controlId);
   }
