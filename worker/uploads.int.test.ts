@@ -17,7 +17,8 @@ import { startNats, type NatsServer } from '../tests/support/nats';
 import { waitFor } from '../tests/support/wait';
 import type { CommandMeta } from './aggregate-handler';
 import { type CommandResult, LineageCommandHandler } from './handler';
-import { IngressWorker, ingressBacklog } from './ingress-worker';
+import { IngressWorker } from './ingress-worker';
+import { ingressBacklog } from './ingress-partitions';
 import { RegistryCommandHandler } from './registry-handler';
 import { RegistryEventStore } from '../infra/nats/registry-events';
 
