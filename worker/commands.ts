@@ -206,7 +206,8 @@ export class CommandService {
   constructor(
     private readonly handler: LineageCommandHandler,
     private readonly policies: PolicySource = { policy: async () => DEFAULT_POLICY },
-    private readonly clock: () => Date = () => new Date(),
+    /** The time of operator commands; by default the handler's, which stamps their events. */
+    private readonly clock: () => Date = handler.clock,
   ) {}
 
   async run(verb: CommandVerb, input: unknown): Promise<CommandResult> {
@@ -223,15 +224,17 @@ export class CommandService {
     const { state } = await this.handler.load(d.lineage_id);
     const policy =
       state.status === 'registered' ? await this.policies.policy(state.project_id) : DEFAULT_POLICY;
+    const now = this.clock().toISOString();
     const command = toCommand(verb, parsed.data as Inputs[typeof verb], {
       policy,
-      now: this.clock().toISOString(),
+      now,
       new_control_id: uuidv7(),
       new_replay_id: uuidv7(),
       new_run_id: uuidv7(),
     });
     return this.handler.execute(d.lineage_id, command, {
       decision_id: d.idempotency_key ? `cmd:${d.idempotency_key}` : `cmd:${uuidv7()}`,
+      now,
       ...(d.actor ? { actor: d.actor } : {}),
       ...(d.project_id ? { project_id: d.project_id } : {}),
     });

@@ -1,65 +1,25 @@
-import { uuidv7 } from 'uuidv7';
 import { type LineageCommand, decide } from '../domain/lineage/decide';
-import type { EventMetadata, LineageEvent, StoredEvent } from '../domain/lineage/events';
+import type { LineageEvent, StoredEvent } from '../domain/lineage/events';
 import { type LineageState, evolve, initialState } from '../domain/lineage/state';
-import { fold } from '../domain/shared/decider';
 import { DomainError } from '../domain/shared/errors';
-import { type EventStore, isConcurrencyError } from '../domain/shared/ports';
+import type { EventStore } from '../domain/shared/ports';
 import { type Metrics, countOutcomes } from '../infra/metrics';
 import { SNAPSHOT_SCHEMA, type SnapshotStore } from '../infra/nats/snapshots';
-
-/** A folded lineage, and how many events were folded since its last snapshot. */
-type Cached = { state: LineageState; version: number; sinceSnapshot: number };
+import {
+  AggregateHandler,
+  type CommandMeta,
+  type ConflictRetry,
+  type Folded,
+  StateCache,
+  assertInProject,
+  stamp,
+} from './aggregate-handler';
 
 /** Events between snapshots: a cold load folds about this many events after the snapshot. */
 export const SNAPSHOT_EVERY = 200;
 
 /** A bounded LRU of folded lineage states, so hot lineages are not reloaded for every batch. */
-export class LineageCache {
-  private readonly map = new Map<string, Cached>();
-  constructor(private readonly max = 10_000) {}
-  get(id: string): Cached | undefined {
-    const v = this.map.get(id);
-    if (v) {
-      this.map.delete(id);
-      this.map.set(id, v);
-    }
-    return v;
-  }
-  set(id: string, v: Cached): void {
-    this.map.delete(id);
-    this.map.set(id, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
-  }
-  delete(id: string): void {
-    this.map.delete(id);
-  }
-}
-
-export type CommandMeta = Readonly<{
-  /** Makes a retried decision idempotent (ingress: `<device>:<batch_id>`; API: the idempotency key). */
-  decision_id: string;
-  correlation_id?: string;
-  causation_id?: string;
-  actor?: string;
-  /** When set, the lineage must belong to this project (operators never reach other projects). */
-  project_id?: string;
-}>;
-
-/** Every event of one decision gets its id, one time and the decision's causation metadata. */
-export function stamp<E extends object>(
-  events: readonly E[],
-  meta: CommandMeta,
-  now: Date,
-): (E & { id: string; occurred_at: string; metadata: EventMetadata })[] {
-  const at = now.toISOString();
-  const metadata: EventMetadata = {
-    causation_id: meta.causation_id ?? meta.decision_id,
-    correlation_id: meta.correlation_id ?? meta.decision_id,
-    ...(meta.actor ? { actor: meta.actor } : {}),
-  };
-  return events.map((e) => ({ ...e, id: uuidv7(), occurred_at: at, metadata }));
-}
+export class LineageCache extends StateCache<LineageState> {}
 
 export type CommandResult = Readonly<{
   lineage_id: string;
@@ -68,71 +28,59 @@ export type CommandResult = Readonly<{
   state: LineageState;
 }>;
 
+export type LineageCommandHandlerOptions = Readonly<{
+  cache?: LineageCache;
+  /** The clock of decisions: what a command's `now` and its events' `occurred_at` are read from. */
+  clock?: () => Date;
+  metrics?: Metrics;
+  snapshots?: SnapshotStore;
+  /** Where operator-relevant decisions are logged (registrations, reviews, pauses, deletions). */
+  log?: DecisionLog;
+  retry?: ConflictRetry;
+}>;
+
 /**
- * Load → decide → append with the version the decision was made on. On a conflict the
- * lineage is reloaded from where the cache stood and the command decided again.
+ * Lineage decisions (domain/lineage/decide.ts) through the aggregate handler: load (from a
+ * snapshot) → decide → append, re-decided on a conflict; then metrics and the decision log.
  */
 export class LineageCommandHandler {
-  private readonly cache: LineageCache;
-  private readonly clock: () => Date;
+  /** The one clock of this handler's decisions; whoever builds a command with a `now` reads it. */
+  readonly clock: () => Date;
+  private readonly core: AggregateHandler<LineageState, StoredEvent<LineageEvent>>;
   private readonly metrics?: Metrics;
-  private readonly snapshots?: SnapshotStore;
   private readonly log?: DecisionLog;
 
-  constructor(
-    private readonly store: EventStore,
-    opts: Readonly<{
-      cache?: LineageCache;
-      clock?: () => Date;
-      metrics?: Metrics;
-      snapshots?: SnapshotStore;
-      /** Where operator-relevant decisions are logged (registrations, reviews, pauses, deletions). */
-      log?: DecisionLog;
-    }> = {},
-  ) {
-    this.cache = opts.cache ?? new LineageCache();
+  constructor(store: EventStore<StoredEvent<LineageEvent>>, opts: LineageCommandHandlerOptions = {}) {
     this.clock = opts.clock ?? (() => new Date());
     this.metrics = opts.metrics;
-    this.snapshots = opts.snapshots;
     this.log = opts.log;
+    const { snapshots } = opts;
+    this.core = new AggregateHandler({
+      store,
+      evolve,
+      initialState,
+      cache: opts.cache ?? new LineageCache(),
+      ...(snapshots
+        ? {
+            snapshots: {
+              get: (id) => snapshots.get(id),
+              put: (id, s) => snapshots.put(id, { schema: SNAPSHOT_SCHEMA, ...s }),
+            },
+            snapshotEvery: SNAPSHOT_EVERY,
+          }
+        : {}),
+      metrics: opts.metrics,
+      retry: opts.retry,
+    });
   }
 
-  async load(lineageId: string, fresh = false): Promise<Cached> {
-    const cached = fresh ? undefined : this.cache.get(lineageId);
-    const snap = cached ? undefined : await this.snapshots?.get(lineageId);
-    const base: Cached =
-      cached ??
-      (snap
-        ? { state: snap.state, version: snap.version, sinceSnapshot: 0 }
-        : { state: initialState(), version: 0, sinceSnapshot: 0 });
-    const tail = await this.store.load(lineageId, base.version);
-    const next: Cached = {
-      state: fold({ evolve, initialState }, tail.events, base.state),
-      version: tail.version,
-      sinceSnapshot: base.sinceSnapshot + tail.events.length,
-    };
-    // A decision of this handler may have landed (and been cached) while the tail was read: an
-    // older fold must not replace it, or the next decision starts from a stale state.
-    const latest = this.cache.get(lineageId);
-    if (latest && latest.version > next.version) return latest;
-    this.cache.set(lineageId, next);
-    return next;
+  load(lineageId: string, fresh = false): Promise<Folded<LineageState>> {
+    return this.core.load(lineageId, fresh);
   }
 
   /** The lineage as this worker knows it (cached, else loaded); no decision. */
   async peek(lineageId: string): Promise<LineageState> {
-    return (this.cache.get(lineageId) ?? (await this.load(lineageId))).state;
-  }
-
-  /** Snapshots are an optimisation: a failed write only means a longer fold next time. */
-  private async maybeSnapshot(lineageId: string, c: Cached): Promise<void> {
-    if (!this.snapshots || c.sinceSnapshot < SNAPSHOT_EVERY) return;
-    try {
-      await this.snapshots.put(lineageId, { schema: SNAPSHOT_SCHEMA, version: c.version, state: c.state });
-      this.cache.set(lineageId, { ...c, sinceSnapshot: 0 });
-    } catch {
-      // keep going without it
-    }
+    return (this.core.cached(lineageId) ?? (await this.core.load(lineageId))).state;
   }
 
   /**
@@ -145,85 +93,49 @@ export class LineageCommandHandler {
     lineageId: string,
     items: readonly Readonly<{ command: LineageCommand; meta: CommandMeta }>[],
   ): Promise<{ outcomes: Outcome[]; state: LineageState }> {
-    let current = this.cache.get(lineageId) ?? (await this.load(lineageId));
-    for (let attempt = 0; ; attempt++) {
-      let state = current.state;
+    const at = this.clock().toISOString();
+    const r = await this.core.decide(lineageId, (start) => {
+      let state = start;
       const outcomes: Outcome[] = [];
-      const all: StoredEvent<LineageEvent>[] = [];
-      const now = this.clock();
+      const events: StoredEvent<LineageEvent>[] = [];
       for (const { command, meta } of items) {
         try {
-          const stored = stamp(decide(command, state), meta, now) as StoredEvent<LineageEvent>[];
+          const stored = stamp(decide(command, state), meta, meta.now ?? at);
           state = stored.reduce<LineageState>(evolve, state);
-          all.push(...stored);
+          events.push(...stored);
           outcomes.push({ ok: true, events: stored });
         } catch (err) {
           if (!(err instanceof DomainError)) throw err;
           outcomes.push({ ok: false, error: err });
         }
       }
-      if (all.length === 0) return { outcomes, state };
-      const decisionId = `${items[0]!.meta.decision_id}+${items.length - 1}`;
-      try {
-        const r = await this.store.append(lineageId, all, current.version, decisionId);
-        if (r.duplicate) {
-          const reloaded = await this.load(lineageId, true);
-          return {
-            outcomes: outcomes.map((o) => (o.ok ? { ok: true, events: [] } : o)),
-            state: reloaded.state,
-          };
-        }
-        const next: Cached = { state, version: r.version, sinceSnapshot: current.sinceSnapshot + all.length };
-        this.cache.set(lineageId, next);
-        await this.maybeSnapshot(lineageId, next);
-        items.forEach(({ command }, i) => {
-          if (outcomes[i]!.ok) this.metrics?.decisions.inc({ command: command.type });
-        });
-        countOutcomes(this.metrics, all);
-        logDecision(this.log, lineageId, items[0]!.command.type, all, state);
-        return { outcomes, state };
-      } catch (err) {
-        if (!isConcurrencyError(err) || attempt >= 20) throw err;
-        this.metrics?.conflicts.inc();
-        current = await this.load(lineageId);
-      }
+      return { events, decision_id: `${items[0]!.meta.decision_id}+${items.length - 1}`, result: outcomes };
+    });
+    if (r.duplicate) {
+      return { outcomes: r.result.map((o) => (o.ok ? { ok: true, events: [] } : o)), state: r.state };
     }
+    if (r.events.length > 0) {
+      items.forEach(({ command }, i) => {
+        if (r.result[i]!.ok) this.metrics?.decisions.inc({ command: command.type });
+      });
+      countOutcomes(this.metrics, r.events);
+      logDecision(this.log, lineageId, items[0]!.command.type, r.events, r.state);
+    }
+    return { outcomes: r.result, state: r.state };
   }
 
   async execute(lineageId: string, command: LineageCommand, meta: CommandMeta): Promise<CommandResult> {
-    let current = this.cache.get(lineageId) ?? (await this.load(lineageId));
-    for (let attempt = 0; ; attempt++) {
-      const { state } = current;
-      if (meta.project_id && state.status === 'registered' && state.project_id !== meta.project_id) {
-        throw new DomainError('not_found', 'lineage not found');
-      }
-      const events = decide(command, state);
-      if (events.length === 0) return { lineage_id: lineageId, events: [], version: current.version, state };
-      const stored = stamp(events, meta, this.clock()) as StoredEvent<LineageEvent>[];
-      try {
-        const r = await this.store.append(lineageId, stored, current.version, meta.decision_id);
-        if (r.duplicate) {
-          // The same decision was appended before (its ack was lost): re-read what is durable.
-          const reloaded = await this.load(lineageId, true);
-          return { lineage_id: lineageId, events: [], version: reloaded.version, state: reloaded.state };
-        }
-        const next: Cached = {
-          state: stored.reduce<LineageState>(evolve, state),
-          version: r.version,
-          sinceSnapshot: current.sinceSnapshot + stored.length,
-        };
-        this.cache.set(lineageId, next);
-        await this.maybeSnapshot(lineageId, next);
-        this.metrics?.decisions.inc({ command: command.type });
-        countOutcomes(this.metrics, stored);
-        logDecision(this.log, lineageId, command.type, stored, next.state);
-        return { lineage_id: lineageId, events: stored, version: r.version, state: next.state };
-      } catch (err) {
-        if (!isConcurrencyError(err) || attempt >= 20) throw err;
-        this.metrics?.conflicts.inc();
-        current = await this.load(lineageId);
-      }
+    const at = meta.now ?? this.clock().toISOString();
+    const r = await this.core.decide(lineageId, (state) => {
+      assertInProject(state, meta, 'lineage');
+      return { events: stamp(decide(command, state), meta, at), decision_id: meta.decision_id, result: null };
+    });
+    if (r.events.length > 0) {
+      this.metrics?.decisions.inc({ command: command.type });
+      countOutcomes(this.metrics, r.events);
+      logDecision(this.log, lineageId, command.type, r.events, r.state);
     }
+    return { lineage_id: lineageId, events: r.events, version: r.version, state: r.state };
   }
 }
 

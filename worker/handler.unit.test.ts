@@ -43,10 +43,10 @@ const ingest = (seq: number): LineageCommand => ({
   },
 });
 
-class CountingStore implements EventStore {
+class CountingStore implements EventStore<StoredEvent<LineageEvent>> {
   loads: number[] = [];
-  constructor(readonly inner: EventStore) {}
-  load(lineageId: string, from?: number): Promise<LoadedStream> {
+  constructor(readonly inner: EventStore<StoredEvent<LineageEvent>>) {}
+  load(lineageId: string, from?: number): Promise<LoadedStream<StoredEvent<LineageEvent>>> {
     this.loads.push(from ?? 0);
     return this.inner.load(lineageId, from);
   }
@@ -67,7 +67,7 @@ class MapSnapshots implements SnapshotStore {
 
 describe('lineage command handler', () => {
   it('snapshots a busy lineage so a cold handler folds only the tail', async () => {
-    const store = new InMemoryEventStore();
+    const store = new InMemoryEventStore<StoredEvent<LineageEvent>>();
     const snapshots = new MapSnapshots();
     const hot = new LineageCommandHandler(store, { cache: new LineageCache(), snapshots });
     for (let seq = 1; seq <= SNAPSHOT_EVERY + 20; seq++)
@@ -82,7 +82,7 @@ describe('lineage command handler', () => {
   });
 
   it('re-decides on a conflict with another writer instead of losing either decision', async () => {
-    const store = new InMemoryEventStore();
+    const store = new InMemoryEventStore<StoredEvent<LineageEvent>>();
     const a = new LineageCommandHandler(store);
     const b = new LineageCommandHandler(store);
     await a.execute(L, ingest(1), { decision_id: id() });
@@ -94,8 +94,19 @@ describe('lineage command handler', () => {
     expect(state.status === 'registered' && state.staged_rows).toBe(3);
   });
 
+  it("stamps a decision's events with the time its command carries, else the handler's clock", async () => {
+    const h = new LineageCommandHandler(new InMemoryEventStore<StoredEvent<LineageEvent>>(), {
+      clock: () => new Date('2030-01-01T00:00:00.000Z'),
+    });
+    const now = '2026-11-22T00:00:00.000Z';
+    const first = await h.execute(L, ingest(1), { decision_id: id(), now });
+    expect(new Set(first.events.map((e) => e.occurred_at))).toEqual(new Set([now]));
+    const second = await h.execute(L, ingest(2), { decision_id: id() });
+    expect(second.events.map((e) => e.occurred_at)).toEqual(['2030-01-01T00:00:00.000Z']);
+  });
+
   it('keeps operators inside their project', async () => {
-    const store = new InMemoryEventStore();
+    const store = new InMemoryEventStore<StoredEvent<LineageEvent>>();
     const h = new LineageCommandHandler(store);
     await h.execute(L, ingest(1), { decision_id: id() });
     const err = await h
@@ -110,7 +121,7 @@ describe('lineage command handler', () => {
 
   it('logs the decisions an operator looks for, not every batch', async () => {
     const lines: { obj: Record<string, unknown>; msg: string }[] = [];
-    const h = new LineageCommandHandler(new InMemoryEventStore(), {
+    const h = new LineageCommandHandler(new InMemoryEventStore<StoredEvent<LineageEvent>>(), {
       log: { info: (obj, msg) => void lines.push({ obj, msg }) },
     });
     await h.execute(L, ingest(1), { decision_id: id() });
@@ -129,8 +140,8 @@ describe('lineage command handler', () => {
   });
 
   it('decides several batches of a lineage as one append, each on the state the ones before left', async () => {
-    const together = new InMemoryEventStore();
-    const alone = new InMemoryEventStore();
+    const together = new InMemoryEventStore<StoredEvent<LineageEvent>>();
+    const alone = new InMemoryEventStore<StoredEvent<LineageEvent>>();
     const batches = [1, 2, 3].map((seq) => ingest(seq));
     const conflicting: LineageCommand = {
       type: 'IngestRowBatch',

@@ -1,27 +1,16 @@
-import type { NatsConnection } from '@nats-io/transport-node';
-import {
-  AckPolicy,
-  DeliverPolicy,
-  type JetStreamManager,
-  type JsMsg,
-  jetstream,
-  jetstreamManager,
-} from '@nats-io/jetstream';
+import { type JsMsg, jetstream } from '@nats-io/jetstream';
 import { uuidv7 } from 'uuidv7';
 import { DomainError, isDomainError } from '../domain/shared/errors';
 import { type IngressMessage, type RejectionRecord, decodeJson, encodeJson } from '../infra/nats/ingress';
-import { DurableConsumer } from '../infra/nats/durable-consumer';
-import { PartitionLeases } from '../infra/nats/leases';
-import { STREAMS, subjects } from '../infra/nats/names';
-import { INGRESS_PARTITIONS } from '../infra/nats/partitions';
+import { subjects } from '../infra/nats/names';
 import type { DeviceRecord, Registry } from '../infra/nats/registry';
-import type { Logger } from '../infra/log';
-import { type Metrics, countDecision } from '../infra/metrics';
+import { countDecision } from '../infra/metrics';
 import type { Policy } from '../domain/policy/policy';
 import type { RegistryView } from '../domain/registry/decide';
 import { type RegistryKey, coalescingScope, registryId } from '../domain/registry/events';
 import type { LineageState } from '../domain/lineage/state';
 import type { LineageCommandHandler, Outcome } from './handler';
+import { IngressPartitions, type IngressPartitionsOptions } from './ingress-partitions';
 import { type BatchMessage, batchDecisionId, groupBatches, intakeCommand, isBatch } from './intake';
 import { applyApproval } from './registry-follower';
 import type { RegistryCommandHandler } from './registry-handler';
@@ -29,61 +18,26 @@ import { type RegistryGate, UploadIngest } from './uploads';
 import { recordSchemaObserve } from './schema-observe';
 import type { ObjectStore } from '@nats-io/obj';
 
-/** The consumer of one ingress partition, shared by every worker; one owner at a time drains it. */
-export const workerConsumer = (partition: number) => `sluice-worker-p${partition}`;
-/** The single consumer of the layout before partitions; drained and removed at start. */
-const LEGACY_CONSUMER = 'sluice-worker';
-
-export function ingressConsumerConfig(partition: number, ackWaitMs = 10_000) {
-  return {
-    durable_name: workerConsumer(partition),
-    filter_subject: subjects.ingressPartition(partition),
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    ack_wait: ackWaitMs * 1_000_000,
-    max_ack_pending: 1000,
-  };
-}
-
-/** Messages in the ingress work queue not yet acked by a worker (the stream keeps only those). */
-export async function ingressBacklog(jsm: JetStreamManager): Promise<number> {
-  return (await jsm.streams.info(STREAMS.ingress)).state.messages;
-}
-
-export type IngressWorkerOptions = {
-  nc: NatsConnection;
+export type IngressWorkerOptions = Omit<IngressPartitionsOptions, 'handle'> & {
   handler: LineageCommandHandler;
   registry: Registry;
   /** Registry entries (coalescing); without it every lineage is governed on its own. */
   registries?: RegistryCommandHandler;
   /** The fleet a new device starts in, by its topic slug (SLUICE_TOPIC_FLEETS). */
   fleetOf?: (slug: string) => string | null;
-  log: Logger;
-  metrics?: Metrics;
-  /** How long a delivered message may go unacked before another delivery (default 10 s). */
-  ackWaitMs?: number;
-  /** This process among the workers sharing the partitions (default: a new id). */
-  memberId?: string;
-  /** Replicas of the lease bucket (SLUICE_STREAM_REPLICAS). */
-  replicas?: number;
   /** The upload object store; without it url_request and finalize are refused. */
   uploads?: ObjectStore;
 };
 
 /**
- * Drains the ingress stream: resolve (device, table) → lineage, decide, append. A message is
- * acked only after its decision is durable in the event store; on a transient failure it is
- * nak'ed and comes back.
- *
- * The stream is split into INGRESS_PARTITIONS partitions by device. Workers share them through
- * leases (infra/nats/leases.ts): each process drains the partitions it holds, one message at a
- * time per partition, so a lineage is decided by one process at a time and in order; when a
- * worker dies, the survivors take its partitions over once its leases expire.
+ * Handles what the ingress partitions deliver (worker/ingress-partitions.ts: which partitions
+ * this process drains): resolve (device, table) → lineage, decide, append. A message is acked
+ * only after its decision is durable in the event store; on a transient failure it is nak'ed and
+ * comes back.
  */
 export class IngressWorker {
-  private readonly consumers = new Map<number, DurableConsumer>();
   private readonly uploads: UploadIngest;
-  private readonly leases: PartitionLeases;
+  private readonly leased: IngressPartitions;
 
   constructor(private readonly opts: IngressWorkerOptions) {
     this.uploads = new UploadIngest({
@@ -98,90 +52,21 @@ export class IngressWorker {
           }
         : {}),
     });
-    this.leases = new PartitionLeases({
-      nc: opts.nc,
-      group: 'worker',
-      partitions: INGRESS_PARTITIONS,
-      memberId: opts.memberId ?? uuidv7(),
-      ...(opts.replicas !== undefined ? { replicas: opts.replicas } : {}),
-      onAcquire: (p) => this.startPartition(p),
-      onRelease: (p) => this.stopPartition(p),
-      log: opts.log,
-      onRound: (owned) => opts.metrics?.partitionsOwned.set({ group: 'worker' }, owned.length),
-    });
+    this.leased = new IngressPartitions({ ...opts, handle: (ms) => this.processMany(ms) });
   }
 
   /** Partitions this process drains now. */
   get partitions(): number[] {
-    return this.leases.partitionsOwned;
+    return this.leased.owned;
   }
 
   async start(): Promise<void> {
-    await this.drainLegacy();
-    await this.leases.start();
+    await this.leased.start();
   }
 
   async stop(): Promise<void> {
-    await this.leases.stop();
-    await Promise.all([...this.consumers.keys()].map((p) => this.stopPartition(p)));
+    await this.leased.stop();
     await this.uploads.stop();
-  }
-
-  private async startPartition(p: number): Promise<void> {
-    if (this.consumers.has(p)) return;
-    const consumer = new DurableConsumer({
-      nc: this.opts.nc,
-      stream: STREAMS.ingress,
-      config: ingressConsumerConfig(p, this.opts.ackWaitMs),
-      handle: (m) => this.processMany([m]),
-      handleMany: (ms) => {
-        this.opts.metrics?.ingressMessages.inc(ms.length);
-        return this.processMany(ms);
-      },
-      log: this.opts.log,
-      what: `ingress partition ${p}`,
-      handOff: true,
-    });
-    this.consumers.set(p, consumer);
-    await consumer.start();
-  }
-
-  private async stopPartition(p: number): Promise<void> {
-    const consumer = this.consumers.get(p);
-    this.consumers.delete(p);
-    await consumer?.stop();
-  }
-
-  /**
-   * An ingress stream from before partitions has one unfiltered consumer, which a work queue does
-   * not allow beside filtered ones: drain what it holds, then remove it. Any worker may do it;
-   * the others wait until it is gone.
-   */
-  private async drainLegacy(): Promise<void> {
-    const jsm = await jetstreamManager(this.opts.nc);
-    const exists = async () => jsm.consumers.info(STREAMS.ingress, LEGACY_CONSUMER).catch(() => undefined);
-    if (!(await exists())) return;
-    this.opts.log.info('draining the ingress consumer of the unpartitioned layout');
-    const legacy = new DurableConsumer({
-      nc: this.opts.nc,
-      stream: STREAMS.ingress,
-      config: { durable_name: LEGACY_CONSUMER },
-      handle: (m) => this.process(m),
-      log: this.opts.log,
-      what: 'ingress (unpartitioned)',
-      handOff: true,
-    });
-    await legacy.start();
-    for (;;) {
-      const info = await exists();
-      if (!info) break;
-      if (info.num_pending === 0 && info.num_ack_pending === 0) {
-        await jsm.consumers.delete(STREAMS.ingress, LEGACY_CONSUMER).catch(() => undefined);
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    await legacy.stop();
   }
 
   private decode(m: JsMsg): IngressMessage | undefined {
@@ -241,11 +126,12 @@ export class IngressWorker {
         first.payload.source_table,
         uuidv7(),
       );
+      const now = handler.clock().toISOString();
       const r = await handler.executeAll(
         lineageId,
         unit.map(({ msg }) => ({
-          command: intakeCommand(msg, device, lineageId, policy),
-          meta: { decision_id: batchDecisionId(msg) },
+          command: intakeCommand(msg, device, lineageId, policy, now),
+          meta: { decision_id: batchDecisionId(msg), now },
         })),
       );
       outcomes = r.outcomes;
@@ -271,9 +157,7 @@ export class IngressWorker {
     }
   }
 
-  private async process(m: JsMsg, decoded?: IngressMessage): Promise<void> {
-    const msg = decoded ?? this.decode(m);
-    if (!msg) return;
+  private async process(m: JsMsg, msg: IngressMessage): Promise<void> {
     if (msg.kind === 'request') {
       // A finalize may take minutes (a whole object, chunk by chunk): it runs beside the loop and
       // acks its message itself once every chunk is appended. A verify_report goes the same way
@@ -331,9 +215,10 @@ export class IngressWorker {
               policy,
             )
           : undefined;
-      const command = intakeCommand(msg, device, lineageId, policy, gate?.view);
+      const now = handler.clock().toISOString();
+      const command = intakeCommand(msg, device, lineageId, policy, now, gate?.view);
       try {
-        const result = await handler.execute(lineageId, command, { decision_id: decisionId });
+        const result = await handler.execute(lineageId, command, { decision_id: decisionId, now });
         countDecision(metrics, result.events);
         if (gate) await this.settleGate(gate, lineageId, device.device_id, result.state);
         return;
@@ -464,11 +349,11 @@ export class IngressWorker {
     if (!route || !route.topic.startsWith(`${deviceKey}/`)) {
       throw new DomainError('unknown_control_id', `control ${controlId} is not pending for this device`);
     }
-    const now = new Date().toISOString();
+    const now = this.opts.handler.clock().toISOString();
     await this.opts.handler.execute(
       route.lineage_id,
       { type: 'AcknowledgeControl', data: { control_id: controlId, acknowledged_at: now } },
-      { decision_id: `ack:${controlId}` },
+      { decision_id: `ack:${controlId}`, now },
     );
     await this.opts.registry.deleteControl(controlId);
   }

@@ -21,12 +21,16 @@ export function batchDecisionId(msg: BatchMessage): string {
     : `${msg.device_key}:${msg.payload.batch_id}`;
 }
 
-/** The lineage command that takes a batch in, with fresh ids for whatever it may start. */
+/**
+ * The lineage command that takes a batch in, with fresh ids for whatever it may start. `now` is
+ * the decision's time (ISO-8601), the one its events are stamped with too.
+ */
 export function intakeCommand(
   msg: BatchMessage,
   device: DeviceRecord,
   lineageId: string,
   policy: Policy,
+  now: string,
   view?: RegistryView,
 ): LineageCommand {
   const common = {
@@ -39,7 +43,7 @@ export function intakeCommand(
     new_control_id: uuidv7(),
     new_replay_id: uuidv7(),
     new_write_control_id: uuidv7(),
-    now: new Date().toISOString(),
+    now,
     policy,
     fleet_id: device.fleet_id,
     ...(msg.payload_digest !== undefined ? { payload_digest: msg.payload_digest } : {}),

@@ -13,7 +13,8 @@ import { type Metrics, createMetrics } from '../infra/metrics';
 import { startNats, type NatsServer } from '../tests/support/nats';
 import { waitFor } from '../tests/support/wait';
 import { LineageCommandHandler } from './handler';
-import { IngressWorker, ingressBacklog } from './ingress-worker';
+import { IngressWorker } from './ingress-worker';
+import { ingressBacklog } from './ingress-partitions';
 
 const PROJECT = '0190a000-0000-7000-8000-00000000000f';
 const schema = {

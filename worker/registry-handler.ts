@@ -6,12 +6,18 @@ import {
 } from '../domain/registry/decide';
 import { type RegistryKey, registryId } from '../domain/registry/events';
 import { type RegistryState, evolveRegistry, initialRegistryState } from '../domain/registry/state';
-import { DomainError } from '../domain/shared/errors';
-import { isConcurrencyError } from '../domain/shared/ports';
-import type { RegistryEventStore, StoredRegistryEvent } from '../infra/nats/registry-events';
-import { type CommandMeta, stamp } from './handler';
-
-type Cached = { state: RegistryState; version: number };
+import type { EventStore } from '../domain/shared/ports';
+import type { Metrics } from '../infra/metrics';
+import type { StoredRegistryEvent } from '../infra/nats/registry-events';
+import {
+  AggregateHandler,
+  type CommandMeta,
+  type ConflictRetry,
+  type Folded,
+  StateCache,
+  assertInProject,
+  stamp,
+} from './aggregate-handler';
 
 export type RegistryResult = Readonly<{
   registry_id: string;
@@ -20,26 +26,37 @@ export type RegistryResult = Readonly<{
   state: RegistryState;
 }>;
 
+export type RegistryCommandHandlerOptions = Readonly<{
+  /** The clock of decisions: what the events' `occurred_at` is read from. */
+  clock?: () => Date;
+  /** `conflicts` counts the decisions retried after a concurrency conflict. */
+  metrics?: Metrics;
+  retry?: ConflictRetry;
+}>;
+
 /**
  * Load → decide → append for registry entries, with the same optimistic concurrency as lineages:
  * two workers enrolling the first two devices of a new hash at once both decide on version 0;
  * one append wins, the other reloads, sees the review already open, and only enrolls.
  */
 export class RegistryCommandHandler {
-  private readonly cache = new Map<string, Cached>();
+  readonly clock: () => Date;
+  private readonly core: AggregateHandler<RegistryState, StoredRegistryEvent>;
 
-  constructor(
-    private readonly store: RegistryEventStore,
-    private readonly clock: () => Date = () => new Date(),
-  ) {}
+  constructor(store: EventStore<StoredRegistryEvent>, opts: RegistryCommandHandlerOptions = {}) {
+    this.clock = opts.clock ?? (() => new Date());
+    this.core = new AggregateHandler({
+      store,
+      evolve: evolveRegistry,
+      initialState: initialRegistryState,
+      cache: new StateCache<RegistryState>(),
+      metrics: opts.metrics,
+      retry: opts.retry,
+    });
+  }
 
-  async load(id: string, fresh = false): Promise<Cached> {
-    const base = (fresh ? undefined : this.cache.get(id)) ?? { state: initialRegistryState(), version: 0 };
-    const tail = await this.store.load(id, base.version);
-    const next = { state: tail.events.reduce(evolveRegistry, base.state), version: tail.version };
-    this.cache.set(id, next);
-    if (this.cache.size > 10_000) this.cache.delete(this.cache.keys().next().value!);
-    return next;
+  load(id: string, fresh = false): Promise<Folded<RegistryState>> {
+    return this.core.load(id, fresh);
   }
 
   /**
@@ -49,35 +66,22 @@ export class RegistryCommandHandler {
    */
   async view(key: RegistryKey): Promise<RegistryView> {
     const id = registryId(key);
-    const cached = this.cache.get(id);
+    const cached = this.core.cached(id);
     if (cached?.state.status === 'registered' && cached.state.decision)
       return registryView(key, cached.state);
-    return registryView(key, (await this.load(id)).state);
+    return registryView(key, (await this.core.load(id)).state);
   }
 
   async execute(id: string, command: RegistryCommand, meta: CommandMeta): Promise<RegistryResult> {
-    let current = this.cache.get(id) ?? (await this.load(id));
-    for (let attempt = 0; ; attempt++) {
-      const { state } = current;
-      if (meta.project_id && state.status === 'registered' && state.project_id !== meta.project_id) {
-        throw new DomainError('not_found', 'registry entry not found');
-      }
-      const events = decideRegistry(command, state);
-      if (events.length === 0) return { registry_id: id, events: [], version: current.version, state };
-      const stored = stamp(events, meta, this.clock()) as StoredRegistryEvent[];
-      try {
-        const r = await this.store.append(id, stored, current.version, meta.decision_id);
-        if (r.duplicate) {
-          const reloaded = await this.load(id, true);
-          return { registry_id: id, events: [], version: reloaded.version, state: reloaded.state };
-        }
-        const next = { state: stored.reduce<RegistryState>(evolveRegistry, state), version: r.version };
-        this.cache.set(id, next);
-        return { registry_id: id, events: stored, version: r.version, state: next.state };
-      } catch (err) {
-        if (!isConcurrencyError(err) || attempt >= 20) throw err;
-        current = await this.load(id);
-      }
-    }
+    const at = meta.now ?? this.clock().toISOString();
+    const r = await this.core.decide(id, (state) => {
+      assertInProject(state, meta, 'registry entry');
+      return {
+        events: stamp(decideRegistry(command, state), meta, at),
+        decision_id: meta.decision_id,
+        result: null,
+      };
+    });
+    return { registry_id: id, events: r.events, version: r.version, state: r.state };
   }
 }

@@ -32,6 +32,7 @@ export async function recordSchemaObserve(
   // The same ingress message redelivered is the same decision (the event store dedupes it).
   const decisionId = `${msg.device_key}:schema:${o.source_table}:${o.schema_hash}:${msg.received_at}`;
   for (let attempt = 0; attempt < 3; attempt++) {
+    const now = handler.clock().toISOString();
     try {
       await handler.execute(
         lineageId,
@@ -44,10 +45,10 @@ export async function recordSchemaObserve(
             topic_slug: msg.topic_slug,
             new_lineage_id: lineageId,
             observe: o,
-            now: new Date().toISOString(),
+            now,
           },
         },
-        { decision_id: decisionId },
+        { decision_id: decisionId, now },
       );
       return;
     } catch (err) {

@@ -16,8 +16,10 @@ import { openUploadStore } from '../infra/uploads/store';
 import { DEVICE_STATE } from '../tests/support/fixtures';
 import { startNats, type NatsServer } from '../tests/support/nats';
 import { waitFor } from '../tests/support/wait';
-import { type CommandMeta, type CommandResult, LineageCommandHandler } from './handler';
-import { IngressWorker, ingressBacklog } from './ingress-worker';
+import type { CommandMeta } from './aggregate-handler';
+import { type CommandResult, LineageCommandHandler } from './handler';
+import { IngressWorker } from './ingress-worker';
+import { ingressBacklog } from './ingress-partitions';
 import { RegistryCommandHandler } from './registry-handler';
 import { RegistryEventStore } from '../infra/nats/registry-events';
 

@@ -40,7 +40,6 @@ export type UploadIngestOptions = Readonly<{
   log: Logger;
   metrics?: Metrics;
   uploads?: ObjectStore;
-  now?: () => Date;
   recordRejection: (msg: IngressMessage, code: string, message: string) => Promise<void>;
   /** Coalescing: uploaded rows are governed by the registry like batch rows (worker/ingress-worker.ts). */
   coalescing?: Coalescing;
@@ -123,8 +122,9 @@ export class UploadIngest {
     }
   }
 
+  /** The decision's time, from the handler's clock: the command's `now` and its events' time. */
   private now(): Date {
-    return this.opts.now?.() ?? new Date();
+    return this.opts.handler.clock();
   }
 
   private async lineageOf(msg: RequestMessage, table: string, create: boolean) {
@@ -152,10 +152,11 @@ export class UploadIngest {
       );
     }
     if (await this.reportAhead(lineageId, state, r, deliveries)) return false;
+    const now = this.now().toISOString();
     const result = await this.opts.handler.execute(
       lineageId,
-      { type: 'ReportVerify', data: { report: r, now: this.now().toISOString() } },
-      { decision_id: `${msg.device_key}:request:${r.request_id}` },
+      { type: 'ReportVerify', data: { report: r, now } },
+      { decision_id: `${msg.device_key}:request:${r.request_id}`, now },
     );
     this.opts.log.info(
       {
@@ -211,7 +212,7 @@ export class UploadIngest {
           request: r,
         },
       },
-      { decision_id: `${msg.device_key}:request:${r.request_id}` },
+      { decision_id: `${msg.device_key}:request:${r.request_id}`, now: now.toISOString() },
     );
     this.opts.log.info(
       {
@@ -340,6 +341,7 @@ export class UploadIngest {
       u.schema_hash,
       policy,
     );
+    const now = this.now().toISOString();
     const command = {
       type: 'IngestUploadChunk' as const,
       data: {
@@ -350,11 +352,11 @@ export class UploadIngest {
         new_review_id: uuidv7(),
         new_control_id: uuidv7(),
         new_replay_id: uuidv7(),
-        now: this.now().toISOString(),
+        now,
         ...(gate?.view ? { registry: gate.view } : {}),
       },
     };
-    const meta = { decision_id: `${msg.device_key}:upload:${u.upload_id}:${chunk}` };
+    const meta = { decision_id: `${msg.device_key}:upload:${u.upload_id}:${chunk}`, now };
     let result;
     try {
       result = await this.opts.handler.execute(lineageId, command, meta);

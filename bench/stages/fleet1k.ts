@@ -20,7 +20,7 @@ import pg from 'pg';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { STREAMS } from '../../infra/nats/names';
-import { ingressBacklog } from '../../worker/ingress-worker';
+import { ingressBacklog } from '../../worker/ingress-partitions';
 import { startProcess } from '../../tests/support/proc';
 import { onCleanup } from '../lib/cleanup';
 import type { Ctx, StageResult } from '../lib/context';

@@ -18,7 +18,7 @@ import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { STREAMS } from '../../infra/nats/names';
 import { createProjections } from '../../projections/registry';
-import { ingressBacklog } from '../../worker/ingress-worker';
+import { ingressBacklog } from '../../worker/ingress-partitions';
 import { freePort, type Managed, startProcess, tempDir } from '../../tests/support/proc';
 import { ROOT, TEST_PROJECT, TEST_TOKEN } from '../../tests/support/stack';
 import { waitFor } from '../../tests/support/wait';

@@ -1,37 +1,39 @@
-import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
-import { ConcurrencyError, type EventStore, type LoadedStream } from '../../domain/shared/ports';
+import {
+  type Appended,
+  ConcurrencyError,
+  type EventStore,
+  type LoadedStream,
+} from '../../domain/shared/ports';
 
-/** An in-memory event store with the same contract as the JetStream one (tests, tools). */
-export class InMemoryEventStore implements EventStore {
+/** An in-memory event store with the same contract as the JetStream ones (tests, tools). */
+export class InMemoryEventStore<E> implements EventStore<E> {
+  /** One sequence over every stream, as a JetStream stream numbers its messages. */
   private seq = 0;
-  private readonly streams = new Map<
-    string,
-    { seq: number; decisionId: string; events: readonly StoredEvent<LineageEvent>[] }[]
-  >();
+  private readonly streams = new Map<string, { seq: number; decisionId: string; events: readonly E[] }[]>();
 
-  async load(lineageId: string, fromVersion = 0): Promise<LoadedStream> {
-    const entries = (this.streams.get(lineageId) ?? []).filter((e) => e.seq > fromVersion);
-    const last = this.streams.get(lineageId)?.at(-1);
+  async load(streamId: string, fromVersion = 0): Promise<LoadedStream<E>> {
+    const entries = (this.streams.get(streamId) ?? []).filter((e) => e.seq > fromVersion);
+    const last = this.streams.get(streamId)?.at(-1);
     return { events: entries.flatMap((e) => e.events), version: Math.max(last?.seq ?? 0, fromVersion) };
   }
 
   async append(
-    lineageId: string,
-    events: readonly StoredEvent<LineageEvent>[],
+    streamId: string,
+    events: readonly E[],
     expectedVersion: number,
     decisionId: string,
-  ): Promise<{ version: number; duplicate: boolean }> {
-    const entries = this.streams.get(lineageId) ?? [];
+  ): Promise<Appended> {
+    const entries = this.streams.get(streamId) ?? [];
     const last = entries.at(-1);
     const dup = entries.find((e) => e.decisionId === decisionId);
     if ((last?.seq ?? 0) !== expectedVersion) {
       if (last && last.decisionId === decisionId) return { version: last.seq, duplicate: true };
-      throw new ConcurrencyError(lineageId, expectedVersion);
+      throw new ConcurrencyError(streamId, expectedVersion);
     }
     if (dup) return { version: dup.seq, duplicate: true };
     this.seq += 1;
     entries.push({ seq: this.seq, decisionId, events });
-    this.streams.set(lineageId, entries);
+    this.streams.set(streamId, entries);
     return { version: this.seq, duplicate: false };
   }
 }

@@ -1,9 +1,12 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
-import type { EventStore, LineageCommit, LoadedStream } from '../../domain/shared/ports';
+import type { Appended, EventStore, LoadedStream } from '../../domain/shared/ports';
 import { STREAMS, subjects } from './names';
 import { SubjectLog } from './subject-log';
+
+/** One message of SLUICE_LINEAGE: every event of one decision of one lineage, atomically. */
+export type LineageCommit = Readonly<{ lineage_id: string; events: readonly StoredEvent<LineageEvent>[] }>;
 
 /** One stored decision of a lineage, as an audit reads it. */
 export type StoredCommit = Readonly<{
@@ -18,10 +21,11 @@ export const encodeCommit = (c: LineageCommit): Uint8Array => new TextEncoder().
 export const decodeCommit = (data: Uint8Array): LineageCommit => JSON.parse(new TextDecoder().decode(data));
 
 /**
- * The event store on JetStream: one subject per lineage, one message per decision, the
- * subject's last sequence as the version. JetStream error codes are mapped here and nowhere else.
+ * The lineage event store on JetStream: one subject per lineage, one message per decision, the
+ * subject's last sequence as the version. JetStream error codes are mapped in SubjectLog and
+ * nowhere else.
  */
-export class JetStreamEventStore implements EventStore {
+export class JetStreamEventStore implements EventStore<StoredEvent<LineageEvent>> {
   private constructor(private readonly log: SubjectLog<StoredEvent<LineageEvent>>) {}
 
   static async create(nc: NatsConnection): Promise<JetStreamEventStore> {
@@ -40,9 +44,8 @@ export class JetStreamEventStore implements EventStore {
     return this.log.lastVersion(lineageId);
   }
 
-  async load(lineageId: string, fromVersion = 0): Promise<LoadedStream> {
-    const commits = await this.readCommits(lineageId, { fromVersion });
-    return { events: commits.flatMap((c) => c.events), version: commits.at(-1)?.seq ?? fromVersion };
+  load(lineageId: string, fromVersion = 0): Promise<LoadedStream<StoredEvent<LineageEvent>>> {
+    return this.log.load(lineageId, fromVersion);
   }
 
   /**
@@ -61,7 +64,7 @@ export class JetStreamEventStore implements EventStore {
     events: readonly StoredEvent<LineageEvent>[],
     expectedVersion: number,
     decisionId: string,
-  ): Promise<{ version: number; duplicate: boolean }> {
+  ): Promise<Appended> {
     return this.log.append(lineageId, events, expectedVersion, decisionId);
   }
 }

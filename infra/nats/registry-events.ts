@@ -1,12 +1,12 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { EventMetadata } from '../../domain/lineage/events';
+import type { StoredEvent } from '../../domain/lineage/events';
 import type { RegistryEvent } from '../../domain/registry/events';
+import type { Appended, EventStore, LoadedStream } from '../../domain/shared/ports';
 import { STREAMS, subjects } from './names';
 import { SubjectLog } from './subject-log';
 
-export type StoredRegistryEvent = RegistryEvent &
-  Readonly<{ id: string; occurred_at: string; metadata: EventMetadata }>;
+export type StoredRegistryEvent = StoredEvent<RegistryEvent>;
 
 /** One message of SLUICE_REGISTRY: every event of one decision of one registry entry. */
 export type RegistryCommit = Readonly<{ registry_id: string; events: readonly StoredRegistryEvent[] }>;
@@ -21,7 +21,7 @@ export const decodeRegistryCommit = (data: Uint8Array): RegistryCommit =>
  * the id a hash, so no table name reaches a subject), one message per decision, the subject's
  * last sequence as the version for optimistic concurrency.
  */
-export class RegistryEventStore {
+export class RegistryEventStore implements EventStore<StoredRegistryEvent> {
   private constructor(private readonly log: SubjectLog<StoredRegistryEvent>) {}
 
   static async create(nc: NatsConnection): Promise<RegistryEventStore> {
@@ -40,13 +40,8 @@ export class RegistryEventStore {
     return this.log.lastVersion(registryId);
   }
 
-  /** Events after `fromVersion`, and the version they lead to. */
-  async load(
-    registryId: string,
-    fromVersion = 0,
-  ): Promise<{ events: StoredRegistryEvent[]; version: number }> {
-    const commits = await this.log.readCommits(registryId, { fromVersion });
-    return { events: commits.flatMap((c) => c.events), version: commits.at(-1)?.seq ?? fromVersion };
+  load(registryId: string, fromVersion = 0): Promise<LoadedStream<StoredRegistryEvent>> {
+    return this.log.load(registryId, fromVersion);
   }
 
   append(
@@ -54,7 +49,7 @@ export class RegistryEventStore {
     events: readonly StoredRegistryEvent[],
     expectedVersion: number,
     decisionId: string,
-  ): Promise<{ version: number; duplicate: boolean }> {
+  ): Promise<Appended> {
     return this.log.append(registryId, events, expectedVersion, decisionId);
   }
 }

@@ -1,5 +1,5 @@
 import { type JetStreamClient, type JetStreamManager, JetStreamApiError } from '@nats-io/jetstream';
-import { ConcurrencyError } from '../../domain/shared/ports';
+import { type Appended, ConcurrencyError, type LoadedStream } from '../../domain/shared/ports';
 
 const WRONG_LAST_SEQUENCE = 10071;
 
@@ -34,6 +34,12 @@ export class SubjectLog<E> {
     const m = await this.jsm.streams.getMessage(this.o.stream, { last_by_subj: this.o.subjectOf(id) });
     if (!m) return { seq: 0, msgId: undefined };
     return { seq: m.seq, msgId: m.header?.get('Nats-Msg-Id') || undefined };
+  }
+
+  /** Every event after `fromVersion`, and the version they lead to (the event store's `load`). */
+  async load(id: string, fromVersion = 0): Promise<LoadedStream<E>> {
+    const commits = await this.readCommits(id, { fromVersion });
+    return { events: commits.flatMap((c) => c.events), version: commits.at(-1)?.seq ?? fromVersion };
   }
 
   /**
@@ -75,7 +81,7 @@ export class SubjectLog<E> {
     events: readonly E[],
     expectedVersion: number,
     decisionId: string,
-  ): Promise<{ version: number; duplicate: boolean }> {
+  ): Promise<Appended> {
     // JetStream dedupes msg-ids across the whole stream; a decision id is unique per aggregate only.
     const msgID = `${id}:${decisionId}`;
     try {

@@ -2,6 +2,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { waitFor } from '../../tests/support/wait';
 import { connect } from '@nats-io/transport-node';
 import { uuidv7 } from 'uuidv7';
+import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
 import type { EventStore } from '../../domain/shared/ports';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { subjects } from '../../infra/nats/names';
@@ -70,7 +71,10 @@ async function probeRows(store: ReadStore): Promise<{ seq: number; idx: number; 
 }
 
 /** Appends `n` decisions: register, n-2 accepted batches, delete. Returns [first seq, last seq]. */
-async function appendLineage(n: number, events: EventStore = nats.events): Promise<[number, number]> {
+async function appendLineage(
+  n: number,
+  events: EventStore<StoredEvent<LineageEvent>> = nats.events,
+): Promise<[number, number]> {
   const l = new TestLineage(events, {
     project_id: uuidv7(),
     device_id: uuidv7(),

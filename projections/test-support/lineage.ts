@@ -17,6 +17,8 @@ import { fold } from '../../domain/shared/decider';
 import type { MaterializationFailure, VerifyOutcomeReport } from '../runner/types';
 import { type EventStore, isConcurrencyError } from '../../domain/shared/ports';
 
+type LineageStore = EventStore<StoredEvent<LineageEvent>>;
+
 export type Identity = Readonly<{
   project_id: string;
   device_id: string;
@@ -190,7 +192,7 @@ export class LineageEvents {
 export class TestLineage extends LineageEvents {
   private version = 0;
   constructor(
-    private readonly store: EventStore,
+    private readonly store: LineageStore,
     ids: Identity,
   ) {
     super(ids);
@@ -207,7 +209,7 @@ export class TestLineage extends LineageEvents {
 
 /** Runs commands through the real decider and appends what it decides (a miniature worker). */
 export async function decideAndAppend(
-  store: EventStore,
+  store: LineageStore,
   lineageId: string,
   command: LineageCommand,
   actor?: string,
@@ -223,7 +225,7 @@ export async function decideAndAppend(
 }
 
 async function decideOnce(
-  store: EventStore,
+  store: LineageStore,
   lineageId: string,
   command: LineageCommand,
   actor?: string,
@@ -276,7 +278,7 @@ export class RecordingCommands {
   readonly sent: { lineageId: string; command: LineageCommand }[] = [];
   readonly failures: { lineageId: string; info: MaterializationFailure }[] = [];
   readonly verifyOutcomes: { lineageId: string; info: VerifyOutcomeReport }[] = [];
-  constructor(private readonly forward?: EventStore) {}
+  constructor(private readonly forward?: LineageStore) {}
   async send(lineageId: string, command: LineageCommand): Promise<void> {
     if (this.forward) await decideAndAppend(this.forward, lineageId, command);
     this.sent.push({ lineageId, command });

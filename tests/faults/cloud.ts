@@ -14,7 +14,7 @@ import { parseReadStore } from '../../infra/config/env';
 import { STREAMS } from '../../infra/nats/names';
 import { ensureStreams } from '../../infra/nats/streams';
 import { openReadStore, type ReadStore } from '../../projections';
-import { ingressConsumerConfig } from '../../worker/ingress-worker';
+import { ingressConsumerConfig } from '../../worker/ingress-partitions';
 import { INGRESS_PARTITIONS } from '../../infra/nats/partitions';
 import { startMosquitto, type MosquittoServer } from '../support/mosquitto';
 import { startNats, type NatsServer } from '../support/nats';
