@@ -117,6 +117,15 @@ export class PartitionLeases {
           this.owned.set(p, current.revision);
           continue;
         }
+        if (current === null || current.operation !== 'PUT') {
+          // It expired while the bucket could not be written (a node of the cluster down longer
+          // than the TTL) and nobody took it since: take it back without stopping the work.
+          const revision = await this.kv!.create(this.leaseKey(p), this.o.memberId).catch(() => undefined);
+          if (revision !== undefined) {
+            this.owned.set(p, revision);
+            continue;
+          }
+        }
         this.o.log.warn({ partition: p, err: (err as Error).message }, 'partition lease lost');
         this.owned.delete(p);
         await this.o.onRelease(p);

@@ -81,7 +81,10 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
     throw new Error(`unknown projection ${unknown.join(', ')}; known: ${[...known].join(', ')}`);
   }
   const selected = opts.only ? all.filter((p) => opts.only!.includes(p.name)) : all;
-  const js = jetstream(opts.nc);
+  // Creating a consumer goes through the stream's leader; while a cluster re-elects after a node
+  // died it can take longer than the client's default 5 s, and every retry after a timeout would
+  // leave one more consumer the server created anyway.
+  const js = jetstream(opts.nc, { timeout: 20_000 });
   const jsm = await jetstreamManager(opts.nc);
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const router = new LineagePartitions(jsm, STREAMS.lineage);

@@ -504,6 +504,12 @@ export class ProjectionWorker {
         buffer.close();
       }
     })();
+    // A failed read ends this consumer (the loop starts a new one from the checkpoint). Handled at
+    // once: the loop may be waiting on the buffer when it fails, and an unhandled rejection would
+    // end the process.
+    reader.catch((err: unknown) => {
+      if (!this.stopping) this.noteError(err, 'reading the stream failed; starting a new consumer');
+    });
     let progressed = false;
     try {
       for (;;) {
