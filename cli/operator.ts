@@ -6,9 +6,13 @@ import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { uuidv7 } from 'uuidv7';
 import type {
+  CursorPage,
+  KeysetPage,
   LineageDetail,
   LineageSummary,
+  MirrorRowsPage,
   MirrorRowView,
+  Page,
   PendingControlView,
   RejectionView,
   ReviewView,
@@ -22,7 +26,6 @@ import { type Column, type Io, cell, fields, json, table, tableHeader, tableRows
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 
-export type Page<T> = { items: T[]; total: number; page: number; limit: number; next_cursor?: string | null };
 type CommandBody = {
   lineage_id: string;
   version: number;
@@ -70,7 +73,6 @@ type AuditItem = {
   data: unknown;
   metadata: { actor?: string; causation_id?: string; correlation_id?: string };
 };
-type AuditPage = { items: AuditItem[]; next_cursor: string | null };
 type AsOf = { as_of: string; version: number; events: number; state: Record<string, unknown> };
 
 type ApiOpts = { api: string; token?: string; project: string; json?: boolean; idempotencyKey?: string };
@@ -167,16 +169,16 @@ async function progressBar(
 }
 
 /** Print a list: one page, or with `--all` every page streamed (a fixed-width table or JSON). */
-export async function printList<T>(
+export async function printList<P extends Page<unknown>>(
   ctx: Ctx,
   opts: { all?: boolean; what: string },
-  cols: readonly Column<T>[],
-  pages: AsyncGenerator<Page<T>>,
-  footer?: (first: Page<T>) => string,
+  cols: readonly Column<P['items'][number]>[],
+  pages: AsyncGenerator<P>,
+  footer?: (first: P) => string,
 ): Promise<void> {
   const { io } = ctx;
   if (!opts.all) {
-    const first = (await pages.next()).value as Page<T>;
+    const first = (await pages.next()).value as P;
     if (ctx.json) return io.out(json(first));
     await io.out(first.items.length ? table(first.items, cols) : `no ${opts.what}\n`);
     if (footer) await io.out(footer(first));
@@ -735,10 +737,10 @@ export function registerOperatorCommands(program: Command, io: Io): void {
           { header: 'REASON', get: (r) => r.reason },
           { header: 'STAGED AT', get: (r) => ago(r.staged_at) },
         ];
-        async function* pages(): AsyncGenerator<Page<StagedRowView>> {
+        async function* pages(): AsyncGenerator<CursorPage<StagedRowView>> {
           let after = o.after;
           for (;;) {
-            const p = await ctx.client.get<Page<StagedRowView>>(`/lineages/${lineage}/staged-rows`, {
+            const p = await ctx.client.get<CursorPage<StagedRowView>>(`/lineages/${lineage}/staged-rows`, {
               limit: o.limit ?? (o.all ? 500 : undefined),
               after,
             });
@@ -763,14 +765,8 @@ export function registerOperatorCommands(program: Command, io: Io): void {
     .action(
       run(io, async (ctx, [id = ''], o: { page?: number; after?: string; limit?: number; all?: boolean }) => {
         const lineage = uuidArg('LINEAGE')(id);
-        type MirrorPage = Omit<Page<MirrorRowView>, 'total'> & {
-          total: number | null;
-          next_cursor: string | null;
-          table: string | null;
-          columns: { name: string }[];
-        };
         // Counting scans the lineage's rows: asked once, for the first page a person reads.
-        const first = await ctx.client.get<MirrorPage>(`/lineages/${lineage}/mirror-rows`, {
+        const first = await ctx.client.get<MirrorRowsPage>(`/lineages/${lineage}/mirror-rows`, {
           ...(o.after ? { after: o.after } : { page: o.all ? 1 : (o.page ?? 1) }),
           limit: o.limit ?? (o.all ? 500 : undefined),
           count: true,
@@ -790,13 +786,13 @@ export function registerOperatorCommands(program: Command, io: Io): void {
           { header: 'SOURCE_COMMIT_SEQ', get: (r) => r.source_commit_seq, right: true },
         ];
         // Later pages carry no count; the first page's is the one shown.
-        const counted = (p: MirrorPage) => ({ ...p, total: first.total ?? 0 });
+        const counted = (p: MirrorRowsPage) => ({ ...p, total: first.total ?? 0 });
         async function* pages(): AsyncGenerator<ReturnType<typeof counted>> {
           yield counted(first);
           if (!o.all) return;
           // By key from the cursor: every page costs the same, however deep.
           for (let after = first.next_cursor; after;) {
-            const p = await ctx.client.get<MirrorPage>(`/lineages/${lineage}/mirror-rows`, {
+            const p = await ctx.client.get<MirrorRowsPage>(`/lineages/${lineage}/mirror-rows`, {
               after,
               limit: o.limit ?? 500,
             });
@@ -937,7 +933,10 @@ export function registerOperatorCommands(program: Command, io: Io): void {
         if (ctx.json) await ctx.io.out(`{"lineage_id":${JSON.stringify(lineage)},"items":[`);
         else await ctx.io.out(tableHeader(cols, w));
         for (;;) {
-          const p = await ctx.client.get<AuditPage>(`/lineages/${lineage}/events`, { limit: 500, after });
+          const p = await ctx.client.get<KeysetPage<AuditItem>>(`/lineages/${lineage}/events`, {
+            limit: 500,
+            after,
+          });
           if (ctx.json) {
             for (const e of p.items) await ctx.io.out(`${n++ === 0 ? '\n' : ',\n'}${JSON.stringify(e)}`);
           } else {

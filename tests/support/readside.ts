@@ -12,7 +12,7 @@ import { lineageDecider } from '../../domain/lineage/decide';
 import type { ActiveLineage } from '../../domain/lineage/state';
 import { fold } from '../../domain/shared/decider';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
-import { createProjections, type ReadStore } from '../../projections';
+import { createProjections, type Page, type ReadStore } from '../../projections';
 import { type Managed, startProcess } from './proc';
 import { getJson, postJson, ROOT, TEST_PROJECT } from './stack';
 import { waitFor } from './wait';
@@ -106,7 +106,6 @@ export type LineageView = {
   replay: { replay_id: string; state: string } | null;
   materialization: { table_name: string | null; errors: number; failed_rows: number };
 };
-type Page<T> = { items: T[]; total: number };
 export type MirrorItem = {
   key: Record<string, unknown>;
   row: Record<string, unknown>;
