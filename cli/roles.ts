@@ -179,9 +179,7 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
     const sub = serveCommands(nc, commands, log, {
       verbs: REGISTRY_VERBS,
       reply: (verb, input) =>
-        registryCommands.reply(verb as RegistryVerb, input, (p) =>
-          registry.policy(p, Number.POSITIVE_INFINITY),
-        ),
+        registryCommands.reply(verb as RegistryVerb, input, (p) => registry.policy(p, { fresh: true })),
     });
     stops.push(async () => {
       sub.unsubscribe();
