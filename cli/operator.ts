@@ -22,7 +22,8 @@ import { DEFAULT_PROJECT_ID } from '../infra/config/env';
 import { ApiClient, CliError, EXIT, isCliError } from './client';
 import { type ColumnAction, actionsFromFlags, parseActionsFile } from './column-actions';
 import { summarizeEvent } from './event-summary';
-import { type Column, type Io, cell, fields, json, table, tableHeader, tableRows, widths } from './output';
+import { type Io, json } from './output';
+import { type Column, cell, fields, table, tableHeader, tableRows, widths } from './table';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 

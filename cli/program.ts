@@ -8,7 +8,8 @@ import { registerOperatorCommands } from './operator';
 import { registerPolicyCommands } from './policy';
 import { registerRegistryCommands } from './registry';
 import { registerTelemetryCommands } from './telemetry';
-import { type Io, json, table } from './output';
+import { type Io, json } from './output';
+import { table } from './table';
 import { VERSION } from './version';
 
 import type { Projector } from '../projections';

@@ -12,7 +12,8 @@ import type {
 } from '../projections';
 import { CliError, EXIT, isCliError } from './client';
 import { type ColumnAction, actionsFromFlags, parseActionsFile } from './column-actions';
-import { type Column, type Io, cell, fields, json, table } from './output';
+import { type Io, json } from './output';
+import { type Column, cell, fields, table } from './table';
 import {
   type Ctx,
   ago,

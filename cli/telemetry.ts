@@ -6,7 +6,8 @@
 import type { Command } from 'commander';
 import { CliError, EXIT } from './client';
 import { type Ctx, apiCommand, run } from './operator';
-import { type Column, type Io, json, table } from './output';
+import { type Io, json } from './output';
+import { type Column, table } from './table';
 import { sparkline } from './sparkline';
 
 type Agg = { min: number | null; max: number | null; avg: number | null; count: number; last: number | null };
