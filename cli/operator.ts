@@ -23,6 +23,7 @@ import { ApiClient, CliError, EXIT, isCliError } from './client';
 import { type ColumnAction, actionsFromFlags, parseActionsFile } from './column-actions';
 import { summarizeEvent } from './event-summary';
 import { type Io, json } from './output';
+import { type ProgressBar, progressBar } from './progress';
 import { type Column, cell, fields, table, tableHeader, tableRows, widths } from './table';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
@@ -141,34 +142,6 @@ export async function* allPages<T>(get: (page: number) => Promise<Page<T>>): Asy
   }
 }
 
-async function progressBar(
-  io: Io,
-  what: string,
-  total: number,
-): Promise<{ tick: (n: number) => void; stop: () => void }> {
-  if (!io.progress || total <= 0) return { tick: () => undefined, stop: () => undefined };
-  const { Presets, SingleBar } = await import('cli-progress');
-  const bar = new SingleBar(
-    {
-      format: `${what} [{bar}] {percentage}% | {value}/{total} | {eta}s left`,
-      stream: io.progress,
-      hideCursor: true,
-      clearOnComplete: true,
-    },
-    Presets.shades_classic,
-  );
-  bar.start(total, 0);
-  let done = 0;
-  return {
-    tick: (n) => {
-      done += n;
-      bar.setTotal(Math.max(total, done));
-      bar.update(done);
-    },
-    stop: () => bar.stop(),
-  };
-}
-
 /** Print a list: one page, or with `--all` every page streamed (a fixed-width table or JSON). */
 export async function printList<P extends Page<unknown>>(
   ctx: Ctx,
@@ -185,15 +158,17 @@ export async function printList<P extends Page<unknown>>(
     if (footer) await io.out(footer(first));
     return;
   }
-  let bar: Awaited<ReturnType<typeof progressBar>> | undefined;
+  let bar: ProgressBar | undefined;
   let w: number[] | undefined;
   let count = 0;
   let total = 0;
+  let seen = 0;
   try {
     for await (const p of pages) {
       if (!bar) {
         total = p.total;
-        bar = await progressBar(io, opts.what, p.total);
+        bar = await progressBar(io, opts.what);
+        if (total > 0) bar.update(0, total);
         if (ctx.json) await io.out('{"items":[');
       }
       if (ctx.json) {
@@ -206,14 +181,14 @@ export async function printList<P extends Page<unknown>>(
         await io.out(tableRows(p.items, cols, w));
         count += p.items.length;
       }
-      bar.tick(p.items.length);
+      seen += p.items.length;
+      if (total > 0) bar.update(seen, Math.max(total, seen));
     }
   } finally {
     bar?.stop();
   }
   if (ctx.json) await io.out(`${count ? '\n' : ''}],"total":${count}}\n`);
   else await io.out(count ? `${count} ${opts.what}\n` : `no ${opts.what}\n`);
-  void total;
 }
 
 export const ago = (iso: string | null | undefined) =>
