@@ -169,7 +169,7 @@ async function withProjector<T>(
     import('./roles.js'),
     import('../projections/index.js'),
   ]);
-  const log = createLogger({ level: 'warn' });
+  const log = createLogger({ level: 'warn', name: 'sluice' });
   const nc = await connectNats(env, log, name);
   try {
     const store = await openStore(env);
