@@ -17,17 +17,6 @@ import { type Managed, startProcess } from './proc';
 import { getJson, postJson, ROOT, TEST_PROJECT } from './stack';
 import { waitFor } from './wait';
 
-/** A seeded PRNG (xorshift32), so a failing run can be replayed with the same choices. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
-
 export const seedFromEnv = (): number => Number(process.env.SLUICE_SEED ?? Date.now() % 1_000_000);
 
 export type CloudRole = 'bridge' | 'worker' | 'projector';
