@@ -166,7 +166,7 @@ async function withProjector<T>(
     );
   const [{ createLogger }, { connectNats, openStore }, { startProjector }] = await Promise.all([
     import('../infra/log.js'),
-    import('./roles.js'),
+    import('./roles/shared.js'),
     import('../projections/index.js'),
   ]);
   const log = createLogger({ level: 'warn', name: 'sluice' });
