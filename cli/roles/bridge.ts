@@ -52,7 +52,7 @@ export async function startBridge(env: Env, shared: Shared): Promise<RoleHandle>
     registry,
     commands: commands,
     publish: (topic, body) => bridge.publishToDevice(topic, body),
-    deviceRootOf: async (lineageId) => {
+    deviceKeyOf: async (lineageId) => {
       const { state } = await handler.load(lineageId);
       return state.status === 'registered' && state.topic_slug !== null
         ? `${state.topic_slug}/${state.device_name}`
