@@ -5,7 +5,7 @@
  * database, state.db, MQTT session and lineage.
  */
 import { loadAgentConfig } from '../edge-agent/config/load';
-import { silentLogger } from '../edge-agent/log';
+import { silentLogger } from '../infra/log';
 import { type AgentHandle, startAgent } from '../edge-agent/main';
 
 async function main(): Promise<void> {

@@ -5,7 +5,9 @@
  * that run the whole system, and where rows queued there.
  */
 import { readFileSync } from 'node:fs';
+import { markdownTable } from '../cli/table';
 import type { StageResult } from './lib/context';
+import { resultColumns } from './lib/table';
 
 type Run = {
   started_at: string;
@@ -16,18 +18,6 @@ type Run = {
   failures: { stage: string; profile: string; error: string }[];
 };
 
-const n0 = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '—');
-const ms = (x: number) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '—');
-
-function table(head: string[], rows: string[][], right: Set<number>): string {
-  const line = (c: string[]) => `| ${c.join(' | ')} |`;
-  return [
-    line(head),
-    `|${head.map((_, i) => (right.has(i) ? '---:' : '---')).join('|')}|`,
-    ...rows.map(line),
-  ].join('\n');
-}
-
 export function report(run: Run): string {
   const out: string[] = [];
   out.push(
@@ -36,19 +26,10 @@ export function report(run: Run): string {
     '',
   );
   out.push(
-    table(
-      ['profile', 'stage', 'row B', 'rows/s (median)', 'min–max', 'p50 / p99 ms', 'latency of'],
-      run.results.map((r) => [
-        r.profile,
-        r.label,
-        r.row_bytes ? String(r.row_bytes) : '',
-        r.rows_per_s ? n0(r.rows_per_s.median) : '',
-        r.rows_per_s && r.rows_per_s.n > 1 ? `${n0(r.rows_per_s.min)}–${n0(r.rows_per_s.max)}` : '',
-        r.latency_ms ? `${ms(r.latency_ms.p50)} / ${ms(r.latency_ms.p99)}` : '',
-        r.latency_of ?? '',
-      ]),
-      new Set([2, 3, 4, 5]),
-    ),
+    markdownTable(run.results, [
+      ...resultColumns('p50 / p99 ms'),
+      { header: 'latency of', get: (r) => r.latency_of ?? '' },
+    ]),
     '',
   );
   out.push(
@@ -64,16 +45,15 @@ export function report(run: Run): string {
     const procs = [...new Set(whole.flatMap((r) => Object.keys(r.rss_mb)))];
     out.push('Peak RSS (MB) / CPU seconds per process, whole-system stages (all runs of the stage):', '');
     out.push(
-      table(
-        ['profile', 'stage', 'row B', ...procs],
-        whole.map((r) => [
-          r.profile,
-          r.label,
-          String(r.row_bytes ?? ''),
-          ...procs.map((p) => `${r.rss_mb[p] ?? ''} / ${r.cpu_s?.[p] ?? ''}`),
-        ]),
-        new Set(),
-      ),
+      markdownTable(whole, [
+        { header: 'profile', get: (r) => r.profile },
+        { header: 'stage', get: (r) => r.label },
+        { header: 'row B', get: (r) => String(r.row_bytes ?? '') },
+        ...procs.map((p) => ({
+          header: p,
+          get: (r: StageResult) => `${r.rss_mb[p] ?? ''} / ${r.cpu_s?.[p] ?? ''}`,
+        })),
+      ]),
       '',
     );
     out.push('Where rows queued (mean over the stage, sampled every 100 ms):', '');

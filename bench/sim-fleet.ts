@@ -21,7 +21,8 @@ import { createInterface } from 'node:readline';
 import mqtt, { type MqttClient } from 'mqtt';
 import { uuidv7 } from 'uuidv7';
 import { schemaHash } from '../domain/protocol/fingerprint';
-import { bodyFor, ITEMS_SCHEMA, rng, TABLE, zipf } from './lib/data';
+import { rng } from '../tests/support/prng';
+import { bodyFor, ITEMS_SCHEMA, TABLE, zipf } from './lib/data';
 
 type Change = { commit_seq: number; op: 'insert' | 'update'; pk: { id: number }; row: Item };
 type Item = { id: number; body: string; n: number };

@@ -1,7 +1,7 @@
 import { CliError, EXIT, exitCodeFor } from './client';
 import { actionsFromFlags, parseActionsFile } from './column-actions';
 import { summarizeEvent } from './event-summary';
-import { table } from './output';
+import { table } from './table';
 import { runCli } from './program';
 
 const usage = (f: () => unknown) => {

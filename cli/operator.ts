@@ -6,9 +6,13 @@ import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { uuidv7 } from 'uuidv7';
 import type {
+  CursorPage,
+  KeysetPage,
   LineageDetail,
   LineageSummary,
+  MirrorRowsPage,
   MirrorRowView,
+  Page,
   PendingControlView,
   RejectionView,
   ReviewView,
@@ -18,11 +22,12 @@ import { DEFAULT_PROJECT_ID } from '../infra/config/env';
 import { ApiClient, CliError, EXIT, isCliError } from './client';
 import { type ColumnAction, actionsFromFlags, parseActionsFile } from './column-actions';
 import { summarizeEvent } from './event-summary';
-import { type Column, type Io, cell, fields, json, table, tableHeader, tableRows, widths } from './output';
+import { type Io, json } from './output';
+import { type ProgressBar, progressBar } from './progress';
+import { type Column, cell, fields, table, tableHeader, tableRows, widths } from './table';
 
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 
-export type Page<T> = { items: T[]; total: number; page: number; limit: number; next_cursor?: string | null };
 type CommandBody = {
   lineage_id: string;
   version: number;
@@ -70,7 +75,6 @@ type AuditItem = {
   data: unknown;
   metadata: { actor?: string; causation_id?: string; correlation_id?: string };
 };
-type AuditPage = { items: AuditItem[]; next_cursor: string | null };
 type AsOf = { as_of: string; version: number; events: number; state: Record<string, unknown> };
 
 type ApiOpts = { api: string; token?: string; project: string; json?: boolean; idempotencyKey?: string };
@@ -138,59 +142,33 @@ export async function* allPages<T>(get: (page: number) => Promise<Page<T>>): Asy
   }
 }
 
-async function progressBar(
-  io: Io,
-  what: string,
-  total: number,
-): Promise<{ tick: (n: number) => void; stop: () => void }> {
-  if (!io.progress || total <= 0) return { tick: () => undefined, stop: () => undefined };
-  const { Presets, SingleBar } = await import('cli-progress');
-  const bar = new SingleBar(
-    {
-      format: `${what} [{bar}] {percentage}% | {value}/{total} | {eta}s left`,
-      stream: io.progress,
-      hideCursor: true,
-      clearOnComplete: true,
-    },
-    Presets.shades_classic,
-  );
-  bar.start(total, 0);
-  let done = 0;
-  return {
-    tick: (n) => {
-      done += n;
-      bar.setTotal(Math.max(total, done));
-      bar.update(done);
-    },
-    stop: () => bar.stop(),
-  };
-}
-
 /** Print a list: one page, or with `--all` every page streamed (a fixed-width table or JSON). */
-export async function printList<T>(
+export async function printList<P extends Page<unknown>>(
   ctx: Ctx,
   opts: { all?: boolean; what: string },
-  cols: readonly Column<T>[],
-  pages: AsyncGenerator<Page<T>>,
-  footer?: (first: Page<T>) => string,
+  cols: readonly Column<P['items'][number]>[],
+  pages: AsyncGenerator<P>,
+  footer?: (first: P) => string,
 ): Promise<void> {
   const { io } = ctx;
   if (!opts.all) {
-    const first = (await pages.next()).value as Page<T>;
+    const first = (await pages.next()).value as P;
     if (ctx.json) return io.out(json(first));
     await io.out(first.items.length ? table(first.items, cols) : `no ${opts.what}\n`);
     if (footer) await io.out(footer(first));
     return;
   }
-  let bar: Awaited<ReturnType<typeof progressBar>> | undefined;
+  let bar: ProgressBar | undefined;
   let w: number[] | undefined;
   let count = 0;
   let total = 0;
+  let seen = 0;
   try {
     for await (const p of pages) {
       if (!bar) {
         total = p.total;
-        bar = await progressBar(io, opts.what, p.total);
+        bar = await progressBar(io, opts.what);
+        if (total > 0) bar.update(0, total);
         if (ctx.json) await io.out('{"items":[');
       }
       if (ctx.json) {
@@ -203,14 +181,14 @@ export async function printList<T>(
         await io.out(tableRows(p.items, cols, w));
         count += p.items.length;
       }
-      bar.tick(p.items.length);
+      seen += p.items.length;
+      if (total > 0) bar.update(seen, Math.max(total, seen));
     }
   } finally {
     bar?.stop();
   }
   if (ctx.json) await io.out(`${count ? '\n' : ''}],"total":${count}}\n`);
   else await io.out(count ? `${count} ${opts.what}\n` : `no ${opts.what}\n`);
-  void total;
 }
 
 export const ago = (iso: string | null | undefined) =>
@@ -735,10 +713,10 @@ export function registerOperatorCommands(program: Command, io: Io): void {
           { header: 'REASON', get: (r) => r.reason },
           { header: 'STAGED AT', get: (r) => ago(r.staged_at) },
         ];
-        async function* pages(): AsyncGenerator<Page<StagedRowView>> {
+        async function* pages(): AsyncGenerator<CursorPage<StagedRowView>> {
           let after = o.after;
           for (;;) {
-            const p = await ctx.client.get<Page<StagedRowView>>(`/lineages/${lineage}/staged-rows`, {
+            const p = await ctx.client.get<CursorPage<StagedRowView>>(`/lineages/${lineage}/staged-rows`, {
               limit: o.limit ?? (o.all ? 500 : undefined),
               after,
             });
@@ -763,14 +741,8 @@ export function registerOperatorCommands(program: Command, io: Io): void {
     .action(
       run(io, async (ctx, [id = ''], o: { page?: number; after?: string; limit?: number; all?: boolean }) => {
         const lineage = uuidArg('LINEAGE')(id);
-        type MirrorPage = Omit<Page<MirrorRowView>, 'total'> & {
-          total: number | null;
-          next_cursor: string | null;
-          table: string | null;
-          columns: { name: string }[];
-        };
         // Counting scans the lineage's rows: asked once, for the first page a person reads.
-        const first = await ctx.client.get<MirrorPage>(`/lineages/${lineage}/mirror-rows`, {
+        const first = await ctx.client.get<MirrorRowsPage>(`/lineages/${lineage}/mirror-rows`, {
           ...(o.after ? { after: o.after } : { page: o.all ? 1 : (o.page ?? 1) }),
           limit: o.limit ?? (o.all ? 500 : undefined),
           count: true,
@@ -790,13 +762,13 @@ export function registerOperatorCommands(program: Command, io: Io): void {
           { header: 'SOURCE_COMMIT_SEQ', get: (r) => r.source_commit_seq, right: true },
         ];
         // Later pages carry no count; the first page's is the one shown.
-        const counted = (p: MirrorPage) => ({ ...p, total: first.total ?? 0 });
+        const counted = (p: MirrorRowsPage) => ({ ...p, total: first.total ?? 0 });
         async function* pages(): AsyncGenerator<ReturnType<typeof counted>> {
           yield counted(first);
           if (!o.all) return;
           // By key from the cursor: every page costs the same, however deep.
           for (let after = first.next_cursor; after;) {
-            const p = await ctx.client.get<MirrorPage>(`/lineages/${lineage}/mirror-rows`, {
+            const p = await ctx.client.get<MirrorRowsPage>(`/lineages/${lineage}/mirror-rows`, {
               after,
               limit: o.limit ?? 500,
             });
@@ -937,7 +909,10 @@ export function registerOperatorCommands(program: Command, io: Io): void {
         if (ctx.json) await ctx.io.out(`{"lineage_id":${JSON.stringify(lineage)},"items":[`);
         else await ctx.io.out(tableHeader(cols, w));
         for (;;) {
-          const p = await ctx.client.get<AuditPage>(`/lineages/${lineage}/events`, { limit: 500, after });
+          const p = await ctx.client.get<KeysetPage<AuditItem>>(`/lineages/${lineage}/events`, {
+            limit: 500,
+            after,
+          });
           if (ctx.json) {
             for (const e of p.items) await ctx.io.out(`${n++ === 0 ? '\n' : ',\n'}${JSON.stringify(e)}`);
           } else {

@@ -6,7 +6,8 @@ import type { Command } from 'commander';
 import type { Policy } from '../domain/policy/policy';
 import { CliError, EXIT } from './client';
 import { apiCommand, run } from './operator';
-import { type Io, fields, json } from './output';
+import { type Io, json } from './output';
+import { fields } from './table';
 
 /** `key=value` → a patch field; numbers and booleans are typed, anything else is a string. */
 export function parseAssignment(arg: string): [string, unknown] {

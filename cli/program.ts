@@ -8,7 +8,9 @@ import { registerOperatorCommands } from './operator';
 import { registerPolicyCommands } from './policy';
 import { registerRegistryCommands } from './registry';
 import { registerTelemetryCommands } from './telemetry';
-import { type Io, json, table } from './output';
+import { type Io, json } from './output';
+import { progressBar } from './progress';
+import { table } from './table';
 import { VERSION } from './version';
 
 import type { Projector } from '../projections';
@@ -96,23 +98,14 @@ function buildProgram(io: Io, state: { daemon: boolean }, env: Env): Command {
     .description('drop a projection and refold it from the first event, with progress')
     .action(async (name: string) => {
       io.err(`NATS ${env.SLUICE_NATS_URL}, read store ${describeStore(env)}\n`);
-      const { Presets, SingleBar } = await import('cli-progress');
-      const bar = new SingleBar(
-        { format: `${name} [{bar}] {percentage}% | {value}/{total} events | {eta}s left` },
-        Presets.shades_classic,
-      );
-      let started = false;
-      await withProjector(env, 'sluice projections rebuild', (projector) =>
-        projector.rebuild(name, (p) => {
-          if (!started) {
-            bar.start(Math.max(p.target, 1), 0);
-            started = true;
-          }
-          bar.setTotal(Math.max(p.target, 1));
-          bar.update(Math.min(p.position, p.target));
-        }),
-      );
-      if (started) bar.stop();
+      const bar = await progressBar(io, name, 'events');
+      try {
+        await withProjector(env, 'sluice projections rebuild', (projector) =>
+          projector.rebuild(name, (p) => bar.update(Math.min(p.position, p.target), Math.max(p.target, 1))),
+        );
+      } finally {
+        bar.stop();
+      }
       await io.out(`rebuilt ${name}\n`);
     });
 
@@ -173,10 +166,10 @@ async function withProjector<T>(
     );
   const [{ createLogger }, { connectNats, openStore }, { startProjector }] = await Promise.all([
     import('../infra/log.js'),
-    import('./roles.js'),
+    import('./roles/shared.js'),
     import('../projections/index.js'),
   ]);
-  const log = createLogger({ level: 'warn' });
+  const log = createLogger({ level: 'warn', name: 'sluice' });
   const nc = await connectNats(env, log, name);
   try {
     const store = await openStore(env);

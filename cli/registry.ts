@@ -3,13 +3,19 @@
  * mirror tables, devices and their fleets. HTTP API only, like every operator verb.
  */
 import { type Command, Option } from 'commander';
-import type { CoalescedMirrorView, DeviceView, RegistryEntryView, RegistryReviewView } from '../projections';
+import type {
+  CoalescedMirrorView,
+  DeviceView,
+  Page,
+  RegistryEntryView,
+  RegistryReviewView,
+} from '../projections';
 import { CliError, EXIT, isCliError } from './client';
 import { type ColumnAction, actionsFromFlags, parseActionsFile } from './column-actions';
-import { type Column, type Io, cell, fields, json, table } from './output';
+import { type Io, json } from './output';
+import { type Column, cell, fields, table } from './table';
 import {
   type Ctx,
-  type Page,
   ago,
   allPages,
   apiCommand,

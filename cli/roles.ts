@@ -1,35 +1,27 @@
-import type { KeyObject } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { dirname } from 'node:path';
-import { type ConnectionOptions, connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { FastifyInstance } from 'fastify';
 import { ROLES, type Role } from './role-names';
-import { buildApp } from '../api/app';
-import { TokenBook } from '../api/auth/tokens';
-import { type ProjectionLagSource, readinessCheck, recordProjectionLag } from '../api/health';
-import { ControlDispatcher } from '../bridge/downlink/dispatcher';
-import { UplinkBridge } from '../bridge/uplink/bridge';
-import { toPrivateKey } from '../infra/security/control-signature';
-import { type Env, parseReadStore, topicFleets, topicProjects } from '../infra/config/env';
+import { type Env, topicFleets } from '../infra/config/env';
 import { type Logger, createLogger } from '../infra/log';
 import { createMetrics } from '../infra/metrics';
 import { JetStreamEventStore } from '../infra/nats/event-store';
 import { Registry } from '../infra/nats/registry';
 import { KvSnapshotStore } from '../infra/nats/snapshots';
 import { ensureStreams, isStreamSettingError } from '../infra/nats/streams';
-import { type Projector, type ReadStore, migrate, openReadStore, startProjector } from '../projections';
-import { CommandService, projectorCommands, serveCommands } from '../worker/commands';
+import type { Projector, ReadStore } from '../projections';
+import { CommandService } from '../worker/commands';
 import { LineageCommandHandler } from '../worker/handler';
-import { IngressWorker } from '../worker/ingress-worker';
 import { RegistryEventStore } from '../infra/nats/registry-events';
-import { REGISTRY_VERBS, RegistryCommandService, type RegistryVerb } from '../worker/registry-commands';
-import { RegistryFollower } from '../worker/registry-follower';
+import { RegistryCommandService } from '../worker/registry-commands';
 import { RegistryCommandHandler } from '../worker/registry-handler';
-import { VerifyScheduler } from '../worker/verify-scheduler';
 import { openUploadStore } from '../infra/uploads/store';
-import { uploadSecret, uploadUrl } from '../infra/uploads/token';
+import { uploadSecret } from '../infra/uploads/token';
+import { startApi } from './roles/api';
+import { startBridge } from './roles/bridge';
+import { startProjector } from './roles/projector';
+import { type Shared, connectNats, loadSigningKey, openStore } from './roles/shared';
+import { startWorker } from './roles/worker';
 
 export { ROLES, type Role };
 
@@ -42,80 +34,13 @@ export type Running = {
   stop: () => Promise<void>;
 };
 
-function loadSigningKey(env: Env): KeyObject | undefined {
-  const text =
-    env.SLUICE_CONTROL_SIGNING_KEY ??
-    (env.SLUICE_CONTROL_SIGNING_KEY_FILE
-      ? readFileSync(env.SLUICE_CONTROL_SIGNING_KEY_FILE, 'utf8')
-      : undefined);
-  return text ? toPrivateKey(text) : undefined;
-}
-
 export type RoleOptions = { only?: string[] };
 
-/** Whether a connection is up right now (between a `disconnect` and its `reconnect` it is not). */
-const natsUp = new WeakMap<NatsConnection, boolean>();
-export const isNatsConnected = (nc: NatsConnection): boolean => !nc.isClosed() && natsUp.get(nc) !== false;
-
-export async function connectNats(
-  env: Env,
-  log: Logger,
-  name: string,
-  extra: Partial<ConnectionOptions> = {},
-): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: env.SLUICE_NATS_URL.split(',').map((u) => u.trim()),
-    name,
-    ...(env.SLUICE_NATS_USER ? { user: env.SLUICE_NATS_USER, pass: env.SLUICE_NATS_PASSWORD ?? '' } : {}),
-    ...(env.SLUICE_NATS_TLS_CA ? { tls: { caFile: env.SLUICE_NATS_TLS_CA } } : {}),
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 500,
-    ...extra,
-  });
-  natsUp.set(nc, true);
-  (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect') {
-        natsUp.set(nc, s.type === 'reconnect');
-        log.warn({ status: s.type }, 'NATS connection status');
-      }
-    }
-  })().catch(() => undefined);
-  return nc;
-}
-
 /**
- * Unique per bridge (two on one id take each other's session) and stable across restarts of the
- * same bridge (its persistent session holds the uplinks it had not acked): the host name, or
- * SLUICE_BRIDGE_ID where several bridges share a host. docs/scale-out.md.
- */
-export function bridgeClientId(env: Env): string {
-  if (env.SLUICE_BRIDGE_CLIENT_ID) return env.SLUICE_BRIDGE_CLIENT_ID;
-  const id = env.SLUICE_BRIDGE_ID ?? hostname().replace(/[^A-Za-z0-9_-]/g, '-');
-  return `sluice-bridge-${id}`;
-}
-
-/** The bridge's TLS material for the broker (files read once, at start). */
-function mqttTls(env: Env): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
-  return {
-    ...(env.SLUICE_MQTT_TLS_CA ? { ca: readFileSync(env.SLUICE_MQTT_TLS_CA) } : {}),
-    ...(env.SLUICE_MQTT_TLS_CERT ? { cert: readFileSync(env.SLUICE_MQTT_TLS_CERT) } : {}),
-    ...(env.SLUICE_MQTT_TLS_KEY ? { key: readFileSync(env.SLUICE_MQTT_TLS_KEY) } : {}),
-  };
-}
-
-export async function openStore(env: Env): Promise<ReadStore> {
-  const loc = parseReadStore(env.SLUICE_READ_STORE);
-  if (loc.kind === 'sqlite') mkdirSync(dirname(loc.path), { recursive: true });
-  const store = openReadStore(loc);
-  await migrate(store);
-  return store;
-}
-
-/**
- * The composition root: builds the clients of the roles asked for, in one process. `sluice all`
- * asks for every role; each role also runs alone, any number of times, against shared NATS and
- * a shared read store.
+ * The composition root of `sluice all` and of every role alone: builds what the roles asked for
+ * share (`Shared`), then starts each from its own root in cli/roles/ (worker, projector, bridge,
+ * api, in that order). Each role also runs alone, any number of times, against shared NATS and a
+ * shared read store. `env` was parsed once, by the entry point.
  */
 export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOptions = {}): Promise<Running> {
   const log = createLogger({
@@ -159,172 +84,42 @@ export async function startRoles(env: Env, roles: readonly Role[], opts: RoleOpt
     env.SLUICE_UPLOAD_BASE_URL ??
     `${env.SLUICE_API_TLS_CERT ? 'https' : 'http'}://${env.SLUICE_API_HOST}:${env.SLUICE_API_PORT}`;
 
-  if (roles.includes('worker')) {
-    const worker = new IngressWorker({
-      nc,
-      handler,
-      registry,
-      registries,
-      fleetOf,
-      log,
-      metrics,
-      replicas: env.SLUICE_STREAM_REPLICAS,
-      ...(env.SLUICE_WORKER_ID ? { memberId: env.SLUICE_WORKER_ID } : {}),
-      ...(uploads ? { uploads } : {}),
-    });
-    await worker.start();
-    const follower = new RegistryFollower({ nc, lineages: handler, registries, log, policies: registry });
-    await follower.start();
-    const verifies = new VerifyScheduler({
-      commands,
-      lineageIds: () => registry.allLineageIds(),
-      policy: (p) => registry.policy(p),
-      log,
-    });
-    verifies.start();
-    const sub = serveCommands(nc, commands, log, {
-      verbs: REGISTRY_VERBS,
-      reply: (verb, input) =>
-        registryCommands.reply(verb as RegistryVerb, input, (p) =>
-          registry.policy(p, Number.POSITIVE_INFINITY),
-        ),
-    });
-    stops.push(async () => {
-      sub.unsubscribe();
-      await verifies.stop();
-      await follower.stop();
-      await worker.stop();
-    });
-    log.info('worker started: consuming ingress, serving edge.cmd.*');
-  }
+  const shared: Shared = {
+    nc,
+    log,
+    metrics,
+    eventStore,
+    handler,
+    registry,
+    commands,
+    registries,
+    registryCommands,
+    fleetOf,
+    signingKey,
+    uploadKey,
+    uploads,
+    uploadBase,
+  };
 
-  if (roles.includes('projector') || roles.includes('api')) {
-    running.store = await openStore(env);
-  }
-
+  if (roles.includes('worker')) stops.push((await startWorker(env, shared)).stop);
+  if (roles.includes('projector') || roles.includes('api')) running.store = await openStore(env);
   if (roles.includes('projector')) {
-    const projector = await startProjector({
-      nc,
+    const started = await startProjector(env, shared, {
       store: running.store!,
       ...(opts.only ? { only: opts.only } : {}),
-      commands: projectorCommands(commands),
-      log,
-      metrics: {
-        applied: (projection, n) => metrics.projectionMessages.inc({ projection }, n),
-        conflict: (projection) => metrics.projectionConflicts.inc({ projection }),
-      },
-      share: {
-        ...(env.SLUICE_PROJECTOR_ID ? { memberId: env.SLUICE_PROJECTOR_ID } : {}),
-        ...(env.SLUICE_STREAM_REPLICAS !== undefined ? { replicas: env.SLUICE_STREAM_REPLICAS } : {}),
-        onOwned: (group, n) => metrics.partitionsOwned.set({ group }, n),
-      },
     });
-    running.projector = projector;
-    stops.push(() => projector.stop());
-    log.info({ only: opts.only ?? 'all' }, 'projector started');
+    running.projector = started.projector;
+    stops.push(started.stop);
   }
-
-  if (roles.includes('bridge')) {
-    const bridge = new UplinkBridge({
-      nc,
-      mqttUrl: env.SLUICE_MQTT_URL,
-      clientId: bridgeClientId(env),
-      uplinks: env.SLUICE_BRIDGE_UPLINKS,
-      ...(env.SLUICE_MQTT_USERNAME
-        ? { username: env.SLUICE_MQTT_USERNAME, password: env.SLUICE_MQTT_PASSWORD ?? '' }
-        : {}),
-      ...(env.SLUICE_MQTT_TLS_CA || env.SLUICE_MQTT_TLS_CERT ? { tls: mqttTls(env) } : {}),
-      projectOf: topicProjects(env),
-      // Pings every 2 s: a reader stalled by an undeliverable subject is noticed within ~6 s.
-      uplinkConnection: () =>
-        connectNats(env, log, 'sluice-bridge-uplinks', { pingInterval: 2_000, maxPingOut: 2 }),
-      log,
-      metrics,
-    });
-    await bridge.start();
-    if (!signingKey)
-      log.warn(
-        'no SLUICE_CONTROL_SIGNING_KEY: controls go out unsigned, and agents that verify signatures will drop them',
-      );
-    const dispatcher = new ControlDispatcher({
-      nc,
-      registry,
-      commands: commands,
-      publish: (topic, body) => bridge.publishToDevice(topic, body),
-      deviceRootOf: async (lineageId) => {
-        const { state } = await handler.load(lineageId);
-        return state.status === 'registered' && state.topic_slug !== null
-          ? `${state.topic_slug}/${state.device_name}`
-          : undefined;
-      },
-      ...(signingKey ? { signingKey } : {}),
-      ...(uploadKey ? { uploadUrl: (claims) => uploadUrl(uploadBase, claims, uploadKey) } : {}),
-      log,
-    });
-    await dispatcher.start();
-    stops.push(async () => {
-      await dispatcher.stop();
-      await bridge.stop();
-    });
-  }
-
-  // Projection lag: from the projector running here, else from the stored checkpoints.
-  let lagSource: ProjectionLagSource | undefined;
-  if (running.projector) lagSource = () => running.projector!.status();
-  else if (roles.includes('api')) {
-    const statusOnly = await startProjector({ nc, store: running.store!, only: [], log });
-    lagSource = () => statusOnly.status();
-    stops.push(() => statusOnly.stop());
-  }
-  if (lagSource) {
-    const source = lagSource;
-    const timer = setInterval(() => {
-      source().then(
-        (statuses) => recordProjectionLag(metrics, statuses),
-        () => undefined,
-      );
-    }, 5_000);
-    timer.unref();
-    stops.push(async () => clearInterval(timer));
-  }
-
+  if (roles.includes('bridge')) stops.push((await startBridge(env, shared)).stop);
   if (roles.includes('api')) {
-    const tokens = TokenBook.fromSources({
-      ...(env.SLUICE_API_TOKENS ? { json: env.SLUICE_API_TOKENS } : {}),
-      ...(env.SLUICE_API_TOKENS_FILE ? { file: env.SLUICE_API_TOKENS_FILE } : {}),
+    const projector = running.projector;
+    const started = await startApi(env, shared, {
+      store: running.store!,
+      ...(projector ? { lag: () => projector.status() } : {}),
     });
-    if (tokens.size === 0)
-      log.warn(
-        'no API tokens configured (SLUICE_API_TOKENS / SLUICE_API_TOKENS_FILE): every request will be refused',
-      );
-    const store = running.store!;
-    const app = await buildApp({
-      store,
-      policies: registry,
-      commands: commands,
-      registry: registryCommands,
-      events: eventStore,
-      tokens,
-      metrics,
-      log,
-      ...(uploads && uploadKey ? { uploads: { store: uploads, secret: uploadKey, log } } : {}),
-      ...(env.SLUICE_API_TLS_CERT && env.SLUICE_API_TLS_KEY
-        ? {
-            https: { cert: readFileSync(env.SLUICE_API_TLS_CERT), key: readFileSync(env.SLUICE_API_TLS_KEY) },
-          }
-        : {}),
-      readiness: readinessCheck({
-        natsConnected: () => isNatsConnected(nc),
-        store,
-        ...(lagSource ? { projections: lagSource } : {}),
-        maxLag: env.SLUICE_READY_MAX_LAG,
-        metrics,
-      }),
-    });
-    const address = await app.listen({ host: env.SLUICE_API_HOST, port: env.SLUICE_API_PORT });
-    running.api = { app, url: address };
-    stops.push(() => app.close());
-    log.info({ url: address }, 'API listening');
+    running.api = { app: started.app, url: started.url };
+    stops.push(started.stop);
   }
 
   running.stop = async () => {

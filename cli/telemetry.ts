@@ -6,13 +6,14 @@
 import type { Command } from 'commander';
 import { CliError, EXIT } from './client';
 import { type Ctx, apiCommand, run } from './operator';
-import { type Column, type Io, json, table } from './output';
+import { type Io, json } from './output';
+import { type Column, table } from './table';
 import { sparkline } from './sparkline';
 
 type Agg = { min: number | null; max: number | null; avg: number | null; count: number; last: number | null };
 type Bucket = { start: string; rows: number; fields: Record<string, Agg> };
 type Row = { device_id: string; ts: string; time: string; values: Record<string, unknown> };
-type Page = {
+type TelemetryPage = {
   table: string | null;
   coalesced: boolean;
   fields: { name: string; affinity: string }[];
@@ -51,7 +52,7 @@ function readCommand(parent: Command, spec: string, description: string, scoped:
   return cmd;
 }
 
-async function readPages(ctx: Ctx, path: string, o: ReadOpts): Promise<Page> {
+async function readPages(ctx: Ctx, path: string, o: ReadOpts): Promise<TelemetryPage> {
   const query = {
     from: o.from,
     to: o.to,
@@ -60,11 +61,11 @@ async function readPages(ctx: Ctx, path: string, o: ReadOpts): Promise<Page> {
     device: o.device,
     limit: o.limit,
   };
-  let page = await ctx.client.get<Page>(path, { ...query, cursor: o.cursor });
+  let page = await ctx.client.get<TelemetryPage>(path, { ...query, cursor: o.cursor });
   const rows = [...(page.rows ?? [])];
   const buckets = [...(page.buckets ?? [])];
   while (o.all && page.next_cursor !== null) {
-    page = await ctx.client.get<Page>(path, { ...query, cursor: page.next_cursor });
+    page = await ctx.client.get<TelemetryPage>(path, { ...query, cursor: page.next_cursor });
     rows.push(...(page.rows ?? []));
     buckets.push(...(page.buckets ?? []));
   }
@@ -77,7 +78,7 @@ async function readPages(ctx: Ctx, path: string, o: ReadOpts): Promise<Page> {
 const short = (id: string) => id.slice(0, 8);
 
 /** The page as text: a table, a sparkline over buckets, and how to get the next page. */
-export function renderTelemetry(page: Page, o: Pick<ReadOpts, 'chart'>): string {
+export function renderTelemetry(page: TelemetryPage, o: Pick<ReadOpts, 'chart'>): string {
   if (page.table === null) return 'no telemetry materialized yet (the lineage waits for an approval)\n';
   let out = '';
   if (page.bucket_seconds === null) {

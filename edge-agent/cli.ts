@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { formatProblem, loadAgentConfig } from './config/load';
-import { createLogger } from './log';
+import { agentLogger } from './log';
 
 /** `sluice-agent run|validate --config F`. The composition root: the only place reading process.env. */
 export function buildCli(): Command {
@@ -49,7 +49,7 @@ export function buildCli(): Command {
         process.exitCode = 1;
         return;
       }
-      const log = createLogger({ deviceId: res.config.connection.deviceId });
+      const log = agentLogger(res.config.connection.deviceId, process.env.SLUICE_LOG_LEVEL);
       for (const w of res.warnings) log.warn({ event: 'config_warning', path: w.path }, w.message);
       // Loaded here, not at start: `validate` and `--help` never parse the agent's runtime.
       const { startAgent } = await import('./main.js');

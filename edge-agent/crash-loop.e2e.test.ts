@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { join, resolve } from 'node:path';
 import { startNats, type NatsServer } from '../tests/support/nats';
+import { rng } from '../tests/support/prng';
 import { type Managed, startProcess, tempDir } from '../tests/support/proc';
 import { waitFor } from '../tests/support/wait';
 import { checkContiguous, FakeCloud } from './testing/fake-cloud';
@@ -11,18 +12,8 @@ const REPO = resolve(__dirname, '..');
 const KILLS = Number(process.env.SLUICE_CRASH_KILLS ?? 20);
 const SEED = Number(process.env.SLUICE_CRASH_SEED ?? 18);
 
-/** mulberry32: the kill points are random but reproducible (SLUICE_CRASH_SEED). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = seeded(SEED);
+// The kill points are random but reproducible (SLUICE_CRASH_SEED).
+const random = rng(SEED);
 
 function startAgentProcess(configPath: string): Managed {
   return startProcess('node', ['--import', 'tsx', 'edge-agent/bin.ts', 'run', '--config', configPath], {

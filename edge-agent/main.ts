@@ -20,7 +20,7 @@ import { Retention } from './capture/retention';
 import { readTableSchema } from './capture/schema';
 import { ControlHandler, type ControlCounters } from './control/handler';
 import { applyStateWrite } from './control/state-write';
-import { createLogger } from './log';
+import { agentLogger } from './log';
 import type { Lane, LaneCounters, LaneDeps } from './publish/lane';
 import { type Backoff, MqttLink } from './publish/mqtt-link';
 import { RowsLane } from './publish/rows-lane';
@@ -72,7 +72,7 @@ const defaultId = () => uuidv7();
 export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): Promise<AgentHandle> {
   const rep = config.replication;
   const conn = config.connection;
-  const log = opts.logger ?? createLogger({ deviceId: conn.deviceId });
+  const log = opts.logger ?? agentLogger(conn.deviceId);
   const now = opts.now ?? Date.now;
   const newId = opts.newId ?? defaultId;
   const root = conn.rootTopic;

@@ -4,6 +4,7 @@ export { migrate, MIGRATIONS } from './store/migrations';
 export type { ReadStoreDB } from './store/schema';
 export type { SqlDialect } from './store/dialect';
 export { quoteIdent, mirrorTableName, telemetryTableName } from './store/identifiers';
+export * from './store/page';
 export * from './store/queries';
 export {
   startProjector,

@@ -117,10 +117,10 @@ const telemetryPage = z.object({
     .optional(),
   next_cursor: z.string().nullable(),
 });
-type Page = z.infer<typeof telemetryPage>;
+type TelemetryPage = z.infer<typeof telemetryPage>;
 type ReadQuery = z.infer<typeof readQuery>;
 
-async function read(store: ReadStore, source: TelemetrySource, q: ReadQuery): Promise<Page> {
+async function read(store: ReadStore, source: TelemetrySource, q: ReadQuery): Promise<TelemetryPage> {
   const range = {
     ...(q.from !== undefined ? { from_ms: Date.parse(q.from) } : {}),
     ...(q.to !== undefined ? { to_ms: Date.parse(q.to) } : {}),

@@ -1,6 +1,7 @@
 import { uuidv7 } from 'uuidv7';
 import type { RowChange } from '../../domain/protocol/contracts';
 import { type SchemaColumns, schemaHash } from '../../domain/protocol/fingerprint';
+import { rng } from '../../tests/support/prng';
 
 /**
  * The benchmark's rows: one table `items (id INTEGER PRIMARY KEY, body TEXT, n INTEGER)`, whose
@@ -23,17 +24,6 @@ export const ITEMS_SCHEMA: SchemaColumns = {
 };
 
 export type Item = { id: number; body: string; n: number };
-
-/** xorshift32: the same sequence for the same seed, so every stage gets the same rows. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 /** Zipf(s) over keys 1..keys: key k has weight 1/k^s. */
 export function zipf(keys: number, s = 1.1, seed = 42): () => number {

@@ -11,7 +11,7 @@ import { uuidv7 } from 'uuidv7';
 import { buildApp } from '../../api/app';
 import { MANAGE, READ, TokenBook } from '../../api/auth/tokens';
 import { createMetrics } from '../../infra/metrics';
-import { type ReadStore, migrate, openReadStore } from '../../projections';
+import { type KeysetPage, type ReadStore, migrate, openReadStore } from '../../projections';
 import { tempDir } from '../../tests/support/proc';
 import type { CommandService } from '../../worker/commands';
 import type { Ctx, StageResult } from '../lib/context';
@@ -195,7 +195,7 @@ async function bench(ctx: Ctx, name: 'sqlite' | 'postgres', store: ReadStore): P
     tokens: new TokenBook([{ token: TOKEN, project_id: PROJECT, permissions: [READ, MANAGE] }]),
   });
   const base = `/core/api/v1/projects/${PROJECT}/edge`;
-  type P = { items: unknown[]; next_cursor?: string | null };
+  type P = KeysetPage<unknown>;
   const lastPage = Math.ceil(STAGED / LIMIT);
   // A cursor near the end, as a client following next_cursor would hold it.
   const nearEnd = await app.inject({

@@ -9,11 +9,10 @@ import mqtt from 'mqtt';
 import { uuidv7 } from 'uuidv7';
 import { UplinkBridge } from '../../bridge/uplink/bridge';
 import { reconcile } from '../../edge-agent/capture/install';
-import { silentLogger } from '../../edge-agent/log';
+import { silentLogger } from '../../infra/log';
 import { startAgent } from '../../edge-agent/main';
 import { FakeCloud } from '../../edge-agent/testing/fake-cloud';
 import { writeTestConfig } from '../../edge-agent/testing/fixtures';
-import { silentLogger as silentCloudLogger } from '../../infra/log';
 import { createMetrics } from '../../infra/metrics';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { STREAMS } from '../../infra/nats/names';
@@ -105,7 +104,7 @@ export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
         mqttUrl: nats.mqttUrl,
         clientId: `bench-bridge-${uuidv7().slice(-8)}`,
         projectOf: () => '0190a000-0000-7000-8000-0000000000be',
-        log: silentCloudLogger(),
+        log: silentLogger(),
         metrics,
       });
       await bridge.start();
@@ -127,7 +126,7 @@ export async function ingest(ctx: Ctx, size: number): Promise<StageResult[]> {
         nc,
         handler: new LineageCommandHandler(store),
         registry,
-        log: silentCloudLogger(),
+        log: silentLogger(),
         metrics,
       });
       await worker.start();

@@ -18,6 +18,7 @@ import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { STREAMS } from '../../infra/nats/names';
 import { createProjections } from '../../projections/registry';
+import type { Page } from '../../projections/store/page';
 import { ingressBacklog } from '../../worker/ingress-partitions';
 import { freePort, type Managed, startProcess, tempDir } from '../../tests/support/proc';
 import { ROOT, TEST_PROJECT, TEST_TOKEN } from '../../tests/support/stack';
@@ -152,7 +153,6 @@ export async function api<T>(url: string, init?: { method: string; body: unknown
   return body;
 }
 
-type Page<T> = { items: T[]; total: number };
 type MirrorRow = { key: Record<string, unknown>; row: Record<string, unknown> };
 
 /** One device: its application database and the marker its probe row carries last. */

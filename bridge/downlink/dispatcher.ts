@@ -29,8 +29,8 @@ export type DispatcherOptions = {
   commands: CommandService;
   /** Publishes at QoS 1 to the device (the bridge's MQTT connection). */
   publish: (topic: string, body: unknown) => Promise<void>;
-  /** Where a lineage's device listens: `{slug}/{device}`, from the lineage's registration. */
-  deviceRootOf: (lineageId: string) => Promise<string | undefined>;
+  /** The device key of a lineage's device (`{slug}/{device}`, where it listens), from its registration. */
+  deviceKeyOf: (lineageId: string) => Promise<string | undefined>;
   signingKey?: KeyObject;
   /** The presigned URL of an upload (absent: url_grant controls cannot be sent). */
   uploadUrl?: (claims: UploadClaims) => string;
@@ -149,8 +149,8 @@ export class ControlDispatcher {
       await this.schedule(e.data.control_id);
       return;
     }
-    const root = await this.opts.deviceRootOf(lineageId);
-    if (!root) {
+    const deviceKey = await this.opts.deviceKeyOf(lineageId);
+    if (!deviceKey) {
       this.opts.log.error(
         { lineage: lineageId, control: e.data.control_id },
         'no device topic known for this lineage; control not sent',
@@ -174,13 +174,13 @@ export class ControlDispatcher {
         : {}),
     };
     if (control.control_kind === 'url_grant') {
-      const grant = this.uploadGrant(lineageId, root, e.data.control_id, e.data.source_table, decision);
+      const grant = this.uploadGrant(lineageId, deviceKey, e.data.control_id, e.data.source_table, decision);
       if (!grant) return;
       Object.assign(control, grant);
     }
     const route: ControlRoute = {
       lineage_id: lineageId,
-      topic: `${root}/${CONTROL_TOPIC}`,
+      topic: `${deviceKey}/${CONTROL_TOPIC}`,
       control,
       attempts: 0,
       next_attempt_at: 0,
@@ -194,7 +194,7 @@ export class ControlDispatcher {
   /** The presigned URL fields of a url_grant, from the UploadGranted of the same decision. */
   private uploadGrant(
     lineageId: string,
-    root: string,
+    deviceKey: string,
     controlId: string,
     table: string,
     decision: readonly StoredEvent<LineageEvent>[],
@@ -217,7 +217,7 @@ export class ControlDispatcher {
       upload_id: d.upload_id,
       presigned_url: this.opts.uploadUrl({
         v: 1,
-        device_key: root,
+        device_key: deviceKey,
         lineage_id: lineageId,
         source_table: table,
         upload_id: d.upload_id,
@@ -249,7 +249,8 @@ export class ControlDispatcher {
         { error: r.error, control: route.control.control_id },
         'control delivery not recorded',
       );
-    // The device's root goes inside the signature, so a control cannot be replayed to another device.
+    // The device key goes inside the signature (as root_topic), so a control cannot be replayed to
+    // another device.
     const addressed = { ...route.control, root_topic: route.topic.slice(0, -`/${CONTROL_TOPIC}`.length) };
     const body = this.opts.signingKey ? signControl(addressed, this.opts.signingKey) : addressed;
     await this.opts.publish(route.topic, body);

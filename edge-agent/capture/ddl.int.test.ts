@@ -7,7 +7,7 @@ import { waitFor } from '../../tests/support/wait';
 import { type AgentHandle, startAgent } from '../main';
 import { FakeCloud } from '../testing/fake-cloud';
 import { createAppDb, writeTestConfig } from '../testing/fixtures';
-import { silentLogger } from '../log';
+import { silentLogger } from '../../infra/log';
 import { applyBatches, deviceRows, journalCounters } from '../testing/mirror';
 import { readTableSchema } from './schema';
 

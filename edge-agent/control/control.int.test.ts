@@ -8,7 +8,7 @@ import { startNats } from '../../tests/support/nats';
 import { tempDir } from '../../tests/support/proc';
 import { waitFor } from '../../tests/support/wait';
 import { type AgentHandle, startAgent } from '../main';
-import { silentLogger } from '../log';
+import { silentLogger } from '../../infra/log';
 import { FakeCloud } from '../testing/fake-cloud';
 import { createAppDb, writeTestConfig } from '../testing/fixtures';
 import { signControl } from './signature';

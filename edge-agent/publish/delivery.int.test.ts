@@ -5,7 +5,7 @@ import { startNats, type NatsServer } from '../../tests/support/nats';
 import { tempDir } from '../../tests/support/proc';
 import { waitFor } from '../../tests/support/wait';
 import { type AgentHandle, startAgent } from '../main';
-import { silentLogger } from '../log';
+import { silentLogger } from '../../infra/log';
 import { applyBatches, deviceRows, journalBacklog } from '../testing/mirror';
 import { checkContiguous, FakeCloud } from '../testing/fake-cloud';
 import { createAppDb, writeTestConfig } from '../testing/fixtures';

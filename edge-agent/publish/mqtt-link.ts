@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/load';
+import { backoffDelay } from '../../infra/backoff';
 import { anyTls, brokerServers } from '../../infra/config/brokers';
 
 export type Backoff = Readonly<{ minMs: number; maxMs: number }>;
@@ -119,8 +120,9 @@ export class MqttLink {
 
   private scheduleReconnect(): void {
     if (this.stopping || this.timer) return;
-    const base = Math.min(this.backoff.maxMs, this.backoff.minMs * 2 ** this.attempt);
-    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    const delay = Math.round(
+      backoffDelay(this.attempt, { baseMs: this.backoff.minMs, maxMs: this.backoff.maxMs, jitter: 0.2 }),
+    );
     this.attempt = Math.min(this.attempt + 1, 20);
     this.timer = setTimeout(() => {
       this.timer = undefined;

@@ -4,7 +4,7 @@ import { startNats } from '../../tests/support/nats';
 import { tempDir } from '../../tests/support/proc';
 import { waitFor } from '../../tests/support/wait';
 import { startAgent } from '../main';
-import { silentLogger } from '../log';
+import { silentLogger } from '../../infra/log';
 import { checkContiguous, FakeCloud } from '../testing/fake-cloud';
 import { createAppDb, writeTestConfig } from '../testing/fixtures';
 

@@ -10,7 +10,7 @@ import { startNats, type NatsServer } from '../../tests/support/nats';
 import { tempDir } from '../../tests/support/proc';
 import { waitFor } from '../../tests/support/wait';
 import { signControl } from '../control/signature';
-import { silentLogger } from '../log';
+import { silentLogger } from '../../infra/log';
 import { type AgentHandle, startAgent } from '../main';
 import { createAppDb, writeTestConfig } from '../testing/fixtures';
 

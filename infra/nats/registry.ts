@@ -1,5 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type KV, Kvm } from '@nats-io/kv';
+import { LRUCache } from 'lru-cache';
 import { DEFAULT_POLICY, type Policy, policySchema } from '../../domain/policy/policy';
 import type { Control } from '../../domain/protocol/contracts';
 import { KV_BUCKETS, token, untoken } from './names';
@@ -21,6 +22,11 @@ export type DeviceRecord = Readonly<{
   fleet_id: string | null;
 }>;
 
+/** How long a cached device record or policy is used before it is read again. */
+const FRESH_MS = 5_000;
+/** Entries per cache: beyond that the least recently used are read again when needed. */
+const CACHED = 100_000;
+
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(b: Uint8Array): T => JSON.parse(new TextDecoder().decode(b)) as T;
 
@@ -30,11 +36,11 @@ const dec = <T>(b: Uint8Array): T => JSON.parse(new TextDecoder().decode(b)) as 
  */
 export class Registry {
   /** Device records for a few seconds: an operator's fleet assignment reaches every worker soon. */
-  private readonly devices = new Map<string, { record: DeviceRecord; at: number }>();
+  private readonly devices = new LRUCache<string, DeviceRecord>({ max: CACHED, ttl: FRESH_MS });
 
-  private readonly policies = new Map<string, { policy: Policy; at: number }>();
+  private readonly policies = new LRUCache<string, Policy>({ max: CACHED, ttl: FRESH_MS });
   /** (device, table) → lineage id; an entry only changes when a deleted lineage is replaced. */
-  private readonly lineages = new Map<string, string>();
+  private readonly lineages = new LRUCache<string, string>({ max: CACHED });
 
   private constructor(
     private readonly deviceKv: KV,
@@ -65,17 +71,17 @@ export class Registry {
     name: string,
     newId: string,
     fleetId: string | null = null,
-    now = Date.now(),
   ): Promise<DeviceRecord> {
     const key = `${token(projectId)}.${token(name)}`;
-    const cached = this.devices.get(key);
-    if (cached && now - cached.at < 5_000) return cached.record;
+    const status: LRUCache.Status<string, DeviceRecord> = {};
+    const cached = this.devices.get(key, { allowStale: true, status });
+    if (cached && status.get === 'hit') return cached;
     if (cached) {
       // Known: refresh it (an operator may have moved it to another fleet).
       const e = await this.deviceKv.get(key);
       if (e && e.operation === 'PUT') {
         const fresh = dec<DeviceRecord>(e.value);
-        this.devices.set(key, { record: fresh, at: now });
+        this.devices.set(key, fresh);
         return fresh;
       }
     }
@@ -95,7 +101,7 @@ export class Registry {
       if (!e || e.operation !== 'PUT') throw new Error(`device registry: cannot resolve ${name}`);
       found = dec<DeviceRecord>(e.value);
     }
-    this.devices.set(key, { record: found, at: now });
+    this.devices.set(key, found);
     return found;
   }
 
@@ -131,7 +137,7 @@ export class Registry {
       const next: DeviceRecord = { ...dec<DeviceRecord>(e.value), fleet_id: fleetId };
       try {
         await this.deviceKv.update(key, enc(next), e.revision);
-        this.devices.set(key, { record: next, at: Date.now() });
+        this.devices.set(key, next);
         return next;
       } catch {
         // Someone else changed the record in between: read it again.
@@ -234,21 +240,21 @@ export class Registry {
     return out;
   }
 
-  /** A project's policy (defaults where unset), cached for a few seconds. */
-  async policy(projectId: string, now = Date.now()): Promise<Policy> {
-    const cached = this.policies.get(projectId);
-    if (cached && now - cached.at < 5_000) return cached.policy;
+  /** A project's policy (defaults where unset), cached for a few seconds; `fresh` reads it now. */
+  async policy(projectId: string, opts: { fresh?: boolean } = {}): Promise<Policy> {
+    const cached = opts.fresh ? undefined : this.policies.get(projectId);
+    if (cached) return cached;
     const e = await this.policyKv.get(token(projectId));
     const policy = e && e.operation === 'PUT' ? policySchema.parse(dec(e.value)) : DEFAULT_POLICY;
-    this.policies.set(projectId, { policy, at: now });
+    this.policies.set(projectId, policy);
     return policy;
   }
 
   async setPolicy(projectId: string, patch: Partial<Policy>): Promise<Policy> {
-    const current = await this.policy(projectId, Number.POSITIVE_INFINITY);
+    const current = await this.policy(projectId, { fresh: true });
     const next = policySchema.parse({ ...current, ...patch });
     await this.policyKv.put(token(projectId), enc(next));
-    this.policies.set(projectId, { policy: next, at: Date.now() });
+    this.policies.set(projectId, next);
     return next;
   }
 }

@@ -139,7 +139,7 @@ async function provisionEntry(
 
 /**
  * Copy a lineage's device-scoped mirror rows into the coalesced table (the project switched its
- * coalescing mode), then drop its device tables. Columns are matched by source column: the same
+ * coalescing mode), then drop its device mirror tables. Columns are matched by source column: the same
  * schema hash means the same source columns, whatever each approval named them. Rows keep their
  * position (commit_seq, epoch ordinal), so later changes still only move forward.
  */

@@ -1,3 +1,5 @@
+import { backoffDelay } from '../../infra/backoff';
+
 /**
  * A bounded hand-over between the JetStream reader and the applying loop. When it is full the
  * reader stops pulling, so a slow store slows the consumer instead of filling memory.
@@ -81,5 +83,6 @@ export function cancellableDelay(ms: number): { promise: Promise<void>; cancel: 
   return { promise, cancel };
 }
 
-export const backoffMs = (attempt: number, baseMs = 100, maxMs = 5_000): number =>
-  Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 16)) * (0.75 + Math.random() * 0.5);
+/** The runner's retry delays: 100 ms doubling up to 5 s, ±25 %. */
+export const backoffMs = (attempt: number): number =>
+  backoffDelay(attempt, { baseMs: 100, maxMs: 5_000, jitter: 0.25 });

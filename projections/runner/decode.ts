@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { LineageEvent, StoredEvent } from '../../domain/lineage/events';
 import { decodeCommit } from '../../infra/nats/event-store';
 import { decodeRegistryCommit } from '../../infra/nats/registry-events';
@@ -57,12 +58,15 @@ function decodeRejection(data: Uint8Array): UplinkRejected {
 /**
  * Every projection of a process consumes the same stream messages, each on its own consumer:
  * without this, a lineage message (up to a whole row batch of JSON) is parsed once per projection.
- * Decoded messages are shared, read-only, for as long as they are among the most recent; a hit
+ * Decoded messages are shared, read-only, while they are among the most recently used; a hit
  * needs the same stream, sequence and bytes (a recreated stream reuses sequences).
  */
 const DECODED_MAX_BYTES = 32 * 1024 * 1024;
-const decoded = new Map<string, { data: Uint8Array; message: DecodedMessage }>();
-let decodedBytes = 0;
+const decoded = new LRUCache<string, { data: Uint8Array; message: DecodedMessage }>({
+  maxSize: DECODED_MAX_BYTES,
+  // The cache counts every entry as at least one byte (an empty message is still an entry).
+  sizeCalculation: (v) => Math.max(1, v.data.byteLength),
+});
 
 /** Turn a stream message into the events it holds. Throws on a message that is not valid JSON. */
 export function decodeMessage(stream: StreamName, seq: number, data: Uint8Array): DecodedMessage {
@@ -70,20 +74,8 @@ export function decodeMessage(stream: StreamName, seq: number, data: Uint8Array)
   const hit = decoded.get(key);
   if (hit && Buffer.compare(hit.data, data) === 0) return hit.message;
   const message = decodeOnce(stream, seq, data);
-  if (data.byteLength <= DECODED_MAX_BYTES / 8) {
-    if (hit) {
-      decoded.delete(key);
-      decodedBytes -= hit.data.byteLength;
-    }
-    // A copy: the client may reuse the memory behind `data`.
-    decoded.set(key, { data: data.slice(), message });
-    decodedBytes += data.byteLength;
-    for (const [k, v] of decoded) {
-      if (decodedBytes <= DECODED_MAX_BYTES) break;
-      decoded.delete(k);
-      decodedBytes -= v.data.byteLength;
-    }
-  }
+  // A copy: the client may reuse the memory behind `data`.
+  if (data.byteLength <= DECODED_MAX_BYTES / 8) decoded.set(key, { data: data.slice(), message });
   return message;
 }
 

@@ -18,7 +18,7 @@ describe('coalesced table names', () => {
     expect(coalescedTableName('fleet', FLEET, 'device_state')).toBe('edge_mirror_f0190a0f1_device_state');
   });
 
-  it('hostile table names become safe, distinct identifiers that never meet a device table', () => {
+  it('hostile table names become safe, distinct identifiers that never meet a device mirror table', () => {
     const names = HOSTILE.map((t) => coalescedTableName('project', PROJECT, t));
     for (const n of names) {
       expect(isSafeIdentifier(n)).toBe(true);

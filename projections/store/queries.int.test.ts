@@ -15,8 +15,8 @@ import {
   listReviews,
   listSegments,
   listStagedRows,
-  MAX_LIMIT,
 } from './queries';
+import { MAX_LIMIT } from './page';
 
 let nats: TestNats;
 const A = uuidv7();

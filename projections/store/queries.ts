@@ -1,33 +1,20 @@
 /**
  * Read queries of the HTTP API. Every function takes the project it answers for and never returns
- * another project's rows (a lineage id from another project reads as "not found"). Lists page with
- * `page` (1-based) and `limit` (default 50, at most 500; out-of-range values are clamped).
+ * another project's rows (a lineage id from another project reads as "not found"). Lists page as
+ * `./page.ts` says.
  */
 import { type Kysely, SqliteAdapter, sql } from 'kysely';
 import type { WireValue } from '../../domain/protocol/contracts';
 import type { RefusalView } from '../lineages/projection';
 import type { MirrorColumn } from '../mirror/columns';
 import { quoteIdent } from './identifiers';
+import { type CursorPage, type Page, type PageQuery, paging } from './page';
 import type { LineageStatus, ReadStoreDB } from './schema';
 import { bindPostgresValue } from './postgres';
 import { bindSqliteValue } from './sqlite';
 import { dbToWire } from './values';
 
 type Db = Kysely<ReadStoreDB>;
-
-export const DEFAULT_LIMIT = 50;
-export const MAX_LIMIT = 500;
-
-export type Page<T> = Readonly<{ items: T[]; total: number; page: number; limit: number }>;
-export type PageQuery = Readonly<{ page?: number; limit?: number }>;
-
-export function paging(q: PageQuery): { page: number; limit: number; offset: number } {
-  const int = (v: number | undefined, d: number) =>
-    v === undefined || !Number.isFinite(v) ? d : Math.trunc(v);
-  const limit = Math.min(MAX_LIMIT, Math.max(1, int(q.limit, DEFAULT_LIMIT)));
-  const page = Math.max(1, int(q.page, 1));
-  return { page, limit, offset: (page - 1) * limit };
-}
 
 const json = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
 
@@ -552,10 +539,7 @@ export function decodeCursor(s: string): Cursor {
  * cursor by an index-only scan over the key, and the rows themselves are read by key range, so
  * deep pages never read the row bodies they skip.
  */
-export async function listStagedRows(
-  db: Db,
-  q: ListStagedRowsQuery,
-): Promise<Page<StagedRowView> & { next_cursor: string | null }> {
+export async function listStagedRows(db: Db, q: ListStagedRowsQuery): Promise<CursorPage<StagedRowView>> {
   const { page, limit, offset } = paging(q);
   const owned = await db
     .selectFrom('edge_staged_lineages')
@@ -681,17 +665,14 @@ export type MirrorRowsQuery = PageQuery &
     count?: boolean;
   }>;
 
-export type MirrorRowsPage = Readonly<{
-  items: MirrorRowView[];
-  /** Only when asked (`count`): counting is a scan of the lineage's rows. */
-  total: number | null;
-  page: number;
-  limit: number;
-  /** Key of the page's last row, for `after`; null on the last page. */
-  next_cursor: string | null;
-  table: string | null;
-  columns: MirrorColumnView[];
-}>;
+/** `next_cursor` is the key of the page's last row, for `after`. */
+export type MirrorRowsPage = Omit<CursorPage<MirrorRowView>, 'total'> &
+  Readonly<{
+    /** Only when asked (`count`): counting is a scan of the lineage's rows. */
+    total: number | null;
+    table: string | null;
+    columns: MirrorColumnView[];
+  }>;
 
 /** A cursor is the last row's key in wire form, in key order: exact for every storage class. */
 const encodeKeyCursor = (key: readonly WireValue[]): string =>

@@ -6,7 +6,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { MirrorColumn } from '../mirror/columns';
 import { quoteIdent } from './identifiers';
-import { type Page, type PageQuery, paging } from './queries';
+import { type Page, type PageQuery, paging } from './page';
 import type { EdgeRegistryReviewsTable, ReadStoreDB } from './schema';
 
 type Db = Kysely<ReadStoreDB>;

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { LRUCache } from 'lru-cache';
 import {
   CompiledQuery,
   Kysely,
@@ -70,16 +71,10 @@ export function createSqliteStore(path: string): {
     plugins: [safeIntegers],
   });
 
-  const cache = new Map<string, Database.Statement>();
+  const cache = new LRUCache<string, Database.Statement>({ max: STATEMENT_CACHE });
   const prepare = (text: string): Database.Statement => {
     let stmt = cache.get(text);
-    if (stmt) {
-      cache.delete(text); // re-insert: the Map's order is the recency order
-    } else {
-      stmt = raw.prepare(text);
-      if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value!);
-    }
-    cache.set(text, stmt);
+    if (!stmt) cache.set(text, (stmt = raw.prepare(text)));
     return stmt;
   };
 

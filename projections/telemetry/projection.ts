@@ -138,7 +138,7 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
     bindings: readonly ColumnBinding[],
     hash: string,
   ) {
-    // A review of its own after a registry approval: the lineage gets a device table (again).
+    // A review of its own after a registry approval: the lineage gets a device telemetry table (again).
     const own = (await isCoalescedTable(tx, l.table_name)) ? { ...l, table_name: null, columns: '[]' } : l;
     const existing = JSON.parse(own.columns) as MirrorColumn[];
     const plan = planColumns(bindings, existing);
@@ -204,7 +204,7 @@ export function telemetryProjection(deps: TelemetryDeps = {}): Projection<Handle
           const tuples = chunk.map(() => `(${names.map(() => ctx.dialect.placeholder(++p)).join(', ')})`);
           await ctx.dialect.exec(
             tx,
-            // Either key (device table or coalesced) holds the batch position: a repeat is a no-op.
+            // Either key (device telemetry table or coalesced) holds the batch position: a repeat is a no-op.
             `INSERT INTO ${quoteIdent(l.table_name!)} (${names.join(', ')}) VALUES ${tuples.join(', ')} ` +
               'ON CONFLICT DO NOTHING',
             chunk.flat(),

@@ -8,6 +8,7 @@ import type { WireValue } from '../../domain/protocol/contracts';
 import type { MirrorColumn } from '../mirror/columns';
 import type { ReadStore } from '../store/open';
 import { quoteIdent } from '../store/identifiers';
+import type { KeysetPage } from '../store/page';
 
 export class TelemetryQueryError extends Error {
   constructor(
@@ -191,7 +192,7 @@ export async function readTelemetryRows(
   store: ReadStore,
   source: TelemetrySource,
   q: TimeRange & Readonly<{ fields?: readonly string[]; limit: number; cursor?: string }>,
-): Promise<{ items: TelemetryRowView[]; next_cursor: string | null }> {
+): Promise<KeysetPage<TelemetryRowView>> {
   const picked = pickFields(source, q.fields);
   const params: unknown[] = [];
   const conds = where(store, source, q, params);
@@ -284,7 +285,7 @@ export async function readTelemetryBuckets(
   store: ReadStore,
   source: TelemetrySource,
   q: TimeRange & Readonly<{ fields?: readonly string[]; bucket_ms: number; limit: number; cursor?: string }>,
-): Promise<{ items: TelemetryBucketView[]; next_cursor: string | null }> {
+): Promise<KeysetPage<TelemetryBucketView>> {
   const B = q.bucket_ms;
   if (!Number.isSafeInteger(B) || B <= 0)
     throw new TelemetryQueryError('invalid_range', 'bucket must be a positive whole number of milliseconds');

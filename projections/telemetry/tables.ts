@@ -2,8 +2,8 @@
  * Telemetry table shapes. Every table has `device_id`, `event_ts` (as the device sent it),
  * `event_ms` (its instant in epoch milliseconds: what time ranges, order and buckets use, the
  * same on both stores), `row_id`, the batch position (`batch_seq`, `batch_row`) and one column
- * per mirrored or mapped field. A device table is keyed by the batch position; a coalesced table
- * (`edge_ts_p…` / `edge_ts_f…`) by (device, time, batch position).
+ * per mirrored or mapped field. A device telemetry table is keyed by the batch position; a
+ * coalesced table (`edge_ts_p…` / `edge_ts_f…`) by (device, time, batch position).
  */
 import type { ColumnBinding } from '../../domain/lineage/events';
 import type { Tx } from '../runner/types';

@@ -19,7 +19,7 @@ describe('coalesced telemetry table names', () => {
     expect(coalescedTelemetryTableName('fleet', FLEET, 'temps')).toBe('edge_ts_f0190a0f1_temps');
   });
 
-  it('hostile table names become safe, distinct identifiers that never meet a device table', () => {
+  it('hostile table names become safe, distinct identifiers that never meet a device telemetry table', () => {
     const names = HOSTILE.map((t) => coalescedTelemetryTableName('fleet', FLEET, t));
     for (const n of names) {
       expect(isSafeIdentifier(n)).toBe(true);

@@ -37,12 +37,12 @@ import {
 } from '../support/exact';
 import { startNats, type NatsServer } from '../support/nats';
 import { createTestDatabase, type TestDatabase } from '../support/postgres';
+import { rng } from '../support/prng';
 import { type Managed, tempDir } from '../support/proc';
 import type { PyStep } from '../support/pyapp';
 import {
   findLineage,
   projectionsCaughtUp,
-  rng,
   type RoleEnv,
   seedFromEnv,
   shutdown,

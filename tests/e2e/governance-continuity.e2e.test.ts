@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
+import type { Page } from '../../projections/store/page';
 import { startNats, type NatsServer } from '../support/nats';
 import { tempDir } from '../support/proc';
 import {
@@ -23,7 +24,6 @@ import { waitFor } from '../support/wait';
 
 const DEVICE = 'gw-continuity';
 
-type Page<T> = { items: T[] };
 type Review = {
   review_id: string;
   status: string;

@@ -7,6 +7,7 @@ import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { Registry } from '../../infra/nats/registry';
 import { startMosquitto, type MosquittoServer } from '../support/mosquitto';
 import { startNats, type NatsServer } from '../support/nats';
+import { rng } from '../support/prng';
 import { type Managed, startProcess } from '../support/proc';
 import { ROOT, TEST_PROJECT } from '../support/stack';
 import { waitFor } from '../support/wait';
@@ -23,17 +24,6 @@ const schema = {
     { name: 'body', decl_type_affinity: 'TEXT' as const, pk_ordinal: 0, not_null: false },
   ],
 };
-
-/** A seeded PRNG so a failing run can be replayed with the same kill points. */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 describe('kill -9 of the bridge and the worker under load', () => {
   let nats: NatsServer;

@@ -5,6 +5,7 @@ import { parseReadStore } from '../../infra/config/env';
 import { openReadStore, type ReadStore } from '../../projections';
 import { startNats, type NatsServer } from '../support/nats';
 import { createTestDatabase } from '../support/postgres';
+import { rng } from '../support/prng';
 import { type Managed, tempDir } from '../support/proc';
 import {
   agentBacklog,
@@ -15,7 +16,6 @@ import {
   lineage,
   mirrorRows,
   projectionsCaughtUp,
-  rng,
   type RoleEnv,
   seedFromEnv,
   type Writer,

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
+import type { Page } from '../../projections/store/page';
 import { startNats, type NatsServer } from '../support/nats';
 import { tempDir } from '../support/proc';
 import {
@@ -19,7 +20,6 @@ type Lineage = {
   pause_reasons: string[];
   staged_rows: number;
 };
-type Page<T> = { items: T[]; total: number };
 type Staged = {
   commit_seq: number;
   op: string;

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { type DemoApp, runDemoApp } from '../../edge-agent/demo/demo-app';
+import type { CursorPage, KeysetPage, Page } from '../../projections/store/page';
 import { startNats, type NatsServer } from '../support/nats';
 import { tempDir } from '../support/proc';
 import {
@@ -17,7 +18,6 @@ import {
 } from '../support/stack';
 import { waitFor } from '../support/wait';
 
-type Page<T> = { items: T[]; total: number; next_cursor?: string | null };
 type Lineage = {
   lineage_id: string;
   device_name: string;
@@ -36,7 +36,7 @@ type Review = {
 };
 type Staged = { commit_seq: number; op: string; row: Record<string, unknown> | null; reason: string };
 type MirrorRow = { key: Record<string, unknown>; row: Record<string, unknown>; source_commit_seq: number };
-type Mirror = Page<MirrorRow> & { table: string | null; columns: { name: string }[] };
+type Mirror = CursorPage<MirrorRow> & { table: string | null; columns: { name: string }[] };
 type CommandBody = {
   lineage_id: string;
   events: { type: string }[];
@@ -131,7 +131,7 @@ describe('the 5-minute tour', () => {
     const L = lineages.state.lineage_id;
 
     // 2. The staged rows, in commit order.
-    const staged = await getJson<Page<Staged>>(`${cloud.base}/lineages/${L}/staged-rows?limit=5`);
+    const staged = await getJson<CursorPage<Staged>>(`${cloud.base}/lineages/${L}/staged-rows?limit=5`);
     expect(staged.status).toBe(200);
     expect(staged.body.items).toHaveLength(5);
     const seqs = staged.body.items.map((r) => r.commit_seq);
@@ -213,9 +213,9 @@ describe('the 5-minute tour', () => {
     expect(after.source_commit_seq).toBeGreaterThan(before.source_commit_seq);
 
     // The audit trail tells who did what, and the state at the time of the claim.
-    const trail = await getJson<Page<{ type: string; occurred_at: string; metadata: { actor?: string } }>>(
-      `${cloud.base}/lineages/${L}/events?limit=500`,
-    );
+    const trail = await getJson<
+      KeysetPage<{ type: string; occurred_at: string; metadata: { actor?: string } }>
+    >(`${cloud.base}/lineages/${L}/events?limit=500`);
     const claimed = trail.body.items.find((e) => e.type === 'SchemaReviewClaimed')!;
     expect(claimed.metadata.actor).toBe('e2e');
     const asOf = await getJson<{ state: { reviews: { review_id: string; status: string }[] } }>(

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
+import type { KeysetPage, Page } from '../../projections/store/page';
 import { startNats, type NatsServer } from '../support/nats';
 import { tempDir } from '../support/proc';
 import {
@@ -14,7 +15,6 @@ import {
 import { waitFor } from '../support/wait';
 import { wireOf, wireRows } from '../support/exact';
 
-type Page<T> = { items: T[]; total: number };
 type Lineage = { lineage_id: string; source_table: string; status: string; staged_rows: number };
 type Review = { review_id: string; action_version: number };
 type MirrorRow = { key: Record<string, unknown>; row: Record<string, unknown> };
@@ -93,7 +93,7 @@ describe('bootstrap through the upload flow', () => {
     const L = staged.lineage_id;
     expect(staged.staged_rows).toBe(ROWS);
     const events = (
-      await getJson<Page<{ type: string; data: Record<string, unknown> }>>(
+      await getJson<KeysetPage<{ type: string; data: Record<string, unknown> }>>(
         `${cloud.base}/lineages/${L}/events?limit=500`,
       )
     ).body.items;
@@ -103,7 +103,7 @@ describe('bootstrap through the upload flow', () => {
     await waitFor(
       async () =>
         (
-          await getJson<Page<{ type: string }>>(`${cloud.base}/lineages/${L}/events?limit=500`)
+          await getJson<KeysetPage<{ type: string }>>(`${cloud.base}/lineages/${L}/events?limit=500`)
         ).body.items.some((e) => e.type === 'UploadCompleted'),
       { message: 'UploadCompleted' },
     );

@@ -3,12 +3,12 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { verifyLineage, type VerifyResult } from '../support/exact';
 import { startNats, type NatsServer } from '../support/nats';
+import { rng } from '../support/prng';
 import { tempDir } from '../support/proc';
 import {
   approveReview,
   findLineage,
   mirrorRows,
-  rng,
   seedFromEnv,
   shutdown,
   startWriter,

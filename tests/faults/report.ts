@@ -1,3 +1,4 @@
+import { markdownTable } from '../../cli/table';
 import type { ScenarioResult } from './scenarios';
 
 export type Row = Readonly<{
@@ -43,16 +44,10 @@ const COLUMNS = [
 ] as const;
 
 export function formatTable(results: readonly ScenarioResult[]): string {
-  const rows = summarize(results);
-  const cells = [COLUMNS.map(String), ...rows.map((r) => COLUMNS.map((c) => String(r[c])))];
-  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
-  const line = (row: string[]) =>
-    `| ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  return [
-    line(cells[0]!),
-    `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
-    ...cells.slice(1).map(line),
-  ].join('\n');
+  return markdownTable(
+    summarize(results),
+    COLUMNS.map((c) => ({ header: c, get: (r: Row) => r[c], right: c !== 'scenario' })),
+  );
 }
 
 export function finalLine(results: readonly ScenarioResult[]): string {

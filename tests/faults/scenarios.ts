@@ -38,7 +38,8 @@ import {
   loadEvents,
   tableSeq,
 } from './observe';
-import { rng, startLoad, startPyLoad, TABLE_NAMES, writeBurst } from './workload';
+import { rng } from '../support/prng';
+import { startLoad, startPyLoad, TABLE_NAMES, writeBurst } from './workload';
 
 export type Profile = Readonly<{
   name: 'short' | 'long';

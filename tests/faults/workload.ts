@@ -16,7 +16,7 @@ import { encodeSqliteValue, normalizeWire, type SqliteValue } from '../../domain
 import { canonicalJson } from '../../domain/shared/canonical';
 import { journalCounters } from '../../edge-agent/testing/mirror';
 import type { PyApp, PyStep } from '../support/pyapp';
-import { delay, rng, startWriter, type Writer } from '../support/readside';
+import { delay, startWriter, type Writer } from '../support/readside';
 import {
   orNull,
   randomBlob,
@@ -26,8 +26,6 @@ import {
   randomValue,
 } from '../support/value-classes';
 import { type TableImage, type Write, writeKey } from './checker';
-
-export { rng };
 
 /** The tables the application writes, and the column actions the operator approves for each. */
 export const TABLES = {

@@ -83,7 +83,7 @@ describe.each([
       registry,
       commands,
       publish: (t, b) => bridge.publishToDevice(t, b),
-      deviceRootOf: async (id) => {
+      deviceKeyOf: async (id) => {
         const { state } = await handler.load(id, true);
         return state.status === 'registered' ? `${state.topic_slug}/${state.device_name}` : undefined;
       },

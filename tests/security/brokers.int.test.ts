@@ -13,7 +13,7 @@ import {
   issueDevice,
   issueService,
 } from '../../infra/security/credentials';
-import { connectNats } from '../../cli/roles';
+import { connectNats } from '../../cli/roles/shared';
 import { startAgent } from '../../edge-agent/main';
 import { createAppDb, writeTestConfig } from '../../edge-agent/testing/fixtures';
 import { startNats, type NatsServer } from '../support/nats';

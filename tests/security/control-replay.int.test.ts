@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { uuidv7 } from 'uuidv7';
 import { type AgentHandle, startAgent } from '../../edge-agent/main';
-import { silentLogger } from '../../edge-agent/log';
+import { silentLogger } from '../../infra/log';
 import { signControl } from '../../edge-agent/control/signature';
 import { FakeCloud } from '../../edge-agent/testing/fake-cloud';
 import { createAppDb, writeTestConfig } from '../../edge-agent/testing/fixtures';

@@ -7,7 +7,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { uuidv7 } from 'uuidv7';
 import { UplinkBridge } from '../../bridge/uplink/bridge';
-import { connectNats } from '../../cli/roles';
+import { connectNats } from '../../cli/roles/shared';
 import { runCli } from '../../cli/program';
 import { captureIo as capture } from '../support/cli-io';
 import { startAgent } from '../../edge-agent/main';

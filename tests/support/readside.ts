@@ -12,21 +12,10 @@ import { lineageDecider } from '../../domain/lineage/decide';
 import type { ActiveLineage } from '../../domain/lineage/state';
 import { fold } from '../../domain/shared/decider';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
-import { createProjections, type ReadStore } from '../../projections';
+import { createProjections, type Page, type ReadStore } from '../../projections';
 import { type Managed, startProcess } from './proc';
 import { getJson, postJson, ROOT, TEST_PROJECT } from './stack';
 import { waitFor } from './wait';
-
-/** A seeded PRNG (xorshift32), so a failing run can be replayed with the same choices. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 export const seedFromEnv = (): number => Number(process.env.SLUICE_SEED ?? Date.now() % 1_000_000);
 
@@ -106,7 +95,6 @@ export type LineageView = {
   replay: { replay_id: string; state: string } | null;
   materialization: { table_name: string | null; errors: number; failed_rows: number };
 };
-type Page<T> = { items: T[]; total: number };
 export type MirrorItem = {
   key: Record<string, unknown>;
   row: Record<string, unknown>;
