@@ -21,5 +21,6 @@ export type {
   VerifyOutcomeReport,
 } from './runner/types';
 export { createProjections, PROJECTION_NAMES } from './registry';
+export { checkpointNames, projectionOfCheckpoint } from './runner/checkpoints';
 export * from './store/registry-queries';
 export * from './telemetry/queries';

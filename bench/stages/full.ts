@@ -18,6 +18,7 @@ import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { STREAMS } from '../../infra/nats/names';
 import { createProjections } from '../../projections/registry';
+import { checkpointNames, projectionOfCheckpoint } from '../../projections/runner/checkpoints';
 import type { Page } from '../../projections/store/page';
 import { ingressBacklog } from '../../worker/ingress-partitions';
 import { freePort, type Managed, startProcess, tempDir } from '../../tests/support/proc';
@@ -318,7 +319,7 @@ async function waitUntilVisible(
  */
 export const LINEAGE_PROJECTIONS: readonly string[] = createProjections()
   .filter((p) => p.stream === STREAMS.lineage)
-  .map((p) => p.name);
+  .flatMap((p) => checkpointNames(p));
 
 export type Backlog = { journal_rows: number; ingress_msgs: number; projection_lag_msgs: number };
 
@@ -346,7 +347,13 @@ export async function backlogSampler(ctx: Ctx, cloud: Cloud, devices: readonly D
       'SELECT name, position FROM projection_checkpoints WHERE name = ANY($1)',
       [LINEAGE_PROJECTIONS],
     );
-    for (const r of cp.rows) lagBy[r.name] = (lagBy[r.name] ?? 0) + Math.max(0, last - Number(r.position));
+    // Per projection, its slowest checkpoint (a partitioned one has one per partition).
+    const lagNow: Record<string, number> = {};
+    for (const r of cp.rows) {
+      const name = projectionOfCheckpoint(r.name);
+      lagNow[name] = Math.max(lagNow[name] ?? 0, last - Number(r.position));
+    }
+    for (const [name, lag] of Object.entries(lagNow)) lagBy[name] = (lagBy[name] ?? 0) + lag;
     const now: Backlog = {
       journal_rows: journal,
       ingress_msgs: ingress,

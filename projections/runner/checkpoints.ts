@@ -1,4 +1,5 @@
 import type { SqlDialect } from '../store/dialect';
+import { PROJECTION_PARTITIONS } from './partitions';
 import type { Db, Tx } from './types';
 
 export type Checkpoint = Readonly<{ version: number; position: number }>;
@@ -10,6 +11,16 @@ export type Checkpoint = Readonly<{ version: number; position: number }>;
 export function partitionCheckpoint(name: string, partition: number): string {
   return `${name}#${partition}`;
 }
+
+/** Every checkpoint row of a projection: one per partition, or its bare name. */
+export function checkpointNames(p: Readonly<{ name: string; partitioned?: boolean }>): string[] {
+  return p.partitioned
+    ? Array.from({ length: PROJECTION_PARTITIONS }, (_, i) => partitionCheckpoint(p.name, i))
+    : [p.name];
+}
+
+/** The projection a checkpoint row belongs to (`mirror`, `staged_rows#3` → `staged_rows`). */
+export const projectionOfCheckpoint = (name: string): string => name.split('#')[0]!;
 
 export async function readCheckpoint(db: Db | Tx, name: string): Promise<Checkpoint | undefined> {
   return db

@@ -8,7 +8,7 @@ import { migrate } from '../store/migrations';
 import type { ReadStore } from '../store/open';
 import type { AnyProjection, CommandSender, Log, StreamName } from './types';
 import { silentLog } from './types';
-import { partitionCheckpoint, readCheckpoints } from './checkpoints';
+import { checkpointNames, readCheckpoints } from './checkpoints';
 import { LineagePartitions, PROJECTION_PARTITIONS } from './partitions';
 import {
   type BatchLimits,
@@ -178,9 +178,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Projector>
 
   /** Status of a projection this projector does not run (e.g. `sluice projections status`). */
   async function idleStatus(p: AnyProjection): Promise<ProjectionStatus> {
-    const names = p.partitioned
-      ? Array.from({ length: PROJECTION_PARTITIONS }, (_, i) => partitionCheckpoint(p.name, i))
-      : [p.name];
+    const names = checkpointNames(p);
     const [cps, info] = await Promise.all([
       readCheckpoints(opts.store.db, names),
       jsm.streams.info(p.stream).catch(() => undefined),

@@ -12,7 +12,7 @@ import { lineageDecider } from '../../domain/lineage/decide';
 import type { ActiveLineage } from '../../domain/lineage/state';
 import { fold } from '../../domain/shared/decider';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
-import { createProjections, type Page, type ReadStore } from '../../projections';
+import { checkpointNames, createProjections, type Page, type ReadStore } from '../../projections';
 import { type Managed, startProcess } from './proc';
 import { getJson, postJson, ROOT, TEST_PROJECT } from './stack';
 import { waitFor } from './wait';
@@ -202,10 +202,13 @@ export async function projectionsCaughtUp(nc: NatsConnection, store: ReadStore):
     if (!streams.has(p.stream)) streams.set(p.stream, (await jsm.streams.info(p.stream)).state.last_seq);
   }
   const cps = await store.db.selectFrom('projection_checkpoints').select(['name', 'position']).execute();
-  return createProjections().every((p) => {
-    const cp = cps.find((c) => c.name === p.name);
-    return cp !== undefined && Number(cp.position) >= streams.get(p.stream)!;
-  });
+  // A partitioned projection has caught up when every one of its partitions has.
+  return createProjections().every((p) =>
+    checkpointNames(p).every((name) => {
+      const cp = cps.find((c) => c.name === name);
+      return cp !== undefined && Number(cp.position) >= streams.get(p.stream)!;
+    }),
+  );
 }
 
 /** What the agent has journaled for a table (largest commit_seq) and what still waits for confirmation. */
