@@ -13,6 +13,7 @@ import { dumpStore } from '../test-support/dump';
 import { bindAll, TestLineage, upsert } from '../test-support/lineage';
 import { startTestNats, type TestNats } from '../test-support/nats';
 import { openTestStore, type TestStore } from '../test-support/stores';
+import { createProjections } from '../registry';
 import { devicePartition, PROJECTION_PARTITIONS } from './partitions';
 import { type Projector, startProjector } from './projector';
 
@@ -53,17 +54,21 @@ function evenDeviceIds(): string[] {
   return [...per.values()].flat();
 }
 
+/** The projections run whole, each by one projector (lease group `projector-global`). */
+const WHOLE = createProjections().filter((p) => !p.partitioned).length;
+
 type Counted = {
   projector: Projector;
   nc: NatsConnection;
   applied: Map<string, number>;
   conflicts: number;
   owned: number;
+  whole: number;
 };
 
 async function sharedProjector(memberId: string): Promise<Counted> {
   const nc = await connect({ servers: nats.server.url });
-  const c = { nc, applied: new Map(), conflicts: 0, owned: 0 } as Counted;
+  const c = { nc, applied: new Map(), conflicts: 0, owned: 0, whole: 0 } as Counted;
   c.projector = await startProjector({
     nc,
     store: store.store,
@@ -71,7 +76,7 @@ async function sharedProjector(memberId: string): Promise<Counted> {
       applied: (p, n) => c.applied.set(p, (c.applied.get(p) ?? 0) + n),
       conflict: () => void c.conflicts++,
     },
-    share: { memberId, onOwned: (group, n) => void (group === 'projector' && (c.owned = n)) },
+    share: { memberId, onOwned: (group, n) => void (group === 'projector' ? (c.owned = n) : (c.whole = n)) },
   });
   return c;
 }
@@ -142,9 +147,9 @@ it('two projectors split the partitions, and one takes over when the other dies'
     // `a` dies: its connection goes, its leases are never given back.
     await a.nc.close();
     await appendRows(lineages, 3);
-    await waitFor(() => b.owned === PROJECTION_PARTITIONS, {
+    await waitFor(() => b.owned === PROJECTION_PARTITIONS && b.whole === WHOLE, {
       timeoutMs: 30_000,
-      message: 'the survivor holding every partition',
+      message: 'the survivor holding every partition and whole projection',
     });
     await b.projector.waitForCaughtUp(undefined, { timeoutMs: 60_000 });
   } finally {
