@@ -11,7 +11,7 @@ import { STREAMS } from '../../infra/nats/names';
 import { Registry } from '../../infra/nats/registry';
 import { ensureStreams } from '../../infra/nats/streams';
 import { silentLogger } from '../../infra/log';
-import { createMetrics } from '../../infra/metrics';
+import { createMetrics, type Metrics } from '../../infra/metrics';
 import { LineageCommandHandler } from '../../worker/handler';
 import { IngressWorker } from '../../worker/ingress-worker';
 import {
@@ -50,10 +50,8 @@ afterAll(async () => {
 /** The bridge's own uplink connection, with the short pings the `bridge` role gives it. */
 const uplinkConnection = () => connect({ servers: nats.url, pingInterval: 1_000, maxPingOut: 2 });
 
-const lineageSubjects = async (): Promise<Record<string, number>> =>
-  (await jsm.streams.info(STREAMS.lineage, { subjects_filter: '>' })).state.subjects ?? {};
-
-it('rejects every generated invalid uplink without a lineage or an event, and keeps serving', async () => {
+/** A bridge (with its own uplink connection) and a worker on the test server, sharing metrics. */
+async function startPipeline() {
   const metrics = createMetrics();
   const registry = await Registry.open(nc);
   const store = await JetStreamEventStore.create(nc);
@@ -62,7 +60,7 @@ it('rejects every generated invalid uplink without a lineage or an event, and ke
     mqttUrl: nats.mqttUrl,
     clientId: `b-${uuidv7()}`,
     projectOf: () => PROJECT,
-    uplinkConnection: uplinkConnection,
+    uplinkConnection,
     log: silentLogger(),
     metrics,
   });
@@ -75,6 +73,21 @@ it('rejects every generated invalid uplink without a lineage or an event, and ke
     metrics,
   });
   await worker.start();
+  return { metrics, registry, store, bridge, worker };
+}
+
+/** Rejections the bridge counted: all of them, or those with one code. */
+async function rejections(metrics: Metrics, code?: string): Promise<number> {
+  const text = await metrics.registry.getSingleMetricAsString('sluice_rejections_total');
+  if (code) return Number(new RegExp(`code="${code}"} (\\d+)`).exec(text)?.[1] ?? 0);
+  return [...text.matchAll(/} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+const lineageSubjects = async (): Promise<Record<string, number>> =>
+  (await jsm.streams.info(STREAMS.lineage, { subjects_filter: '>' })).state.subjects ?? {};
+
+it('rejects every generated invalid uplink without a lineage or an event, and keeps serving', async () => {
+  const { metrics, registry, store, bridge, worker } = await startPipeline();
   const device = `fuzz-${uuidv7().slice(-8)}`;
   const client = await mqtt.connectAsync(nats.mqttUrl, { clientId: device, protocolVersion: 4 });
   try {
@@ -124,10 +137,7 @@ it('rejects every generated invalid uplink without a lineage or an event, and ke
     expect(expected).toBeGreaterThan(SAMPLE / 2);
     const before = await lineageSubjects();
     for (const [topic, body] of sample) await client.publishAsync(topic, body, { qos: 1 });
-    const rejected = async () => {
-      const text = await metrics.registry.getSingleMetricAsString('sluice_rejections_total');
-      return [...text.matchAll(/} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
-    };
+    const rejected = () => rejections(metrics);
     // Every one is refused and recorded (the bridge's only other outcome would be an ingress append).
     await waitFor(async () => (await rejected()) === expected, {
       message: `${expected} rejections`,
@@ -155,27 +165,7 @@ it('rejects every generated invalid uplink without a lineage or an event, and ke
 });
 
 it('rejects topics whose subject would break the NATS protocol line, and keeps serving', async () => {
-  const metrics = createMetrics();
-  const registry = await Registry.open(nc);
-  const store = await JetStreamEventStore.create(nc);
-  const bridge = new UplinkBridge({
-    nc,
-    mqttUrl: nats.mqttUrl,
-    clientId: `b-${uuidv7()}`,
-    projectOf: () => PROJECT,
-    uplinkConnection,
-    log: silentLogger(),
-    metrics,
-  });
-  await bridge.start();
-  const worker = new IngressWorker({
-    nc,
-    handler: new LineageCommandHandler(store),
-    registry,
-    log: silentLogger(),
-    metrics,
-  });
-  await worker.start();
+  const { metrics, registry, store, bridge, worker } = await startPipeline();
   const device = `ws-${uuidv7().slice(-8)}`;
   const client = await mqtt.connectAsync(nats.mqttUrl, { clientId: device, protocolVersion: 4 });
   try {
@@ -189,19 +179,11 @@ it('rejects topics whose subject would break the NATS protocol line, and keeps s
       `hostile/\n${device}/sync/ingest/ack`,
     ];
     for (const topic of poisoned) await client.publishAsync(topic, batch, { qos: 1 });
-    const rejected = async (code: string) => {
-      const text = await metrics.registry.getSingleMetricAsString('sluice_rejections_total');
-      return Number(new RegExp(`code="${code}"} (\\d+)`).exec(text)?.[1] ?? 0);
-    };
-    const total = async () => {
-      const text = await metrics.registry.getSingleMetricAsString('sluice_rejections_total');
-      return [...text.matchAll(/} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
-    };
-    await waitFor(async () => (await total()) === poisoned.length, {
+    await waitFor(async () => (await rejections(metrics)) === poisoned.length, {
       message: `${poisoned.length} rejections`,
       timeoutMs: 60_000,
     });
-    expect(await rejected('invalid_topic')).toBe(poisoned.length);
+    expect(await rejections(metrics, 'invalid_topic')).toBe(poisoned.length);
     // None is left in the listener's stream to stall a bridge again.
     const left = await jsm.streams.info('$MQTT_msgs', { subjects_filter: '$MQTT.msgs.>' });
     expect(Object.keys(left.state.subjects ?? {}).filter((s) => /[ \t\r\n]/.test(s))).toEqual([]);
