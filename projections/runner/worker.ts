@@ -7,6 +7,7 @@ import {
 import type { ReadStore } from '../store/open';
 import { BoundedBuffer, backoffMs, cancellableDelay } from './buffer';
 import {
+  checkpointNames,
   ensurePartitionCheckpoints,
   lockCheckpoints,
   partitionCheckpoint,
@@ -143,10 +144,7 @@ export class ProjectionWorker {
 
   /** Every checkpoint of the projection, owned here or not (a reset writes them all). */
   private allKeys(): string[] {
-    const name = this.deps.projection.name;
-    return this.owned
-      ? Array.from({ length: PROJECTION_PARTITIONS }, (_, p) => partitionCheckpoint(name, p))
-      : [name];
+    return checkpointNames({ name: this.deps.projection.name, partitioned: this.owned !== null });
   }
 
   /** The checkpoint a message advances here; undefined when another projector owns its partition. */
