@@ -159,10 +159,9 @@ export class IngressWorker {
 
   private async process(m: JsMsg, msg: IngressMessage): Promise<void> {
     if (msg.kind === 'request') {
-      // A finalize may take minutes (a whole object, chunk by chunk): it runs beside the loop and
-      // acks its message itself once every chunk is appended. A verify_report goes the same way
-      // (worker/uploads.ts routes it), so every device request is handled in one place.
-      this.uploads.handle(msg, m);
+      // Every device request is handled in one place (worker/uploads.ts): a verify report in
+      // order, a finalize beside the loop.
+      await this.uploads.handle(msg, m);
       return;
     }
     try {

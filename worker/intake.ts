@@ -67,23 +67,28 @@ export function intakeCommand(
 
 /**
  * Messages in delivery order, with the batches of one (kind, device, table) gathered where the
- * first of them stood: each group is one lineage's, decided together; the rest stay alone.
+ * first of them stood: each group is one lineage's, decided together; the rest stay alone. A
+ * device's other message (a verify report, an ack) closes that device's groups: a batch after it
+ * is decided after it, since a verify report must be compared before the changes that follow it.
  */
 export function groupBatches<T extends { msg: IngressMessage }>(items: readonly T[]): T[][] {
   const units: T[][] = [];
-  const groups = new Map<string, T[]>();
+  const groups = new Map<string, Map<string, T[]>>();
   for (const item of items) {
     const { msg } = item;
     if (!isBatch(msg)) {
+      groups.delete(msg.device_key);
       units.push([item]);
       continue;
     }
-    const key = JSON.stringify([msg.kind, msg.device_key, msg.payload.source_table]);
-    const group = groups.get(key);
+    let device = groups.get(msg.device_key);
+    if (!device) groups.set(msg.device_key, (device = new Map()));
+    const key = JSON.stringify([msg.kind, msg.payload.source_table]);
+    const group = device.get(key);
     if (group) group.push(item);
     else {
       const fresh = [item];
-      groups.set(key, fresh);
+      device.set(key, fresh);
       units.push(fresh);
     }
   }

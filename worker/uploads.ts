@@ -72,7 +72,17 @@ export class UploadIngest {
 
   constructor(private readonly opts: UploadIngestOptions) {}
 
-  handle(msg: IngressMessage, m: JsMsg): void {
+  /**
+   * A device request. A verify report or a url_request is decided in its partition's order (the
+   * promise settles once it is): a report is compared against the mirror at the point it is
+   * folded, so the device's changes after it must not be decided first. A finalize may take
+   * minutes (a whole object, chunk by chunk): it runs beside the loop (the promise settles at once)
+   * and acks its message itself once every chunk is appended.
+   */
+  async handle(msg: IngressMessage, m: JsMsg): Promise<void> {
+    if (msg.kind === 'request' && msg.payload['request_kind'] !== 'finalize') {
+      return this.process(msg as RequestMessage, m);
+    }
     const key = `${m.info.streamSequence}`;
     if (this.active.has(key)) {
       m.working(); // a redelivery of a finalize this worker is still taking in
@@ -173,8 +183,9 @@ export class UploadIngest {
   /**
    * A report must be decided after the rows it covers: the comparison folds it against the mirror
    * at its position. The agent sends it only once the cloud has receipted those rows, but a
-   * receipt means "in the ingress stream", and requests run beside the batch loop (and a batch
-   * decision may be retried), so the report can reach the lineage first. Until the lineage has
+   * receipt means "in the ingress stream", and a batch decision that failed is retried after a
+   * delay (or another worker holds the partition for a moment), so the report can reach the
+   * lineage first. Until the lineage has
    * taken in `through_commit_seq` of the report's epoch it waits (nak); after many deliveries it
    * goes on anyway, and a comparison that is too early says `divergent` and resyncs, which is safe.
    */
