@@ -3,7 +3,7 @@ import {
   type Receipt,
   type RowBatch,
   type TelemetryBatch,
-  type UploadFinalize,
+  type UplinkKind,
   type UploadRequest,
 } from '../../domain/protocol/contracts';
 import { batchDigest, parseUplinkTopic, uplinkId, validateUplink } from '../../domain/protocol/uplink';
@@ -89,16 +89,8 @@ export function decodeUplink(
     received_at: receivedAt,
     ...(batch ? { payload_digest: batchDigest(payload) } : {}),
   } as IngressMessage;
-  const receiptTopic = `${device_key}/${RECEIPT_TOPIC}`;
-  const receipt: Readonly<{ topic: string; body: Receipt }> | undefined =
-    kind === 'rows'
-      ? { topic: receiptTopic, body: rowReceipt(validated.value as RowBatch) }
-      : kind === 'telemetry'
-        ? { topic: receiptTopic, body: telemetryReceipt(validated.value as TelemetryBatch) }
-        : kind === 'request' && (validated.value as UploadRequest).request_kind === 'finalize'
-          ? // The object is stored and its finalize durable: the device may let the journal range go.
-            { topic: receiptTopic, body: finalizeReceipt(validated.value as UploadFinalize) }
-          : undefined;
+  const body = receiptOf(kind, validated.value);
+  const receipt = body ? { topic: `${device_key}/${RECEIPT_TOPIC}`, body } : undefined;
   return {
     ok: true,
     message,
@@ -108,28 +100,49 @@ export function decodeUplink(
   };
 }
 
-const rowReceipt = (b: RowBatch): Receipt => ({
-  format_version: 1,
-  batch_id: b.batch_id,
-  source_table: b.source_table,
-  journal_epoch: b.journal_epoch,
-  last_commit_seq: b.last_commit_seq,
-});
-
-const finalizeReceipt = (f: UploadFinalize): Receipt => ({
-  format_version: 1,
-  batch_id: f.upload_id,
-  source_table: f.source_table,
-  journal_epoch: f.journal_epoch,
-  last_commit_seq: f.last_commit_seq,
-});
-
-const telemetryReceipt = (b: TelemetryBatch): Receipt => ({
-  format_version: 1,
-  batch_id: b.batch_id,
-  source_table: b.source_table,
-  batch_seq: b.batch_seq,
-});
+/**
+ * What the device is told once an uplink is in the ingress stream (undefined: nothing). A batch
+ * and an upload's finalize may let their journal range go. A verify report lets the table's next
+ * changes go: they follow the report in the stream, so the comparison sees none of them
+ * (docs/verify.md); its receipt names the verify_id as its batch_id.
+ */
+function receiptOf(kind: UplinkKind, value: unknown): Receipt | undefined {
+  if (kind === 'rows') {
+    const b = value as RowBatch;
+    return {
+      format_version: 1,
+      batch_id: b.batch_id,
+      source_table: b.source_table,
+      journal_epoch: b.journal_epoch,
+      last_commit_seq: b.last_commit_seq,
+    };
+  }
+  if (kind === 'telemetry') {
+    const b = value as TelemetryBatch;
+    return { format_version: 1, batch_id: b.batch_id, source_table: b.source_table, batch_seq: b.batch_seq };
+  }
+  if (kind !== 'request') return undefined;
+  const r = value as UploadRequest;
+  if (r.request_kind === 'finalize') {
+    return {
+      format_version: 1,
+      batch_id: r.upload_id,
+      source_table: r.source_table,
+      journal_epoch: r.journal_epoch,
+      last_commit_seq: r.last_commit_seq,
+    };
+  }
+  if (r.request_kind === 'verify_report') {
+    return {
+      format_version: 1,
+      batch_id: r.verify_id,
+      source_table: r.source_table,
+      journal_epoch: r.journal_epoch,
+      last_commit_seq: r.through_commit_seq,
+    };
+  }
+  return undefined;
+}
 
 /** The first 256 bytes, printable ASCII only: safe in a log line, a JSON record and a terminal. */
 export function excerpt(payload: Uint8Array): string {

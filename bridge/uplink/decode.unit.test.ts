@@ -23,3 +23,36 @@ it.each([
   if (d.ok) return;
   expect(d.record).toMatchObject({ code: 'invalid_topic', project_id: project, topic, kind: null });
 });
+
+it("receipts a verify report under its verify_id, at the report's position", () => {
+  const report = {
+    format_version: 1,
+    request_kind: 'verify_report',
+    request_id: '0190a000-0000-7000-8000-0000000000c1',
+    verify_id: '0190a000-0000-7000-8000-0000000000d1',
+    source_table: 'meters',
+    journal_epoch: '0190a000-0000-7000-8000-0000000000e1',
+    through_commit_seq: 42,
+    schema_hash: 'a'.repeat(64),
+    columns: ['id'],
+    digests: [{ bucket: 3, rows: 1, digest: 'b'.repeat(64) }],
+  };
+  const d = decodeUplink(
+    'acme/gw-01/sync/ingest/request',
+    Buffer.from(JSON.stringify(report)),
+    projectOf,
+    at,
+  );
+  expect(d.ok).toBe(true);
+  if (!d.ok) return;
+  expect(d.receipt).toEqual({
+    topic: 'acme/gw-01/sync/ingest/receipt',
+    body: {
+      format_version: 1,
+      batch_id: report.verify_id,
+      source_table: 'meters',
+      journal_epoch: report.journal_epoch,
+      last_commit_seq: 42,
+    },
+  });
+});
