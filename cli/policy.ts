@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import type { Policy } from '../domain/policy/policy';
 import { CliError, EXIT } from './client';
-import { apiCommand, run } from './operator';
+import { apiCommand, run } from './operator/common';
 import { type Io, json } from './output';
 import { fields } from './table';
 

@@ -25,7 +25,7 @@ import {
   readActions,
   run,
   uuidArg,
-} from './operator';
+} from './operator/common';
 
 type RegistryBody = {
   registry_id: string;

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { CliError, EXIT } from './client';
-import { type Ctx, apiCommand, run } from './operator';
+import { type Ctx, apiCommand, run } from './operator/common';
 import { type Io, json } from './output';
 import { type Column, table } from './table';
 import { sparkline } from './sparkline';
