@@ -127,7 +127,12 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     wakeScheduled = true;
     setImmediate(() => {
       wakeScheduled = false;
-      if (!stopped) pumpAll();
+      if (stopped) return;
+      try {
+        pumpAll();
+      } catch (err) {
+        stepFailed(err, 'pump_failed', 'sending the next batches failed; retrying on the next tick');
+      }
     });
   };
   const laneDeps = (topic: string): LaneDeps => ({
@@ -140,6 +145,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     now,
     counters,
     wake,
+    failed: stepFailed,
   });
   const maxRows = Math.min(rep.maxBatchRows, MAX_BATCH_ROWS);
   const maxBytes = Math.min(rep.maxBatchBytes, MAX_PAYLOAD_BYTES);
@@ -165,7 +171,13 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       }
     : {};
 
-  const observer = new SchemaObserver({ state, log, topic: `${root}/${UPLINK_TOPICS.schema}`, sender });
+  const observer = new SchemaObserver({
+    state,
+    log,
+    topic: `${root}/${UPLINK_TOPICS.schema}`,
+    sender,
+    failed: stepFailed,
+  });
 
   const retention = new Retention({
     journal,

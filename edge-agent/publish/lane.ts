@@ -35,7 +35,14 @@ export type LaneDeps = Readonly<{
   counters: LaneCounters;
   /** Called when a confirmation frees the window (the agent pumps the lane again). */
   wake: () => void;
+  /**
+   * Where a step that runs outside the agent's tick (a PUBACK's continuation) reports a failure,
+   * such as a full disk under state.db: logged like a failed tick, never thrown into the void.
+   */
+  failed: StepFailed;
 }>;
+
+export type StepFailed = (err: unknown, event: string, what: string) => void;
 
 /**
  * What rows and telemetry lanes share: an ordered window of in-flight batches per table, sent
@@ -78,15 +85,20 @@ export abstract class Lane {
       { event: b.sends === 1 ? 'publish' : 'resend', table: this.table, batch_id: b.batchId, rows: b.rows },
       b.sends === 1 ? 'published batch' : 're-sent unconfirmed batch',
     );
-    sender.publish(this.deps.topic, b.payload).then(
-      () => {
-        if (this.deps.delivery === 'puback') this.confirmById(b.batchId);
-      },
-      (err: Error) => {
-        // Kept in the window: the next reconnect or timeout sends it again.
-        log.warn({ event: 'publish_failed', table: this.table, batch_id: b.batchId, err: err.message });
-      },
-    );
+    sender
+      .publish(this.deps.topic, b.payload)
+      .then(
+        () => {
+          if (this.deps.delivery === 'puback') this.confirmById(b.batchId);
+        },
+        (err: Error) => {
+          // Kept in the window: the next reconnect or timeout sends it again.
+          log.warn({ event: 'publish_failed', table: this.table, batch_id: b.batchId, err: err.message });
+        },
+      )
+      .catch((err: unknown) =>
+        this.deps.failed(err, 'confirm_failed', 'recording a confirmation failed; the batch is sent again'),
+      );
   }
 
   protected abstract confirmById(batchId: string): void;

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { SchemaObserve } from '../../domain/protocol/contracts';
 import type { SchemaColumns } from '../../domain/protocol/fingerprint';
 import type { StateStore } from '../state/state-db';
+import type { StepFailed } from './lane';
 
 export type ObserverDeps = Readonly<{
   state: StateStore;
@@ -9,6 +10,7 @@ export type ObserverDeps = Readonly<{
   /** `{root}/sync/schema/observe`. */
   topic: string;
   sender: Readonly<{ connected: () => boolean; publish: (topic: string, payload: string) => Promise<void> }>;
+  failed: StepFailed;
 }>;
 
 /**
@@ -53,21 +55,26 @@ export class SchemaObserver {
     for (const [table, p] of this.pending) {
       if (this.sending.has(table)) continue;
       this.sending.add(table);
-      this.d.sender.publish(this.d.topic, p.payload).then(
-        () => {
-          this.sending.delete(table);
-          if (this.pending.get(table)?.hash === p.hash) this.pending.delete(table);
-          this.d.state.setSchemaHash(table, p.hash);
-          this.d.log.info(
-            { event: 'schema_observe', table, schema_hash: p.hash },
-            'schema observation published',
-          );
-        },
-        (err: Error) => {
-          this.sending.delete(table);
-          this.d.log.warn({ event: 'publish_failed', table, what: 'schema_observe', err: err.message });
-        },
-      );
+      this.d.sender
+        .publish(this.d.topic, p.payload)
+        .then(
+          () => {
+            this.sending.delete(table);
+            if (this.pending.get(table)?.hash === p.hash) this.pending.delete(table);
+            this.d.state.setSchemaHash(table, p.hash);
+            this.d.log.info(
+              { event: 'schema_observe', table, schema_hash: p.hash },
+              'schema observation published',
+            );
+          },
+          (err: Error) => {
+            this.sending.delete(table);
+            this.d.log.warn({ event: 'publish_failed', table, what: 'schema_observe', err: err.message });
+          },
+        )
+        .catch((err: unknown) =>
+          this.d.failed(err, 'observe_failed', 'recording a schema observation failed; it is sent again'),
+        );
     }
   }
 }

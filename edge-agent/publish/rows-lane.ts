@@ -117,6 +117,7 @@ export class RowsLane extends Lane {
       receiptTimeoutMs: this.r.receiptTimeoutMs,
       maxLineBytes: this.r.maxBytes,
       wake: this.r.wake,
+      failed: this.r.failed,
       ...(lkcvOf ? { lkcvOf } : {}),
       ...(u.put ? { put: u.put } : {}),
     });
@@ -538,25 +539,34 @@ export class RowsLane extends Lane {
       if (!this.r.sender.connected() || !this.r.uploadsTopic) continue;
       this.sendingReports.add(rep.verifyId);
       const payload = rep.payload;
-      this.r.sender.publish(this.r.uploadsTopic, payload).then(
-        () => {
-          this.sendingReports.delete(rep.verifyId);
-          this.r.state.deleteVerifyReport(rep.verifyId);
-          this.r.log.info(
-            {
-              event: 'verify_report',
-              table: this.table,
-              verify_id: rep.verifyId,
-              through_commit_seq: rep.throughSeq,
-            },
-            'verify report published',
-          );
-        },
-        (err: Error) => {
-          this.sendingReports.delete(rep.verifyId);
-          this.r.log.warn({ event: 'publish_failed', verify_id: rep.verifyId, err: err.message });
-        },
-      );
+      this.r.sender
+        .publish(this.r.uploadsTopic, payload)
+        .then(
+          () => {
+            this.sendingReports.delete(rep.verifyId);
+            this.r.state.deleteVerifyReport(rep.verifyId);
+            this.r.log.info(
+              {
+                event: 'verify_report',
+                table: this.table,
+                verify_id: rep.verifyId,
+                through_commit_seq: rep.throughSeq,
+              },
+              'verify report published',
+            );
+          },
+          (err: Error) => {
+            this.sendingReports.delete(rep.verifyId);
+            this.r.log.warn({ event: 'publish_failed', verify_id: rep.verifyId, err: err.message });
+          },
+        )
+        .catch((err: unknown) =>
+          this.r.failed(
+            err,
+            'verify_report_failed',
+            'recording a sent verify report failed; it is sent again',
+          ),
+        );
     }
   }
 

@@ -7,6 +7,7 @@ import { CompressStream } from 'zstd-napi';
 import type { Control } from '../../domain/protocol/contracts';
 import { type Journal, SchemaChangedError } from '../capture/journal';
 import type { StateStore, UploadRecord } from '../state/state-db';
+import type { StepFailed } from './lane';
 import { changeJson, refuseTooLarge } from './row-batch';
 
 /**
@@ -33,6 +34,7 @@ export type UploadJobDeps = Readonly<{
   requestTopic: string;
   receiptTimeoutMs: number;
   wake: () => void;
+  failed: StepFailed;
   lkcvOf?: (pkCanonical: string, commitSeq: number) => number | undefined;
   /** A line larger than this travels as refused (row_too_large), like in a batch. */
   maxLineBytes: number;
@@ -242,6 +244,9 @@ export class UploadJob {
           );
         } else this.retryLater(err.message);
       })
+      .catch((err: unknown) =>
+        this.d.failed(err, 'upload_put_failed', 'recording an upload step failed; it is tried again'),
+      )
       .finally(() => {
         this.putting = false;
       });
