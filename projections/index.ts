@@ -5,7 +5,19 @@ export type { ReadStoreDB } from './store/schema';
 export type { SqlDialect } from './store/dialect';
 export { quoteIdent, mirrorTableName, telemetryTableName } from './store/identifiers';
 export * from './store/page';
-export * from './store/queries';
+// lineages and reviews are named: their row mappers, shared with getLineage, are not public.
+export * from './store/queries/ledgers';
+export * from './store/queries/lineage-detail';
+export {
+  listLineages,
+  lineageExists,
+  type LineageSummary,
+  type ListLineagesQuery,
+} from './store/queries/lineages';
+export * from './store/queries/mirror-rows';
+export { listReviews, getReview, type ReviewView, type ListReviewsQuery } from './store/queries/reviews';
+export * from './store/queries/staged-rows';
+export * from './store/queries/verify';
 export {
   startProjector,
   type Projector,

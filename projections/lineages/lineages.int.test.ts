@@ -4,15 +4,12 @@ import { waitFor } from '../../tests/support/wait';
 import type { ActiveLineage } from '../../domain/lineage/state';
 import { DEFAULT_POLICY } from '../../domain/policy/policy';
 import { startProjector, type Projector } from '../runner/projector';
-import {
-  getLineage,
-  listLineages,
-  listMirrorRows,
-  listPendingControls,
-  listReviews,
-  listSegments,
-  listStagedRows,
-} from '../store/queries';
+import { getLineage } from '../store/queries/lineage-detail';
+import { listLineages } from '../store/queries/lineages';
+import { listPendingControls, listSegments } from '../store/queries/ledgers';
+import { listMirrorRows } from '../store/queries/mirror-rows';
+import { listReviews } from '../store/queries/reviews';
+import { listStagedRows } from '../store/queries/staged-rows';
 import { decideAndAppend, minted, RecordingCommands, rowBatch, upsert } from '../test-support/lineage';
 import { quoteIdent } from '../store/identifiers';
 import { startTestNats, type TestNats } from '../test-support/nats';

@@ -6,7 +6,7 @@ import type { RowChange } from '../../domain/protocol/contracts';
 import type { SchemaColumns } from '../../domain/protocol/fingerprint';
 import { startProjector, type Projector } from '../runner/projector';
 import { quoteIdent } from '../store/identifiers';
-import { listMirrorRows } from '../store/queries';
+import { listMirrorRows } from '../store/queries/mirror-rows';
 import { bindAll, del, RecordingCommands, TestLineage, upsert } from '../test-support/lineage';
 import { startTestNats, type TestNats } from '../test-support/nats';
 import { DIALECTS, openTestStore, type TestStore } from '../test-support/stores';

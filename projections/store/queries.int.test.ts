@@ -5,17 +5,12 @@ import { DEVICE_STATE_SETPOINT } from '../../tests/support/fixtures';
 import { bindAll, TestLineage, upsert } from '../test-support/lineage';
 import { startTestNats, type TestNats } from '../test-support/nats';
 import { DIALECTS, openTestStore, type TestStore } from '../test-support/stores';
-import {
-  decodeCursor,
-  getLineage,
-  getReview,
-  listLineages,
-  listMirrorRows,
-  listRejections,
-  listReviews,
-  listSegments,
-  listStagedRows,
-} from './queries';
+import { listRejections, listSegments } from './queries/ledgers';
+import { getLineage } from './queries/lineage-detail';
+import { listLineages } from './queries/lineages';
+import { listMirrorRows } from './queries/mirror-rows';
+import { getReview, listReviews } from './queries/reviews';
+import { decodeCursor, listStagedRows } from './queries/staged-rows';
 import { MAX_LIMIT } from './page';
 
 let nats: TestNats;

@@ -5,7 +5,7 @@ import { storageClassOf } from '../../domain/protocol/wire-values';
 import { waitFor } from '../../tests/support/wait';
 import { startProjector, type Projector } from '../runner/projector';
 import { quoteIdent } from '../store/identifiers';
-import { getLineage } from '../store/queries';
+import { getLineage } from '../store/queries/lineage-detail';
 import { bindAll, RecordingCommands, TestLineage } from '../test-support/lineage';
 import { startTestNats, type TestNats } from '../test-support/nats';
 import { DIALECTS, openTestStore, type TestStore } from '../test-support/stores';
