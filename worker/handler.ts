@@ -4,7 +4,7 @@ import { type LineageState, evolve, initialState } from '../domain/lineage/state
 import { DomainError } from '../domain/shared/errors';
 import type { EventStore } from '../domain/shared/ports';
 import { type Metrics, countOutcomes } from '../infra/metrics';
-import { SNAPSHOT_SCHEMA, type SnapshotStore } from '../infra/nats/snapshots';
+import { SNAPSHOT_SCHEMA, type SnapshotStore, currentSnapshot } from '../infra/nats/snapshots';
 import {
   AggregateHandler,
   type CommandMeta,
@@ -63,7 +63,7 @@ export class LineageCommandHandler {
       ...(snapshots
         ? {
             snapshots: {
-              get: (id) => snapshots.get(id),
+              get: async (id) => currentSnapshot(await snapshots.get(id)),
               put: (id, s) => snapshots.put(id, { schema: SNAPSHOT_SCHEMA, ...s }),
             },
             snapshotEvery: SNAPSHOT_EVERY,

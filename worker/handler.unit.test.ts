@@ -5,7 +5,7 @@ import type { LineageEvent, StoredEvent } from '../domain/lineage/events';
 import { isDomainError } from '../domain/shared/errors';
 import type { EventStore, LoadedStream } from '../domain/shared/ports';
 import { InMemoryEventStore } from '../infra/memory/event-store';
-import type { Snapshot, SnapshotStore } from '../infra/nats/snapshots';
+import { SNAPSHOT_SCHEMA, type Snapshot, type SnapshotStore } from '../infra/nats/snapshots';
 import { LineageCache, LineageCommandHandler, SNAPSHOT_EVERY } from './handler';
 
 const L = '0190a000-0000-7000-8000-0000000000aa';
@@ -78,6 +78,23 @@ describe('lineage command handler', () => {
     const cold = new LineageCommandHandler(counting, { cache: new LineageCache(), snapshots });
     const loaded = await cold.load(L);
     expect(counting.loads).toEqual([snap!.version]);
+    expect(loaded.state).toEqual((await new LineageCommandHandler(store).load(L)).state);
+  });
+
+  it('ignores a snapshot of another schema and folds the lineage from its events', async () => {
+    const store = new InMemoryEventStore<StoredEvent<LineageEvent>>();
+    const snapshots = new MapSnapshots();
+    const hot = new LineageCommandHandler(store, { cache: new LineageCache(), snapshots });
+    for (let seq = 1; seq <= SNAPSHOT_EVERY + 20; seq++)
+      await hot.execute(L, ingest(seq), { decision_id: id() });
+    const snap = snapshots.map.get(L)!;
+    expect(snap.schema).toBe(SNAPSHOT_SCHEMA);
+    // A snapshot written by an older release: its state lacks fields this one reads.
+    snapshots.map.set(L, { ...snap, schema: SNAPSHOT_SCHEMA - 1, state: { status: 'unregistered' } });
+    const counting = new CountingStore(store);
+    const cold = new LineageCommandHandler(counting, { cache: new LineageCache(), snapshots });
+    const loaded = await cold.load(L);
+    expect(counting.loads).toEqual([0]);
     expect(loaded.state).toEqual((await new LineageCommandHandler(store).load(L)).state);
   });
 

@@ -290,7 +290,7 @@ export class IngressWorker {
     state: LineageState,
   ): Promise<void> {
     const registries = this.opts.registries!;
-    if (state.status !== 'registered' || (state.awaiting ?? {})[key.schema_hash] !== view.registry_id) return;
+    if (state.status !== 'registered' || state.awaiting[key.schema_hash] !== view.registry_id) return;
     if (view.status === 'rejected') return; // a person said no for the whole scope: it stays paused
     const r = await registries.execute(
       view.registry_id,

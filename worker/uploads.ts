@@ -197,7 +197,9 @@ export class UploadIngest {
   ): Promise<boolean> {
     if (r.through_commit_seq === 0 || deliveries > MAX_EARLY_REPORT_DELIVERIES) return false;
     const taken = (s: LineageState) =>
-      s.status !== 'registered' || inRanges(s.accepted[r.journal_epoch] ?? [], r.through_commit_seq);
+      s.status !== 'registered' ||
+      s.kind !== 'rows' ||
+      inRanges(s.accepted[r.journal_epoch] ?? [], r.through_commit_seq);
     if (taken(cached)) return false;
     // The cached state may be behind another worker's decisions: look at the stream itself.
     return !taken((await this.opts.handler.load(lineageId, true)).state);
@@ -243,7 +245,7 @@ export class UploadIngest {
   ): Promise<void> {
     const { device, lineageId, state } = await this.lineageOf(msg, f.source_table, false);
     if (state.status !== 'registered') return;
-    const u = findUpload(state, f.upload_id);
+    const u = state.kind === 'rows' ? findUpload(state, f.upload_id) : undefined;
     if (!u)
       throw new DomainError('unknown_upload', `upload ${f.upload_id} was not granted to this device table`);
     if (u.status !== 'granted') return; // finalized before: nothing more to do

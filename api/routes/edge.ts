@@ -331,6 +331,8 @@ export async function registerEdgeRoutes(app: App, deps: Deps): Promise<void> {
       if (!l) throw notFound('lineage');
       const state = await deps.commands.lineageState(lineage_id);
       if (state.status !== 'registered' || state.project_id !== project_id) throw notFound('lineage');
+      // A telemetry lineage never verifies: no run to show.
+      if (state.kind !== 'rows') throw notFound('verify');
       const v = req.query.verify_id ? findVerify(state, req.query.verify_id) : lastVerify(state);
       if (!v) throw notFound('verify');
       return { lineage_id, ...v };

@@ -162,7 +162,8 @@ export async function registerWriteBackRoutes(app: App, deps: Deps): Promise<voi
         }
         // No events: this very decision was appended before (a retry after a lost ack). Answer
         // from the lineage as it is now: each key's current version and state_write.
-        const wb = r.state.status === 'registered' ? r.state.write_back : undefined;
+        const wb =
+          r.state.status === 'registered' && r.state.kind === 'rows' ? r.state.write_back : undefined;
         const current = req.body.rows.map((x) => wb?.rows[cloudKey(x.pk)]);
         const first = current[0];
         // A plain error: the Idempotency-Key is released and the client's retry reads it back.

@@ -6,7 +6,7 @@
 import type { Policy } from '../policy/policy';
 import type { Minted } from './common';
 import type { LineageEvent, PauseReason } from './events';
-import type { ActiveLineage } from './state';
+import { type ActiveLineage, watermarkOf } from './state';
 
 /** Volume backpressure with hysteresis: pause above a cap, resume below resume_threshold_percent of both. */
 export function backpressure(s: ActiveLineage, policy: Policy, m: Minted): LineageEvent[] {
@@ -68,7 +68,7 @@ function control(
       control_id: m.new_control_id,
       control_kind: kind,
       source_table: s.source_table,
-      server_watermark: s.kind === 'telemetry' ? s.last_batch_seq : s.last_commit_seq,
+      server_watermark: watermarkOf(s),
       reason,
       issued_at: m.now,
     },

@@ -7,21 +7,20 @@
  */
 import type { Policy } from '../policy/policy';
 import type { DataPoint, LineageEvent } from './events';
-import type { ActiveLineage } from './state';
+import type { TelemetryLineage } from './state';
 
 export type DataPointPlan = Readonly<{ created: readonly DataPoint[]; missing: readonly string[] }>;
 
 type Flag = Pick<Policy, 'allow_auto_create_device_data_points'> | undefined;
 
 /** What the lineage's bindings need: data points to create, and why others cannot be bound. */
-export function planDataPoints(s: ActiveLineage, policy: Flag): DataPointPlan {
-  if (s.kind !== 'telemetry') return { created: [], missing: [] };
+export function planDataPoints(s: TelemetryLineage, policy: Flag): DataPointPlan {
   const allowed = policy?.allow_auto_create_device_data_points ?? false;
   const created: DataPoint[] = [];
   const missing: string[] = [];
   for (const b of s.bindings) {
     if ((b.action !== 'map' && b.action !== 'auto_create_and_map') || b.target === null) continue;
-    const have = s.data_points?.[b.target];
+    const have = s.data_points[b.target];
     if (have) {
       if (have.affinity !== b.affinity) {
         missing.push(
@@ -53,7 +52,7 @@ const ADVICE =
  * Events that bring the lineage's data points in line with its bindings: the ones to create,
  * then the `data_points` pause (something missing) or its end (nothing missing any more).
  */
-export function dataPointEvents(s: ActiveLineage, policy: Flag): LineageEvent[] {
+export function dataPointEvents(s: TelemetryLineage, policy: Flag): LineageEvent[] {
   const plan = planDataPoints(s, policy);
   const events: LineageEvent[] = [];
   if (plan.created.length > 0)

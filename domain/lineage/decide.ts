@@ -4,7 +4,7 @@
  * Where each rule lives, by term: docs/architecture.md.
  */
 import { assertNever } from '../shared/decider';
-import { requireLineage } from './common';
+import { requireRows } from './common';
 import { decideControlAck, decideControlDelivery } from './controls';
 import type { LineageEvent, LineageAuthority } from './events';
 import { type ApplyRegistryApprovalData, decideRegistryApproval } from './governance';
@@ -125,9 +125,15 @@ export function decide(command: LineageCommand, state: LineageState): readonly L
     case 'AssignFleet':
       return decideAssignFleet(state, command.data);
     case 'SetLineageAuthority':
-      return decideAuthority(requireLineage(state), command.data.authority);
+      return decideAuthority(
+        requireRows(state, 'illegal_transition', 'it has no rows the cloud could own'),
+        command.data.authority,
+      );
     case 'WriteCloudRows':
-      return decideWrite(requireLineage(state), command.data);
+      return decideWrite(
+        requireRows(state, 'illegal_transition', 'it has no rows to write back'),
+        command.data,
+      );
     case 'RequestUpload':
       return decideRequestUpload(state, command.data);
     case 'IngestUploadChunk':

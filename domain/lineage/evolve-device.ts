@@ -1,11 +1,9 @@
-/** How exchanges with the device fold: controls, write-back, uploads, verify runs and resyncs. */
+/** How a rows lineage's exchanges with the device fold: write-back, uploads, verify runs and resyncs. */
 import type { WireValue } from '../protocol/contracts';
 import { assertNever } from '../shared/decider';
 import type { LineageEvent } from './events';
 import {
-  type ActiveLineage,
-  type LineageState,
-  NO_WRITE_BACK,
+  type RowsLineage,
   type UploadState,
   type VerifyState,
   type WriteBackState,
@@ -17,9 +15,6 @@ export type DeviceEvent = Extract<
   LineageEvent,
   {
     type:
-      | 'ControlIssued'
-      | 'ControlDelivered'
-      | 'ControlAcknowledged'
       | 'LineageAuthoritySet'
       | 'CloudRowsWritten'
       | 'UploadGranted'
@@ -36,12 +31,12 @@ export type DeviceEvent = Extract<
 const RECENT_VERIFIES = 16;
 const RECENT_RESYNCS = 16;
 
-function patchVerify(s: ActiveLineage, verifyId: string, patch: Partial<VerifyState>): ActiveLineage {
-  if (!s.verifies) return s;
+function patchVerify(s: RowsLineage, verifyId: string, patch: Partial<VerifyState>): RowsLineage {
   return { ...s, verifies: s.verifies.map((v) => (v.verify_id === verifyId ? { ...v, ...patch } : v)) };
 }
 
-function carriedBy(
+/** A state_write control carries these keys' current versions: each remembers the control. */
+export function carriedBy(
   wb: WriteBackState,
   controlId: string,
   carried: readonly Readonly<{ pk: Readonly<Record<string, WireValue>> }>[],
@@ -58,61 +53,22 @@ function carriedBy(
 const MAX_UPLOADS = 16;
 
 function patchUpload(
-  s: ActiveLineage,
+  s: RowsLineage,
   uploadId: string,
   patch: (u: UploadState) => Partial<UploadState>,
-): ActiveLineage {
-  if (!s.uploads) return s;
+): RowsLineage {
   return {
     ...s,
     uploads: s.uploads.map((u) => (u.upload_id === uploadId ? { ...u, ...patch(u) } : u)),
   };
 }
 
-export function evolveDevice(s: ActiveLineage, event: DeviceEvent): LineageState {
+export function evolveDevice(s: RowsLineage, event: DeviceEvent): RowsLineage {
   switch (event.type) {
-    case 'ControlIssued':
-      return {
-        ...s,
-        device_paused:
-          event.data.control_kind === 'pause_lineage'
-            ? true
-            : event.data.control_kind === 'resume_lineage'
-              ? false
-              : s.device_paused,
-        ...(event.data.control_kind === 'state_write' && event.data.rows && s.write_back
-          ? { write_back: carriedBy(s.write_back, event.data.control_id, event.data.rows) }
-          : {}),
-        controls: [
-          ...s.controls.filter((c) => !c.acknowledged).slice(-31),
-          {
-            control_id: event.data.control_id,
-            control_kind: event.data.control_kind,
-            reason: event.data.reason,
-            server_watermark: event.data.server_watermark,
-            acknowledged: false,
-            deliveries: 0,
-          },
-        ],
-      };
-    case 'ControlDelivered':
-      return {
-        ...s,
-        controls: s.controls.map((c) =>
-          c.control_id === event.data.control_id ? { ...c, deliveries: c.deliveries + 1 } : c,
-        ),
-      };
-    case 'ControlAcknowledged':
-      return {
-        ...s,
-        controls: s.controls.map((c) =>
-          c.control_id === event.data.control_id ? { ...c, acknowledged: true } : c,
-        ),
-      };
     case 'LineageAuthoritySet':
-      return { ...s, write_back: { ...(s.write_back ?? NO_WRITE_BACK), authority: event.data.authority } };
+      return { ...s, write_back: { ...s.write_back, authority: event.data.authority } };
     case 'CloudRowsWritten': {
-      const wb = s.write_back ?? NO_WRITE_BACK;
+      const wb = s.write_back;
       const rows = { ...wb.rows };
       for (const r of event.data.rows) {
         const key = cloudKey(r.pk);
@@ -151,7 +107,7 @@ export function evolveDevice(s: ActiveLineage, event: DeviceEvent): LineageState
         rows: prev?.rows ?? 0,
         duplicates: prev?.duplicates ?? 0,
       };
-      const others = (s.uploads ?? []).filter((u) => u.upload_id !== d.upload_id);
+      const others = s.uploads.filter((u) => u.upload_id !== d.upload_id);
       // Finished uploads are only kept for a while (a late finalize of one is a no-op).
       return { ...s, uploads: [...others.slice(-(MAX_UPLOADS - 1)), next] };
     }
@@ -185,7 +141,7 @@ export function evolveDevice(s: ActiveLineage, event: DeviceEvent): LineageState
         detail: null,
         resync_id: null,
       };
-      return { ...s, verifies: [...(s.verifies ?? []).slice(-(RECENT_VERIFIES - 1)), next] };
+      return { ...s, verifies: [...s.verifies.slice(-(RECENT_VERIFIES - 1)), next] };
     }
     case 'VerifyReported':
       return patchVerify(s, event.data.verify_id, {
@@ -211,7 +167,7 @@ export function evolveDevice(s: ActiveLineage, event: DeviceEvent): LineageState
       return {
         ...s,
         resyncs: [
-          ...(s.resyncs ?? []).slice(-(RECENT_RESYNCS - 1)),
+          ...s.resyncs.slice(-(RECENT_RESYNCS - 1)),
           { resync_id: d.resync_id, control_id: d.control_id, buckets: d.buckets, reason: d.reason },
         ],
         ...(d.reason === 're_enrolment' ? { schema_resync: d.resync_id } : {}),

@@ -1,7 +1,10 @@
-/** How schema governance events fold: schemas, reviews, registry approvals, pauses, fleet, deletion. */
+/**
+ * How schema governance events fold for a lineage of either kind: schemas, reviews, registry
+ * approvals, pauses, fleet.
+ */
 import { assertNever } from '../shared/decider';
 import type { LineageEvent, PauseReason } from './events';
-import type { ActiveLineage, LineageState, ReviewState } from './state-types';
+import type { ActiveLineage, ReviewState } from './state-types';
 
 export type GovernanceEvent = Extract<
   LineageEvent,
@@ -17,11 +20,9 @@ export type GovernanceEvent = Extract<
       | 'SchemaVersionAdopted'
       | 'RegistryReviewAwaited'
       | 'SchemaApprovedByRegistry'
-      | 'DataPointsCreated'
       | 'LineagePaused'
       | 'LineageResumed'
-      | 'LineageFleetAssigned'
-      | 'LineageDeleted';
+      | 'LineageFleetAssigned';
   }
 >;
 
@@ -31,21 +32,23 @@ function withoutKey<T>(record: Readonly<Record<string, T>>, key: string): Record
   return out;
 }
 
-const withoutReason = (reasons: readonly PauseReason[], r: PauseReason) => reasons.filter((x) => x !== r);
+/** A pause reason added once (the read side keeps the same list: projections/lineages). */
+export const withPauseReason = (reasons: readonly PauseReason[], r: PauseReason): readonly PauseReason[] =>
+  reasons.includes(r) ? reasons : [...reasons, r];
+export const withoutPauseReason = (reasons: readonly PauseReason[], r: PauseReason): PauseReason[] =>
+  reasons.filter((x) => x !== r);
 
-function updateReview(s: ActiveLineage, id: string, patch: Partial<ReviewState>): ActiveLineage {
+function updateReview<S extends ActiveLineage>(s: S, id: string, patch: Partial<ReviewState>): S {
   return { ...s, reviews: s.reviews.map((r) => (r.review_id === id ? { ...r, ...patch } : r)) };
 }
 
-export function evolveGovernance(s: ActiveLineage, event: GovernanceEvent): LineageState {
+export function evolveGovernance<S extends ActiveLineage>(s: S, event: GovernanceEvent): S {
   switch (event.type) {
     case 'SchemaVersionObserved':
       return {
         ...s,
         schemas: { ...s.schemas, [event.data.schema_hash]: event.data.schema_columns },
         classifications: { ...s.classifications, [event.data.schema_hash]: event.data.classification },
-        // Columns arrived: the device answered the re_enrolment resync (or never needed it).
-        ...(event.data.schema_columns && s.schema_resync ? { schema_resync: null } : {}),
       };
     case 'SchemaObserved':
       return { ...s, observed_schema: event.data };
@@ -74,7 +77,7 @@ export function evolveGovernance(s: ActiveLineage, event: GovernanceEvent): Line
           status: 'approved',
           action_version: event.data.action_version,
         }),
-        awaiting: withoutKey(s.awaiting ?? {}, event.data.schema_hash),
+        awaiting: withoutKey(s.awaiting, event.data.schema_hash),
         approved_hash: event.data.schema_hash,
         bindings: event.data.bindings,
         // A review of the lineage's own materializes device-scoped again.
@@ -96,14 +99,14 @@ export function evolveGovernance(s: ActiveLineage, event: GovernanceEvent): Line
         ...s,
         approved_hash: event.data.schema_hash,
         bindings: event.data.bindings,
-        unbound_columns: [...new Set([...(s.unbound_columns ?? []), ...event.data.unbound_columns])],
+        unbound_columns: [...new Set([...s.unbound_columns, ...event.data.unbound_columns])],
       };
     case 'RegistryReviewAwaited':
       return { ...s, awaiting: { ...s.awaiting, [event.data.schema_hash]: event.data.registry_id } };
     case 'SchemaApprovedByRegistry': {
       return {
         ...s,
-        awaiting: withoutKey(s.awaiting ?? {}, event.data.schema_hash),
+        awaiting: withoutKey(s.awaiting, event.data.schema_hash),
         approved_hash: event.data.schema_hash,
         bindings: event.data.bindings,
         coalesced: {
@@ -113,24 +116,14 @@ export function evolveGovernance(s: ActiveLineage, event: GovernanceEvent): Line
         },
       };
     }
-    case 'DataPointsCreated':
-      return {
-        ...s,
-        data_points: {
-          ...s.data_points,
-          ...Object.fromEntries(event.data.data_points.map((p) => [p.name, p])),
-        },
-      };
     case 'LineagePaused':
       return s.pause_reasons.includes(event.data.reason)
         ? s
-        : { ...s, pause_reasons: [...s.pause_reasons, event.data.reason] };
+        : { ...s, pause_reasons: withPauseReason(s.pause_reasons, event.data.reason) };
     case 'LineageResumed':
-      return { ...s, pause_reasons: withoutReason(s.pause_reasons, event.data.reason) };
+      return { ...s, pause_reasons: withoutPauseReason(s.pause_reasons, event.data.reason) };
     case 'LineageFleetAssigned':
       return { ...s, fleet_id: event.data.fleet_id };
-    case 'LineageDeleted':
-      return { status: 'deleted', lineage_id: s.lineage_id };
     default:
       return assertNever(event, 'lineage event');
   }

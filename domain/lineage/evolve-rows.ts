@@ -1,75 +1,59 @@
-/** How the rows of a lineage fold: taken in (dedupe, watermark, batch digests), staged, released, failed. */
+/**
+ * How a rows lineage folds: changes taken in (dedupe, watermark, batch digests), refused or
+ * conflicting; the device exchanges only rows lineages have (evolve-device.ts); and what every
+ * lineage folds (evolve-shared.ts).
+ */
 import type { RowChange } from '../protocol/contracts';
 import { assertNever } from '../shared/decider';
 import type { LineageEvent } from './events';
-import {
-  type ActiveLineage,
-  type LineageState,
-  RECENT_BATCH_DIGESTS,
-  addRange,
-  batchDigestOf,
-  failureKey,
-  rowsBytes,
-} from './state-types';
+import { carriedBy, evolveDevice } from './evolve-device';
+import { type LiveEvent, evolveShared, rememberBatch } from './evolve-shared';
+import { type RowsLineage, addRange, rowsBytes } from './state-types';
 
 export type RowsEvent = Extract<
   LineageEvent,
-  {
-    type:
-      | 'RowsStaged'
-      | 'RowsAccepted'
-      | 'TelemetryStaged'
-      | 'TelemetryAccepted'
-      | 'RowsRefused'
-      | 'StateWriteConflictDetected'
-      | 'StagedRowsReleased'
-      | 'ReplayCompleted'
-      | 'MaterializationFailed'
-      | 'MaterializationReset';
-  }
+  { type: 'RowsStaged' | 'RowsAccepted' | 'RowsRefused' | 'StateWriteConflictDetected' }
 >;
 
-function rememberBatch(s: ActiveLineage, batchId: string, digest: string | undefined): ActiveLineage {
-  if (digest === undefined || batchDigestOf(s, batchId) !== undefined) return s;
-  const list = s.batch_digests ?? [];
-  const next = [...list, [batchId, digest] as const];
+export type Watermark = Readonly<{ last_epoch: string | null; last_commit_seq: number }>;
+
+/**
+ * The watermark after changes of `epoch` are taken in: an epoch never taken in before becomes the
+ * newest (first-appearance order, not UUID order), and its highest commit_seq is the watermark;
+ * within the newest epoch the highest commit_seq counts; an older epoch leaves it alone. The
+ * lineages projection keeps the same watermark with this function.
+ */
+export function advanceWatermark(
+  w: Watermark,
+  epoch: string,
+  epochSeen: boolean,
+  seqs: readonly number[],
+): Watermark {
+  const max = Math.max(0, ...seqs);
+  const newEpoch = w.last_epoch !== epoch && !epochSeen;
   return {
-    ...s,
-    batch_digests: next.length > RECENT_BATCH_DIGESTS ? next.slice(-RECENT_BATCH_DIGESTS) : next,
+    last_epoch: newEpoch || w.last_epoch === null ? epoch : w.last_epoch,
+    last_commit_seq: newEpoch
+      ? max
+      : w.last_epoch === epoch || w.last_epoch === null
+        ? Math.max(w.last_commit_seq, max)
+        : w.last_commit_seq,
   };
 }
 
-function takeIn(
-  s: ActiveLineage,
-  epoch: string,
-  rows: readonly Pick<RowChange, 'commit_seq'>[],
-): ActiveLineage {
+function takeIn(s: RowsLineage, epoch: string, rows: readonly Pick<RowChange, 'commit_seq'>[]): RowsLineage {
   const seqs = rows.map((r) => r.commit_seq);
-  const max = Math.max(0, ...seqs);
-  const newEpoch = s.last_epoch !== epoch && !Object.hasOwn(s.accepted, epoch);
   return {
     ...s,
     accepted: { ...s.accepted, [epoch]: addRange(s.accepted[epoch] ?? [], seqs) },
-    last_epoch: newEpoch || s.last_epoch === null ? epoch : s.last_epoch,
-    last_commit_seq: newEpoch
-      ? max
-      : s.last_epoch === epoch || s.last_epoch === null
-        ? Math.max(s.last_commit_seq, max)
-        : s.last_commit_seq,
+    ...advanceWatermark(s, epoch, Object.hasOwn(s.accepted, epoch), seqs),
   };
 }
 
-const RECENT_BATCHES = 64;
+/** The code a refused change is counted under. */
+export const refusalCode = (r: Pick<RowChange, 'refusal'>): string => r.refusal?.code ?? 'unknown';
 
-function takeInBatch(s: ActiveLineage, seq: number, batchId: string): ActiveLineage {
-  return {
-    ...s,
-    last_batch_seq: Math.max(s.last_batch_seq, seq),
-    recent_batches: [...s.recent_batches, [seq, batchId] as const].slice(-RECENT_BATCHES),
-  };
-}
-
-export function evolveRows(s: ActiveLineage, event: RowsEvent): LineageState {
+export function evolveRows(s: RowsLineage, event: LiveEvent): RowsLineage {
   switch (event.type) {
     case 'RowsStaged':
       return {
@@ -92,30 +76,11 @@ export function evolveRows(s: ActiveLineage, event: RowsEvent): LineageState {
         // reports each failing write; an accepted batch says nothing about the next write).
         materialized_rows: s.materialized_rows + event.data.rows.length,
       };
-    case 'TelemetryStaged':
-      return {
-        ...rememberBatch(
-          takeInBatch(s, event.data.batch_seq, event.data.batch_id),
-          event.data.batch_id,
-          event.data.payload_digest,
-        ),
-        staged_rows: s.staged_rows + event.data.rows.length,
-        staged_bytes: s.staged_bytes + rowsBytes(event.data.rows),
-      };
-    case 'TelemetryAccepted':
-      return {
-        ...rememberBatch(
-          takeInBatch(s, event.data.batch_seq, event.data.batch_id),
-          event.data.batch_id,
-          event.data.payload_digest,
-        ),
-        materialized_rows: s.materialized_rows + event.data.rows.length,
-      };
     case 'RowsRefused': {
       // Taken in like rows (a retried batch is deduped), counted, never materialized.
       const byCode = { ...s.refused_by_code };
       for (const r of event.data.rows) {
-        const code = r.refusal?.code ?? 'unknown';
+        const code = refusalCode(r);
         byCode[code] = (byCode[code] ?? 0) + 1;
       }
       return {
@@ -124,7 +89,7 @@ export function evolveRows(s: ActiveLineage, event: RowsEvent): LineageState {
           event.data.batch_id,
           event.data.payload_digest,
         ),
-        refused_rows: (s.refused_rows ?? 0) + event.data.rows.length,
+        refused_rows: s.refused_rows + event.data.rows.length,
         refused_by_code: byCode,
       };
     }
@@ -135,40 +100,52 @@ export function evolveRows(s: ActiveLineage, event: RowsEvent): LineageState {
         event.data.batch_id,
         event.data.payload_digest,
       );
+    case 'SchemaVersionObserved': {
+      const next = evolveShared(s, event);
+      // Columns arrived: the device answered the re_enrolment resync (or never needed it).
+      return event.data.schema_columns && next.schema_resync ? { ...next, schema_resync: null } : next;
+    }
+    case 'ControlIssued': {
+      const next = evolveShared(s, event);
+      return event.data.control_kind === 'state_write' && event.data.rows
+        ? { ...next, write_back: carriedBy(next.write_back, event.data.control_id, event.data.rows) }
+        : next;
+    }
+    case 'LineageAuthoritySet':
+    case 'CloudRowsWritten':
+    case 'UploadGranted':
+    case 'UploadChunkAppended':
+    case 'UploadCompleted':
+    case 'UploadFailed':
+    case 'VerifyRequested':
+    case 'VerifyReported':
+    case 'VerifyCompleted':
+    case 'ResyncRequested':
+      return evolveDevice(s, event);
+    case 'TelemetryStaged':
+    case 'TelemetryAccepted':
+    case 'DataPointsCreated':
+      // A telemetry lineage's events: a batch of the other kind is refused, so none is appended here.
+      return s;
+    case 'SchemaObserved':
+    case 'SchemaReviewQueued':
+    case 'SchemaReviewClaimed':
+    case 'SchemaReviewApproved':
+    case 'SchemaReviewRejected':
+    case 'SchemaReviewReopened':
+    case 'SchemaVersionAdopted':
+    case 'RegistryReviewAwaited':
+    case 'SchemaApprovedByRegistry':
+    case 'LineagePaused':
+    case 'LineageResumed':
+    case 'LineageFleetAssigned':
     case 'StagedRowsReleased':
-      return {
-        ...s,
-        replay: { replay_id: event.data.replay_id, done: false },
-        replaying_rows: s.replaying_rows + s.staged_rows,
-        replaying_bytes: s.replaying_bytes + s.staged_bytes,
-        staged_rows: 0,
-        staged_bytes: 0,
-      };
     case 'ReplayCompleted':
-      return s.replay?.replay_id === event.data.replay_id
-        ? {
-            ...s,
-            replay: { ...s.replay, done: true },
-            materialized_rows: s.materialized_rows + s.replaying_rows,
-            replaying_rows: 0,
-            replaying_bytes: 0,
-          }
-        : s;
     case 'MaterializationFailed':
-      return {
-        ...s,
-        consecutive_failures: event.data.consecutive_failures,
-        // Counted as materialized when accepted; they are staged again instead.
-        materialized_rows: s.materialized_rows - event.data.rows.length,
-        reported_failures: [
-          ...s.reported_failures,
-          failureKey(event.data.source_seq, event.data.journal_epoch),
-        ].slice(-64),
-        staged_rows: s.staged_rows + event.data.rows.length,
-        staged_bytes: s.staged_bytes + rowsBytes(event.data.rows),
-      };
     case 'MaterializationReset':
-      return { ...s, consecutive_failures: 0 };
+    case 'ControlDelivered':
+    case 'ControlAcknowledged':
+      return evolveShared(s, event);
     default:
       return assertNever(event, 'lineage event');
   }

@@ -5,7 +5,17 @@
 import { schemaHash, type SchemaColumns } from '../protocol/fingerprint';
 import type { RowChange } from '../protocol/contracts';
 import { DEFAULT_POLICY } from '../policy/policy';
-import { DEVICE, EPOCH, history, L, MINT, R1, spec, stateOf } from '../../tests/support/lineage-spec';
+import {
+  DEVICE,
+  EPOCH,
+  history,
+  L,
+  MINT,
+  R1,
+  rowsStateOf,
+  spec,
+  stateOf,
+} from '../../tests/support/lineage-spec';
 import { approved, batch, ingest, insert, RESYNC, v1 } from '../../tests/support/lineage-exact';
 import { type LineageCommand, lineageDecider } from './decide';
 import { type ActiveLineage, RECENT_BATCH_DIGESTS } from './state';
@@ -43,7 +53,7 @@ describe('refused and sweep changes', () => {
 
   it('counts refused changes by code and dedupes a retried refused change like a row', () => {
     const h = history(ingest(batch([refusedRow(1), insert(2)])));
-    const s = stateOf(h);
+    const s = rowsStateOf(h);
     expect(s.refused_rows).toBe(1);
     expect(s.refused_by_code).toEqual({ unencodable_text: 1 });
     expect(s.staged_rows).toBe(1);

@@ -4,7 +4,16 @@
  */
 import type { SchemaColumns } from '../protocol/fingerprint';
 import { DEFAULT_POLICY } from '../policy/policy';
-import { approve, claim, history, R1, R2, spec, stateOf } from '../../tests/support/lineage-spec';
+import {
+  approve,
+  claim,
+  history,
+  R1,
+  R2,
+  rowsStateOf,
+  spec,
+  stateOf,
+} from '../../tests/support/lineage-spec';
 import { approved, batch, ingest, insert, RESYNC, v1 } from '../../tests/support/lineage-exact';
 import { schemaDiff } from './diff';
 
@@ -63,7 +72,7 @@ describe('re-enrolment after a delete', () => {
       type: 'SchemaVersionObserved',
       data: { schema_columns: v1 },
     });
-    expect(stateOf(answered).schema_resync).toBeNull();
+    expect(rowsStateOf(answered).schema_resync).toBeNull();
     spec
       .given(answered)
       .when(approve())

@@ -1,7 +1,7 @@
 /** Verify and resync (docs/verify.md) on the lineage decider. */
 import { schemaHash } from '../protocol/fingerprint';
 import type { VerifyReport } from '../protocol/contracts';
-import { approve, claim, EPOCH, history, NOW, spec, stateOf } from '../../tests/support/lineage-spec';
+import { approve, claim, EPOCH, history, NOW, rowsStateOf, spec } from '../../tests/support/lineage-spec';
 import { approved, batch, ingest, insert, RESYNC, v1 } from '../../tests/support/lineage-exact';
 import type { LineageCommand } from './decide';
 import { lastVerify } from './state';
@@ -121,7 +121,7 @@ describe('verify', () => {
       .thenThrows('verify_mismatch');
     const reported = [...requested, ...spec.given(requested).when(report()).events()];
     spec.given(reported).when(report()).then([]);
-    expect(lastVerify(stateOf(reported))).toMatchObject({ status: 'reported', device_rows: 2 });
+    expect(lastVerify(rowsStateOf(reported))).toMatchObject({ status: 'reported', device_rows: 2 });
   });
 
   it('completes equal; divergent buckets are repaired by a resync of those buckets', () => {
@@ -176,7 +176,7 @@ describe('verify', () => {
       .given(done)
       .when(complete('divergent', [1]))
       .then([]);
-    expect(lastVerify(stateOf(done))).toMatchObject({
+    expect(lastVerify(rowsStateOf(done))).toMatchObject({
       status: 'completed',
       outcome: 'equal',
       completed_at: NOW,

@@ -46,12 +46,12 @@ export function governSchema(
   const events: LineageEvent[] = [];
   const known = Object.hasOwn(s.classifications, hash);
   const fromRegistry = registry && s.approved_hash !== hash ? registry : undefined;
-  if (known && fromRegistry?.status === 'approved' && (s.awaiting ?? {})[hash] === fromRegistry.registry_id) {
+  if (known && fromRegistry?.status === 'approved' && s.awaiting[hash] === fromRegistry.registry_id) {
     // Waiting for this entry, and it was approved since: take it now, ahead of the fan-out.
     applyRegistryApproval(s, events, approvalOf(fromRegistry, hash), null);
     return events;
   }
-  if (known && !registry && (s.awaiting ?? {})[hash] !== undefined && !hasOpenReview(s, hash)) {
+  if (known && !registry && s.awaiting[hash] !== undefined && !hasOpenReview(s, hash)) {
     // It waited for a registry entry, and the project stopped coalescing: a review of its own now.
     events.push({
       type: 'SchemaReviewQueued',
@@ -100,7 +100,7 @@ export function governSchema(
     }
     if (fromRegistry) {
       // The registry entry decides for every lineage in scope: no review of the lineage's own.
-      if ((s.awaiting ?? {})[hash] !== fromRegistry.registry_id) {
+      if (s.awaiting[hash] !== fromRegistry.registry_id) {
         events.push({
           type: 'RegistryReviewAwaited',
           data: {
@@ -139,7 +139,7 @@ const approvalOf = (v: RegistryView, hash: string): RegistryApproval => ({
 /** Reviews of the lineage's own still open, and registry entries it still waits for. */
 const openGates = (s: ActiveLineage): boolean =>
   s.reviews.some((r) => r.status === 'queued' || r.status === 'in_review') ||
-  Object.keys(s.awaiting ?? {}).length > 0;
+  Object.keys(s.awaiting).length > 0;
 
 /**
  * One rule for every approval (SchemaReviewApproved or SchemaApprovedByRegistry): the bindings
@@ -181,7 +181,7 @@ function applyRegistryApproval(
 export function decideRegistryApproval(state: LineageState, d: ApplyRegistryApprovalData): LineageEvent[] {
   const s = requireLineage(state);
   if (s.coalesced?.registry_id === d.registry_id) return [];
-  const waiting = (s.awaiting ?? {})[d.schema_hash] === d.registry_id;
+  const waiting = s.awaiting[d.schema_hash] === d.registry_id;
   // Not waiting and not already on this hash: the approval does not concern this lineage (any more).
   if (!waiting && s.approved_hash !== d.schema_hash) return [];
   const events: LineageEvent[] = [];

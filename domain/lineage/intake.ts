@@ -8,7 +8,7 @@ import type { Policy } from '../policy/policy';
 import type { RegistryView } from '../registry/view';
 import { DomainError } from '../shared/errors';
 import { backpressure } from './backpressure';
-import { type Identity, type Minted, apply, push, requireLineage } from './common';
+import { type Identity, type Minted, apply, push, requireRows } from './common';
 import type { LineageEvent, StagingReason } from './events';
 import { governSchema } from './governance';
 import { fleetEvents, register } from './lifecycle';
@@ -40,8 +40,8 @@ export type IngestRowBatchData = Identity &
  * A batch's rows: staged while something gates them; otherwise accepted, after any rows left in
  * staging (released first, so commit order holds). Then the backlog is checked for backpressure.
  */
-export function intake(
-  s: ActiveLineage,
+export function intake<S extends ActiveLineage>(
+  s: S,
   events: LineageEvent[],
   cmd: Minted & { policy: Policy },
   reason: StagingReason | null,
@@ -78,7 +78,8 @@ export function checkBatchIdentity(s: ActiveLineage, batchId: string, digest: st
 export function decideRowBatch(state: LineageState, cmd: IngestRowBatchData): LineageEvent[] {
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'rows');
-  let s = requireLineage(apply(state, events));
+  // The table's lineage captures telemetry: the batch is refused and nothing of it is decided.
+  let s = requireRows(apply(state, events), 'illegal_transition', 'a batch of row changes cannot enter it');
   checkBatchIdentity(s, batch.batch_id, cmd.payload_digest);
   s = push(s, events, fleetEvents(s, cmd.fleet_id));
   const seen = s.accepted[batch.journal_epoch] ?? [];

@@ -3,10 +3,9 @@
  * some key buckets of it, again — for an operator, for a verify that found divergent buckets, or
  * for a lineage that knows a schema hash without its columns (re-enrolment).
  */
-import { DomainError } from '../shared/errors';
-import { requireLineage } from './common';
+import { requireRows } from './common';
 import type { LineageEvent } from './events';
-import type { ActiveLineage, LineageState } from './state';
+import type { LineageState, RowsLineage } from './state';
 
 export type RequestResyncData = {
   resync_id: string;
@@ -17,7 +16,7 @@ export type RequestResyncData = {
 
 /** A resync control and its event. */
 export function resyncEvents(
-  s: ActiveLineage,
+  s: RowsLineage,
   reason: 're_enrolment' | 'verify_repair' | 'operator',
   buckets: readonly number[] | null,
   ids: Readonly<{ resync_id: string; control_id: string; now: string }>,
@@ -52,13 +51,13 @@ export function resyncEvents(
  * lineages get the columns from the registry entry instead.
  */
 export function reEnrolment(
-  s: ActiveLineage,
+  s: RowsLineage,
   hash: string,
   cmd: Readonly<{ new_resync_id?: string; new_resync_control_id?: string; now: string }>,
 ): LineageEvent[] {
   if (cmd.new_resync_id === undefined || cmd.new_resync_control_id === undefined) return [];
-  if (s.kind !== 'rows' || s.schemas[hash] || s.approved_hash === hash) return [];
-  if (s.schema_resync || s.coalesced || (s.awaiting ?? {})[hash] !== undefined) return [];
+  if (s.schemas[hash] || s.approved_hash === hash) return [];
+  if (s.schema_resync || s.coalesced || s.awaiting[hash] !== undefined) return [];
   return resyncEvents(s, 're_enrolment', null, {
     resync_id: cmd.new_resync_id,
     control_id: cmd.new_resync_control_id,
@@ -67,13 +66,7 @@ export function reEnrolment(
 }
 
 export function decideRequestResync(state: LineageState, d: RequestResyncData): LineageEvent[] {
-  const s = requireLineage(state);
-  if (s.kind !== 'rows') {
-    throw new DomainError(
-      'resync_unavailable',
-      `${s.source_table} is a telemetry lineage; only row lineages resync`,
-    );
-  }
+  const s = requireRows(state, 'resync_unavailable', 'only row lineages resync');
   const buckets = d.buckets === null ? null : [...new Set(d.buckets)].sort((a, b) => a - b);
   return resyncEvents(s, 'operator', buckets, {
     resync_id: d.resync_id,

@@ -25,7 +25,7 @@ export function bindColumns(
   hash: string,
   actions: readonly ColumnAction[] = [],
 ): ColumnBinding[] {
-  const unbound = new Set(s.unbound_columns ?? []);
+  const unbound = new Set(s.unbound_columns);
   return bindSchema(
     s.schemas[hash] ?? null,
     actions,
@@ -50,13 +50,14 @@ export function decideApprove(state: LineageState, d: ApproveReviewData): Lineag
   const review = findReview(s.reviews, d.review_id, d.action_version, 'review');
   requireStatus(review, 'in_review', 'claim it before approving', 'review');
   if (!s.schemas[review.schema_hash]) {
+    const resync = s.kind === 'rows' ? s.schema_resync : null;
     throw new DomainError(
       'schema_columns_missing',
-      s.schema_resync
-        ? `the device has not sent the columns of this schema yet; the cloud asked it for them (resync ${s.schema_resync}). ` +
+      resync
+        ? `the device has not sent the columns of this schema yet; the cloud asked it for them (resync ${resync}). ` +
             'Nothing was approved; approve once `sluice reviews show` lists the columns.'
         : 'the device has not sent the columns of this schema yet; nothing was approved. Its next batch makes the cloud ask for them.',
-      { schema_hash: review.schema_hash, ...(s.schema_resync ? { resync_id: s.schema_resync } : {}) },
+      { schema_hash: review.schema_hash, ...(resync ? { resync_id: resync } : {}) },
     );
   }
   const bindings = bindColumns(s, review.schema_hash, d.column_actions);

@@ -5,12 +5,12 @@
 import type { ControlKind, WireValue } from '../protocol/contracts';
 import type { SchemaColumns } from '../protocol/fingerprint';
 import { canonicalJson } from '../shared/canonical';
+import { assertNever } from '../shared/decider';
 import type {
   Classification,
   ColumnBinding,
   DataPoint,
   LineageAuthority,
-  LineageKind,
   PauseReason,
   VerifyOutcome,
 } from './events';
@@ -28,14 +28,14 @@ export type ReviewState = Readonly<{
   action_version: number;
 }>;
 
-export type ActiveLineage = Readonly<{
+/** What every registered lineage holds, whatever it captures. */
+export type LineageBase = Readonly<{
   status: 'registered';
   lineage_id: string;
   project_id: string;
   device_id: string;
   device_name: string;
   source_table: string;
-  kind: LineageKind;
   pause_reasons: readonly PauseReason[];
   /** Schema of every hash this lineage has seen, when the device sent it. */
   schemas: Readonly<Record<string, SchemaColumns | null>>;
@@ -43,14 +43,15 @@ export type ActiveLineage = Readonly<{
   approved_hash: string | null;
   bindings: readonly ColumnBinding[];
   reviews: readonly ReviewState[];
-  /** Per journal epoch, the commit_seqs already taken in (row dedupe). */
-  accepted: Readonly<Record<string, SeqRanges>>;
-  last_batch_seq: number;
-  /** Recent telemetry batch ids by batch_seq: a retried batch is a no-op, a reused seq is not. */
-  recent_batches: readonly (readonly [number, string])[];
-  /** The newest journal epoch and the highest commit_seq taken in from it (the watermark). */
-  last_epoch: string | null;
-  last_commit_seq: number;
+  /** Columns taken on unbound by SchemaVersionAdopted: an approval binds them like new columns. */
+  unbound_columns: readonly string[];
+  /** The last schema the device announced on sync/schema/observe (advisory). */
+  observed_schema: ObservedSchema | null;
+  /**
+   * The content digest of each of the last RECENT_BATCH_DIGESTS batch ids taken in, oldest first:
+   * a batch that reuses one of these ids with another digest is refused (batch_id_conflict).
+   */
+  batch_digests: readonly (readonly [string, string])[];
   staged_rows: number;
   staged_bytes: number;
   /** Released for replay but not yet confirmed materialized: still pending for backpressure. */
@@ -70,31 +71,44 @@ export type ActiveLineage = Readonly<{
   /** The registry entry whose approval the lineage materializes under (a coalesced table), if any. */
   coalesced: Readonly<{ registry_id: string; scope: 'project' | 'fleet'; scope_id: string }> | null;
   fleet_id: string | null;
-  /** Cloud write-back (docs/write-back.md); absent until the first authority change or write. */
-  write_back?: WriteBackState;
-  /** Uploads of the secondary flow, newest last (absent in states folded before uploads existed). */
-  uploads?: readonly UploadState[];
-  /**
-   * The content digest of each of the last RECENT_BATCH_DIGESTS batch ids taken in, oldest first:
-   * a batch that reuses one of these ids with another digest is refused (batch_id_conflict).
-   */
-  batch_digests?: readonly (readonly [string, string])[];
-  /** Changes the device could not encode (op `refused`), in total and by refusal code. */
-  refused_rows?: number;
-  refused_by_code?: Readonly<Record<string, number>>;
-  /** Columns taken on unbound by SchemaVersionAdopted: an approval binds them like new columns. */
-  unbound_columns?: readonly string[];
-  /** A re_enrolment resync asked the device for its schema and has not been answered with columns yet. */
-  schema_resync?: string | null;
-  /** The most recent resyncs, newest last. */
-  resyncs?: readonly ResyncState[];
-  /** The most recent verify runs, newest last (the last one is what the API and CLI show). */
-  verifies?: readonly VerifyState[];
-  /** The last schema the device announced on sync/schema/observe (advisory). */
-  observed_schema?: ObservedSchema;
-  /** Telemetry data points of this device table by name (docs/telemetry.md). */
-  data_points?: Readonly<Record<string, DataPoint>>;
 }>;
+
+/** A lineage of row changes from a journaled table (SPEC §3). */
+export type RowsLineage = LineageBase &
+  Readonly<{
+    kind: 'rows';
+    /** Per journal epoch, the commit_seqs already taken in (row dedupe). */
+    accepted: Readonly<Record<string, SeqRanges>>;
+    /** The newest journal epoch and the highest commit_seq taken in from it (the watermark). */
+    last_epoch: string | null;
+    last_commit_seq: number;
+    /** Changes the device could not encode (op `refused`), in total and by refusal code. */
+    refused_rows: number;
+    refused_by_code: Readonly<Record<string, number>>;
+    /** Cloud write-back (docs/write-back.md); device_authoritative with no rows until set. */
+    write_back: WriteBackState;
+    /** Uploads of the secondary flow, newest last. */
+    uploads: readonly UploadState[];
+    /** A re_enrolment resync asked the device for its schema and has not been answered with columns yet. */
+    schema_resync: string | null;
+    /** The most recent resyncs, newest last. */
+    resyncs: readonly ResyncState[];
+    /** The most recent verify runs, newest last (the last one is what the API and CLI show). */
+    verifies: readonly VerifyState[];
+  }>;
+
+/** A lineage of telemetry batches, ordered by batch_seq (docs/telemetry.md). */
+export type TelemetryLineage = LineageBase &
+  Readonly<{
+    kind: 'telemetry';
+    last_batch_seq: number;
+    /** Recent telemetry batch ids by batch_seq: a retried batch is a no-op, a reused seq is not. */
+    recent_batches: readonly (readonly [number, string])[];
+    /** Telemetry data points of this device table by name. */
+    data_points: Readonly<Record<string, DataPoint>>;
+  }>;
+
+export type ActiveLineage = RowsLineage | TelemetryLineage;
 
 export type ObservedSchema = Readonly<{
   schema_hash: string;
@@ -132,13 +146,13 @@ export type VerifyState = Readonly<{
 /** How many batch ids a lineage remembers the digest of (about a day of batches at one a 20 s). */
 export const RECENT_BATCH_DIGESTS = 4096;
 
-export const lastVerify = (s: ActiveLineage): VerifyState | undefined => s.verifies?.at(-1);
-export const findVerify = (s: ActiveLineage, verifyId: string): VerifyState | undefined =>
-  (s.verifies ?? []).find((v) => v.verify_id === verifyId);
+export const lastVerify = (s: RowsLineage): VerifyState | undefined => s.verifies.at(-1);
+export const findVerify = (s: RowsLineage, verifyId: string): VerifyState | undefined =>
+  s.verifies.find((v) => v.verify_id === verifyId);
 
 /** The digest a batch id was taken in with, if it is among the recent ones. */
 export const batchDigestOf = (s: ActiveLineage, batchId: string): string | undefined =>
-  (s.batch_digests ?? []).find(([id]) => id === batchId)?.[1];
+  s.batch_digests.find(([id]) => id === batchId)?.[1];
 
 export type UploadState = Readonly<{
   upload_id: string;
@@ -178,7 +192,7 @@ export type WriteBackState = Readonly<{
 export const cloudKey = (pk: Readonly<Record<string, WireValue>>): string => canonicalJson(pk);
 
 export const authorityOf = (s: ActiveLineage): LineageAuthority =>
-  s.write_back?.authority ?? 'device_authoritative';
+  s.kind === 'rows' ? s.write_back.authority : 'device_authoritative';
 
 export const NO_WRITE_BACK: WriteBackState = {
   authority: 'device_authoritative',
@@ -240,5 +254,17 @@ export function rowsBytes(rows: readonly unknown[]): number {
   return n;
 }
 
-export const findUpload = (s: ActiveLineage, uploadId: string): UploadState | undefined =>
-  (s.uploads ?? []).find((u) => u.upload_id === uploadId);
+export const findUpload = (s: RowsLineage, uploadId: string): UploadState | undefined =>
+  s.uploads.find((u) => u.upload_id === uploadId);
+
+/** The position a control reports as `server_watermark`: commit_seq for rows, batch_seq for telemetry. */
+export function watermarkOf(s: ActiveLineage): number {
+  switch (s.kind) {
+    case 'rows':
+      return s.last_commit_seq;
+    case 'telemetry':
+      return s.last_batch_seq;
+    default:
+      return assertNever(s, 'lineage kind');
+  }
+}

@@ -7,7 +7,7 @@ import type { TelemetryBatch } from '../protocol/contracts';
 import type { Policy } from '../policy/policy';
 import type { RegistryView } from '../registry/view';
 import { DomainError } from '../shared/errors';
-import { type Identity, type Minted, apply, push, requireLineage } from './common';
+import { type Identity, type Minted, apply, push, requireTelemetry } from './common';
 import { dataPointEvents, planDataPoints } from './data-points';
 import type { LineageEvent } from './events';
 import { governSchema } from './governance';
@@ -30,7 +30,8 @@ export type IngestTelemetryBatchData = Identity &
 export function decideTelemetryBatch(state: LineageState, cmd: IngestTelemetryBatchData): LineageEvent[] {
   const { batch } = cmd;
   const events = register(state, cmd, batch.source_table, 'telemetry');
-  let s = requireLineage(apply(state, events));
+  // The table's lineage captures row changes: the batch is refused and nothing of it is decided.
+  let s = requireTelemetry(apply(state, events), 'a telemetry batch cannot enter it');
   checkBatchIdentity(s, batch.batch_id, cmd.payload_digest);
   s = push(s, events, fleetEvents(s, cmd.fleet_id));
   if (batch.batch_seq <= s.last_batch_seq) {
@@ -94,7 +95,7 @@ export function withDataPoints(
   if (plan.created.length === 0 && plan.missing.length === 0 && !wasPaused) return [...decided];
   // The release is decided again below, once the data points are settled.
   const events = decided.filter((e) => e.type !== 'StagedRowsReleased');
-  let s = requireLineage(apply(state, events));
+  let s = requireTelemetry(apply(state, events));
   s = push(s, events, dataPointEvents(s, d.policy));
   push(s, events, releaseLeftovers(s, d.replay_id));
   return events;

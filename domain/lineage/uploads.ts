@@ -7,13 +7,13 @@ import type { RowChange, UrlRequest } from '../protocol/contracts';
 import type { Policy } from '../policy/policy';
 import type { RegistryView } from '../registry/view';
 import { DomainError } from '../shared/errors';
-import { type Identity, type Minted, apply, requireLineage } from './common';
+import { type Identity, type Minted, apply, requireRows } from './common';
 import type { LineageEvent } from './events';
 import { governSchema } from './governance';
 import { intake } from './intake';
 import { register } from './lifecycle';
 import { stagingReason } from './staging';
-import { type ActiveLineage, type LineageState, findUpload, inRanges } from './state';
+import { type LineageState, type RowsLineage, findUpload, inRanges } from './state';
 
 /** A device's url_request; `expires_at` is when the grant's URL stops working. */
 export type RequestUploadData = Identity &
@@ -33,7 +33,7 @@ export type IngestUploadChunkData = Minted & {
 export type CompleteUploadData = { upload_id: string; chunks: number; rows_read: number };
 export type FailUploadData = { upload_id: string; code: string; message: string };
 
-function requireUpload(s: ActiveLineage, uploadId: string) {
+function requireUpload(s: RowsLineage, uploadId: string) {
   const u = findUpload(s, uploadId);
   if (!u) throw new DomainError('unknown_upload', `upload ${uploadId} was not granted to this lineage`);
   return u;
@@ -42,13 +42,7 @@ function requireUpload(s: ActiveLineage, uploadId: string) {
 export function decideRequestUpload(state: LineageState, d: RequestUploadData): LineageEvent[] {
   const r = d.request;
   const events = register(state, d, r.source_table, 'rows');
-  const s = requireLineage(apply(state, events));
-  if (s.kind !== 'rows') {
-    throw new DomainError(
-      'invalid_upload',
-      `${r.source_table} is a telemetry lineage; uploads carry row changes`,
-    );
-  }
+  const s = requireRows(apply(state, events), 'invalid_upload', 'uploads carry row changes');
   const u = findUpload(s, r.upload_id);
   if (u) {
     if (u.status !== 'granted') return events; // finished: a late request grants nothing
@@ -100,7 +94,7 @@ export function decideRequestUpload(state: LineageState, d: RequestUploadData): 
  * (journal_epoch, commit_seq), same staging and backpressure), with the upload id as batch id.
  */
 export function decideUploadChunk(state: LineageState, d: IngestUploadChunkData): LineageEvent[] {
-  const s = requireLineage(state);
+  const s = requireRows(state, 'unknown_upload', 'no upload was granted to it');
   const u = requireUpload(s, d.upload_id);
   if (u.status !== 'granted' || d.chunk < u.chunks) return []; // taken before (a resumed finalize)
   if (d.chunk > u.chunks) {
@@ -140,7 +134,7 @@ export function decideUploadChunk(state: LineageState, d: IngestUploadChunkData)
     }
   }
   if (flowing.length > 0) {
-    const governed = requireLineage(apply(s, events));
+    const governed = requireRows(apply(s, events));
     const common = {
       batch_id: u.upload_id,
       journal_epoch: u.journal_epoch,
@@ -165,7 +159,7 @@ export function decideUploadChunk(state: LineageState, d: IngestUploadChunkData)
 }
 
 export function decideCompleteUpload(state: LineageState, d: CompleteUploadData): LineageEvent[] {
-  const s = requireLineage(state);
+  const s = requireRows(state, 'unknown_upload', 'no upload was granted to it');
   const u = requireUpload(s, d.upload_id);
   if (u.status !== 'granted') return [];
   if (d.chunks !== u.chunks || d.rows_read !== u.row_count) {
@@ -191,7 +185,7 @@ export function decideCompleteUpload(state: LineageState, d: CompleteUploadData)
 }
 
 export function decideFailUpload(state: LineageState, d: FailUploadData): LineageEvent[] {
-  const s = requireLineage(state);
+  const s = requireRows(state, 'unknown_upload', 'no upload was granted to it');
   const u = requireUpload(s, d.upload_id);
   if (u.status !== 'granted') return [];
   return [{ type: 'UploadFailed', data: { ...d, upload_id: u.upload_id } }];

@@ -5,11 +5,11 @@
  */
 import type { VerifyReport } from '../protocol/contracts';
 import { DomainError } from '../shared/errors';
-import { requireLineage } from './common';
+import { requireLineage, requireRows } from './common';
 import type { LineageEvent, VerifyOutcome } from './events';
 import { resyncEvents } from './resync';
 import { gated } from './staging';
-import { type ActiveLineage, type LineageState, findVerify, lastVerify } from './state';
+import { type ActiveLineage, type LineageState, type RowsLineage, findVerify, lastVerify } from './state';
 
 export type RequestVerifyData = {
   verify_id: string;
@@ -34,11 +34,8 @@ export type CompleteVerifyData = {
   now: string;
 };
 
-function requireRowsWithApproval(s: ActiveLineage, what: 'verify' | 'resync') {
+function requireApproval(s: RowsLineage, what: 'verify' | 'resync') {
   const code = what === 'verify' ? 'verify_unavailable' : 'resync_unavailable';
-  if (s.kind !== 'rows') {
-    throw new DomainError(code, `${s.source_table} is a telemetry lineage; only row lineages can ${what}`);
-  }
   const schema = s.approved_hash ? s.schemas[s.approved_hash] : undefined;
   if (!s.approved_hash || (!schema && !s.coalesced)) {
     throw new DomainError(
@@ -54,15 +51,18 @@ export function verifyColumns(s: ActiveLineage): string[] {
 }
 
 export function decideRequestVerify(state: LineageState, d: RequestVerifyData): LineageEvent[] {
-  const s = requireLineage(state);
+  const l = requireLineage(state);
+  // The schedule passes over telemetry lineages; an operator is told they cannot verify.
+  if (d.trigger === 'schedule' && l.kind !== 'rows') return [];
+  const s = requireRows(l, 'verify_unavailable', 'only row lineages can verify');
   if (d.trigger === 'schedule') {
     // The schedule never stacks runs, nor asks while rows wait for a review or a reset.
     const last = lastVerify(s);
     const due =
       !last || Date.parse(d.now) - Date.parse(last.requested_at) >= (d.interval_minutes ?? 0) * 60_000;
-    if (!due || gated(s) || s.kind !== 'rows' || !s.approved_hash) return [];
+    if (!due || gated(s) || !s.approved_hash) return [];
   }
-  requireRowsWithApproval(s, 'verify');
+  requireApproval(s, 'verify');
   const columns = verifyColumns(s);
   if (columns.length === 0) {
     throw new DomainError(
@@ -101,7 +101,7 @@ const sameColumns = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && [...a].sort().join('\u0000') === [...b].sort().join('\u0000');
 
 export function decideReportVerify(state: LineageState, d: ReportVerifyData): LineageEvent[] {
-  const s = requireLineage(state);
+  const s = requireRows(state, 'unknown_verify_id', 'no verify was requested for it');
   const r = d.report;
   const v = findVerify(s, r.verify_id);
   if (!v) {
@@ -134,7 +134,7 @@ export function decideReportVerify(state: LineageState, d: ReportVerifyData): Li
 }
 
 export function decideCompleteVerify(state: LineageState, d: CompleteVerifyData): LineageEvent[] {
-  const s = requireLineage(state);
+  const s = requireRows(state, 'unknown_verify_id', 'no verify was requested for it');
   const v = findVerify(s, d.verify_id);
   if (!v)
     throw new DomainError('unknown_verify_id', `verify ${d.verify_id} was not requested for this lineage`);

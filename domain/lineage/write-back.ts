@@ -7,7 +7,8 @@ import type { Affinity } from '../protocol/fingerprint';
 import { assertNever } from '../shared/decider';
 import { DomainError } from '../shared/errors';
 import type { CloudRowWrite, LineageAuthority, LineageEvent, StateWriteConflict } from './events';
-import { type ActiveLineage, type CloudRow, authorityOf, cloudKey, evolve } from './state';
+import { type CloudRow, type RowsLineage, cloudKey } from './state';
+import { evolveRows } from './evolve-rows';
 
 export type WriteCloudRowsData = Readonly<{
   rows: readonly Readonly<{
@@ -18,11 +19,8 @@ export type WriteCloudRowsData = Readonly<{
   now: string;
 }>;
 
-export function decideAuthority(s: ActiveLineage, authority: LineageAuthority): LineageEvent[] {
-  if (s.kind !== 'rows') {
-    throw new DomainError('illegal_transition', 'a telemetry lineage has no rows the cloud could own');
-  }
-  const previous = authorityOf(s);
+export function decideAuthority(s: RowsLineage, authority: LineageAuthority): LineageEvent[] {
+  const previous = s.write_back.authority;
   if (previous === authority) return [];
   return [{ type: 'LineageAuthoritySet', data: { authority, previous } }];
 }
@@ -33,7 +31,7 @@ export const MAX_WRITE_ROWS = 500;
 export const MAX_PENDING_STATE_WRITES = 16;
 
 export function stateWrite(
-  s: ActiveLineage,
+  s: RowsLineage,
   controlId: string,
   now: string,
   rows: readonly CloudRow[],
@@ -53,7 +51,7 @@ export function stateWrite(
   };
 }
 
-const pendingControl = (s: ActiveLineage, id: string | null) =>
+const pendingControl = (s: RowsLineage, id: string | null) =>
   id !== null && s.controls.some((c) => c.control_id === id && !c.acknowledged);
 
 /**
@@ -66,14 +64,14 @@ const pendingControl = (s: ActiveLineage, id: string | null) =>
  * flows on as usual. A device_authoritative lineage never conflicts: the device wins.
  */
 export function cloudWins(
-  s: ActiveLineage,
+  s: RowsLineage,
   batch: RowBatch,
   fresh: readonly RowChange[],
   controlId: string | undefined,
   now: string,
 ): { rows: readonly RowChange[]; events: LineageEvent[] } {
   const wb = s.write_back;
-  if (!wb || wb.authority !== 'cloud_authoritative') return { rows: fresh, events: [] };
+  if (wb.authority !== 'cloud_authoritative') return { rows: fresh, events: [] };
   const rows: RowChange[] = [];
   const conflicts: StateWriteConflict[] = [];
   const lastConflict = new Map<string, { seq: number; row: CloudRow }>();
@@ -121,7 +119,7 @@ export function cloudWins(
   };
   if (controlId === undefined || resend.length === 0) return { rows, events: [conflict] };
   // The watermark the control carries is the one after the conflicting rows were taken in.
-  const after = evolve(s, conflict) as ActiveLineage;
+  const after = evolveRows(s, conflict);
   const reason = `write-back conflict: ${resend.length} key(s) changed on the device before it applied the cloud row; the cloud row stands`;
   return { rows, events: [conflict, stateWrite(after, controlId, now, resend, reason)] };
 }
@@ -146,11 +144,8 @@ function fitsAffinity(v: WireValue, affinity: Affinity): boolean {
 const describeValue = (v: WireValue) =>
   v === null ? 'null' : typeof v === 'object' ? Object.keys(v)[0] : typeof v;
 
-export function decideWrite(s: ActiveLineage, d: WriteCloudRowsData): LineageEvent[] {
-  if (s.kind !== 'rows') {
-    throw new DomainError('illegal_transition', 'a telemetry lineage has no rows to write back');
-  }
-  if (authorityOf(s) !== 'cloud_authoritative') {
+export function decideWrite(s: RowsLineage, d: WriteCloudRowsData): LineageEvent[] {
+  if (s.write_back.authority !== 'cloud_authoritative') {
     throw new DomainError(
       'not_cloud_authoritative',
       `lineage ${s.lineage_id} is device_authoritative: the device owns its rows and nothing was written. ` +
@@ -223,17 +218,19 @@ export function decideWrite(s: ActiveLineage, d: WriteCloudRowsData): LineageEve
   // The write's time in milliseconds, or one above the last version if the clock has not moved
   // on: monotonic per lineage, and a lineage that replaces a deleted one of the same table still
   // writes above every version the device holds from the old one (it skips lower ones).
-  const version = Math.max((s.write_back?.last_cloud_version ?? 0) + 1, Date.parse(d.now) || 0);
+  const version = Math.max(s.write_back.last_cloud_version + 1, Date.parse(d.now) || 0);
   const written: CloudRowWrite[] = d.rows.map((r) => ({
     pk: r.pk,
     values: r.values,
     cloud_version: version,
   }));
-  const events: LineageEvent[] = [
-    { type: 'CloudRowsWritten', data: { cloud_version: version, rows: written } },
-  ];
-  const after = evolve(s, events[0]!) as ActiveLineage;
-  const current = written.map((r) => after.write_back!.rows[cloudKey(r.pk)]!);
+  const writtenEvent: LineageEvent = {
+    type: 'CloudRowsWritten',
+    data: { cloud_version: version, rows: written },
+  };
+  const events: LineageEvent[] = [writtenEvent];
+  const after = evolveRows(s, writtenEvent);
+  const current = written.map((r) => after.write_back.rows[cloudKey(r.pk)]!);
   events.push(
     stateWrite(
       after,

@@ -6,7 +6,7 @@ import { deciderSpec } from '../../tests/support/decider-spec';
 import { DEVICE_STATE_SETPOINT } from '../../tests/support/fixtures';
 import { type LineageCommand, MAX_PENDING_STATE_WRITES, lineageDecider } from './decide';
 import type { LineageEvent } from './events';
-import type { ActiveLineage } from './state';
+import type { RowsLineage } from './state';
 
 const spec = deciderSpec(lineageDecider);
 const L = '0190a000-0000-7000-8000-0000000000aa';
@@ -106,7 +106,7 @@ function cloudWritten(): LineageEvent[] {
       .events(),
   ];
 }
-const state = (events: LineageEvent[]) => fold(lineageDecider, events) as ActiveLineage;
+const state = (events: LineageEvent[]) => fold(lineageDecider, events) as RowsLineage;
 
 describe('write-back: authority', () => {
   it('a lineage is device_authoritative until an operator says otherwise; a repeat changes nothing', () => {

@@ -2,10 +2,18 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { LineageState } from '../../domain/lineage/state';
 
-/** Bump when the shape of LineageState changes: older snapshots are then ignored and refolded. */
-export const SNAPSHOT_SCHEMA = 2;
+/**
+ * The shape of LineageState a snapshot holds. Bump it whenever that shape changes: a snapshot of
+ * another schema is ignored and the lineage is folded from its events (`currentSnapshot`), so no
+ * fold or rule needs to read a state of an older shape.
+ */
+export const SNAPSHOT_SCHEMA = 3;
 
 export type Snapshot = Readonly<{ schema: number; version: number; state: LineageState }>;
+
+/** The snapshot if it holds the current shape of LineageState; otherwise none (refold the events). */
+export const currentSnapshot = (snap: Snapshot | undefined): Snapshot | undefined =>
+  snap?.schema === SNAPSHOT_SCHEMA ? snap : undefined;
 
 export interface SnapshotStore {
   get(lineageId: string): Promise<Snapshot | undefined>;
@@ -24,8 +32,7 @@ export class KvSnapshotStore implements SnapshotStore {
   async get(lineageId: string): Promise<Snapshot | undefined> {
     const e = await this.kv.get(lineageId);
     if (!e || e.operation !== 'PUT') return undefined;
-    const snap = e.json<Snapshot>();
-    return snap.schema === SNAPSHOT_SCHEMA ? snap : undefined;
+    return e.json<Snapshot>();
   }
 
   async put(lineageId: string, snapshot: Snapshot): Promise<void> {

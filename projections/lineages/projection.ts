@@ -1,9 +1,12 @@
 /**
  * `lineages`: the operator's view of every lineage (status, pause reasons, counters), its schema
- * versions, reviews, column bindings and replay intents. Mirrors the domain's `evolve` (SPEC §4)
- * so the counters here equal the decider's state after the same events.
+ * versions, reviews, column bindings and replay intents. The watermark, pause reasons and refusal
+ * codes are folded by the domain's own functions (evolve-rows.ts, evolve-governance.ts), so they
+ * equal the decider's state after the same events.
  */
 import type { ColumnBinding, LineageEvent, PauseReason, StoredEvent } from '../../domain/lineage/events';
+import { withPauseReason, withoutPauseReason } from '../../domain/lineage/evolve-governance';
+import { advanceWatermark, refusalCode } from '../../domain/lineage/evolve-rows';
 import { assertNever } from '../../domain/shared/decider';
 import type { ApplyContext, Projection, Tx } from '../runner/types';
 import type { EdgeTableLineagesTable } from '../store/schema';
@@ -73,24 +76,21 @@ const reasonsOf = (l: EdgeTableLineagesTable): PauseReason[] => JSON.parse(l.pau
 const detailsOf = (l: EdgeTableLineagesTable): Record<string, string> =>
   JSON.parse(l.pause_details ?? '{}') as Record<string, string>;
 
-/**
- * The watermark exactly as the decider keeps it (state.ts `takeIn`): an epoch never seen before
- * becomes the newest (first-appearance order, not UUID order); within the newest epoch the
- * highest commit_seq counts.
- */
+/** The watermark as the decider keeps it (`advanceWatermark`), over the epochs this row lists. */
 function takeIn(l: EdgeTableLineagesTable, epoch: string, seqs: readonly number[]): LineagePatch {
-  const max = Math.max(0, ...seqs);
   const seen = JSON.parse(l.journal_epochs) as string[];
-  const fresh = l.last_journal_epoch !== epoch && !seen.includes(epoch);
-  const last = l.last_commit_seq ?? 0;
+  const epochSeen = seen.includes(epoch);
+  const w = advanceWatermark(
+    { last_epoch: l.last_journal_epoch, last_commit_seq: l.last_commit_seq ?? 0 },
+    epoch,
+    epochSeen,
+    seqs,
+  );
   return {
-    journal_epochs: fresh ? JSON.stringify([...seen, epoch]) : l.journal_epochs,
-    last_journal_epoch: fresh || l.last_journal_epoch === null ? epoch : l.last_journal_epoch,
-    last_commit_seq: fresh
-      ? max
-      : l.last_journal_epoch === epoch || l.last_journal_epoch === null
-        ? Math.max(last, max)
-        : l.last_commit_seq,
+    journal_epochs:
+      epochSeen || l.last_journal_epoch === epoch ? l.journal_epochs : JSON.stringify([...seen, epoch]),
+    last_journal_epoch: w.last_epoch,
+    last_commit_seq: w.last_commit_seq,
   };
 }
 
@@ -286,8 +286,7 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
       await patch(tx, id, {}, at);
       return;
     case 'LineagePaused': {
-      const reasons = reasonsOf(l);
-      if (!reasons.includes(event.data.reason)) reasons.push(event.data.reason);
+      const reasons = withPauseReason(reasonsOf(l), event.data.reason);
       const details = {
         ...detailsOf(l),
         ...(event.data.detail ? { [event.data.reason]: event.data.detail } : {}),
@@ -301,7 +300,7 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
       return;
     }
     case 'LineageResumed': {
-      const reasons = reasonsOf(l).filter((r) => r !== event.data.reason);
+      const reasons = withoutPauseReason(reasonsOf(l), event.data.reason);
       const { [event.data.reason]: _gone, ...details } = detailsOf(l);
       await patch(
         tx,
@@ -481,7 +480,7 @@ async function apply(tx: Tx, event: Handled, ctx: ApplyContext): Promise<void> {
       const recent = [
         ...(JSON.parse(l.recent_refusals) as RefusalView[]),
         ...d.rows.map((r): RefusalView => ({
-          code: r.refusal?.code ?? 'unknown',
+          code: refusalCode(r),
           commit_seq: r.commit_seq,
           journal_epoch: d.journal_epoch,
           pk: r.pk,

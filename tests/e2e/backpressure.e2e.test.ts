@@ -14,7 +14,7 @@ import {
   approveReview,
   controls,
   delay,
-  domainState,
+  rowsDomainState,
   findLineage,
   lineage,
   mirrorRows,
@@ -141,7 +141,7 @@ describe('backpressure end to end', () => {
       beats++;
       app!.prepare('INSERT INTO heartbeat (id, at) VALUES (?, ?)').run(beats, Date.now());
       const hb = await findLineage(cloud!.base, DEVICE, 'heartbeat');
-      await waitFor(async () => (await domainState(nc!, hb.lineage_id)).last_commit_seq >= beats, {
+      await waitFor(async () => (await rowsDomainState(nc!, hb.lineage_id)).last_commit_seq >= beats, {
         message: `heartbeat ${beats} in the cloud`,
       });
     };
@@ -184,7 +184,7 @@ describe('backpressure end to end', () => {
     const before = agentBacklog(app, 'readings').seq;
     await write(WHILE_PAUSED);
     await heartbeat();
-    const whilePaused = await domainState(nc, lineage_id);
+    const whilePaused = await rowsDomainState(nc, lineage_id);
     const epoch = whilePaused.last_epoch!;
     for (let s = before + 1; s <= before + WHILE_PAUSED; s++) {
       expect(inRanges(whilePaused.accepted[epoch] ?? [], s)).toBe(false);
@@ -216,13 +216,13 @@ describe('backpressure end to end', () => {
       async () => {
         const b = agentBacklog(app!, 'readings');
         if (b.journal > 0 || b.seq !== total) return false;
-        const s = await domainState(nc!, lineage_id);
+        const s = await rowsDomainState(nc!, lineage_id);
         if (s.last_commit_seq !== total || s.staged_rows !== 0 || s.replaying_rows !== 0) return false;
         return projectionsCaughtUp(nc!, readStore!);
       },
       { timeoutMs: 30_000, intervalMs: 250, message: `all ${total} changes delivered and folded` },
     );
-    const domain = await domainState(nc, lineage_id);
+    const domain = await rowsDomainState(nc, lineage_id);
     expect(domain.pause_reasons).toEqual([]);
     expect(domain.accepted[domain.last_epoch!]).toEqual([[1, total]]);
     expect(domain.materialized_rows).toBe(total);

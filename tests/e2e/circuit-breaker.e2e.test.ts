@@ -12,7 +12,7 @@ import {
   agentBacklog,
   approveReview,
   controls,
-  domainState,
+  rowsDomainState,
   eventTrail,
   findLineage,
   lineage,
@@ -138,7 +138,7 @@ describe('circuit breaker end to end', () => {
       else app!.prepare('DELETE FROM orders WHERE id = ?').run(HEALTHY - n);
     };
     let writes = 0;
-    let domainAtTrip = await domainState(nc, lineage_id);
+    let domainAtTrip = await rowsDomainState(nc, lineage_id);
     const reportedBefore = domainAtTrip.reported_failures.length;
     while (writes < MAX_BROKEN_WRITES && !domainAtTrip.pause_reasons.includes('circuit_breaker')) {
       change(++writes);
@@ -146,7 +146,7 @@ describe('circuit breaker end to end', () => {
       // The batch reaches the lineage, the mirror fails on it, and its report reaches the domain.
       domainAtTrip = await waitFor(
         async () => {
-          const s = await domainState(nc!, lineage_id);
+          const s = await rowsDomainState(nc!, lineage_id);
           return s.last_commit_seq >= seq && s.reported_failures.length >= reportedBefore + writes
             ? s
             : undefined;
@@ -225,14 +225,14 @@ describe('circuit breaker end to end', () => {
       async () => {
         const b = agentBacklog(app!, 'orders');
         if (b.journal > 0) return false;
-        const s = await domainState(nc!, lineage_id);
+        const s = await rowsDomainState(nc!, lineage_id);
         if (s.last_commit_seq !== b.seq || s.staged_rows !== 0 || s.replaying_rows !== 0) return false;
         return projectionsCaughtUp(nc!, readStore!);
       },
       { timeoutMs: 30_000, intervalMs: 250, message: 'every change delivered, replayed and folded' },
     );
     const view = await lineage(cloud.base, lineage_id);
-    const domain = await domainState(nc, lineage_id);
+    const domain = await rowsDomainState(nc, lineage_id);
     expect(view).toMatchObject({
       status: 'active',
       pause_reasons: [],

@@ -11,7 +11,7 @@ import {
   agentBacklog,
   approveReview,
   delay,
-  domainState,
+  rowsDomainState,
   findLineage,
   lineage,
   mirrorRows,
@@ -177,7 +177,7 @@ describe.each(stores)('projector kill -9 under load (%s read store)', (storeName
         async () => {
           const backlog = agentBacklog(app!, 'stock');
           if (backlog.journal > 0) return undefined;
-          const s = await domainState(nc!, lineage_id);
+          const s = await rowsDomainState(nc!, lineage_id);
           return s.last_commit_seq === backlog.seq ? backlog : undefined;
         },
         { timeoutMs: 45_000, intervalMs: 250, message: 'the agent delivered every change' },
@@ -186,7 +186,7 @@ describe.each(stores)('projector kill -9 under load (%s read store)', (storeName
       const domain = await waitFor(
         async () => {
           if (!(await projectionsCaughtUp(nc!, readStore!))) return undefined;
-          const s = await domainState(nc!, lineage_id);
+          const s = await rowsDomainState(nc!, lineage_id);
           if (s.staged_rows !== 0 || s.replaying_rows !== 0) return undefined;
           return (await projectionsCaughtUp(nc!, readStore!)) ? s : undefined;
         },

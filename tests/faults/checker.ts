@@ -113,7 +113,8 @@ function foldLineage(events: readonly LineageEvent[]) {
       ? {
           staged_rows: state.staged_rows,
           materialized_rows: state.materialized_rows,
-          last_commit_seq: state.last_commit_seq === 0 ? null : state.last_commit_seq,
+          last_commit_seq:
+            state.kind !== 'rows' || state.last_commit_seq === 0 ? null : state.last_commit_seq,
         }
       : undefined;
   return { staged, pendingControls, counters };

@@ -12,7 +12,7 @@ import type { LineageEvent } from '../../domain/lineage/events';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { STREAMS } from '../../infra/nats/names';
 import { Registry } from '../../infra/nats/registry';
-import { domainState, projectionsCaughtUp } from '../support/readside';
+import { rowsDomainState, projectionsCaughtUp } from '../support/readside';
 import { TEST_PROJECT, TEST_TOKEN } from '../support/stack';
 import { waitFor } from '../support/wait';
 import type { LineageObservation, Observation, Rejection, TableImage, Write } from './checker';
@@ -97,7 +97,7 @@ export async function quiesce(
   await waitFor(
     async () => {
       for (const l of lineages) {
-        const s = await domainState(cloud.nc, l.id);
+        const s = await rowsDomainState(cloud.nc, l.id);
         if (trace && Date.now() - lastTrace > 3_000) {
           lastTrace = Date.now();
           console.error(

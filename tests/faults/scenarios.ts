@@ -21,7 +21,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { STREAMS } from '../../infra/nats/names';
 import { tempDir } from '../support/proc';
 import { TEST_TOKEN } from '../support/stack';
-import { delay, domainState } from '../support/readside';
+import { delay, rowsDomainState } from '../support/readside';
 import { waitFor } from '../support/wait';
 import { check, type Verdict } from './checker';
 import { Cloud, type CloudOptions, Device, type DeviceOptions, type RoleName } from './cloud';
@@ -387,7 +387,7 @@ export const SCENARIOS: readonly Scenario[] = [
         }
         ctx.note(`${inj.batches.length} batches, ${inj.redeliveries} redeliveries`);
         await waitFor(
-          async () => (await domainState(ctx.cloud.nc, lineageId)).last_commit_seq === inj.lastSeq,
+          async () => (await rowsDomainState(ctx.cloud.nc, lineageId)).last_commit_seq === inj.lastSeq,
           { timeoutMs: 60_000, intervalMs: 200, message: 'every injected change in the lineage' },
         );
         ctx.extra.push({

@@ -4,7 +4,7 @@
  */
 import { type LineageCommand, lineageDecider } from '../../domain/lineage/decide';
 import type { ColumnAction, LineageEvent } from '../../domain/lineage/events';
-import type { ActiveLineage } from '../../domain/lineage/state';
+import type { ActiveLineage, RowsLineage, TelemetryLineage } from '../../domain/lineage/state';
 import { fold } from '../../domain/shared/decider';
 import { deciderSpec } from './decider-spec';
 
@@ -33,6 +33,20 @@ export function history(...cmds: LineageCommand[]): LineageEvent[] {
 }
 
 export const stateOf = (events: readonly LineageEvent[]) => fold(lineageDecider, events) as ActiveLineage;
+
+/** The state of a rows lineage; fails the test if the events made another. */
+export function rowsStateOf(events: readonly LineageEvent[]): RowsLineage {
+  const s = stateOf(events);
+  if (s.kind !== 'rows') throw new Error(`expected a rows lineage, got ${s.kind}`);
+  return s;
+}
+
+/** The state of a telemetry lineage; fails the test if the events made another. */
+export function telemetryStateOf(events: readonly LineageEvent[]): TelemetryLineage {
+  const s = stateOf(events);
+  if (s.kind !== 'telemetry') throw new Error(`expected a telemetry lineage, got ${s.kind}`);
+  return s;
+}
 
 export const claim = (v = 1, review = R1): LineageCommand => ({
   type: 'ClaimReview',

@@ -9,7 +9,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { tableJournal } from '../../edge-agent/testing/mirror';
 import { lineageDecider } from '../../domain/lineage/decide';
-import type { ActiveLineage } from '../../domain/lineage/state';
+import type { ActiveLineage, RowsLineage } from '../../domain/lineage/state';
 import { fold } from '../../domain/shared/decider';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
 import { checkpointNames, createProjections, type Page, type ReadStore } from '../../projections';
@@ -191,6 +191,13 @@ export async function domainState(nc: NatsConnection, lineageId: string): Promis
   const { events } = await store.load(lineageId);
   const s = fold(lineageDecider, events);
   if (s.status !== 'registered') throw new Error(`lineage ${lineageId} is ${s.status}`);
+  return s;
+}
+
+/** domainState of a lineage of row changes (its watermark, dedupe ranges, verify runs). */
+export async function rowsDomainState(nc: NatsConnection, lineageId: string): Promise<RowsLineage> {
+  const s = await domainState(nc, lineageId);
+  if (s.kind !== 'rows') throw new Error(`lineage ${lineageId} captures ${s.kind}, not rows`);
   return s;
 }
 
