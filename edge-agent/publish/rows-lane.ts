@@ -1,8 +1,8 @@
 import type { Receipt } from '../../domain/protocol/contracts';
 import type { Journal, VerifyResult } from '../capture/journal';
-import type { StateStore } from '../state/state-db';
+import type { StateStore } from '../state/state-store';
 import type { Control } from '../../domain/protocol/contracts';
-import type { UploadMark } from '../state/state-db';
+import type { UploadMark } from '../state/uploads';
 import { type Inflight, Lane, type LaneDeps } from './lane';
 import { buildRowBatch } from './row-batch';
 import { type PutFn, UploadJob } from './upload';
@@ -72,7 +72,7 @@ export class RowsLane extends Lane {
     this.tid = reg.tid;
     this.epoch = reg.epoch;
     this.counterSeq = reg.seq;
-    const st = r.state.table(table)!;
+    const st = r.state.tables.get(table)!;
     this.confirmedSeq = st.confirmedSeq;
     this.sentSeq = st.confirmedSeq;
     this.cleanupThrough = st.confirmedSeq;
@@ -87,10 +87,10 @@ export class RowsLane extends Lane {
   }
 
   private restoreUpload(): void {
-    const rec = this.r.state.upload(this.table);
+    const rec = this.r.state.uploads.get(this.table);
     if (!rec) return;
     if (rec.epoch !== this.epoch || rec.lastSeq <= this.confirmedSeq || !this.r.uploads) {
-      this.r.state.deleteUpload(rec.uploadId);
+      this.r.state.uploads.delete(rec.uploadId);
       return;
     }
     this.upload = this.newJob(rec);
@@ -103,7 +103,7 @@ export class RowsLane extends Lane {
 
   private newJob(rec: ConstructorParameters<typeof UploadJob>[0]): UploadJob {
     const u = this.r.uploads!;
-    const lkcvOf = this.r.state.cloudVersionLookup(this.table, rec.epoch);
+    const lkcvOf = this.r.state.cloudVersions.lookup(this.table, rec.epoch);
     return new UploadJob(rec, {
       journal: this.r.journal,
       state: this.r.state,
@@ -126,23 +126,23 @@ export class RowsLane extends Lane {
   /** Rows from `seq` on go through the upload flow (a large snapshot, or what follows a gap). */
   markForUpload(mark: Omit<UploadMark, 'table'>): void {
     if (!this.r.uploads) return;
-    this.r.state.setUploadMark({ ...mark, table: this.table });
+    this.r.state.uploads.setMark({ ...mark, table: this.table });
   }
 
   /** Start an upload when a mark asks for one and the range is more than one batch. */
   private maybeStartUpload(): boolean {
     const u = this.r.uploads;
     if (!u || this.inflight.length > 0) return false;
-    const mark = this.r.state.uploadMark(this.table);
+    const mark = this.r.state.uploads.mark(this.table);
     if (!mark) return false;
     if (mark.epoch !== this.epoch) {
-      this.r.state.clearUploadMark(this.table);
+      this.r.state.uploads.clearMark(this.table);
       return false;
     }
     if (mark.throughSeq === null) {
       const done = u.resync(this.tid);
       if (done === undefined) {
-        this.r.state.clearUploadMark(this.table);
+        this.r.state.uploads.clearMark(this.table);
         return false;
       }
       this.r.log.warn(
@@ -157,7 +157,7 @@ export class RowsLane extends Lane {
           'with a sweep); it goes to the cloud through the upload flow with what the journal kept',
       );
       mark.throughSeq = done.through;
-      this.r.state.setUploadMark(mark);
+      this.r.state.uploads.setMark(mark);
       this.counterSeq = Math.max(this.counterSeq, done.sweepSeq);
     }
     const first = this.sentSeq + 1;
@@ -166,7 +166,7 @@ export class RowsLane extends Lane {
     const schema = this.r.journal.tableSchema(this.tid);
     if (!plan || !schema || plan.rows <= this.r.maxRows) {
       // One batch or less: the ordinary path is the cheaper one.
-      this.r.state.clearUploadMark(this.table);
+      this.r.state.uploads.clearMark(this.table);
       return false;
     }
     const rec = {
@@ -185,7 +185,7 @@ export class RowsLane extends Lane {
       requests: 0,
       finalizeId: this.r.newId(),
     };
-    this.r.state.saveUpload(rec);
+    this.r.state.uploads.save(rec);
     this.upload = this.newJob(rec);
     this.sentSeq = plan.lastSeq;
     this.r.log.info(
@@ -210,8 +210,8 @@ export class RowsLane extends Lane {
     const job = this.upload;
     if (!job?.outcome) return;
     this.upload = null;
-    this.r.state.deleteUpload(job.uploadId);
-    const mark = this.r.state.uploadMark(this.table);
+    this.r.state.uploads.delete(job.uploadId);
+    const mark = this.r.state.uploads.mark(this.table);
     if (job.outcome === 'confirmed') {
       this.announcedHash = job.rec.schemaHash;
       this.announcedEpoch = job.rec.epoch;
@@ -229,9 +229,9 @@ export class RowsLane extends Lane {
         },
         'upload confirmed',
       );
-      if (mark && (mark.throughSeq ?? 0) <= this.confirmedSeq) this.r.state.clearUploadMark(this.table);
+      if (mark && (mark.throughSeq ?? 0) <= this.confirmedSeq) this.r.state.uploads.clearMark(this.table);
     } else {
-      this.r.state.clearUploadMark(this.table);
+      this.r.state.uploads.clearMark(this.table);
       this.sentSeq = this.confirmedSeq;
       this.draining = true;
     }
@@ -248,12 +248,12 @@ export class RowsLane extends Lane {
 
   /** Rebuild the in-flight window from state.db: same batch ids, same bytes. */
   private restore(): void {
-    for (const rec of this.r.state.inflight(this.table)) {
+    for (const rec of this.r.state.batches.inflight(this.table)) {
       if (rec.kind !== 'rows' || rec.firstSeq === null || rec.lastSeq === null) continue;
       if (rec.payload === null || rec.epoch !== this.epoch) {
         // Recorded by an agent that kept no payload (or of an epoch that is over): the range is
         // read again under a new batch id (the cloud dedupes rows by commit_seq).
-        this.r.state.dropInflight([rec.batchId]);
+        this.r.state.batches.drop([rec.batchId]);
         continue;
       }
       this.inflight.push({
@@ -333,7 +333,7 @@ export class RowsLane extends Lane {
       fingerprint: read.fingerprint,
       changes: read.changes,
       withSchema: read.hash !== this.announcedHash || this.epoch !== this.announcedEpoch,
-      lkcvOf: this.r.state.cloudVersionLookup(this.table, this.epoch),
+      lkcvOf: this.r.state.cloudVersions.lookup(this.table, this.epoch),
       maxRows: this.r.maxRows,
       maxBytes: this.r.maxBytes,
     });
@@ -358,7 +358,7 @@ export class RowsLane extends Lane {
         `change ${seq} of ${this.table} has a key larger than max_batch_bytes: not even a refusal can carry it; ` +
           'left out (recorded as a gap in state.db).',
       );
-      this.r.state.recordGap({
+      this.r.state.gaps.record({
         table: this.table,
         epoch: this.epoch,
         firstSeq: seq,
@@ -409,7 +409,7 @@ export class RowsLane extends Lane {
       res.throughSeq >= (read.changes.at(-1)?.commit_seq ?? 0)
         ? Math.max(b.lastSeq, read.throughSeq)
         : b.lastSeq;
-    this.r.state.recordRowBatch({
+    this.r.state.batches.recordRowBatch({
       batchId,
       table: this.table,
       epoch: this.epoch,
@@ -445,22 +445,24 @@ export class RowsLane extends Lane {
   resetAnnounced(): void {
     this.announcedHash = null;
     this.announcedEpoch = null;
-    this.r.state.resetAnnounced(this.table);
+    this.r.state.tables.resetAnnounced(this.table);
   }
 
   /** A verify the cloud asked for: its digest is taken when every change of the table is in a batch. */
   requestVerify(verifyId: string, columns: readonly string[]): void {
-    this.r.state.addVerify(verifyId, this.table, columns);
+    this.r.state.verifyReports.add(verifyId, this.table, columns);
     this.pump();
   }
 
   private wantedVerify(): { verifyId: string; columns: readonly string[] } | undefined {
-    return this.r.state.verifyReports(this.table).find((r) => r.payload === null);
+    return this.r.state.verifyReports.of(this.table).find((r) => r.payload === null);
   }
 
   /** A digested report not published yet holds this table's batches. */
   private reportHeld(): boolean {
-    return this.r.state.verifyReports(this.table).some((r) => r.payload !== null && r.epoch === this.epoch);
+    return this.r.state.verifyReports
+      .of(this.table)
+      .some((r) => r.payload !== null && r.epoch === this.epoch);
   }
 
   /** Nothing unsent: the digest can be taken now, if the log has not moved since. */
@@ -485,7 +487,7 @@ export class RowsLane extends Lane {
           `digests the columns it has (${v.columns.join(', ')}) and says so in its columns`,
       );
     }
-    this.r.state.digestVerify(
+    this.r.state.verifyReports.digest(
       verifyId,
       v.epoch,
       v.throughSeq,
@@ -519,10 +521,10 @@ export class RowsLane extends Lane {
    * through_commit_seq (same epoch) is at the cloud, so the report is ordered after them.
    */
   pumpReports(): void {
-    for (const rep of this.r.state.verifyReports(this.table)) {
+    for (const rep of this.r.state.verifyReports.of(this.table)) {
       if (rep.payload === null || rep.throughSeq === null) continue;
       if (rep.epoch !== this.epoch) {
-        this.r.state.deleteVerifyReport(rep.verifyId);
+        this.r.state.verifyReports.delete(rep.verifyId);
         this.r.log.warn(
           {
             event: 'verify_report_dropped',
@@ -544,7 +546,7 @@ export class RowsLane extends Lane {
         .then(
           () => {
             this.sendingReports.delete(rep.verifyId);
-            this.r.state.deleteVerifyReport(rep.verifyId);
+            this.r.state.verifyReports.delete(rep.verifyId);
             this.r.log.info(
               {
                 event: 'verify_report',
@@ -622,7 +624,7 @@ export class RowsLane extends Lane {
   private advanceTo(seq: number, batchIds: readonly string[]): void {
     if (seq > this.confirmedSeq || batchIds.length > 0) {
       this.confirmedSeq = Math.max(this.confirmedSeq, seq);
-      this.r.state.confirmRows(this.table, this.confirmedSeq, batchIds);
+      this.r.state.batches.confirmRows(this.table, this.confirmedSeq, batchIds);
       this.r.journal.confirmed(this.tid, this.epoch, this.confirmedSeq);
     }
     this.sentSeq = Math.max(this.sentSeq, this.confirmedSeq);
@@ -672,7 +674,7 @@ export class RowsLane extends Lane {
     this.paused = true;
     this.pauseEpoch = this.epoch;
     this.watermark = watermark ?? null;
-    this.r.state.setPause(this.table, true, this.watermark, this.epoch);
+    this.r.state.tables.setPause(this.table, true, this.watermark, this.epoch);
     if (watermark !== undefined) this.acceptThrough(watermark, 'pause_lineage');
     this.r.log.warn(
       {
@@ -706,7 +708,7 @@ export class RowsLane extends Lane {
         const i = this.inflight.findIndex((b) => b.firstSeq <= watermark);
         if (i >= 0) {
           const dropped = this.inflight.splice(i);
-          this.r.state.dropInflight(dropped.map((d) => d.batchId));
+          this.r.state.batches.drop(dropped.map((d) => d.batchId));
         }
         this.sentSeq = Math.max(this.confirmedSeq, this.inflight.at(-1)?.lastSeq ?? 0);
       }
@@ -714,7 +716,7 @@ export class RowsLane extends Lane {
     this.paused = false;
     this.pauseEpoch = null;
     this.watermark = null;
-    this.r.state.setPause(this.table, false, null, null);
+    this.r.state.tables.setPause(this.table, false, null, null);
     this.draining = true;
     this.r.log.info(
       {
@@ -733,13 +735,13 @@ export class RowsLane extends Lane {
   /** After a retention drop renumbered the journal into a new epoch. */
   restartEpoch(epoch: string, counterSeq: number): void {
     if (this.upload) {
-      this.r.state.deleteUpload(this.upload.uploadId);
+      this.r.state.uploads.delete(this.upload.uploadId);
       this.upload = null;
     }
     // What follows a gap goes through the upload flow, with a resync snapshot of the table
     // journaled when it resumes (see docs/upload.md).
     this.markForUpload({ epoch, throughSeq: null, reason: 'gap' });
-    this.r.state.dropInflight(this.inflight.map((b) => b.batchId));
+    this.r.state.batches.drop(this.inflight.map((b) => b.batchId));
     this.inflight.length = 0;
     this.epoch = epoch;
     this.confirmedSeq = 0;
@@ -747,6 +749,6 @@ export class RowsLane extends Lane {
     this.wireSeq = 0;
     this.counterSeq = counterSeq;
     this.cleanupThrough = 0;
-    this.r.state.resetEpoch(this.table, epoch);
+    this.r.state.batches.resetEpoch(this.table, epoch);
   }
 }
