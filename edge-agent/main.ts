@@ -260,7 +260,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         );
         lanes.set(reg.name, lane);
         lane.cleanup();
-      } else lane.counterSeq = Math.max(lane.counterSeq, journal.maxSeq(reg.tid));
+      } else lane.journaledThrough(journal.maxSeq(reg.tid));
       if (res.changed.includes(reg.name)) lane.resetAnnounced();
     }
     for (const r of res.resyncs) {
@@ -335,7 +335,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     dataVersion = v;
     for (const c of journal.counters()) {
       const lane = lanes.get(c.name);
-      if (lane instanceof RowsLane && lane.tid === c.tid) lane.counterSeq = c.seq;
+      if (lane instanceof RowsLane) lane.setCounter(c.tid, c.seq);
     }
   }
 
@@ -544,7 +544,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       const t = now();
       if (t >= nextFlushAt) {
         nextFlushAt = t + rep.flushIntervalMs;
-        for (const l of lanes.values()) l.draining = true;
+        for (const l of lanes.values()) l.drain();
         retention.enforce(rowLanes());
       }
       for (const l of lanes.values()) {
@@ -635,7 +635,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     async flushNow() {
       if (stopped) return;
       checkSchema();
-      for (const l of lanes.values()) l.draining = true;
+      for (const l of lanes.values()) l.drain();
       pumpAll();
     },
     stats(): AgentStats {
@@ -647,15 +647,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
           inflight: l.inflight.length,
           pending_rows: l.pendingRows(),
           ...(l instanceof RowsLane ? { journal_epoch: l.epoch, confirmed_seq: l.confirmedSeq } : {}),
-          ...(l instanceof RowsLane && l.upload
-            ? {
-                upload: {
-                  upload_id: l.upload.uploadId,
-                  status: l.upload.rec.status,
-                  rows: l.upload.rec.rowCount,
-                },
-              }
-            : {}),
+          ...(l instanceof RowsLane && l.uploadStats() ? { upload: l.uploadStats() } : {}),
         };
       }
       return {
