@@ -26,7 +26,7 @@ import { type Backoff, MqttLink } from './publish/mqtt-link';
 import { RowsLane } from './publish/rows-lane';
 import { TelemetryLane } from './publish/telemetry-lane';
 import { putUpload } from './publish/upload';
-import { StateStore } from './state/state-db';
+import { StateStore } from './state/state-store';
 import { FilterKeys } from './state/filter-keys';
 import { SchemaObserver } from './publish/observe';
 
@@ -225,7 +225,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       );
     }
     for (const reg of res.registry) {
-      const st = state.ensureTable(reg.name, 'rows');
+      const st = state.tables.ensure(reg.name, 'rows');
       let lane = lanes.get(reg.name) as RowsLane | undefined;
       if (st.epoch !== reg.epoch) {
         if (st.epoch !== null) {
@@ -234,7 +234,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
             `the journal of ${reg.name} was reinitialised (new journal_epoch); its cursor restarts at commit_seq 1`,
           );
         }
-        state.resetEpoch(reg.name, reg.epoch);
+        state.batches.resetEpoch(reg.name, reg.epoch);
         if (lane) {
           lanes.delete(reg.name);
           lane = undefined;
@@ -260,7 +260,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         );
         lanes.set(reg.name, lane);
         lane.cleanup();
-      } else lane.counterSeq = Math.max(lane.counterSeq, journal.maxSeq(reg.tid));
+      } else lane.journaledThrough(journal.maxSeq(reg.tid));
       if (res.changed.includes(reg.name)) lane.resetAnnounced();
     }
     for (const r of res.resyncs) {
@@ -335,7 +335,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     dataVersion = v;
     for (const c of journal.counters()) {
       const lane = lanes.get(c.name);
-      if (lane instanceof RowsLane && lane.tid === c.tid) lane.counterSeq = c.seq;
+      if (lane instanceof RowsLane) lane.setCounter(c.tid, c.seq);
     }
   }
 
@@ -378,7 +378,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       );
       continue;
     }
-    state.ensureTable(table, 'telemetry');
+    state.tables.ensure(table, 'telemetry');
     lanes.set(
       table,
       new TelemetryLane(table, {
@@ -413,9 +413,9 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         const schema = readTableSchema(db, c.source_table);
         if (!schema || schema.pk.length === 0) return 'table has no key';
         const { applied, stale } = applyStateWrite(db, schema, c.rows ?? [], (pk) =>
-          state.cloudVersion(c.source_table, pk),
+          state.cloudVersions.get(c.source_table, pk),
         );
-        state.setCloudVersions(c.source_table, applied);
+        state.cloudVersions.set(c.source_table, applied);
         // The confirmations were journaled on the agent's own connection, which data_version
         // does not report: read the counters again on the next tick.
         dataVersion = -1;
@@ -544,7 +544,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       const t = now();
       if (t >= nextFlushAt) {
         nextFlushAt = t + rep.flushIntervalMs;
-        for (const l of lanes.values()) l.draining = true;
+        for (const l of lanes.values()) l.drain();
         retention.enforce(rowLanes());
       }
       for (const l of lanes.values()) {
@@ -635,7 +635,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     async flushNow() {
       if (stopped) return;
       checkSchema();
-      for (const l of lanes.values()) l.draining = true;
+      for (const l of lanes.values()) l.drain();
       pumpAll();
     },
     stats(): AgentStats {
@@ -647,15 +647,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
           inflight: l.inflight.length,
           pending_rows: l.pendingRows(),
           ...(l instanceof RowsLane ? { journal_epoch: l.epoch, confirmed_seq: l.confirmedSeq } : {}),
-          ...(l instanceof RowsLane && l.upload
-            ? {
-                upload: {
-                  upload_id: l.upload.uploadId,
-                  status: l.upload.rec.status,
-                  rows: l.upload.rec.rowCount,
-                },
-              }
-            : {}),
+          ...(l instanceof RowsLane && l.uploadStats() ? { upload: l.uploadStats() } : {}),
         };
       }
       return {

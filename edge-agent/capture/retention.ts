@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { StateStore } from '../state/state-db';
+import type { StateStore } from '../state/state-store';
 import type { RowsLane } from '../publish/rows-lane';
 import type { Journal } from './journal';
 
@@ -64,7 +64,7 @@ export class Retention {
       const newEpoch = this.d.newEpoch();
       const firstSeq = lane.confirmedSeq + 1;
       // The gap is recorded before the rows go, so even a crash mid-way leaves a trace.
-      this.d.state.recordGap({
+      this.d.state.gaps.record({
         table: lane.table,
         epoch: oldEpoch,
         firstSeq,

@@ -1,7 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { type Control, controlSchema, parseJsonPayload } from '../../domain/protocol/contracts';
-import type { ControlOrder, StateStore } from '../state/state-db';
+import type { ControlOrder } from '../state/controls';
+import type { StateStore } from '../state/state-store';
 import { verifyControl } from './signature';
 
 /** Controls that set a table's pause state: the newest one the cloud issued wins. */
@@ -86,9 +87,9 @@ export class ControlHandler {
     if (Number.isNaN(Date.parse(control.issued_at))) {
       return this.reject('invalid', `control ${control.control_id}: issued_at is not a timestamp; dropped`);
     }
-    const seen = this.state.control(control.control_id);
+    const seen = this.state.controls.get(control.control_id);
     if (!seen)
-      this.state.recordControl(
+      this.state.controls.record(
         control.control_id,
         control.control_kind,
         control.source_table,
@@ -108,7 +109,7 @@ export class ControlHandler {
   /** The newest control acted on for this control's table, when this one is older (or the same). */
   private newerApplied(control: Control): ControlOrder | undefined {
     if (!ORDERED_KINDS.has(control.control_kind)) return undefined;
-    const last = this.state.controlOrder(control.source_table);
+    const last = this.state.controls.order(control.source_table);
     if (!last) return undefined;
     const cmp = compareIssued({ issuedAt: control.issued_at, controlId: control.control_id }, last);
     return cmp <= 0 && last.controlId !== control.control_id ? last : undefined;
@@ -135,7 +136,7 @@ export class ControlHandler {
         `${control.control_kind} ${control.control_id} for ${control.source_table} was issued before ` +
           `${newer.controlId}, which this device already obeyed: ACKed and not acted on (a late or replayed control)`,
       );
-      this.state.markControlApplied(control.control_id, `stale: ${newer.controlId} is newer`);
+      this.state.controls.markApplied(control.control_id, `stale: ${newer.controlId} is newer`);
       return;
     }
     let outcome: string;
@@ -154,7 +155,7 @@ export class ControlHandler {
       );
     }
     this.counters.applied++;
-    this.state.markControlApplied(
+    this.state.controls.markApplied(
       control.control_id,
       outcome,
       ORDERED_KINDS.has(control.control_kind)
@@ -167,7 +168,7 @@ export class ControlHandler {
     if (!this.actions.connected()) return; // re-ACKed on reconnect from state.db
     this.actions.ack(id).then(
       () => {
-        this.state.markControlAcked(id);
+        this.state.controls.markAcked(id);
         this.log.info({ event: 'control_acked', control_id: id }, 'control ACKed');
       },
       (err: Error) => this.log.warn({ event: 'ack_failed', control_id: id, err: err.message }),
@@ -176,7 +177,7 @@ export class ControlHandler {
 
   /** At start: controls recorded but not applied (crash after the ACK) are applied now. */
   applyPending(): void {
-    for (const rec of this.state.unappliedControls()) {
+    for (const rec of this.state.controls.unapplied()) {
       const c = controlSchema.safeParse(JSON.parse(rec.raw));
       if (c.success) this.applyOnce(c.data);
     }
@@ -184,6 +185,6 @@ export class ControlHandler {
 
   /** After (re)connecting: ACK what has not been ACKed yet. */
   reackPending(): void {
-    for (const rec of this.state.unackedControls()) this.sendAck(rec.controlId);
+    for (const rec of this.state.controls.unacked()) this.sendAck(rec.controlId);
   }
 }

@@ -35,7 +35,7 @@ export class StateWriteError extends Error {
  * cloud_version. That row is the device's confirmation, not a device change — the cloud knows
  * its own version — and it is what brings the mirror to the cloud's row. The counter value read
  * before the write (`fromSeq`) is what lets a change journaled earlier still report the version
- * it was made under (see StateStore.cloudVersionLookup).
+ * it was made under (see CloudVersionStore.lookup).
  *
  * A row older than the version the agent already holds for its key (a redelivered older
  * control) is skipped: the device never goes back to an older cloud row.

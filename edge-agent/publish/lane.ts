@@ -51,8 +51,8 @@ export type StepFailed = (err: unknown, event: string, what: string) => void;
 export abstract class Lane {
   readonly inflight: Inflight[] = [];
   paused = false;
-  /** Set by a flush tick: send what is pending even if below the batch caps. */
-  draining = false;
+  /** Send what is pending even if below the batch caps (set by `drain`). */
+  protected draining = false;
 
   constructor(
     readonly table: string,
@@ -67,6 +67,11 @@ export abstract class Lane {
   abstract pause(watermark: number | undefined): void;
   abstract resume(watermark: number | undefined): void;
   abstract pendingRows(): number;
+
+  /** A flush tick: send what is pending even if below the batch caps. */
+  drain(): void {
+    this.draining = true;
+  }
 
   protected windowFull(): boolean {
     return this.inflight.length >= this.deps.window;

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { SchemaObserve } from '../../domain/protocol/contracts';
 import type { SchemaColumns } from '../../domain/protocol/fingerprint';
-import type { StateStore } from '../state/state-db';
+import type { StateStore } from '../state/state-store';
 import type { StepFailed } from './lane';
 
 export type ObserverDeps = Readonly<{
@@ -27,7 +27,7 @@ export class SchemaObserver {
   constructor(private readonly d: ObserverDeps) {}
 
   note(table: string, strategy: 'rows' | 'telemetry', hash: string, fingerprint: SchemaColumns): void {
-    const st = this.d.state.table(table);
+    const st = this.d.state.tables.get(table);
     if (!st || st.schemaHash === hash) {
       this.pending.delete(table);
       return;
@@ -61,7 +61,7 @@ export class SchemaObserver {
           () => {
             this.sending.delete(table);
             if (this.pending.get(table)?.hash === p.hash) this.pending.delete(table);
-            this.d.state.setSchemaHash(table, p.hash);
+            this.d.state.tables.setSchemaHash(table, p.hash);
             this.d.log.info(
               { event: 'schema_observe', table, schema_hash: p.hash },
               'schema observation published',

@@ -4,7 +4,8 @@ import { readTableSchema, type TableSchema } from '../capture/schema';
 import { quoteIdent } from '../capture/sql';
 import { filterSchema, type TableFilter } from '../capture/filter';
 import { encodeSqliteValue, type SqliteValue } from '../../domain/protocol/wire-values';
-import type { StateStore, TelemetryCursor } from '../state/state-db';
+import type { StateStore } from '../state/state-store';
+import type { TelemetryCursor } from '../state/tables';
 import { type Inflight, Lane, type LaneDeps } from './lane';
 
 type TelemetryInflight = Inflight & { batchSeq: number; endCursor: TelemetryCursor };
@@ -63,7 +64,7 @@ export class TelemetryLane extends Lane {
     private readonly t: TelemetryLaneDeps,
   ) {
     super(table, t);
-    const st = t.state.table(table)!;
+    const st = t.state.tables.get(table)!;
     this.batchSeq = st.batchSeq;
     this.confirmedCursor = st.cursor;
     this.sentCursor = st.cursor;
@@ -87,7 +88,7 @@ export class TelemetryLane extends Lane {
       )
       .raw(true)
       .safeIntegers(true);
-    for (const rec of t.state.inflight(table)) {
+    for (const rec of t.state.batches.inflight(table)) {
       if (rec.kind !== 'telemetry' || !rec.payload || rec.batchSeq === null || !rec.endCursor) continue;
       this.inflight.push({
         batchId: rec.batchId,
@@ -195,7 +196,7 @@ export class TelemetryLane extends Lane {
       row_count: rows.length,
     });
     const payload = `${head.slice(0, -1)},"rows":[${rows.join(',')}]}`;
-    this.t.state.recordTelemetryBatch({
+    this.t.state.batches.recordTelemetryBatch({
       batchId,
       table: this.table,
       batchSeq,
@@ -237,7 +238,7 @@ export class TelemetryLane extends Lane {
   private confirmDone(done: TelemetryInflight[]): void {
     const last = done[done.length - 1]!;
     this.confirmedCursor = last.endCursor;
-    this.t.state.confirmTelemetry(
+    this.t.state.batches.confirmTelemetry(
       this.table,
       last.endCursor,
       done.map((d) => d.batchId),
@@ -261,7 +262,7 @@ export class TelemetryLane extends Lane {
 
   pause(watermark: number | undefined): void {
     this.paused = true;
-    this.t.state.setPause(this.table, true, watermark ?? null, null);
+    this.t.state.tables.setPause(this.table, true, watermark ?? null, null);
     if (watermark !== undefined) this.acceptThrough(watermark);
     this.t.log.warn(
       { event: 'pause', table: this.table, server_watermark: watermark },
@@ -272,7 +273,7 @@ export class TelemetryLane extends Lane {
   resume(watermark: number | undefined): void {
     if (watermark !== undefined) this.acceptThrough(watermark);
     this.paused = false;
-    this.t.state.setPause(this.table, false, null, null);
+    this.t.state.tables.setPause(this.table, false, null, null);
     this.draining = true;
     this.t.log.info(
       { event: 'resume', table: this.table, server_watermark: watermark },

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { CompressStream } from 'zstd-napi';
 import type { Control } from '../../domain/protocol/contracts';
 import { type Journal, SchemaChangedError } from '../capture/journal';
-import type { StateStore, UploadRecord } from '../state/state-db';
+import type { StateStore } from '../state/state-store';
+import type { UploadRecord } from '../state/uploads';
 import type { StepFailed } from './lane';
 import { changeJson, refuseTooLarge } from './row-batch';
 
@@ -67,7 +68,7 @@ export class UploadJob {
 
   private save(patch: Partial<UploadRecord>): void {
     Object.assign(this.rec, patch);
-    this.d.state.saveUpload(this.rec);
+    this.d.state.uploads.save(this.rec);
   }
 
   /** Drive the job one step (every tick): send what is due, start the PUT when granted. */

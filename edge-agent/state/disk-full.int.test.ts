@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../../tests/support/proc';
-import { StateStore } from './state-db';
+import { StateStore } from './state-store';
 
 const EPOCH = '0190a000-0000-7000-8000-0000000000e1';
 const WINDOW = 4;
@@ -24,7 +24,7 @@ function drain(s: StateStore, path: string, batches: number, from = 0): number {
   const open: { id: string; last: number }[] = [];
   for (let i = from; i < from + batches; i++) {
     const id = `b-${i}`;
-    s.recordRowBatch({
+    s.batches.recordRowBatch({
       batchId: id,
       table: 't',
       epoch: EPOCH,
@@ -37,7 +37,7 @@ function drain(s: StateStore, path: string, batches: number, from = 0): number {
     open.push({ id, last: (i + 1) * 500 });
     if (open.length >= WINDOW) {
       const done = open.shift()!;
-      s.confirmRows('t', done.last, [done.id]);
+      s.batches.confirmRows('t', done.last, [done.id]);
     }
     peak = Math.max(peak, size(path) + size(`${path}-wal`));
   }
@@ -78,8 +78,8 @@ describe('state.db on a small disk', () => {
   it('keeps state.db and its WAL well under 2 MiB while a backlog drains', () => {
     const path = join(tempDir('state-budget'), 'state.db');
     const s = new StateStore(path);
-    s.ensureTable('t', 'rows');
-    s.resetEpoch('t', EPOCH);
+    s.tables.ensure('t', 'rows');
+    s.batches.resetEpoch('t', EPOCH);
     try {
       // 300 batches of ~45 KB: 13 MB through state.db, 4 batches held at a time.
       expect(drain(s, path, 300)).toBeLessThan(1024 * 1024);
@@ -94,8 +94,8 @@ describe('state.db on a small disk', () => {
     const path = join(dir, 'state.db');
     try {
       const s = new StateStore(path);
-      s.ensureTable('t', 'rows');
-      s.resetEpoch('t', EPOCH);
+      s.tables.ensure('t', 'rows');
+      s.batches.resetEpoch('t', EPOCH);
       drain(s, path, 20);
       const filler = fillDisk(dir);
       let code: string | undefined;
@@ -106,14 +106,14 @@ describe('state.db on a small disk', () => {
       }
       expect(code).toBe('SQLITE_FULL');
       s.relieveFullDisk();
-      const kept = s.inflight('t').map((r) => r.batchId);
+      const kept = s.batches.inflight('t').map((r) => r.batchId);
       expect(kept.length).toBeGreaterThan(0);
 
       rmSync(filler);
       // Far more than the disk holds goes through once there is room again.
       drain(s, path, 300, 100);
-      expect(s.inflight('t')).toHaveLength(kept.length + WINDOW - 1);
-      expect(s.table('t')!.confirmedSeq).toBe((100 + 300 - WINDOW + 1) * 500);
+      expect(s.batches.inflight('t')).toHaveLength(kept.length + WINDOW - 1);
+      expect(s.tables.get('t')!.confirmedSeq).toBe((100 + 300 - WINDOW + 1) * 500);
       s.close();
       const db = new Database(path, { readonly: true });
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
