@@ -3,26 +3,12 @@ import { type Page, type PageQuery, paging } from '../page';
 import type { ReadStoreDB } from '../schema';
 import { type Db, json } from './common';
 
-export type ReviewView = Readonly<{
-  review_id: string;
-  lineage_id: string;
-  project_id: string;
-  device_id: string;
-  source_table: string;
-  schema_hash: string;
-  classification: string;
-  status: 'queued' | 'in_review' | 'approved' | 'rejected';
-  action_version: number;
-  reason: string | null;
-  claimed_by: string | null;
-  decided_by: string | null;
-  created_at: string;
-  claimed_at: string | null;
-  decided_at: string | null;
-  updated_at: string;
-  /** The columns of the schema under review, when the device has sent them. */
-  schema_columns: unknown;
-}>;
+export type ReviewView = Readonly<
+  ReadStoreDB['edge_schema_reviews'] & {
+    /** The columns of the schema under review, when the device has sent them. */
+    schema_columns: unknown;
+  }
+>;
 
 export async function reviewViews(db: Db, rows: ReadStoreDB['edge_schema_reviews'][]): Promise<ReviewView[]> {
   if (rows.length === 0) return [];
