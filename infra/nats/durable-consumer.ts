@@ -32,6 +32,8 @@ export type DurableConsumerOptions = Readonly<{
 
 /** How long one hand-off fetch waits for messages; also the longest a hand-off stop waits. */
 const HANDOFF_FETCH_MS = 1_000;
+/** A hand-off fetch silent this long (no message, no end) has lost its pull request. */
+const FETCH_SILENT_MS = HANDOFF_FETCH_MS + 4_000;
 
 /**
  * A durable pull consumer processed one message at a time, shared by any number of processes.
@@ -65,30 +67,46 @@ export class DurableConsumer {
     await this.loop;
   }
 
-  /** Handle a fetch's messages as they come; with handleMany, what queued up meanwhile goes together. */
-  private async drain(batch: AsyncIterable<JsMsg>): Promise<void> {
-    const many = this.opts.handleMany;
-    if (!many) {
-      for await (const m of batch) await this.opts.handle(m);
-      return;
-    }
+  /**
+   * Handle a fetch's messages as they come; with handleMany, what queued up meanwhile goes together.
+   *
+   * A fetch ends with the server's answer at its expiry. The client's own heartbeat check does not
+   * survive every reconnect: when the consumer cannot be looked up right after one (a cluster
+   * still electing leaders after a node died), the fetch waits for an answer that never comes and
+   * the partition would stall until the process restarts. So a fetch that neither yields a message
+   * nor ends for FETCH_SILENT_MS is stopped with an error and the loop fetches again: nothing it
+   * was sent is lost (unacked messages are redelivered after ack_wait).
+   */
+  private async drain(batch: ConsumerMessages): Promise<void> {
     const queued: JsMsg[] = [];
     let wake: (() => void) | undefined;
     let done = false;
     let failed: unknown;
+    let watchdog: NodeJS.Timeout | undefined;
+    const watch = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(
+        () => batch.stop(new Error(`fetch unanswered for ${FETCH_SILENT_MS} ms`)),
+        FETCH_SILENT_MS,
+      );
+    };
     const reader = (async () => {
+      watch();
       try {
         for await (const m of batch) {
+          watch();
           queued.push(m);
           wake?.();
         }
       } catch (err) {
         failed = err; // rethrown below, never left as an unhandled rejection while a step runs
       } finally {
+        clearTimeout(watchdog);
         done = true;
         wake?.();
       }
     })();
+    const many = this.opts.handleMany;
     for (;;) {
       if (queued.length === 0) {
         if (done) break;
@@ -96,7 +114,8 @@ export class DurableConsumer {
         wake = undefined;
         continue;
       }
-      await many(queued.splice(0));
+      if (many) await many(queued.splice(0));
+      else await this.opts.handle(queued.shift()!);
     }
     await reader;
     if (failed) throw failed;
