@@ -34,6 +34,12 @@ export type DurableConsumerOptions = Readonly<{
 const HANDOFF_FETCH_MS = 1_000;
 /** A hand-off fetch silent this long (no message, no end) has lost its pull request. */
 const FETCH_SILENT_MS = HANDOFF_FETCH_MS + 4_000;
+/**
+ * How long each pull request of a streaming consumer lives. After a reconnect the client checks
+ * the consumer and, while that fails (a cluster still electing leaders after a node died), tries
+ * again every `expires`: the library's 30 s default kept uplinks stalled for up to a minute.
+ */
+const CONSUME_EXPIRES_MS = 5_000;
 
 /**
  * A durable pull consumer processed one message at a time, shared by any number of processes.
@@ -136,7 +142,10 @@ export class DurableConsumer {
           }
           break;
         }
-        this.messages = await consumer.consume({ max_messages: this.opts.maxMessages ?? 256 });
+        this.messages = await consumer.consume({
+          max_messages: this.opts.maxMessages ?? 256,
+          expires: CONSUME_EXPIRES_MS,
+        });
         for await (const m of this.messages) {
           await this.opts.handle(m);
           if (!this.running) break;
