@@ -1,10 +1,8 @@
 import Database from 'better-sqlite3';
 import { existsSync, readFileSync } from 'node:fs';
-import type { Logger } from 'pino';
 import { uuidv7 } from 'uuidv7';
 import {
   CONTROL_TOPIC,
-  type Control,
   MAX_BATCH_ROWS,
   MAX_PAYLOAD_BYTES,
   parseJsonPayload,
@@ -14,15 +12,12 @@ import {
 } from '../domain/protocol/contracts';
 import type { AgentConfig } from './config/load';
 import { ensureInfra, reconcile, type ReconcileResult, resyncTable, type Strategy } from './capture/install';
-import { checkTableConfig } from './capture/filter';
 import { Journal, type Withheld } from './capture/journal';
 import { Retention } from './capture/retention';
-import { readTableSchema } from './capture/schema';
 import { ControlHandler, type ControlCounters } from './control/handler';
-import { applyStateWrite } from './control/state-write';
 import { agentLogger } from './log';
-import type { Lane, LaneCounters, LaneDeps } from './publish/lane';
-import { type Backoff, MqttLink } from './publish/mqtt-link';
+import type { LaneCounters, LaneDeps } from './publish/lane';
+import { MqttLink } from './publish/mqtt-link';
 import { RowsLane } from './publish/rows-lane';
 import { TelemetryLane } from './publish/telemetry-lane';
 import { putUpload } from './publish/upload';
@@ -30,41 +25,14 @@ import { StateStore } from './state/state-store';
 import { FilterKeys } from './state/filter-keys';
 import { SchemaObserver } from './publish/observe';
 
-export type AgentOptions = Readonly<{
-  logger?: Logger;
-  backoff?: Backoff;
-  /** How often the agent looks at the journal counters and timers (default 100 ms). */
-  pollIntervalMs?: number;
-  now?: () => number;
-  newId?: () => string;
-}>;
+import { controlApplier } from './agent/controls';
+import { type AgentLane, rowsLane, tableStats } from './agent/lanes';
+import { reconcileLogger } from './agent/reconcile-log';
+import { stepFailure } from './agent/step-failed';
+import { telemetryTableUsable } from './agent/telemetry-tables';
+import type { AgentHandle, AgentOptions, AgentStats, TableStats } from './agent/types';
 
-export type TableStats = Readonly<{
-  strategy: 'rows' | 'telemetry';
-  paused: boolean;
-  inflight: number;
-  pending_rows: number;
-  journal_epoch?: string;
-  confirmed_seq?: number;
-  /** An upload of the secondary flow in progress. */
-  upload?: Readonly<{ upload_id: string; status: string; rows: number }>;
-}>;
-
-export type AgentStats = Readonly<
-  LaneCounters & {
-    connected: boolean;
-    controls: ControlCounters;
-    dropped_rows: number;
-    tables: Readonly<Record<string, TableStats>>;
-  }
->;
-
-export type AgentHandle = Readonly<{
-  stop(): Promise<void>;
-  /** Build and publish every pending batch now (within each table's window). */
-  flushNow(): Promise<void>;
-  stats(): AgentStats;
-}>;
+export type { AgentHandle, AgentOptions, AgentStats, TableStats } from './agent/types';
 
 /** Ids come from a clock that never goes backwards within the process (UUIDv7). */
 const defaultId = () => uuidv7();
@@ -84,6 +52,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     );
   }
   const state = new StateStore(rep.stateDbPath, () => new Date(now()));
+  const stepFailed = stepFailure({ log, state, now, stateDbPath: rep.stateDbPath });
   const db = new Database(rep.sourceDbPath, { fileMustExist: true });
   // The application's writes win: the agent waits briefly for the lock and retries later.
   db.pragma('busy_timeout = 2000');
@@ -112,8 +81,8 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     confirmedRows: 0,
   };
   const controlCounters: ControlCounters = { received: 0, rejected: 0, applied: 0, stale: 0 };
-  const lanes = new Map<string, Lane>();
-  const rowLanes = () => [...lanes.values()].filter((l): l is RowsLane => l.kind === 'rows');
+  const lanes = new Map<string, AgentLane>();
+  const rowLanes = () => [...lanes.values()].flatMap((l) => (l.kind === 'rows' ? [l] : []));
 
   // Created last (after state is restored); lanes and controls reach it through this holder.
   const net: { link?: MqttLink } = {};
@@ -189,44 +158,12 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   });
 
   // ---- capture: install triggers, keep lanes in line with the registry ----
-  const reportedSkips = new Set<string>();
+  const logReconcile = reconcileLogger(log);
   function applyReconcile(res: ReconcileResult): void {
-    for (const s of res.skipped) {
-      const key = `${s.table}:${s.reason}`;
-      if (reportedSkips.has(key)) continue;
-      reportedSkips.add(key);
-      if (s.reason === 'no_primary_key') {
-        log.warn(
-          { event: 'table_skipped', table: s.table, reason: s.reason },
-          `table ${s.table} has no explicit PRIMARY KEY, so its rows cannot be keyed in the cloud: not captured. ` +
-            'Add a PRIMARY KEY, or set its strategy to ignore (or telemetry) to silence this.',
-        );
-      } else
-        log.info(
-          { event: 'table_skipped', table: s.table, reason: s.reason },
-          `table ${s.table}: ${s.reason}`,
-        );
-    }
-    for (const t of res.registered) {
-      log.info({ event: 'table_registered', table: t }, `capturing ${t} (new journal_epoch)`);
-    }
-    for (const [t, n] of Object.entries(res.snapshotted)) {
-      log.info(
-        { event: 'snapshot', table: t, rows: n },
-        `journaled ${n} existing rows of ${t} (snapshot_on_first_run)`,
-      );
-    }
-    for (const t of res.installed)
-      log.info({ event: 'triggers_installed', table: t }, `capture triggers installed on ${t}`);
-    for (const [t, n] of Object.entries(res.converted)) {
-      log.info(
-        { event: 'journal_converted', table: t, entries: n },
-        `converted ${n} pending change(s) of ${t} from the old JSON journal into its change log (same commit_seq and epoch)`,
-      );
-    }
+    logReconcile(res);
     for (const reg of res.registry) {
       const st = state.tables.ensure(reg.name, 'rows');
-      let lane = lanes.get(reg.name) as RowsLane | undefined;
+      let lane = rowsLane(lanes.get(reg.name));
       if (st.epoch !== reg.epoch) {
         if (st.epoch !== null) {
           log.warn(
@@ -264,7 +201,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       if (res.changed.includes(reg.name)) lane.resetAnnounced();
     }
     for (const r of res.resyncs) {
-      const lane = lanes.get(r.table);
+      const lane = rowsLane(lanes.get(r.table));
       log.warn(
         {
           event: 'resync',
@@ -278,7 +215,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         `a schema change of ${r.table} (${r.reason}) changed rows without journaling them: every current row ` +
           `(${r.rows}) was journaled again, followed by a sweep, so the cloud converges on the table as it is`,
       );
-      if (lane instanceof RowsLane) {
+      if (lane) {
         lane.resetAnnounced();
         if (r.rows > maxRows)
           lane.markForUpload({ epoch: lane.epoch, throughSeq: r.sweepSeq - 1, reason: 'resync' });
@@ -286,9 +223,9 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     }
     // A first-run snapshot larger than one batch goes through the upload flow.
     for (const [t, n] of Object.entries(res.snapshotted)) {
-      const lane = lanes.get(t);
+      const lane = rowsLane(lanes.get(t));
       const reg = res.registry.find((r) => r.name === t);
-      if (n > 0 && reg && lane instanceof RowsLane) {
+      if (n > 0 && reg && lane) {
         lane.markForUpload({ epoch: reg.epoch, throughSeq: journal.maxSeq(reg.tid), reason: 'snapshot' });
       }
     }
@@ -307,7 +244,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     dataVersion = -1;
     applyReconcile(res);
     for (const l of lanes.values()) {
-      if (!(l instanceof TelemetryLane)) continue;
+      if (l.kind !== 'telemetry') continue;
       l.refreshSchema();
       const sent = l.sentSchema;
       if (sent) observer.note(l.table, 'telemetry', sent.hash, sent.fingerprint);
@@ -334,8 +271,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     if (v === dataVersion) return;
     dataVersion = v;
     for (const c of journal.counters()) {
-      const lane = lanes.get(c.name);
-      if (lane instanceof RowsLane) lane.setCounter(c.tid, c.seq);
+      rowsLane(lanes.get(c.name))?.setCounter(c.tid, c.seq);
     }
   }
 
@@ -343,156 +279,37 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
 
   for (const [table, s] of Object.entries(rep.tableStrategies)) {
     if (s.strategy !== 'telemetry') continue;
-    const schema = readTableSchema(db, table);
-    if (!schema) {
-      log.warn(
-        { event: 'table_skipped', table, reason: 'missing' },
-        `telemetry table ${table} does not exist; skipped`,
-      );
-      continue;
-    }
-    if (!schema.columns.includes(s.timestampColumn!)) {
-      log.error(
-        { event: 'table_skipped', table, reason: 'no_timestamp_column' },
-        `telemetry table ${table} has no column ${s.timestampColumn}; skipped. Fix timestamp_column in the config.`,
-      );
-      continue;
-    }
-    const problems = checkTableConfig(db, schema, s);
-    if (problems.length > 0) {
-      log.error(
-        { event: 'table_skipped', table, reason: 'config', problems },
-        `telemetry table ${table} is not sent: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}. ` +
-          'Fix table_strategies in the config (sluice-agent validate checks it against the database).',
-      );
-      continue;
-    }
-    const wr = (
-      db.prepare('SELECT wr FROM pragma_table_list WHERE schema = ? AND name = ?').get('main', table) as
-        { wr: number } | undefined
-    )?.wr;
-    if (wr === 1) {
-      log.error(
-        { event: 'table_skipped', table, reason: 'without_rowid' },
-        `telemetry table ${table} is WITHOUT ROWID; the telemetry cursor needs a rowid. Use strategy rows.`,
-      );
-      continue;
-    }
+    if (!telemetryTableUsable(db, log, table, s)) continue;
     state.tables.ensure(table, 'telemetry');
-    lanes.set(
-      table,
-      new TelemetryLane(table, {
-        ...laneDeps(UPLINK_TOPICS.telemetry),
-        db,
-        state,
-        newId,
-        maxRows,
-        maxBytes,
-        timestampColumn: s.timestampColumn!,
-        ...(s.filter ? { filter: s.filter } : {}),
-      }),
-    );
-    const sent = (lanes.get(table) as TelemetryLane).sentSchema;
+    const lane = new TelemetryLane(table, {
+      ...laneDeps(UPLINK_TOPICS.telemetry),
+      db,
+      state,
+      newId,
+      maxRows,
+      maxBytes,
+      timestampColumn: s.timestampColumn!,
+      ...(s.filter ? { filter: s.filter } : {}),
+    });
+    lanes.set(table, lane);
+    const sent = lane.sentSchema;
     if (sent) observer.note(table, 'telemetry', sent.hash, sent.fingerprint);
   }
 
   // ---- downlinks ----
-  function applyControl(c: Control): string {
-    const lane = lanes.get(c.source_table);
-    switch (c.control_kind) {
-      case 'pause_lineage':
-        if (!lane) return 'unknown table';
-        lane.pause(c.server_watermark);
-        return 'paused';
-      case 'resume_lineage':
-        if (!lane) return 'unknown table';
-        lane.resume(c.server_watermark);
-        return 'resumed';
-      case 'state_write': {
-        if (!(lane instanceof RowsLane)) return 'not a rows table';
-        const schema = readTableSchema(db, c.source_table);
-        if (!schema || schema.pk.length === 0) return 'table has no key';
-        const { applied, stale } = applyStateWrite(db, schema, c.rows ?? [], (pk) =>
-          state.cloudVersions.get(c.source_table, pk),
-        );
-        state.cloudVersions.set(c.source_table, applied);
-        // The confirmations were journaled on the agent's own connection, which data_version
-        // does not report: read the counters again on the next tick.
-        dataVersion = -1;
-        log.info(
-          {
-            event: 'state_write',
-            table: c.source_table,
-            rows: applied.length,
-            stale,
-            control_id: c.control_id,
-          },
-          `applied ${applied.length} cloud row(s) to ${c.source_table}; they go back as confirmations ` +
-            `carrying their cloud_version${stale > 0 ? ` (${stale} older than what this device holds: skipped)` : ''}`,
-        );
-        return `applied ${applied.length}`;
-      }
-      case 'resync': {
-        if (!(lane instanceof RowsLane)) return 'not a rows table';
-        checkSchema();
-        const done = resyncTable(db, lane.tid, c.resync_id ?? newId(), c.buckets ?? null);
-        if (!done) return 'table not registered';
-        // A new lineage may start from this resync: it must carry the schema.
-        lane.resetAnnounced();
-        if (done.rows > maxRows)
-          lane.markForUpload({ epoch: lane.epoch, throughSeq: done.sweepSeq - 1, reason: 'resync' });
-        dataVersion = -1;
-        log.info(
-          {
-            event: 'resync',
-            table: c.source_table,
-            reason: 'control',
-            control_id: c.control_id,
-            resync_id: done.resyncId,
-            buckets: c.buckets ?? null,
-            rows: done.rows,
-            sweep_seq: done.sweepSeq,
-          },
-          `resync of ${c.source_table} asked by the cloud: ${done.rows} current row(s) journaled again, then a sweep`,
-        );
-        return `resync: ${done.rows} rows, sweep at ${done.sweepSeq}`;
-      }
-      case 'verify': {
-        if (!(lane instanceof RowsLane)) return 'not a rows table';
-        if (!c.verify_id || !c.columns) return 'refused: verify without verify_id or columns';
-        checkSchema();
-        lane.requestVerify(c.verify_id, c.columns);
-        return 'verify queued: digested when every change of the table is in a batch';
-      }
-      case 'url_grant': {
-        if (!uploadsEnabled) {
-          log.warn(
-            { event: 'upload_grant_refused', control_id: c.control_id, table: c.source_table },
-            'url_grant refused: the upload flow needs security.signed_control (an unverified URL could send ' +
-              'the rows anywhere); the rows go as ordinary batches',
-          );
-          return 'refused: signed controls are off';
-        }
-        if (!(lane instanceof RowsLane)) return 'not a rows table';
-        const outcome = lane.onGrant(c);
-        log.info(
-          {
-            event: 'url_grant',
-            control_id: c.control_id,
-            table: c.source_table,
-            upload_id: c.upload_id,
-            outcome,
-          },
-          `url_grant for ${c.source_table}: ${outcome}`,
-        );
-        return outcome;
-      }
-      default: {
-        const never: never = c.control_kind;
-        return `unknown ${String(never)}`;
-      }
-    }
-  }
+  const applyControl = controlApplier({
+    db,
+    state,
+    log,
+    lanes,
+    newId,
+    maxRows,
+    uploadsEnabled,
+    checkSchema: () => checkSchema(),
+    journaled: () => {
+      dataVersion = -1;
+    },
+  });
   const controls = new ControlHandler(
     state,
     {
@@ -548,32 +365,13 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         retention.enforce(rowLanes());
       }
       for (const l of lanes.values()) {
-        if (l instanceof RowsLane) l.cleanup();
+        if (l.kind === 'rows') l.cleanup();
         l.resendOverdue();
         l.pump();
       }
     } catch (err) {
       stepFailed(err, 'tick_failed', 'flush step failed; retrying on the next tick');
     }
-  }
-
-  let diskFullLoggedAt = -Infinity;
-  function stepFailed(err: unknown, event: string, what: string): void {
-    const code = (err as { code?: string }).code;
-    if (code === 'SQLITE_BUSY') {
-      log.debug({ event, err: (err as Error).message }, 'application holds the write lock; retrying');
-    } else if (code === 'SQLITE_FULL') {
-      state.relieveFullDisk();
-      // Once a minute while it lasts: every tick hits it.
-      if (now() - diskFullLoggedAt < 60_000) return;
-      diskFullLoggedAt = now();
-      log.error(
-        { event: 'state_disk_full', step: event, state_db: rep.stateDbPath, err: (err as Error).message },
-        `the disk holding ${rep.stateDbPath} is full: the agent cannot record batches or confirmations, so it ` +
-          'publishes nothing new. Every change stays in the journal and nothing is lost; free space on that ' +
-          'disk and the agent carries on by itself.',
-      );
-    } else log.error({ event, err: (err as Error).message }, what);
   }
 
   const link = new MqttLink(
@@ -641,14 +439,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     stats(): AgentStats {
       const tables: Record<string, TableStats> = {};
       for (const [name, l] of lanes) {
-        tables[name] = {
-          strategy: l.kind,
-          paused: l.paused,
-          inflight: l.inflight.length,
-          pending_rows: l.pendingRows(),
-          ...(l instanceof RowsLane ? { journal_epoch: l.epoch, confirmed_seq: l.confirmedSeq } : {}),
-          ...(l instanceof RowsLane && l.uploadStats() ? { upload: l.uploadStats() } : {}),
-        };
+        tables[name] = tableStats(l);
       }
       return {
         ...counters,
