@@ -42,6 +42,8 @@ type Device = {
   app: Database.Database;
   agent: AgentProcess;
   writer: Writer;
+  /** Rows the application has committed so far (ids 1..written). */
+  written: number;
   lineageId: string;
 };
 
@@ -124,31 +126,32 @@ describe('a 3-node cluster under kills', () => {
         dir,
       });
       await waitForTriggers(app, 'readings');
-      let n = 0;
-      const writer = startWriter(
+      const device = { name, app, agent, written: 0, lineageId: '' } as Device;
+      device.writer = startWriter(
         app,
         random,
         (db) => {
-          n++;
+          const n = device.written + 1;
           db.prepare('INSERT INTO readings (id, v) VALUES (?, ?)').run(n, `${name} reading ${n}`);
+          device.written = n; // after the insert: only committed rows count as written
         },
         20,
       );
-      const { lineage_id } = await findLineage(api.base, name, 'readings', 60_000);
-      devices.push({ name, app, agent, writer, lineageId: lineage_id });
+      device.lineageId = (await findLineage(api.base, name, 'readings', 60_000)).lineage_id;
+      devices.push(device);
     }
     for (const d of devices) await approveReview(api.base, d.lineageId);
 
-    // The read side, sampled: rows visible in both mirrors over time.
-    const samples: { at: number; rows: number }[] = [];
+    // The read side, sampled: rows visible in each mirror over time.
+    const samples: { at: number; rows: number[] }[] = [];
     const visible = async () => {
-      let rows = 0;
+      const rows: number[] = [];
       for (const d of devices) {
         const r = await getJson<Page<MirrorItem>>(
           `${api!.base}/lineages/${d.lineageId}/mirror-rows?limit=1&count=true`,
         );
         if (r.status !== 200) return undefined;
-        rows += r.body.total;
+        rows.push(r.body.total);
       }
       return rows;
     };
@@ -160,28 +163,34 @@ describe('a 3-node cluster under kills', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
-    const latest = () => samples.at(-1)?.rows ?? 0;
+    const latest = () => samples.at(-1)?.rows ?? devices.map(() => 0);
+    /**
+     * Until every device's rows written after `from` are visible (PROGRESS_ROWS past what it had
+     * written then): the window then holds the whole outage, not just what was already in flight.
+     */
     const progressed = async (what: string) => {
-      const from = latest();
-      await waitFor(() => latest() >= from + PROGRESS_ROWS, {
+      const target = devices.map((d) => d.written + PROGRESS_ROWS);
+      await waitFor(() => latest().every((n, i) => n >= target[i]!), {
         timeoutMs: 120_000,
         intervalMs: 100,
-        message: () => `rows visible again after ${what} (${latest()} of ${from + PROGRESS_ROWS})`,
+        message: () => `rows visible again after ${what} (${latest().join(', ')} of ${target.join(', ')})`,
       });
     };
-    /** The longest time the visible rows did not grow, from `from` on. */
+    /** The longest time one device's visible rows did not grow, from `from` on. */
     const longestStall = (from: number, to: number) => {
-      let last = from;
       let longest = 0;
-      // From what was visible when the fault began: a sample that waited through the fault counts.
-      let rows = samples.filter((s) => s.at < from).at(-1)?.rows ?? 0;
-      for (const s of samples.filter((x) => x.at >= from && x.at <= to)) {
-        if (s.rows > rows) {
-          longest = Math.max(longest, s.at - last);
-          last = s.at;
-          rows = s.rows;
+      devices.forEach((_, i) => {
+        let last = from;
+        // From what was visible when the fault began: a sample that waited through the fault counts.
+        let rows = samples.filter((s) => s.at < from).at(-1)?.rows[i] ?? 0;
+        for (const s of samples.filter((x) => x.at >= from && x.at <= to)) {
+          if (s.rows[i]! > rows) {
+            longest = Math.max(longest, s.at - last);
+            last = s.at;
+            rows = s.rows[i]!;
+          }
         }
-      }
+      });
       return longest;
     };
     const ownersOf = async (group: string): Promise<Map<string, number>> => {
@@ -257,10 +266,10 @@ describe('a 3-node cluster under kills', () => {
     const written = new Map<string, number>();
     for (const d of devices) written.set(d.name, await d.writer.stop());
     const total = [...written.values()].reduce((a, b) => a + b, 0);
-    await waitFor(() => latest() >= total, {
+    await waitFor(() => latest().reduce((a, b) => a + b, 0) >= total, {
       timeoutMs: 120_000,
       intervalMs: 250,
-      message: () => `all ${total} rows visible (${latest()})`,
+      message: () => `all ${total} rows visible (${latest().join(', ')})`,
     });
     sampling = false;
     await sampler;
