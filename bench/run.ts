@@ -8,7 +8,8 @@
  *
  * Groups: raw, edge, ingest, naive, full, fleet (the 50-device stage of full alone), fleet1k (1,000
  * simulated devices; `--fleet-devices N` for another count; alone it also runs the 1-device burst
- * at 256 B for the fleet/single ratio), drain, rebuild, api. Everything runs on private
+ * at 256 B for the fleet/single ratio), cluster (the 1-device stage on a 3-node R3 cluster, for
+ * cluster/single; alone it also runs the 1-device burst), drain, rebuild, api. Everything runs on private
  * servers on loopback ports (tests/support), which are removed at the end. The run stops by
  * itself: each stage is bounded, and a watchdog ends the run at --max-seconds.
  */
@@ -32,6 +33,7 @@ import { PeakRss } from './lib/rss';
 import { ratio } from './lib/stats';
 import { renderTable } from './lib/table';
 import { apiReads } from './stages/api';
+import { clusterFull } from './stages/cluster';
 import { agentPublish, ingest } from './stages/edge';
 import { fleet1k } from './stages/fleet1k';
 import { drain, fullSystem, startCloud } from './stages/full';
@@ -109,6 +111,8 @@ function ratios(results: readonly StageResult[]) {
     // The 1,000-device stage (sustained under stepped load) over the 1-device burst.
     'fleet/single': ratio(rate('full.sustained.fleet1k'), full),
     'fleet50/single': ratio(rate('full.sustained.fleet'), full),
+    // The same 1-device stage on a 3-node cluster with R3 streams over the single server (R1).
+    'cluster/single': ratio(rate('full.sustained.cluster'), full),
   };
 }
 
@@ -195,7 +199,7 @@ async function main(): Promise<void> {
       );
     }
     console.log(
-      `ratios: full/naive=${r['full/naive']} full/raw=${r['full/raw']} capture=${r.capture} rebuild=${r.rebuild} fleet/single=${r['fleet/single']}`,
+      `ratios: full/naive=${r['full/naive']} full/raw=${r['full/raw']} capture=${r.capture} rebuild=${r.rebuild} fleet/single=${r['fleet/single']} cluster/single=${r['cluster/single']}`,
     );
   };
   onLimit = () => finish(true);
@@ -267,19 +271,21 @@ async function main(): Promise<void> {
     }
     // `fleet`: only the 50-device stage of `full` (the 1-device stages are skipped); `fleet1k`:
     // the simulated 1,000 devices, with the 1-device burst at the reference size for its ratio.
-    if (want('full') || want('drain') || want('fleet') || want('fleet1k')) {
+    if (want('full') || want('drain') || want('fleet') || want('fleet1k') || want('cluster')) {
       try {
         const cloud = await startCloud(ctx, await createDatabase(`read_${profile}`));
         const stopCloud = onCleanup(() => cloud.stop());
         log(`  sluice roles up (bridge, worker, projector, api)`);
         for (const size of rowSizes) {
           if (!want('full') && size !== REFERENCE_SIZE) continue;
-          if (want('full') || want('drain') || want('fleet1k')) {
+          if (want('full') || want('drain') || want('fleet1k') || want('cluster')) {
             let single: Awaited<ReturnType<typeof fullSystem>> | undefined;
             await attempt('full.sustained', profile, async () => {
               single = await fullSystem(ctx, cloud, size, 1);
               if (want('full')) return single.results;
-              return want('fleet1k') ? single.results.filter((r) => r.stage === 'full.sustained') : [];
+              return want('fleet1k') || want('cluster')
+                ? single.results.filter((r) => r.stage === 'full.sustained')
+                : [];
             });
             if (size === REFERENCE_SIZE && want('drain') && single?.device && single.agents) {
               const { device, agents } = single;
@@ -305,6 +311,13 @@ async function main(): Promise<void> {
         failures.push({ stage: 'full', profile, error: (err as Error).message });
         log(`  FAILED full (${profile}): ${(err as Error).message.slice(0, 2000)}`);
       }
+    }
+    // Right after the single-server stage, so that both rates see the same machine.
+    if (want('cluster') && profile === 'default') {
+      log('  3-node cluster, R3 streams');
+      await attempt('full.sustained.cluster', profile, () =>
+        clusterFull(ctx, REFERENCE_SIZE, shared.tracked),
+      );
     }
     // Rebuild reads events and writes PostgreSQL, whose settings are the same in both profiles.
     if (profile === args.profiles[0]) {

@@ -122,11 +122,16 @@ export type Servers = {
   stop: () => Promise<void>;
 };
 
+/** Where the stages reach NATS: one server, or a cluster's comma-separated node lists. */
+export type NatsTarget = Pick<NatsServer, 'url' | 'mqttUrl'>;
+
 export type Ctx = Readonly<{
   profile: Profile;
   quick: boolean;
   sizes: Sizes;
-  nats: NatsServer;
+  nats: NatsTarget;
+  /** Replicas of Sluice's streams (`SLUICE_STREAM_REPLICAS`): 3 on the cluster stage, else 1. */
+  streamReplicas?: number;
   mosq: MosquittoServer;
   pgAdminUrl: string;
   rss: PeakRss;
@@ -163,8 +168,8 @@ export async function startShared(): Promise<{ mosq: MosquittoServer; pg: Cluste
   return { mosq, pg: cluster, tracked };
 }
 
-export function natsTracked(nats: NatsServer): Tracked {
-  return { name: 'nats-server', pids: () => [nats.pid()].filter((p): p is number => p !== undefined) };
+export function natsTracked(nats: Pick<NatsServer, 'pid'>, name = 'nats-server'): Tracked {
+  return { name, pids: () => [nats.pid()].filter((p): p is number => p !== undefined) };
 }
 
 let dbCounter = 0;

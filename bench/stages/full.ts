@@ -102,6 +102,7 @@ export async function startCloud(ctx: Ctx, readStoreUrl: string): Promise<Cloud>
       },
     ]),
     SLUICE_LOG_LEVEL: 'info',
+    ...(ctx.streamReplicas ? { SLUICE_STREAM_REPLICAS: String(ctx.streamReplicas) } : {}),
   };
   const roles = ['bridge', 'worker', 'projector', 'api'] as const;
   const ready = {
@@ -329,7 +330,7 @@ export type Backlog = { journal_rows: number; ingress_msgs: number; projection_l
  * applied (projector). The stage with the standing queue is the one that limits.
  */
 export async function backlogSampler(ctx: Ctx, cloud: Cloud, devices: readonly Device[]) {
-  const nc = await connect({ servers: ctx.nats.url });
+  const nc = await connect({ servers: ctx.nats.url.split(',') });
   const jsm = await jetstreamManager(nc);
   const db = new pg.Client({ connectionString: cloud.readStoreUrl });
   await db.connect();
@@ -413,7 +414,12 @@ export async function fullSystem(
   const agents = agentsFor(ctx, devices);
   const total = deviceCount === 1 ? ctx.sizes.fullRows : ctx.sizes.fleetRows;
   const perDevice = Math.floor(total / deviceCount);
-  const label = deviceCount === 1 ? '1 device' : `${deviceCount} devices`;
+  // On a cluster the stages are the single-node ones with `.cluster` appended.
+  const onCluster = (ctx.streamReplicas ?? 1) > 1;
+  const suffix = (deviceCount === 1 ? '' : '.fleet') + (onCluster ? '.cluster' : '');
+  const label =
+    (deviceCount === 1 ? '1 device' : `${deviceCount} devices`) +
+    (onCluster ? `, 3-node cluster R${ctx.streamReplicas}` : '');
   await agents.start();
   try {
     await approveAll(cloud, devices);
@@ -424,7 +430,7 @@ export async function fullSystem(
       ctx,
       {
         group: 'full',
-        stage: deviceCount === 1 ? 'full.sustained' : 'full.sustained.fleet',
+        stage: `full.sustained${suffix}`,
         label: `full system, ${label}: commit → visible`,
         row_bytes: size,
         note: `${perDevice * deviceCount} rows (100/tx) then the probe; PostgreSQL read store; agent flush 100 ms`,
@@ -508,7 +514,7 @@ export async function fullSystem(
     const freshQueued = await freshBacklog.stop();
     const freshness: StageResult = {
       group: 'full',
-      stage: deviceCount === 1 ? 'full.freshness' : 'full.freshness.fleet',
+      stage: `full.freshness${suffix}`,
       label: `full system, ${label}: freshness at 50 %`,
       profile: ctx.profile,
       row_bytes: size,

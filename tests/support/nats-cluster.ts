@@ -16,6 +16,8 @@ export type ClusterNode = {
   storeDir: string;
   running: () => boolean;
   output: () => string;
+  /** The running process's id (benchmarks read its memory from /proc). */
+  pid: () => number | undefined;
 };
 
 export type NatsCluster = {
@@ -77,6 +79,7 @@ export async function startNatsCluster(opts: { size?: number } = {}): Promise<Na
         return c !== undefined && c.exitCode === null && c.signalCode === null;
       },
       output: () => procs[i]?.output() ?? '',
+      pid: () => procs[i]?.child.pid,
     };
   });
 
