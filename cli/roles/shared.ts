@@ -68,6 +68,10 @@ export async function connectNats(
     ...(env.SLUICE_NATS_TLS_CA ? { tls: { caFile: env.SLUICE_NATS_TLS_CA } } : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    // Without this the client makes an Error (a stack trace) at every request, to give a timeout
+    // the caller's stack: in a CPU profile of the 50-device bench stage, 1.7 % of the worker's
+    // time (0.6 % with it off), for traces our logs never print.
+    noAsyncTraces: true,
     ...extra,
   });
   natsUp.set(nc, true);
