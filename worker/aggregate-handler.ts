@@ -77,7 +77,16 @@ export type StateSnapshots<S> = Readonly<{
 }>;
 
 /** What a decision on the current state wants appended, and what its caller gets back. */
-export type Decision<E, T> = Readonly<{ events: readonly E[]; decision_id: string; result: T }>;
+export type Decision<E, T, S = unknown> = Readonly<{
+  events: readonly E[];
+  decision_id: string;
+  result: T;
+  /**
+   * The state after `events`, when the decision folded them already (commands decided one after
+   * another on the state the ones before left): the handler then does not fold them again.
+   */
+  state?: S;
+}>;
 
 export type Decided<S, E, T> = Readonly<{
   result: T;
@@ -153,7 +162,7 @@ export class AggregateHandler<S, E> {
    * Decide on the aggregate as cached (else loaded) and append what `decision` returns at the
    * version it was decided on. `decision` runs again, on a reloaded state, after each conflict.
    */
-  async decide<T>(id: string, decision: (state: S) => Decision<E, T>): Promise<Decided<S, E, T>> {
+  async decide<T>(id: string, decision: (state: S) => Decision<E, T, S>): Promise<Decided<S, E, T>> {
     const retry = this.o.retry ?? CONFLICT_RETRY;
     let attempt = 0;
     return backOff(
@@ -182,7 +191,7 @@ export class AggregateHandler<S, E> {
           };
         }
         const next: Folded<S> = {
-          state: d.events.reduce(this.o.evolve, current.state),
+          state: d.state ?? d.events.reduce(this.o.evolve, current.state),
           version: r.version,
           sinceSnapshot: current.sinceSnapshot + d.events.length,
         };

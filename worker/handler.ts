@@ -109,7 +109,12 @@ export class LineageCommandHandler {
           outcomes.push({ ok: false, error: err });
         }
       }
-      return { events, decision_id: `${items[0]!.meta.decision_id}+${items.length - 1}`, result: outcomes };
+      return {
+        events,
+        decision_id: `${items[0]!.meta.decision_id}+${items.length - 1}`,
+        result: outcomes,
+        state,
+      };
     });
     if (r.duplicate) {
       return { outcomes: r.result.map((o) => (o.ok ? { ok: true, events: [] } : o)), state: r.state };
