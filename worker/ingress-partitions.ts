@@ -30,9 +30,19 @@ export function ingressConsumerConfig(partition: number, ackWaitMs = 10_000) {
   };
 }
 
-/** Messages in the ingress work queue not yet acked by a worker (the stream keeps only those). */
+/**
+ * Messages in the ingress work queue not yet acked by a worker: what the partition consumers have
+ * still to deliver or see acked. Not the stream's message count: a nats-server killed -9 can come
+ * back with a consumer's acks on disk but not the work queue's matching deletions, and those
+ * messages, already decided, are never delivered again (docs/faults.md, "Ingress backlog after a broker crash").
+ * Before every partition has its consumer (no worker started yet) every message counts.
+ */
 export async function ingressBacklog(jsm: JetStreamManager): Promise<number> {
-  return (await jsm.streams.info(STREAMS.ingress)).state.messages;
+  const names = new Set(Array.from({ length: INGRESS_PARTITIONS }, (_, p) => workerConsumer(p)));
+  const consumers = await jsm.consumers.list(STREAMS.ingress).next();
+  const partitions = consumers.filter((c) => names.has(c.name));
+  if (partitions.length < INGRESS_PARTITIONS) return (await jsm.streams.info(STREAMS.ingress)).state.messages;
+  return partitions.reduce((n, c) => n + c.num_pending + c.num_ack_pending, 0);
 }
 
 export type IngressPartitionsOptions = Readonly<{

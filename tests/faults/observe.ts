@@ -10,7 +10,7 @@ import { uuidv7 } from 'uuidv7';
 import { journalBacklog, tableJournal } from '../../edge-agent/testing/mirror';
 import type { LineageEvent } from '../../domain/lineage/events';
 import { JetStreamEventStore } from '../../infra/nats/event-store';
-import { STREAMS } from '../../infra/nats/names';
+import { ingressBacklog } from '../../worker/ingress-partitions';
 import { Registry } from '../../infra/nats/registry';
 import { rowsDomainState, projectionsCaughtUp } from '../support/readside';
 import { TEST_PROJECT, TEST_TOKEN } from '../support/stack';
@@ -94,32 +94,35 @@ export async function quiesce(
 ): Promise<void> {
   const trace = process.env.SLUICE_FAULTS_TRACE === '1';
   let lastTrace = 0;
+  // What was still unmet at the last probe: a timeout names it.
+  let waiting = 'the first probe';
   await waitFor(
     async () => {
       for (const l of lineages) {
         const s = await rowsDomainState(cloud.nc, l.id);
+        waiting = `${s.source_table}: cloud at commit ${s.last_commit_seq} of the device's ${l.lastSeq()}, ${s.staged_rows} staged, ${s.replaying_rows} replaying`;
         if (trace && Date.now() - lastTrace > 3_000) {
           lastTrace = Date.now();
-          console.error(
-            `[quiesce] ${new Date().toISOString()} ${s.source_table}: cloud ${s.last_commit_seq} device ${l.lastSeq()} staged ${s.staged_rows} replaying ${s.replaying_rows}\n${cloud.logs(600)}`,
-          );
+          console.error(`[quiesce] ${new Date().toISOString()} ${waiting}\n${cloud.logs(600)}`);
         }
         if (s.last_commit_seq < l.lastSeq() || s.staged_rows !== 0 || s.replaying_rows !== 0) return false;
       }
       // A batch the device saw confirmed may still wait in the ingress work queue (a worker
       // killed before its ack: redelivered after the ack wait), behind later batches already
       // decided. Quiet means that queue is empty too.
-      if (!(await ingressEmpty(cloud))) return false;
+      const backlog = await ingressBacklog(await jetstreamManager(cloud.nc));
+      waiting = `${backlog} ingress messages undecided`;
+      if (backlog !== 0) return false;
+      waiting = 'projections behind their streams';
       return projectionsCaughtUp(cloud.nc, cloud.store);
     },
-    { timeoutMs, intervalMs: 250, message: 'every change delivered and folded' },
+    { timeoutMs, intervalMs: 250, message: () => `every change delivered and folded (${waiting})` },
   );
 }
 
-/** Every uplink the bridge took in has been decided (the work queue keeps only unacked ones). */
+/** Every uplink the bridge took in has been decided. */
 export async function ingressEmpty(cloud: Cloud): Promise<boolean> {
-  const ingress = await (await jetstreamManager(cloud.nc)).streams.info(STREAMS.ingress);
-  return ingress.state.messages === 0;
+  return (await ingressBacklog(await jetstreamManager(cloud.nc))) === 0;
 }
 
 /** A check while the device cannot confirm anything: first let the cloud decide what it has. */
