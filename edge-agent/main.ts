@@ -24,7 +24,6 @@ import { putUpload } from './publish/upload';
 import { StateStore } from './state/state-store';
 import { FilterKeys } from './state/filter-keys';
 import { SchemaObserver } from './publish/observe';
-
 import { controlApplier } from './agent/controls';
 import { type AgentLane, rowsLane, tableStats } from './agent/lanes';
 import { reconcileLogger } from './agent/reconcile-log';
