@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
@@ -32,6 +32,7 @@ export type NatsCluster = {
   start: (i: number) => Promise<void>;
   /** Until JetStream answers through a connection to node `i` (a meta leader is elected). */
   waitReady: (i?: number) => Promise<void>;
+  /** Stop every node and remove their stores. */
   stop: () => Promise<void>;
 };
 
@@ -126,6 +127,7 @@ export async function startNatsCluster(opts: { size?: number } = {}): Promise<Na
     waitReady,
     stop: async () => {
       await Promise.all(procs.map((p) => p?.stop()));
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
